@@ -1,0 +1,439 @@
+"""The ``auditlog`` command: one entry point for operators, developers and verifiers.
+
+Exit codes follow one rule everywhere: 0 success (verified), 1 verification failed (the reason
+and the record are printed), 2 usage, configuration or I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or unreadable input: exit code 2."""
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+def _read_arg_file(value: str, what: str) -> str:
+    """Read ``value`` as a path ('-' for stdin)."""
+    if value == "-":
+        return sys.stdin.read()
+    try:
+        return Path(value).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {value!r}: {exc.strerror}") from exc
+
+
+def _vkeys(values: Sequence[str]) -> list[Any]:
+    from auditlog.errors import NoteError  # noqa: PLC0415 - keep `auditlog --help` light
+    from auditlog.note import NoteVerifier  # noqa: PLC0415
+
+    out = []
+    for value in values:
+        text = value
+        if "+" not in value or Path(value).exists():
+            text = _read_arg_file(value, "key").strip()
+        try:
+            out.append(NoteVerifier.from_vkey(text))
+        except NoteError as exc:
+            raise UsageError(f"not a verifier key: {exc}") from exc
+    return out
+
+
+# -- services -----------------------------------------------------------------------------
+def _uvicorn(app: Any, host: str, port: int) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                loop="auto", lifespan="on", timeout_graceful_shutdown=10)
+    return EXIT_OK
+
+
+def cmd_ingest(_: argparse.Namespace) -> int:
+    from ingest.app import create_app  # noqa: PLC0415
+    from ingest.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    return _uvicorn(create_app(settings), settings.host, settings.port)
+
+
+def cmd_query(_: argparse.Namespace) -> int:
+    from query.app import create_app  # noqa: PLC0415
+    from query.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    return _uvicorn(create_app(settings), settings.host, settings.port)
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    """Ingest and query on one port: the Pangea SDK needs a single base URL."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+
+    from auditlog.observability import configure_logging  # noqa: PLC0415
+    from auditlog.webapp import build_app  # noqa: PLC0415
+    from ingest import app as ingest_app  # noqa: PLC0415
+    from ingest.settings import Settings as IngestSettings  # noqa: PLC0415
+    from query import app as query_app  # noqa: PLC0415
+    from query.settings import Settings as QuerySettings  # noqa: PLC0415
+
+    ingest_settings = IngestSettings.from_env()
+    query_settings = QuerySettings.from_env()
+    configure_logging(ingest_settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> Any:
+        async with (
+            ingest_app.lifespan(ingest_settings) as ingest_state,
+            query_app.lifespan(query_settings) as query_state,
+        ):
+            yield {**ingest_state, **query_state}
+
+    app = build_app([*ingest_app.routes(), *query_app.routes()], lifespan, "serve")
+    return _uvicorn(app, ingest_settings.host, ingest_settings.port)
+
+
+def cmd_sealer(_: argparse.Namespace) -> int:
+    from sealer.main import main  # noqa: PLC0415
+
+    main()
+    return EXIT_OK
+
+
+# -- administration -----------------------------------------------------------------------
+def _database_url(args: argparse.Namespace) -> str:
+    from auditlog.settings import DEFAULT_DATABASE_URL, Env  # noqa: PLC0415
+
+    return str(getattr(args, "database_url", None) or Env().str("DATABASE_URL", DEFAULT_DATABASE_URL))
+
+
+async def _migrate(url: str) -> list[str]:
+    import asyncpg  # noqa: PLC0415
+
+    from auditlog import db  # noqa: PLC0415
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = asyncio.run(_migrate(_database_url(args)))
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return EXIT_OK
+
+
+def write_signing_key(path: Path, name: str) -> str:
+    """Create an Ed25519 note key at ``path`` (mode 0600) and return its verifier key."""
+    from auditlog.note import NoteSigner  # noqa: PLC0415
+
+    signer = NoteSigner.generate(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(signer.skey() + "\n")
+    path.with_suffix(".vkey").write_text(signer.vkey() + "\n", encoding="utf-8")
+    return str(signer.vkey())
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    if path.exists():
+        raise UsageError(f"{path} exists; refusing to overwrite a signing key")
+    vkey = write_signing_key(path, args.name)
+    print(f"signing key: {path}\nverifier key ({path.with_suffix('.vkey')}):\n{vkey}")
+    return EXIT_OK
+
+
+async def _token(args: argparse.Namespace) -> int:
+    import asyncpg  # noqa: PLC0415
+
+    from auditlog import tokens  # noqa: PLC0415
+
+    conn = await asyncpg.connect(_database_url(args))
+    try:
+        if args.token_cmd == "create":
+            scopes = {s.strip() for s in args.scope.split(",") if s.strip()}
+            try:
+                secret, info = await tokens.create_token(conn, args.name, scopes, args.tenant)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+            print(f"token id {info.token_id} scopes {','.join(sorted(info.scopes))}"
+                  f"{' tenant ' + info.tenant_id if info.tenant_id else ''}")
+            print(secret)
+        elif args.token_cmd == "list":
+            for r in await tokens.list_tokens(conn):
+                state = "revoked" if r["revoked_at"] else "active"
+                print(f"{r['token_id']}\t{r['name']}\t{','.join(r['scopes'])}\t"
+                      f"{r['tenant_id'] or '-'}\t{state}\t{r['created_at']:%Y-%m-%d %H:%M}")
+        else:
+            if not await tokens.revoke_token(conn, args.token_id):
+                print(f"no active token {args.token_id}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"revoked {args.token_id}")
+    finally:
+        await conn.close()
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    return asyncio.run(_token(args))
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from auditlog import stack  # noqa: PLC0415
+
+    return stack.main([args.action])
+
+
+# -- verification -------------------------------------------------------------------------
+def cmd_verify_receipt(args: argparse.Namespace) -> int:
+    from auditlog.envelope import Envelope  # noqa: PLC0415
+    from auditlog.errors import AuditLogError, InvalidEvent, UnknownHashScheme  # noqa: PLC0415
+    from auditlog.hashing import get_hasher  # noqa: PLC0415
+    from auditlog.receipt import Receipt, verify_receipt  # noqa: PLC0415
+
+    verifiers = _vkeys(args.key)
+    try:
+        hasher = get_hasher(args.hash_scheme)
+    except UnknownHashScheme as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        envelope_obj = json.loads(_read_arg_file(args.entry, "envelope"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"envelope is not JSON: {exc}") from exc
+    if isinstance(envelope_obj, dict) and "envelope" in envelope_obj:
+        envelope_obj = envelope_obj["envelope"]  # accept a Pangea log/search result as well
+    receipt_text = _read_arg_file(args.receipt, "receipt")
+    try:
+        envelope = Envelope.from_obj(envelope_obj)
+        receipt = Receipt.from_text(receipt_text)
+        verified = verify_receipt(receipt, envelope.canonical, verifiers, hasher)
+    except InvalidEvent as exc:
+        print(f"FAILED: the envelope is not a valid audit envelope: {exc}")
+        return EXIT_FAILED
+    except AuditLogError as exc:
+        print(f"FAILED: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    cp = verified.checkpoint
+    print(f"OK: event {envelope.event_hash.hex()} is entry {verified.index} of {cp.origin} "
+          f"at size {cp.size}, root {cp.root.hex()}, signed by {', '.join(v.name for v in verifiers)}")
+    return EXIT_OK
+
+
+# -- development: `auditlog up` -----------------------------------------------------------
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+async def _prepare_dev(env: dict[str, str], home: Path) -> tuple[str, str]:
+    """Migrate, create topics, and make sure the dev signing key and token exist."""
+    import asyncpg  # noqa: PLC0415
+
+    from auditlog import db, tokens  # noqa: PLC0415
+    from auditlog.kafka import ensure_topics  # noqa: PLC0415
+
+    url = env["AUDITLOG_DATABASE_URL"]
+    conn = await asyncpg.connect(url)
+    try:
+        await db.migrate(conn)
+        token_file = home / "dev-token"
+        token = token_file.read_text().strip() if token_file.exists() else None
+        secret, _ = await tokens.create_token(conn, "dev", {"log", "search", "admin"}, token=token)
+        token_file.write_text(secret + "\n")
+        token_file.chmod(0o600)
+    finally:
+        await conn.close()
+    await ensure_topics(env["AUDITLOG_KAFKA_BOOTSTRAP"], env["AUDITLOG_TOPIC"])
+    key_file = Path(env["AUDITLOG_SIGNING_KEY_FILE"])
+    if not key_file.exists():
+        write_signing_key(key_file, env["AUDITLOG_ORIGIN"])
+    vkey = key_file.with_suffix(".vkey").read_text().strip()
+    return secret, vkey
+
+
+def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up script
+    from auditlog import stack  # noqa: PLC0415
+    from auditlog.settings import DEFAULT_ORIGIN, DEFAULT_TOPIC  # noqa: PLC0415
+
+    cfg = stack.StackConfig.from_env()
+    was_running = stack.is_running(cfg)
+    stack.start(cfg)
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        port = args.port
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "AUDITLOG_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
+            "AUDITLOG_DATABASE_URL": cfg.database_url,
+            "AUDITLOG_TOPIC": os.environ.get("AUDITLOG_TOPIC", DEFAULT_TOPIC),
+            "AUDITLOG_ORIGIN": os.environ.get("AUDITLOG_ORIGIN", DEFAULT_ORIGIN),
+            "AUDITLOG_SIGNING_KEY_FILE": str(cfg.home / "keys" / "log.skey"),
+            "AUDITLOG_PORT": str(port),
+            "AUDITLOG_HOME": str(cfg.home),
+        }
+        token, vkey = asyncio.run(_prepare_dev(env, cfg.home))
+        exe = [sys.executable, "-m", "auditlog.cli"]
+        logs = cfg.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name in ("serve", "sealer"):
+            out = (logs / f"{name}.log").open("ab")
+            # Children ignore Ctrl-C from the terminal's process group; we stop them in order.
+            children.append(subprocess.Popen([*exe, name], env=env, stdout=out, stderr=out,
+                                             start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not _http_ok(f"{base}/readyz"):
+            if stopping or any(c.poll() is not None for c in children) or time.monotonic() > deadline:
+                print(f"services did not start; see {logs}/serve.log and sealer.log", file=sys.stderr)
+                return EXIT_USAGE
+            time.sleep(0.3)
+        dev_env = {
+            "AUDITLOG_URL": base,
+            "PANGEA_DOMAIN": base,
+            "PANGEA_AUDIT_TOKEN": token,
+            "AUDITLOG_VKEY": vkey,
+            "AUDITLOG_DATABASE_URL": cfg.database_url,
+            "AUDITLOG_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
+        }
+        (cfg.home / "dev.env").write_text("".join(f"{k}={v}\n" for k, v in dev_env.items()))
+        print(f"auditlog is up: {base}  (logs in {logs})")
+        for key, value in dev_env.items():
+            print(f"  {key}={value}")
+        print(f"  (written to {cfg.home / 'dev.env'}; Ctrl-C stops everything)")
+        if args.then:
+            rc = subprocess.call(args.then, shell=True, env={**env, **dev_env})  # noqa: S602
+            if rc != 0:
+                print(f"`{args.then}` exited with {rc}", file=sys.stderr)
+                return EXIT_FAILED
+            if args.exit_after:
+                return EXIT_OK
+        sys.stdout.flush()
+        while not stopping:
+            dead = [c for c in children if c.poll() is not None]
+            if dead:
+                print(f"a service exited (code {dead[0].returncode}); see {logs}", file=sys.stderr)
+                return EXIT_FAILED
+            time.sleep(0.5)
+        return EXIT_OK
+    finally:
+        print("stopping services…")
+        _stop_children(children)
+        if not was_running:
+            stack.stop(cfg)
+
+
+# -- argument parsing ---------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="auditlog", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the local stack and all services in the foreground")
+    up.add_argument("--port", type=int, default=8000, help="port of ingest+query (default 8000)")
+    up.add_argument("--then", metavar="CMD", help="run CMD (with dev.env set) once everything is up")
+    up.add_argument("--exit-after", action="store_true", help="stop everything after --then")
+    up.set_defaults(func=cmd_up)
+
+    st = sub.add_parser("stack", help="the local Kafka and PostgreSQL only")
+    st.add_argument("action", choices=["start", "stop", "status"])
+    st.set_defaults(func=cmd_stack)
+
+    for name, func, text in (
+        ("ingest", cmd_ingest, "run the ingest service"),
+        ("sealer", cmd_sealer, "run a sealer worker"),
+        ("query", cmd_query, "run the query service"),
+        ("serve", cmd_serve, "run ingest and query on one port (development)"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(func=func)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--database-url")
+    mig.set_defaults(func=cmd_migrate)
+
+    kg = sub.add_parser("keygen", help="create an Ed25519 checkpoint signing key")
+    kg.add_argument("--name", required=True, help="key name, usually the log origin prefix")
+    kg.add_argument("--out", required=True, help="file for the signing key (.vkey written beside)")
+    kg.set_defaults(func=cmd_keygen)
+
+    tok = sub.add_parser("token", help="manage API tokens")
+    tok.add_argument("--database-url")
+    toks = tok.add_subparsers(dest="token_cmd", required=True)
+    create = toks.add_parser("create")
+    create.add_argument("--scope", required=True, help="comma list of log,search,admin")
+    create.add_argument("--tenant", help="bind the token to one tenant_id")
+    create.add_argument("--name", default="token")
+    toks.add_parser("list")
+    revoke = toks.add_parser("revoke")
+    revoke.add_argument("token_id")
+    tok.set_defaults(func=cmd_token)
+
+    ver = sub.add_parser("verify", help="verify receipts offline")
+    vers = ver.add_subparsers(dest="verify_cmd", required=True)
+    rec = vers.add_parser("receipt", help="verify a c2sp.org/tlog-proof@v1 receipt for an envelope")
+    rec.add_argument("receipt", help="receipt file ('-' for stdin)")
+    rec.add_argument("--entry", required=True, help="the event's envelope as JSON (file)")
+    rec.add_argument("--key", required=True, action="append", help="verifier key or key file")
+    rec.add_argument("--hash-scheme", default="rfc6962-sha256")
+    rec.set_defaults(func=cmd_verify_receipt)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as exc:
+        print(f"auditlog: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

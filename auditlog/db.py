@@ -1,0 +1,90 @@
+"""PostgreSQL access shared by the services: pools, migrations and the schema-version guard.
+
+Migrations are plain SQL files in ``auditlog/migrations`` named ``NNNN_name.sql`` and applied in
+order by ``auditlog migrate``, each in its own transaction together with its ``schema_version``
+row. Services call :func:`check_schema` at start and refuse to run against another version.
+
+Errors: :class:`SchemaMismatch` (a service met a database of another schema version).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from auditlog.errors import AuditLogError
+
+# Serialises concurrent `auditlog migrate` runs (tests and `auditlog up` may race).
+_MIGRATION_LOCK_ID = 0x6175646974
+
+
+class SchemaMismatch(AuditLogError):
+    """The database's schema version is not the one this code was written for."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every bundled migration, in order."""
+    out: list[tuple[int, str, str]] = []
+    for entry in resources.files("auditlog.migrations").iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        version = int(name.split("_", 1)[0])
+        out.append((version, name, entry.read_text(encoding="utf-8")))
+    out.sort()
+    return out
+
+
+SCHEMA_VERSION = migrations()[-1][0]
+
+
+async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    if pool is None:  # pragma: no cover - create_pool returns None only when awaited lazily
+        raise AuditLogError("could not create a PostgreSQL pool")
+    return pool
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply the missing migrations; returns the names applied."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)", version, name
+                )
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+    return applied
+
+
+async def current_version(conn: asyncpg.Connection | asyncpg.Pool) -> int | None:
+    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not exists:
+        return None
+    version: Any = await conn.fetchval("SELECT max(version) FROM schema_version")
+    return int(version) if version is not None else None
+
+
+async def check_schema(pool: asyncpg.Pool) -> None:
+    """Refuse to serve against a database this code does not know."""
+    version = await current_version(pool)
+    if version != SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"database schema version is {version}, this build needs {SCHEMA_VERSION}: "
+            "run `auditlog migrate`"
+        )

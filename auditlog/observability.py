@@ -1,0 +1,106 @@
+"""Logging and metrics set-up shared by the three services.
+
+structlog is configured once per process, by the composition root, to write one JSON object per
+line to stdout. Prometheus metrics live in the default registry and are exposed on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
+
+import orjson
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+_configured = False
+
+
+def configure_logging(level: str = "info") -> None:
+    """Route structlog (and the stdlib loggers of our dependencies) to JSON lines on stdout."""
+    global _configured  # noqa: PLW0603 - logging is process-global by nature
+    if _configured:
+        return
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
+        cache_logger_on_first_use=True,
+    )
+    # aiokafka and uvicorn log through the stdlib; keep their warnings, drop their chatter.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    _configured = True
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    """Prometheus text exposition of the default registry."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+Scope = MutableMapping[str, object]
+Message = MutableMapping[str, object]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+HTTP_REQUESTS = Counter(
+    "auditlog_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "auditlog_http_request_seconds",
+    "HTTP request latency",
+    ["service", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class RequestLogMiddleware:
+    """One JSON log line and one latency observation per HTTP request."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.log = structlog.get_logger(service)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])  # type: ignore[call-overload]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = perf_counter() - start
+            route = scope.get("route")
+            route_name = getattr(route, "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(self.service, route_name, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, route_name).observe(elapsed)
+            state = scope.get("state")
+            self.log.info(
+                "request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                route=route_name,
+                status=status,
+                ms=round(elapsed * 1000, 3),
+                request_id=state.get("request_id") if isinstance(state, dict) else None,
+            )

@@ -1,0 +1,108 @@
+"""Pangea's HTTP response envelope and error statuses, shared by ingest and query.
+
+Every answer is JSON with ``request_id, request_time, response_time, status, summary, result``
+(see shared/reference/pangea-audit-api.md §1.3), including 404, 405 and 503, because the official
+SDK parses every body it gets.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+STATUS_HTTP = {
+    "Success": 200,
+    "Accepted": 202,
+    "ValidationError": 400,
+    "BadOffset": 400,
+    "TreeNotFound": 404,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "NotFound": 404,
+    "TooManyRequests": 429,
+    "ServiceNotAvailable": 503,
+    "InternalError": 500,
+}
+
+
+def new_request_id() -> str:
+    return "prq_" + secrets.token_hex(16)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PangeaResponse(Response):
+    media_type = "application/json"
+
+    def __init__(
+        self,
+        request: Request,
+        status: str,
+        result: Any,
+        summary: str,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        request_id = getattr(request.state, "request_id", None) or new_request_id()
+        request_time = getattr(request.state, "request_time", None) or _now()
+        body = {
+            "request_id": request_id,
+            "request_time": request_time,
+            "response_time": _now(),
+            "status": status,
+            "summary": summary,
+            "result": result,
+        }
+        super().__init__(
+            orjson.dumps(body), status_code=STATUS_HTTP.get(status, 400), headers=headers
+        )
+
+
+def success(request: Request, result: Any, summary: str = "Success") -> PangeaResponse:
+    return PangeaResponse(request, "Success", result, summary)
+
+
+def validation_error(
+    request: Request, errors: list[dict[str, str]], summary: str | None = None
+) -> PangeaResponse:
+    text = summary or (errors[0]["detail"] if errors else "Invalid request")
+    return PangeaResponse(request, "ValidationError", {"errors": errors}, text)
+
+
+def unauthorized(request: Request) -> PangeaResponse:
+    return PangeaResponse(
+        request, "Unauthorized", {"errors": []}, "Not authorized to access this resource"
+    )
+
+
+def not_found(request: Request, summary: str = "Resource not found") -> PangeaResponse:
+    return PangeaResponse(request, "NotFound", None, summary)
+
+
+def unavailable(request: Request, summary: str, retry_after: int = 1) -> PangeaResponse:
+    return PangeaResponse(
+        request,
+        "ServiceNotAvailable",
+        None,
+        summary,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def error_item(code: str, detail: str, source: str) -> dict[str, str]:
+    return {"code": code, "detail": detail, "source": source}
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

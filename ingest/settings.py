@@ -1,0 +1,45 @@
+"""Settings of the ingest service, read from ``AUDITLOG_*`` once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from auditlog.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_KAFKA_BOOTSTRAP,
+    DEFAULT_TOPIC,
+    Env,
+    Secret,
+)
+
+DEFAULT_MAX_IN_FLIGHT = 4096
+DEFAULT_SEND_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    database_url: Secret = Secret(DEFAULT_DATABASE_URL)
+    topic: str = DEFAULT_TOPIC
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Events accepted but not yet acknowledged by Kafka; past this, requests get 503 + Retry-After.
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    # How long a request waits for Kafka's ack before answering 503 (Kafka down is not a hang).
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = Env(environ)
+        return cls(
+            kafka_bootstrap=env.str("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+            database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
+            topic=env.str("TOPIC", DEFAULT_TOPIC),
+            host=env.str("HOST", "127.0.0.1"),
+            port=env.int("PORT", 8000, minimum=1),
+            max_in_flight=env.int("INGEST_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
+            send_timeout=env.float("INGEST_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT, minimum=0.1),
+            log_level=env.str("LOG_LEVEL", "info"),
+        )

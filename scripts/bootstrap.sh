@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Creates .venv with Python 3.11+ and installs the project with its dev extra.
+# Idempotent: reinstalls only when pyproject.toml changed since the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+    py=$(find_python) || {
+        echo "bootstrap: Python 3.11 or newer is required (set PYTHON=/path/to/python3.11)" >&2
+        exit 2
+    }
+    if ! "$py" -m venv .venv 2>/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "bootstrap: installing python3-venv"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+            "$py" -m venv .venv
+        else
+            echo "bootstrap: '$py -m venv' failed; install the venv module for $py" >&2
+            exit 2
+        fi
+    fi
+fi
+
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+    echo "bootstrap: installing auditlog and its dev dependencies into .venv"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi

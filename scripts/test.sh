@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command (`make test`, and what .ci/run calls): set up, lint, type-check,
+# then the whole suite. Integration and e2e tests start the local Kafka and PostgreSQL on their
+# own (or use AUDITLOG_KAFKA_BOOTSTRAP / AUDITLOG_DATABASE_URL) and stop what they started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+    echo "pytest collected no tests" >&2
+    exit 1
+fi
+exit "$rc"

@@ -1,0 +1,65 @@
+"""Settings of the sealer, read from ``AUDITLOG_*`` once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from auditlog.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_KAFKA_BOOTSTRAP,
+    DEFAULT_ORIGIN,
+    DEFAULT_TOPIC,
+    Env,
+    Secret,
+    SettingsError,
+)
+
+DEFAULT_BATCH_MAX_SIZE = 2000
+DEFAULT_BATCH_MAX_AGE = 0.1  # seconds; latency is dominated by this window, not by the work
+DEFAULT_GROUP_ID = "auditlog-sealer"
+DEFAULT_HASH_SCHEME = "rfc6962-sha256"
+DEFAULT_SIGNING_KEY_FILE = ".auditlog/keys/log.skey"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    database_url: Secret = Secret(DEFAULT_DATABASE_URL)
+    topic: str = DEFAULT_TOPIC
+    group_id: str = DEFAULT_GROUP_ID
+    origin: str = DEFAULT_ORIGIN
+    signing_key_file: Path = Path(DEFAULT_SIGNING_KEY_FILE)
+    hash_scheme: str = DEFAULT_HASH_SCHEME
+    batch_max_size: int = DEFAULT_BATCH_MAX_SIZE
+    batch_max_age: float = DEFAULT_BATCH_MAX_AGE
+    metrics_port: int = 0  # 0: no metrics listener
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = Env(environ)
+        settings = cls(
+            kafka_bootstrap=env.str("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+            database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
+            topic=env.str("TOPIC", DEFAULT_TOPIC),
+            group_id=env.str("SEALER_GROUP_ID", DEFAULT_GROUP_ID),
+            origin=env.str("ORIGIN", DEFAULT_ORIGIN),
+            signing_key_file=Path(env.str("SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE)),
+            hash_scheme=env.str("HASH_SCHEME", DEFAULT_HASH_SCHEME),
+            batch_max_size=env.int("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, minimum=1),
+            batch_max_age=env.float("BATCH_MAX_AGE", DEFAULT_BATCH_MAX_AGE, minimum=0.001),
+            metrics_port=env.int("SEALER_METRICS_PORT", 0),
+            log_level=env.str("LOG_LEVEL", "info"),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        # A batch must close well inside the consumer's poll interval (300 s) or the group
+        # would evict a healthy sealer.
+        if self.batch_max_age > 60:
+            raise SettingsError("AUDITLOG_BATCH_MAX_AGE must be at most 60 seconds")
+        if "/" in self.topic:
+            raise SettingsError("AUDITLOG_TOPIC must not contain '/'")

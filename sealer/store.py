@@ -1,0 +1,187 @@
+"""The sealer's PostgreSQL side: log heads, and one transaction per sealed batch.
+
+Fencing: a sealer holds the head it loaded (size, root, next offset). Sealing locks the log row,
+checks that the stored head is still that one, and only then writes; a sealer whose partition
+moved to another worker finds a head it did not write and gets :class:`Fenced`, so two sealers
+can never publish disagreeing checkpoints for one log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import asyncpg
+
+from auditlog.checkpoint import Checkpoint
+from auditlog.errors import AuditLogError
+from auditlog.hashing import LogHasher
+from auditlog.integrate import integrate, tiles_to_fetch
+from auditlog.kafka import log_id as make_log_id
+from auditlog.note import NoteSigner, sign_note
+from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle, leaf_hash, log_entry
+from sealer.records import Sealable
+
+
+class Fenced(AuditLogError):
+    """The log head changed under this sealer: another worker owns the partition now."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    log_id: str
+    origin: str
+    hash_scheme: str
+    size: int
+    root: bytes
+    next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SealResult:
+    head: LogHead
+    checkpoint: str | None  # None when the batch held only dead letters
+
+
+async def load_head(
+    pool: asyncpg.Pool, topic: str, partition: int, origin_base: str, hasher: LogHasher
+) -> LogHead:
+    """The stored head of a partition's log, creating the log on first sight."""
+    log_id = make_log_id(topic, partition)
+    origin = f"{origin_base}/{topic}/{partition}"
+    await pool.execute(
+        "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, root)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_id) DO NOTHING",
+        log_id,
+        origin,
+        topic,
+        partition,
+        hasher.name,
+        hasher.empty_root(),
+    )
+    row = await pool.fetchrow(
+        "SELECT origin, hash_scheme, size, root, next_offset FROM logs WHERE log_id = $1", log_id
+    )
+    assert row is not None
+    if row["hash_scheme"] != hasher.name:
+        raise AuditLogError(
+            f"log {log_id} uses {row['hash_scheme']}, this sealer is configured for {hasher.name}"
+        )
+    return LogHead(
+        log_id, row["origin"], row["hash_scheme"], row["size"], bytes(row["root"]), row["next_offset"]
+    )
+
+
+def _bundle_rows(log_id: str, start: int, entries: Sequence[bytes]) -> list[tuple[str, int, bytes]]:
+    rows = []
+    i = 0
+    while i < len(entries):
+        index = start + i
+        bundle = index // TILE_WIDTH
+        take = min(len(entries) - i, (bundle + 1) * TILE_WIDTH - index)
+        rows.append((log_id, bundle, encode_bundle(entries[i : i + take])))
+        i += take
+    return rows
+
+
+async def seal(
+    conn: asyncpg.Connection,
+    head: LogHead,
+    hasher: LogHasher,
+    signer: NoteSigner,
+    items: Sequence[Sealable],
+    next_offset: int,
+) -> SealResult:
+    """Append ``items`` to the log and move its offset to ``next_offset``, atomically."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT size, root, next_offset FROM logs WHERE log_id = $1 FOR UPDATE", head.log_id
+        )
+        if row is None or (row["size"], bytes(row["root"]), row["next_offset"]) != (
+            head.size,
+            head.root,
+            head.next_offset,
+        ):
+            raise Fenced(f"log {head.log_id} head moved; this sealer no longer owns it")
+        if not items:
+            await conn.execute(
+                "UPDATE logs SET next_offset = $2, updated_at = now() WHERE log_id = $1",
+                head.log_id,
+                next_offset,
+            )
+            return SealResult(replace(head, next_offset=next_offset), None)
+
+        wanted = tiles_to_fetch(head.size)
+        edge: dict[TileID, bytes] = {}
+        if wanted:
+            rows = await conn.fetch(
+                "SELECT level, idx, data FROM tiles WHERE log_id = $1"
+                " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
+                head.log_id,
+                [t.level for t in wanted],
+                [t.index for t in wanted],
+            )
+            edge = {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}
+        canon = [item.envelope.canonical for item in items]
+        leaves = [leaf_hash(hasher, c) for c in canon]
+        result = integrate(hasher, head.size, edge, leaves)
+
+        await conn.copy_records_to_table(
+            "events",
+            columns=[
+                "log_id", "idx", "event_hash", "envelope", "received_at", "kafka_offset",
+                "tenant_id", "actor", "action", "target", "status", "source", "idempotency_key",
+            ],
+            records=[
+                (
+                    head.log_id,
+                    head.size + i,
+                    item.envelope.event_hash,
+                    canon[i],
+                    item.received_at,
+                    item.offset,
+                    *(_text(item.envelope.event.get(f)) for f in _SEARCH_FIELDS),
+                    item.idempotency_key,
+                )
+                for i, item in enumerate(items)
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO tiles (log_id, level, idx, data) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (log_id, level, idx) DO UPDATE SET data = EXCLUDED.data",
+            [(head.log_id, t.level, t.index, data) for t, data in result.tiles.items()],
+        )
+        # Bundles only grow, so a batch appends its length-prefixed entries in SQL instead of
+        # reading the partial bundle back.
+        await conn.executemany(
+            "INSERT INTO bundles (log_id, idx, data) VALUES ($1, $2, $3)"
+            " ON CONFLICT (log_id, idx) DO UPDATE SET data = bundles.data || EXCLUDED.data",
+            _bundle_rows(head.log_id, head.size, [log_entry(c) for c in canon]),
+        )
+        note = sign_note(Checkpoint(head.origin, result.size, result.root).to_text(), [signer])
+        await conn.execute(
+            "INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $2, $3, $4)",
+            head.log_id,
+            result.size,
+            result.root,
+            note,
+        )
+        await conn.execute(
+            "UPDATE logs SET size = $2, root = $3, next_offset = $4, checkpoint = $5,"
+            " updated_at = now() WHERE log_id = $1",
+            head.log_id,
+            result.size,
+            result.root,
+            next_offset,
+            note,
+        )
+    return SealResult(
+        replace(head, size=result.size, root=result.root, next_offset=next_offset), note
+    )
+
+
+_SEARCH_FIELDS = ("tenant_id", "actor", "action", "target", "status", "source")
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,131 @@
+"""Shared fixtures: real Kafka and PostgreSQL for the integration and e2e tiers.
+
+Where the services come from, in order:
+1. ``AUDITLOG_KAFKA_BOOTSTRAP`` and ``AUDITLOG_DATABASE_URL`` when both are set;
+2. testcontainers, when a Docker engine answers;
+3. the project's local stack (``auditlog stack start``), stopped again at the end of the session
+   if this session started it.
+
+Each session works in its own database and its own topic, both removed at the end, so runs never
+see each other's data. Unit tests use none of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    database_url: str  # the session's own database
+    topic: str
+
+
+def _docker_works() -> bool:
+    try:
+        from testcontainers.core.docker_client import DockerClient
+
+        DockerClient().client.ping()
+    except Exception:  # noqa: BLE001 - any failure means "no usable Docker engine"
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _infrastructure() -> Iterator[tuple[str, str]]:
+    kafka = os.environ.get("AUDITLOG_KAFKA_BOOTSTRAP")
+    database = os.environ.get("AUDITLOG_DATABASE_URL")
+    if kafka and database:
+        yield kafka, database
+        return
+    if _docker_works():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with KafkaContainer().with_kraft() as k, PostgresContainer("postgres:16") as pg:
+            url = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
+            yield k.get_bootstrap_server(), url
+        return
+    from auditlog import stack
+
+    cfg = stack.StackConfig.from_env()
+    started = not stack.is_running(cfg)
+    if started:
+        stack.start(cfg)
+    try:
+        yield cfg.kafka_bootstrap, cfg.database_url
+    finally:
+        if started:
+            stack.stop(cfg)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def _create_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    from auditlog import db
+
+    conn = await asyncpg.connect(_with_database(admin_url, name))
+    try:
+        await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [t for t in topics if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    from auditlog.kafka import dlq_topic, ensure_topics
+
+    suffix = secrets.token_hex(4)
+    topic = f"audit.test-{suffix}"
+    name = f"auditlog_test_{suffix}"
+    with _infrastructure() as (kafka, admin_url):
+        asyncio.run(_create_database(admin_url, name))
+        asyncio.run(ensure_topics(kafka, topic, partitions=2))
+        try:
+            yield Services(kafka, _with_database(admin_url, name), topic)
+        finally:
+            asyncio.run(_delete_topics(kafka, [topic, dlq_topic(topic)]))
+            asyncio.run(_drop_database(admin_url, name))

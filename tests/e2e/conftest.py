@@ -1,0 +1,102 @@
+"""The whole pipeline as subprocesses: ``auditlog serve`` and ``auditlog sealer``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Services
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    base_url: str
+    token: str
+    vkey: str
+    vkey_file: Path
+    env: dict[str, str]
+    services: Services
+    logs: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _token(url: str, scopes: set[str], tenant: str | None = None) -> str:
+    import asyncpg
+
+    from auditlog.tokens import create_token
+
+    conn = await asyncpg.connect(url)
+    try:
+        secret, _ = await create_token(conn, "e2e", scopes, tenant)
+    finally:
+        await conn.close()
+    return secret
+
+
+def make_token(services: Services, scopes: set[str], tenant: str | None = None) -> str:
+    return asyncio.run(_token(services.database_url, scopes, tenant))
+
+
+@pytest.fixture(scope="session")
+def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    work = tmp_path_factory.mktemp("pipeline")
+    key = work / "log.skey"
+    from auditlog.cli import write_signing_key
+
+    vkey = write_signing_key(key, "e2e.auditlog.test")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "AUDITLOG_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+        "AUDITLOG_DATABASE_URL": services.database_url,
+        "AUDITLOG_TOPIC": services.topic,
+        "AUDITLOG_ORIGIN": "e2e.auditlog.test",
+        "AUDITLOG_SIGNING_KEY_FILE": str(key),
+        "AUDITLOG_PORT": str(port),
+        "AUDITLOG_SEALER_GROUP_ID": f"sealer-{services.topic}",
+        "AUDITLOG_BATCH_MAX_AGE": "0.05",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    for name in ("serve", "sealer"):
+        out = (work / f"{name}.log").open("wb")
+        procs.append(subprocess.Popen([sys.executable, "-m", "auditlog.cli", name],
+                                      env=env, stdout=out, stderr=subprocess.STDOUT))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                logs = "\n".join((work / f"{n}.log").read_text()[-3000:] for n in ("serve", "sealer"))
+                pytest.fail(f"pipeline did not start:\n{logs}")
+            time.sleep(0.2)
+        token = make_token(services, {"log", "search"})
+        yield Pipeline(base, token, vkey, key.with_suffix(".vkey"), env, services, work)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

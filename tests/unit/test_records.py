@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from auditlog.envelope import Envelope
+from sealer.records import MAX_RECORD_BYTES, Rejected, Sealable, decode
+
+
+@dataclass
+class FakeRecord:
+    """A stand-in for aiokafka's ConsumerRecord: decode() is pure and reads only these fields."""
+
+    value: bytes | None
+    offset: int = 7
+    timestamp: int = 1_700_000_000_123
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+
+
+def test_a_canonical_envelope_is_kept_byte_for_byte() -> None:
+    env = Envelope(event={"message": "hi", "actor": "ä😀"}, received_at="2024-05-06T07:08:09.123456Z")
+    out = decode(FakeRecord(env.canonical, headers=(("idempotency-key", b"k1"),)))
+    assert isinstance(out, Sealable)
+    assert out.envelope.canonical == env.canonical
+    assert out.received_at == datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    assert out.idempotency_key == "k1"
+
+
+def test_a_plain_event_is_wrapped_with_the_record_timestamp() -> None:
+    out = decode(FakeRecord(json.dumps({"message": "plain", "actor": "svc"}).encode()))
+    assert isinstance(out, Sealable)
+    assert out.envelope.received_at == "2023-11-14T22:13:20.123000Z"
+    assert out.envelope.event == {"message": "plain", "actor": "svc"}
+    assert out.offset == 7
+
+
+def test_a_non_canonical_envelope_is_rejected_not_rewritten() -> None:
+    raw = b'{"received_at":"2024-05-06T07:08:09.123456Z", "event":{"message":"hi"}}'
+    out = decode(FakeRecord(raw))
+    assert isinstance(out, Rejected)
+    assert "canonical" in out.reason
+
+
+def test_garbage_of_every_kind_is_rejected_with_a_reason() -> None:
+    cases = {
+        b"": "empty",
+        b"\xff\xfe": "not JSON",
+        b"[1,2]": "not a JSON object",
+        b'{"actor":"no message"}': "message",
+        b'{"message":"m","colour":"red"}': "colour",
+        b"x" * (MAX_RECORD_BYTES + 1): "limit",
+        b'{"event":{"message":"m"},"received_at":"yesterday"}': "received_at",
+    }
+    for value, needle in cases.items():
+        out = decode(FakeRecord(value))
+        assert isinstance(out, Rejected), value[:40]
+        assert needle in out.reason, (value[:40], out.reason)
+    assert isinstance(decode(FakeRecord(None)), Rejected)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditlog.settings import Secret, SettingsError, describe, masked_url
+from ingest.settings import Settings as IngestSettings
+from sealer.settings import Settings as SealerSettings
+
+
+def test_secrets_never_show_in_repr_or_descriptions() -> None:
+    settings = IngestSettings.from_env(
+        {"AUDITLOG_DATABASE_URL": "postgresql://u:hunter2@db:5432/x"}
+    )
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(describe(settings))
+    assert describe(settings)["database_url"] == "postgresql://u:****@db:5432/x"
+    assert "hunter2" not in repr(Secret("hunter2"))
+
+
+def test_masked_url_without_password_is_unchanged() -> None:
+    assert masked_url("postgresql://u@db/x") == "postgresql://u@db/x"
+
+
+def test_sealer_settings_from_env() -> None:
+    settings = SealerSettings.from_env({
+        "AUDITLOG_TOPIC": "t",
+        "AUDITLOG_BATCH_MAX_SIZE": "10",
+        "AUDITLOG_BATCH_MAX_AGE": "0.5",
+        "AUDITLOG_SIGNING_KEY_FILE": "/k/log.skey",
+        "AUDITLOG_HASH_SCHEME": "rfc6962-blake3",
+    })
+    assert (settings.topic, settings.batch_max_size, settings.batch_max_age) == ("t", 10, 0.5)
+    assert settings.signing_key_file == Path("/k/log.skey")
+    assert settings.hash_scheme == "rfc6962-blake3"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("BATCH_MAX_SIZE", "0"), ("BATCH_MAX_SIZE", "ten"), ("BATCH_MAX_AGE", "120")],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"AUDITLOG_{name}"):
+        SealerSettings.from_env({f"AUDITLOG_{name}": value})
