@@ -43,8 +43,8 @@ def _read_arg_file(value: str, what: str) -> str:
 
 
 def _vkeys(values: Sequence[str]) -> list[Any]:
-    from auditlog.errors import NoteError  # noqa: PLC0415 - keep `auditlog --help` light
-    from auditlog.note import NoteVerifier  # noqa: PLC0415
+    from auditlog.errors import NoteError
+    from auditlog.note import NoteVerifier
 
     out = []
     for value in values:
@@ -60,24 +60,32 @@ def _vkeys(values: Sequence[str]) -> list[Any]:
 
 # -- services -----------------------------------------------------------------------------
 def _uvicorn(app: Any, host: str, port: int) -> int:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                loop="auto", lifespan="on", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
     return EXIT_OK
 
 
 def cmd_ingest(_: argparse.Namespace) -> int:
-    from ingest.app import create_app  # noqa: PLC0415
-    from ingest.settings import Settings  # noqa: PLC0415
+    from ingest.app import create_app
+    from ingest.settings import Settings
 
     settings = Settings.from_env()
     return _uvicorn(create_app(settings), settings.host, settings.port)
 
 
 def cmd_query(_: argparse.Namespace) -> int:
-    from query.app import create_app  # noqa: PLC0415
-    from query.settings import Settings  # noqa: PLC0415
+    from query.app import create_app
+    from query.settings import Settings
 
     settings = Settings.from_env()
     return _uvicorn(create_app(settings), settings.host, settings.port)
@@ -85,14 +93,14 @@ def cmd_query(_: argparse.Namespace) -> int:
 
 def cmd_serve(_: argparse.Namespace) -> int:
     """Ingest and query on one port: the Pangea SDK needs a single base URL."""
-    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.applications import Starlette
 
-    from auditlog.observability import configure_logging  # noqa: PLC0415
-    from auditlog.webapp import build_app  # noqa: PLC0415
-    from ingest import app as ingest_app  # noqa: PLC0415
-    from ingest.settings import Settings as IngestSettings  # noqa: PLC0415
-    from query import app as query_app  # noqa: PLC0415
-    from query.settings import Settings as QuerySettings  # noqa: PLC0415
+    from auditlog.observability import configure_logging
+    from auditlog.webapp import build_app
+    from ingest import app as ingest_app
+    from ingest.settings import Settings as IngestSettings
+    from query import app as query_app
+    from query.settings import Settings as QuerySettings
 
     ingest_settings = IngestSettings.from_env()
     query_settings = QuerySettings.from_env()
@@ -111,7 +119,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
 
 def cmd_sealer(_: argparse.Namespace) -> int:
-    from sealer.main import main  # noqa: PLC0415
+    from sealer.main import main
 
     main()
     return EXIT_OK
@@ -119,15 +127,17 @@ def cmd_sealer(_: argparse.Namespace) -> int:
 
 # -- administration -----------------------------------------------------------------------
 def _database_url(args: argparse.Namespace) -> str:
-    from auditlog.settings import DEFAULT_DATABASE_URL, Env  # noqa: PLC0415
+    from auditlog.settings import DEFAULT_DATABASE_URL, Env
 
-    return str(getattr(args, "database_url", None) or Env().str("DATABASE_URL", DEFAULT_DATABASE_URL))
+    return str(
+        getattr(args, "database_url", None) or Env().text("DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
 
 
 async def _migrate(url: str) -> list[str]:
-    import asyncpg  # noqa: PLC0415
+    import asyncpg
 
-    from auditlog import db  # noqa: PLC0415
+    from auditlog import db
 
     conn = await asyncpg.connect(url)
     try:
@@ -144,7 +154,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def write_signing_key(path: Path, name: str) -> str:
     """Create an Ed25519 note key at ``path`` (mode 0600) and return its verifier key."""
-    from auditlog.note import NoteSigner  # noqa: PLC0415
+    from auditlog.note import NoteSigner
 
     signer = NoteSigner.generate(name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,26 +175,30 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 async def _token(args: argparse.Namespace) -> int:
-    import asyncpg  # noqa: PLC0415
+    import asyncpg
 
-    from auditlog import tokens  # noqa: PLC0415
+    from auditlog import tokens
 
     conn = await asyncpg.connect(_database_url(args))
     try:
-        if args.token_cmd == "create":
+        if args.token_cmd == "create":  # noqa: S105 - a subcommand name, not a secret
             scopes = {s.strip() for s in args.scope.split(",") if s.strip()}
             try:
                 secret, info = await tokens.create_token(conn, args.name, scopes, args.tenant)
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
-            print(f"token id {info.token_id} scopes {','.join(sorted(info.scopes))}"
-                  f"{' tenant ' + info.tenant_id if info.tenant_id else ''}")
+            print(
+                f"token id {info.token_id} scopes {','.join(sorted(info.scopes))}"
+                f"{' tenant ' + info.tenant_id if info.tenant_id else ''}"
+            )
             print(secret)
-        elif args.token_cmd == "list":
+        elif args.token_cmd == "list":  # noqa: S105
             for r in await tokens.list_tokens(conn):
                 state = "revoked" if r["revoked_at"] else "active"
-                print(f"{r['token_id']}\t{r['name']}\t{','.join(r['scopes'])}\t"
-                      f"{r['tenant_id'] or '-'}\t{state}\t{r['created_at']:%Y-%m-%d %H:%M}")
+                print(
+                    f"{r['token_id']}\t{r['name']}\t{','.join(r['scopes'])}\t"
+                    f"{r['tenant_id'] or '-'}\t{state}\t{r['created_at']:%Y-%m-%d %H:%M}"
+                )
         else:
             if not await tokens.revoke_token(conn, args.token_id):
                 print(f"no active token {args.token_id}", file=sys.stderr)
@@ -200,17 +214,17 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from auditlog import stack  # noqa: PLC0415
+    from auditlog import stack
 
     return stack.main([args.action])
 
 
 # -- verification -------------------------------------------------------------------------
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
-    from auditlog.envelope import Envelope  # noqa: PLC0415
-    from auditlog.errors import AuditLogError, InvalidEvent, UnknownHashScheme  # noqa: PLC0415
-    from auditlog.hashing import get_hasher  # noqa: PLC0415
-    from auditlog.receipt import Receipt, verify_receipt  # noqa: PLC0415
+    from auditlog.envelope import Envelope
+    from auditlog.errors import AuditLogError, InvalidEvent, UnknownHashScheme
+    from auditlog.hashing import get_hasher
+    from auditlog.receipt import Receipt, verify_receipt
 
     verifiers = _vkeys(args.key)
     try:
@@ -235,8 +249,10 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
         print(f"FAILED: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
     cp = verified.checkpoint
-    print(f"OK: event {envelope.event_hash.hex()} is entry {verified.index} of {cp.origin} "
-          f"at size {cp.size}, root {cp.root.hex()}, signed by {', '.join(v.name for v in verifiers)}")
+    print(
+        f"OK: event {envelope.event_hash.hex()} is entry {verified.index} of {cp.origin} "
+        f"at size {cp.size}, root {cp.root.hex()}, signed by {', '.join(v.name for v in verifiers)}"
+    )
     return EXIT_OK
 
 
@@ -262,35 +278,27 @@ def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float = 15.
             child.wait()
 
 
-async def _prepare_dev(env: dict[str, str], home: Path) -> tuple[str, str]:
-    """Migrate, create topics, and make sure the dev signing key and token exist."""
-    import asyncpg  # noqa: PLC0415
+async def _prepare_dev(env: dict[str, str], token: str | None) -> str:
+    """Migrate, create topics, and make sure the dev token exists; returns the token."""
+    import asyncpg
 
-    from auditlog import db, tokens  # noqa: PLC0415
-    from auditlog.kafka import ensure_topics  # noqa: PLC0415
+    from auditlog import db, tokens
+    from auditlog.kafka import ensure_topics
 
     url = env["AUDITLOG_DATABASE_URL"]
     conn = await asyncpg.connect(url)
     try:
         await db.migrate(conn)
-        token_file = home / "dev-token"
-        token = token_file.read_text().strip() if token_file.exists() else None
         secret, _ = await tokens.create_token(conn, "dev", {"log", "search", "admin"}, token=token)
-        token_file.write_text(secret + "\n")
-        token_file.chmod(0o600)
     finally:
         await conn.close()
     await ensure_topics(env["AUDITLOG_KAFKA_BOOTSTRAP"], env["AUDITLOG_TOPIC"])
-    key_file = Path(env["AUDITLOG_SIGNING_KEY_FILE"])
-    if not key_file.exists():
-        write_signing_key(key_file, env["AUDITLOG_ORIGIN"])
-    vkey = key_file.with_suffix(".vkey").read_text().strip()
-    return secret, vkey
+    return secret
 
 
 def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up script
-    from auditlog import stack  # noqa: PLC0415
-    from auditlog.settings import DEFAULT_ORIGIN, DEFAULT_TOPIC  # noqa: PLC0415
+    from auditlog import stack
+    from auditlog.settings import DEFAULT_ORIGIN, DEFAULT_TOPIC
 
     cfg = stack.StackConfig.from_env()
     was_running = stack.is_running(cfg)
@@ -317,19 +325,36 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-u
             "AUDITLOG_PORT": str(port),
             "AUDITLOG_HOME": str(cfg.home),
         }
-        token, vkey = asyncio.run(_prepare_dev(env, cfg.home))
+        key_file = Path(env["AUDITLOG_SIGNING_KEY_FILE"])
+        if not key_file.exists():
+            write_signing_key(key_file, env["AUDITLOG_ORIGIN"])
+        vkey = key_file.with_suffix(".vkey").read_text().strip()
+        token_file = cfg.home / "dev-token"
+        old_token = token_file.read_text().strip() if token_file.exists() else None
+        token = asyncio.run(_prepare_dev(env, old_token))
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
         exe = [sys.executable, "-m", "auditlog.cli"]
         logs = cfg.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for name in ("serve", "sealer"):
             out = (logs / f"{name}.log").open("ab")
             # Children ignore Ctrl-C from the terminal's process group; we stop them in order.
-            children.append(subprocess.Popen([*exe, name], env=env, stdout=out, stderr=out,
-                                             start_new_session=True))
+            children.append(
+                subprocess.Popen(
+                    [*exe, name], env=env, stdout=out, stderr=out, start_new_session=True
+                )
+            )
         deadline = time.monotonic() + 60
         while not _http_ok(f"{base}/readyz"):
-            if stopping or any(c.poll() is not None for c in children) or time.monotonic() > deadline:
-                print(f"services did not start; see {logs}/serve.log and sealer.log", file=sys.stderr)
+            if (
+                stopping
+                or any(c.poll() is not None for c in children)
+                or time.monotonic() > deadline
+            ):
+                print(
+                    f"services did not start; see {logs}/serve.log and sealer.log", file=sys.stderr
+                )
                 return EXIT_USAGE
             time.sleep(0.3)
         dev_env = {
@@ -374,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the local stack and all services in the foreground")
     up.add_argument("--port", type=int, default=8000, help="port of ingest+query (default 8000)")
-    up.add_argument("--then", metavar="CMD", help="run CMD (with dev.env set) once everything is up")
+    up.add_argument(
+        "--then", metavar="CMD", help="run CMD (with dev.env set) once everything is up"
+    )
     up.add_argument("--exit-after", action="store_true", help="stop everything after --then")
     up.set_defaults(func=cmd_up)
 

@@ -20,7 +20,7 @@ from auditlog.errors import AuditLogError
 _MIGRATION_LOCK_ID = 0x6175646974
 
 
-class SchemaMismatch(AuditLogError):
+class SchemaMismatch(AuditLogError):  # noqa: N818 - reads as a verdict, like the core tree
     """The database's schema version is not the one this code was written for."""
 
 

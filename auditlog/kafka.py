@@ -7,6 +7,7 @@ PostgreSQL with the sealed batch.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -42,9 +43,7 @@ def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=bootstrap, **options)
 
 
-async def ensure_topics(
-    bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS
-) -> None:
+async def ensure_topics(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
     """Create the events topic and its dead-letter topic when missing (single-node: RF 1)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -56,9 +55,8 @@ async def ensure_topics(
             if name not in existing
         ]
         if wanted:
-            try:
+            # A concurrent starter may win the race; the topic is there either way.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # a concurrent starter won the race; the topic is there either way
     finally:
         await admin.close()

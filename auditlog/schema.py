@@ -56,9 +56,7 @@ def validate_event(event: object, pointer: str) -> Errors:
             errors.append(error_item("InvalidString", f"'{source}' must be a string", source))
             continue
         if key == "message" and not value:
-            errors.append(
-                error_item("BelowMinLength", f"'{source}' must not be empty", source)
-            )
+            errors.append(error_item("BelowMinLength", f"'{source}' must not be empty", source))
         if len(value) > limit:
             errors.append(
                 error_item(
@@ -79,7 +77,10 @@ def validate_signature_fields(item: Mapping[str, Any], pointer: str) -> Errors:
     errors: Errors = []
     sig = item.get("signature")
     key = item.get("public_key")
-    for name, value, limit in (("signature", sig, MAX_SIGNATURE), ("public_key", key, MAX_PUBLIC_KEY)):
+    for name, value, limit in (
+        ("signature", sig, MAX_SIGNATURE),
+        ("public_key", key, MAX_PUBLIC_KEY),
+    ):
         if value is None:
             continue
         source = f"{pointer}/{name}"

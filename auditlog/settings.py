@@ -51,7 +51,7 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         value = self._environ.get(f"AUDITLOG_{name}", "").strip()
         return value or default
 
@@ -59,7 +59,7 @@ class Env:
         value = self._environ.get(f"AUDITLOG_{name}", "").strip()
         return value or None
 
-    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         raw = self._environ.get(f"AUDITLOG_{name}", "").strip()
         if not raw:
             return default
@@ -71,7 +71,7 @@ class Env:
             raise SettingsError(f"AUDITLOG_{name} must be >= {minimum}, got {value}")
         return value
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         raw = self._environ.get(f"AUDITLOG_{name}", "").strip()
         if not raw:
             return default
@@ -84,7 +84,7 @@ class Env:
         return value
 
     def secret(self, name: str, default: str) -> Secret:
-        return Secret(self.str(name, default))
+        return Secret(self.text(name, default))
 
 
 def describe(settings: object) -> dict[str, Any]:

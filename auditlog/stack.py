@@ -12,8 +12,9 @@ otherwise. Nothing listens on anything but 127.0.0.1.
 
 Errors: every failure a user can act on (a missing tool that cannot be installed, a port taken by
 another process, a server that does not come up, a bad ``AUDITLOG_STACK_*`` value) raises
-`StackError`, whose message says what happened and what to do. `main` turns it into exit code 2.
-Other exceptions are bugs.
+`StackError`, whose message says what happened and what to do. `OSError` from the file system
+(an unwritable home, a full disk) propagates unchanged. `main` turns both into exit code 2 with
+the message on stderr; anything else is a bug.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class StackConfig:
     pg_port: int = DEFAULT_PG_PORT
 
     def __post_init__(self) -> None:
+        # Subprocesses run in other directories, and pg_ctl normalises "..": the home path must
+        # be absolute and normal for process command lines to match it.
+        object.__setattr__(self, "home", Path(os.path.abspath(self.home)))
         ports = {
             KAFKA_PORT_ENV: self.kafka_port,
             CONTROLLER_PORT_ENV: self.controller_port,
@@ -115,7 +119,7 @@ class StackConfig:
         raw_home = environ.get(HOME_ENV, "")
         home = Path(raw_home).expanduser() if raw_home else Path.cwd() / ".auditlog"
         return cls(
-            home=home.absolute(),
+            home=home,
             kafka_port=_port_from_env(environ, KAFKA_PORT_ENV, DEFAULT_KAFKA_PORT),
             controller_port=_port_from_env(environ, CONTROLLER_PORT_ENV, DEFAULT_CONTROLLER_PORT),
             pg_port=_port_from_env(environ, PG_PORT_ENV, DEFAULT_PG_PORT),
@@ -261,7 +265,7 @@ def _port_owner(port: int) -> str:
                     with contextlib.suppress(OSError):
                         if os.readlink(fd) in inodes:
                             pid = int(fd_dir.parent.name)
-                            return f"pid {pid}: {_cmdline(pid)[:160]}"
+                            return f"pid {pid}: {' '.join(_cmdline(pid).split())[:160]}"
     return "pid unknown"
 
 
@@ -581,6 +585,9 @@ def _pom_digest() -> str:
     return hashlib.sha256(_POM.read_bytes()).hexdigest()
 
 
+_POM_CHANGED = "kafka: deploy/local/pom.xml changed; stop and start the stack to use it"
+
+
 def _kafka_jars_current(cfg: StackConfig) -> bool:
     files = _kafka_files(cfg)
     try:
@@ -791,7 +798,8 @@ def _pg_process(files: _PgFiles) -> _PgProcess | None:
         pid, port = int(lines[0]), int(lines[3])
     except (OSError, ValueError, IndexError):
         return None
-    if _pid_alive(pid) and "postgres" in _cmdline(pid):
+    # After a crash or reboot the pid may belong to another process, even another cluster's.
+    if _pid_alive(pid) and str(files.data) in _cmdline(pid):
         return _PgProcess(pid=pid, port=port)
     return None
 
@@ -1057,7 +1065,7 @@ def _install(cfg: StackConfig, echo: _Echo, *, kafka_running: bool, pg_running: 
     java: str | None = None
     if kafka_running:
         if not _kafka_jars_current(cfg):
-            echo("kafka: deploy/local/pom.xml changed; stop and start the stack to use it")
+            echo(_POM_CHANGED)
     else:
         jars_current = _kafka_jars_current(cfg)
         java = _ensure_java(echo, need_mvn=not jars_current)
@@ -1096,6 +1104,8 @@ def start(cfg: StackConfig, echo: _Echo = print) -> None:
                 f"already running: kafka pid {kafka.pid} on {cfg.kafka_bootstrap}, "
                 f"postgres pid {pg.pid} on {HOST}:{cfg.pg_port}"
             )
+            if not _kafka_jars_current(cfg):
+                echo(_POM_CHANGED)
             return
         # Check every port before starting anything, so a conflict leaves nothing half up.
         if kafka.pid is None:
@@ -1190,7 +1200,7 @@ def main(argv: Sequence[str]) -> int:
             stop(cfg)
             return 0
         components = status(cfg)
-    except StackError as exc:
+    except (StackError, OSError) as exc:
         print(f"auditlog stack: {exc}", file=sys.stderr)
         return 2
     for component in components:

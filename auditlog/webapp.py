@@ -39,7 +39,6 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send)
 
 
-
 async def _not_found(request: Request, _: Exception) -> Response:
     return PangeaResponse(request, "NotFound", None, f"{request.url.path} not found")
 

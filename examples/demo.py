@@ -27,13 +27,13 @@ SEED = {
 
 
 def fetch_receipt(base: str, token: str, event_hash: str, timeout: float = 30.0) -> str:
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the local dev URL
         f"{base}/v1/receipts/{event_hash}", headers={"Authorization": f"Bearer {token}"}
     )
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - local URL
                 return str(resp.read().decode())
         except urllib.error.HTTPError as exc:
             if exc.code != 404 or time.monotonic() > deadline:
@@ -60,10 +60,20 @@ def main() -> int:
     print(f"\n== receipt (c2sp.org/tlog-proof@v1), saved in {out}/receipt.tlog-proof")
     print(receipt)
     print("== auditlog verify receipt (offline: envelope + public key only)")
-    return subprocess.call([
-        sys.executable, "-m", "auditlog.cli", "verify", "receipt", str(out / "receipt.tlog-proof"),
-        "--entry", str(out / "envelope.json"), "--key", os.environ["AUDITLOG_VKEY"],
-    ])
+    return subprocess.call(
+        [
+            sys.executable,
+            "-m",
+            "auditlog.cli",
+            "verify",
+            "receipt",
+            str(out / "receipt.tlog-proof"),
+            "--entry",
+            str(out / "envelope.json"),
+            "--key",
+            os.environ["AUDITLOG_VKEY"],
+        ]
+    )
 
 
 if __name__ == "__main__":

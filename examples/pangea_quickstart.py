@@ -1,6 +1,6 @@
 """Pangea's Secure Audit Log quickstart, unchanged: only PANGEA_DOMAIN and the token differ.
 
-    source .auditlog/dev.env && .venv/bin/python examples/pangea_quickstart.py
+source .auditlog/dev.env && .venv/bin/python examples/pangea_quickstart.py
 """
 
 import os

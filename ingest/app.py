@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -28,12 +29,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from auditlog import db
-from auditlog.envelope import Envelope, format_received_at
+from auditlog import db, requests_store
+from auditlog.client_signature import verify_event_signature
+from auditlog.envelope import Envelope, canonical_json, format_received_at
 from auditlog.errors import InvalidEvent, Pushback
 from auditlog.kafka import make_producer
 from auditlog.observability import configure_logging
-from auditlog.webapp import build_app
 from auditlog.pangea_http import (
     PangeaResponse,
     bearer_token,
@@ -43,9 +44,10 @@ from auditlog.pangea_http import (
     unavailable,
     validation_error,
 )
+from auditlog.schema import validate_event, validate_signature_fields
 from auditlog.settings import describe
 from auditlog.tokens import TokenCache, TokenInfo
-from auditlog.schema import validate_event, validate_signature_fields
+from auditlog.webapp import build_app
 from ingest.settings import Settings
 
 log = structlog.get_logger("ingest")
@@ -68,29 +70,57 @@ class IngestState:
     settings: Settings
     producer: AIOKafkaProducer
     tokens: TokenCache
+    pool: asyncpg.Pool
+    tasks: asyncio.TaskGroup
     in_flight: int = 0
 
-    async def publish(self, envelopes: list[Envelope], key: bytes | None) -> None:
-        """Send and wait for Kafka's ack of every envelope, within the in-flight bound."""
-        n = len(envelopes)
+    def reserve(self, n: int) -> None:
+        """Claim ``n`` in-flight slots or push back; :meth:`release` gives them back."""
         if self.in_flight + n > self.settings.max_in_flight:
             raise InFlightFull(f"{self.in_flight} events in flight")
         self.in_flight += n
         IN_FLIGHT.inc(n)
+
+    def release(self, n: int) -> None:
+        self.in_flight -= n
+        IN_FLIGHT.dec(n)
+
+    async def publish_many(self, envelopes: list[Envelope]) -> None:
+        self.reserve(len(envelopes))
+        try:
+            await self._send(envelopes)
+        finally:
+            self.release(len(envelopes))
+
+    async def _send(self, envelopes: list[Envelope]) -> None:
+        """Send and wait for Kafka's ack of every envelope."""
         try:
             # send() itself waits while metadata is missing (Kafka down), so the bound covers it.
             async with asyncio.timeout(self.settings.send_timeout):
                 futures = [
-                    await self.producer.send(self.settings.topic, env.canonical, key=key)
+                    await self.producer.send(
+                        self.settings.topic, env.canonical, key=_tenant_key(env)
+                    )
                     for env in envelopes
                 ]
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
+        EVENTS.inc(len(envelopes))
+
+    async def publish_async(
+        self, request_id: str, envelopes: list[Envelope], result: dict[str, Any]
+    ) -> None:
+        """Background half of log_async: slots were reserved by the handler."""
+        try:
+            await self._send(envelopes)
+        except Pushback as exc:
+            log.warning("log_async_failed", request_id=request_id, reason=str(exc))
+            await requests_store.finish(self.pool, request_id, None, str(exc))
+        else:
+            await requests_store.finish(self.pool, request_id, result, None)
         finally:
-            self.in_flight -= n
-            IN_FLIGHT.dec(n)
-        EVENTS.inc(n)
+            self.release(len(envelopes))
 
 
 def _state(request: Request) -> IngestState:
@@ -128,6 +158,12 @@ def _build_envelope(
     if errors:
         return None, errors
     assert isinstance(event, dict)
+    signature, public_key = item.get("signature"), item.get("public_key")
+    if isinstance(signature, str) and isinstance(public_key, str):
+        try:
+            verify_event_signature(event, signature, public_key)
+        except InvalidEvent as exc:
+            return None, [error_item("InvalidSignature", str(exc), f"{pointer}/signature")]
     if token.tenant_id is not None:
         tenant = event.get("tenant_id")
         if tenant is None and item.get("signature") is None:
@@ -150,36 +186,215 @@ def _build_envelope(
     return envelope, []
 
 
-async def log_v1(request: Request) -> Response:
-    token = await _authorize(request, "log")
-    if token is None:
-        REJECTED.labels("unauthorized").inc()
-        return unauthorized(request)
-    body, errors = _parse_body(await request.body())
-    if body is None:
-        REJECTED.labels("validation").inc()
-        return validation_error(request, errors)
+MAX_BULK = 1000
+
+
+def _tenant_key(envelope: Envelope) -> bytes | None:
+    tenant = envelope.event.get("tenant_id")
+    return tenant.encode() if isinstance(tenant, str) else None
+
+
+def _verbose(body: dict[str, Any], errors: list[dict[str, str]]) -> bool:
     verbose = body.get("verbose", False)
     if not isinstance(verbose, bool):
         errors.append(error_item("InvalidBoolean", "'/verbose' must be a boolean", "/verbose"))
+        return False
+    return verbose
+
+
+def _result(envelope: Envelope, verbose: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"hash": envelope.event_hash.hex()}
+    if verbose:
+        result["envelope"] = envelope.to_dict()
+    return result
+
+
+async def _prelude(
+    request: Request,
+) -> tuple[TokenInfo | None, dict[str, Any] | None, Response | None]:
+    """Authorize and parse; returns the token and body, or the response to send instead."""
+    token = await _authorize(request, "log")
+    if token is None:
+        REJECTED.labels("unauthorized").inc()
+        return None, None, unauthorized(request)
+    body, errors = _parse_body(await request.body())
+    if body is None:
+        REJECTED.labels("validation").inc()
+        return token, None, validation_error(request, errors)
+    return token, body, None
+
+
+async def _publish_or_503(request: Request, envelopes: list[Envelope]) -> Response | None:
+    state = _state(request)
+    try:
+        # One Kafka record per event, keyed by tenant; acks are awaited together.
+        await state.publish_many(envelopes)
+    except Pushback as exc:
+        REJECTED.labels(type(exc).__name__).inc()
+        log.warning("pushback", reason=str(exc))
+        return unavailable(request, "Service temporarily unavailable, retry later")
+    return None
+
+
+async def log_v1(request: Request) -> Response:
+    token, body, early = await _prelude(request)
+    if early is not None:
+        return early
+    assert token is not None
+    assert body is not None
+    errors: list[dict[str, str]] = []
+    verbose = _verbose(body, errors)
     received_at = format_received_at(datetime.now(UTC))
     envelope, item_errors = _build_envelope(body, token, "", received_at)
     errors += item_errors
     if errors or envelope is None:
         REJECTED.labels("validation").inc()
         return validation_error(request, errors)
-    tenant = envelope.event.get("tenant_id")
-    key = tenant.encode() if isinstance(tenant, str) else None
+    failed = await _publish_or_503(request, [envelope])
+    return failed or success(request, _result(envelope, verbose))
+
+
+def _bulk_envelopes(
+    body: dict[str, Any], token: TokenInfo
+) -> tuple[list[Envelope], bool, list[dict[str, str]]]:
+    errors: list[dict[str, str]] = []
+    verbose = _verbose(body, errors)
+    events = body.get("events")
+    if not isinstance(events, list) or not events:
+        errors.append(
+            error_item("BelowMinItems", "'/events' must hold 1 to 1000 events", "/events")
+        )
+        return [], verbose, errors
+    if len(events) > MAX_BULK:
+        errors.append(
+            error_item(
+                "AboveMaxItems",
+                f"'/events' holds {len(events)} events, the limit is {MAX_BULK}",
+                "/events",
+            )
+        )
+        return [], verbose, errors
+    received_at = format_received_at(datetime.now(UTC))
+    envelopes: list[Envelope] = []
+    for i, item in enumerate(events):
+        if not isinstance(item, dict):
+            errors.append(
+                error_item("InvalidObject", f"'/events/{i}' must be an object", f"/events/{i}")
+            )
+            continue
+        envelope, item_errors = _build_envelope(item, token, f"/events/{i}", received_at)
+        errors += item_errors
+        if envelope is not None:
+            envelopes.append(envelope)
+    return envelopes, verbose, errors
+
+
+async def log_v2(request: Request) -> Response:
+    token, body, early = await _prelude(request)
+    if early is not None:
+        return early
+    assert token is not None
+    assert body is not None
+    envelopes, verbose, errors = _bulk_envelopes(body, token)
+    if errors:
+        REJECTED.labels("validation").inc()
+        return validation_error(request, errors)
+    failed = await _publish_or_503(request, envelopes)
+    return failed or success(request, {"results": [_result(e, verbose) for e in envelopes]})
+
+
+async def log_v2_async(request: Request) -> Response:
+    """Validate now, answer 202, publish in the background; ``GET /request/{id}`` tells when."""
+    token, body, early = await _prelude(request)
+    if early is not None:
+        return early
+    assert token is not None
+    assert body is not None
+    envelopes, verbose, errors = _bulk_envelopes(body, token)
+    if errors:
+        REJECTED.labels("validation").inc()
+        return validation_error(request, errors)
+    state = _state(request)
+    request_id: str = request.state.request_id
     try:
-        await _state(request).publish([envelope], key)
-    except Pushback as exc:
-        REJECTED.labels(type(exc).__name__).inc()
-        log.warning("pushback", reason=str(exc))
+        state.reserve(len(envelopes))
+    except Pushback:
+        REJECTED.labels("InFlightFull").inc()
         return unavailable(request, "Service temporarily unavailable, retry later")
-    result: dict[str, Any] = {"hash": envelope.event_hash.hex()}
-    if verbose:
-        result["envelope"] = envelope.to_dict()
-    return success(request, result)
+    await requests_store.create(state.pool, request_id, token.token_id, "log_async")
+    results = {"results": [_result(e, verbose) for e in envelopes]}
+    state.tasks.create_task(
+        state.publish_async(request_id, envelopes, results), name=f"log-async-{request_id}"
+    )
+    return requests_store.accepted(request, request_id)
+
+
+async def request_status(request: Request) -> Response:
+    token = bearer_token(request)
+    info = await _state(request).tokens.resolve(token) if token else None
+    if info is None:
+        return unauthorized(request)
+    return await requests_store.answer(
+        request, _state(request).pool, info, request.path_params["request_id"]
+    )
+
+
+def _auth0_event(log_entry: dict[str, Any]) -> dict[str, str]:
+    """Auth0 log-stream entry to a standard-schema event (mapping in docs/ingest.md)."""
+    data = log_entry.get("data") if isinstance(log_entry.get("data"), dict) else {}
+    assert isinstance(data, dict)
+
+    def text(*keys: str) -> str | None:
+        for key in keys:
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    event: dict[str, str] = {
+        "message": text("description", "type") or "auth0 event",
+        "new": canonical_json(data).decode()[:32766],
+    }
+    for field, keys, limit in (
+        ("actor", ("user_name", "user_id"), 128),
+        ("action", ("type",), 32),
+        ("source", ("ip",), 128),
+        ("target", ("client_name", "client_id"), 128),
+        ("timestamp", ("date",), 128),
+        ("tenant_id", ("tenant_name",), 128),
+    ):
+        value = text(*keys)
+        if value is not None:
+            event[field] = value[:limit]
+    log_id = log_entry.get("log_id")
+    if isinstance(log_id, str):
+        event["old"] = f"auth0 log_id {log_id}"[:32766]
+    return event
+
+
+async def log_stream(request: Request) -> Response:
+    token, body, early = await _prelude(request)
+    if early is not None:
+        return early
+    assert token is not None
+    assert body is not None
+    logs = body.get("logs")
+    if not isinstance(logs, list) or not logs or len(logs) > MAX_BULK:
+        return validation_error(
+            request,
+            [error_item("InvalidLogs", "'/logs' must hold 1 to 1000 log-stream entries", "/logs")],
+        )
+    items = [{"event": _auth0_event(e)} for e in logs if isinstance(e, dict)]
+    if len(items) != len(logs):
+        return validation_error(
+            request,
+            [error_item("InvalidObject", "every entry of '/logs' must be an object", "/logs")],
+        )
+    envelopes, _, errors = _bulk_envelopes({"events": items}, token)
+    if errors:
+        return validation_error(request, errors)
+    failed = await _publish_or_503(request, envelopes)
+    return failed or success(request, {})
 
 
 async def healthz(request: Request) -> Response:
@@ -199,6 +414,10 @@ async def readyz(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/log", log_v1, methods=["POST"]),
+        Route("/v2/log", log_v2, methods=["POST"]),
+        Route("/v2/log_async", log_v2_async, methods=["POST"]),
+        Route("/v1/log_stream", log_stream, methods=["POST"]),
+        Route("/request/{request_id}", request_status, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
@@ -213,7 +432,10 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
         producer = make_producer(settings.kafka_bootstrap)
         await producer.start()
         try:
-            yield {"ingest": IngestState(settings, producer, TokenCache(pool))}
+            # Background log_async publishes live in this group: shutdown waits for them
+            # before the producer stops.
+            async with asyncio.TaskGroup() as tasks:
+                yield {"ingest": IngestState(settings, producer, TokenCache(pool), pool, tasks)}
         finally:
             await producer.stop()
     finally:

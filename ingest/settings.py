@@ -34,12 +34,12 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = Env(environ)
         return cls(
-            kafka_bootstrap=env.str("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+            kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
-            topic=env.str("TOPIC", DEFAULT_TOPIC),
-            host=env.str("HOST", "127.0.0.1"),
-            port=env.int("PORT", 8000, minimum=1),
-            max_in_flight=env.int("INGEST_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
-            send_timeout=env.float("INGEST_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT, minimum=0.1),
-            log_level=env.str("LOG_LEVEL", "info"),
+            topic=env.text("TOPIC", DEFAULT_TOPIC),
+            host=env.text("HOST", "127.0.0.1"),
+            port=env.integer("PORT", 8000, minimum=1),
+            max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
+            send_timeout=env.number("INGEST_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT, minimum=0.1),
+            log_level=env.text("LOG_LEVEL", "info"),
         )

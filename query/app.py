@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auditlog import db
+from auditlog.errors import TileError
 from auditlog.hashing import get_hasher
 from auditlog.observability import configure_logging
 from auditlog.pangea_http import PangeaResponse, bearer_token, not_found, success, unauthorized
@@ -63,25 +64,34 @@ async def _authorize(request: Request, scope: str = "search") -> TokenInfo | Non
 
 
 def _text(body: str, *, cache: str = "no-cache", status: int = 200) -> Response:
-    return Response(body, status_code=status, media_type="text/plain; charset=utf-8",
-                    headers={"Cache-Control": cache})
+    return Response(
+        body,
+        status_code=status,
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": cache},
+    )
 
 
 async def list_logs(request: Request) -> Response:
     rows = await _state(request).pool.fetch(
         "SELECT log_id, origin, hash_scheme, size, topic, kafka_partition FROM logs ORDER BY log_id"
     )
-    return success(request, {"logs": [
+    return success(
+        request,
         {
-            "log": r["log_id"],
-            "origin": r["origin"],
-            "hash_scheme": r["hash_scheme"],
-            "size": r["size"],
-            "topic": r["topic"],
-            "partition": r["kafka_partition"],
-        }
-        for r in rows
-    ]})
+            "logs": [
+                {
+                    "log": r["log_id"],
+                    "origin": r["origin"],
+                    "hash_scheme": r["hash_scheme"],
+                    "size": r["size"],
+                    "topic": r["topic"],
+                    "partition": r["kafka_partition"],
+                }
+                for r in rows
+            ]
+        },
+    )
 
 
 async def checkpoint(request: Request) -> Response:
@@ -97,7 +107,7 @@ async def tile(request: Request) -> Response:
     log_id = request.path_params["log"]
     try:
         level, index, width = parse_tile_path("tile/" + request.path_params["rest"])
-    except ValueError:
+    except TileError:
         return not_found(request, "not a tile path")
     pool = _state(request).pool
     if level is None:
@@ -106,8 +116,12 @@ async def tile(request: Request) -> Response:
         if token is None:
             return unauthorized(request)
         if token.tenant_id is not None:
-            return PangeaResponse(request, "Forbidden", None,
-                                  "entry bundles mix tenants; a tenant-bound token cannot read them")
+            return PangeaResponse(
+                request,
+                "Forbidden",
+                None,
+                "entry bundles mix tenants; a tenant-bound token cannot read them",
+            )
         data = await pool.fetchval(
             "SELECT data FROM bundles WHERE log_id = $1 AND idx = $2", log_id, index
         )
@@ -120,7 +134,9 @@ async def tile(request: Request) -> Response:
     else:
         data = await pool.fetchval(
             "SELECT data FROM tiles WHERE log_id = $1 AND level = $2 AND idx = $3",
-            log_id, level, index,
+            log_id,
+            level,
+            index,
         )
         if data is None or len(data) < width * HASH_SIZE:
             return not_found(request, "no such tile")
@@ -129,16 +145,20 @@ async def tile(request: Request) -> Response:
     return Response(body, media_type="application/octet-stream", headers={"Cache-Control": cache})
 
 
+_RECEIPT_SELECT = (
+    "SELECT e.log_id, e.idx, e.tenant_id, l.size, l.checkpoint, l.hash_scheme"
+    " FROM events e JOIN logs l USING (log_id)"
+)
+
+
 async def _receipt(request: Request, where: str, *args: Any) -> Response:
     token = await _authorize(request)
     if token is None:
         return unauthorized(request)
     pool = _state(request).pool
-    row = await pool.fetchrow(
-        "SELECT e.log_id, e.idx, e.tenant_id, l.size, l.checkpoint, l.hash_scheme"
-        f" FROM events e JOIN logs l USING (log_id) WHERE {where}",  # noqa: S608 - fixed fragments
-        *args,
-    )
+    # `where` is one of two fixed fragments written below; values travel as parameters.
+    sql = f"{_RECEIPT_SELECT} WHERE {where}"
+    row = await pool.fetchrow(sql, *args)
     # A tenant-bound token gets the same answer for another tenant's event as for a missing one.
     if row is None or (token.tenant_id is not None and row["tenant_id"] != token.tenant_id):
         return not_found(request, "no sealed event with that hash or index")
@@ -147,7 +167,9 @@ async def _receipt(request: Request, where: str, *args: Any) -> Response:
     rows = await pool.fetch(
         "SELECT level, idx, data FROM tiles WHERE log_id = $1"
         " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
-        row["log_id"], [t.level for t in wanted], [t.index for t in wanted],
+        row["log_id"],
+        [t.level for t in wanted],
+        [t.index for t in wanted],
     )
     tiles = {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}
     proof = inclusion_proof(get_hasher(row["hash_scheme"]), index, size, tiles)

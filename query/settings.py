@@ -20,7 +20,7 @@ class Settings:
         env = Env(environ)
         return cls(
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
-            host=env.str("HOST", "127.0.0.1"),
-            port=env.int("PORT", 8001, minimum=1),
-            log_level=env.str("LOG_LEVEL", "info"),
+            host=env.text("HOST", "127.0.0.1"),
+            port=env.integer("PORT", 8001, minimum=1),
+            log_level=env.text("LOG_LEVEL", "info"),
         )

@@ -201,7 +201,9 @@ class Sealer:
                 ("dlq-offset", str(rec.offset).encode()),
             ]
             futures.append(await self.dlq.send(topic, rec.value, key=rec.key, headers=headers))
-            log.warning("dead_letter", log=self.heads[tp].log_id, offset=rec.offset, reason=item.reason)
+            log.warning(
+                "dead_letter", log=self.heads[tp].log_id, offset=rec.offset, reason=item.reason
+            )
         await asyncio.gather(*futures)
         DEAD_LETTERS.labels(self.heads[tp].log_id).inc(len(rejected))
 

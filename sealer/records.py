@@ -80,7 +80,9 @@ def decode(record: Record) -> Sealable | Rejected:
     if not value:
         return Rejected(record.offset, "empty record value", record)
     if len(value) > MAX_RECORD_BYTES:
-        return Rejected(record.offset, f"record is {len(value)} bytes, limit {MAX_RECORD_BYTES}", record)
+        return Rejected(
+            record.offset, f"record is {len(value)} bytes, limit {MAX_RECORD_BYTES}", record
+        )
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

@@ -41,17 +41,17 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = Env(environ)
         settings = cls(
-            kafka_bootstrap=env.str("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+            kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
-            topic=env.str("TOPIC", DEFAULT_TOPIC),
-            group_id=env.str("SEALER_GROUP_ID", DEFAULT_GROUP_ID),
-            origin=env.str("ORIGIN", DEFAULT_ORIGIN),
-            signing_key_file=Path(env.str("SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE)),
-            hash_scheme=env.str("HASH_SCHEME", DEFAULT_HASH_SCHEME),
-            batch_max_size=env.int("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, minimum=1),
-            batch_max_age=env.float("BATCH_MAX_AGE", DEFAULT_BATCH_MAX_AGE, minimum=0.001),
-            metrics_port=env.int("SEALER_METRICS_PORT", 0),
-            log_level=env.str("LOG_LEVEL", "info"),
+            topic=env.text("TOPIC", DEFAULT_TOPIC),
+            group_id=env.text("SEALER_GROUP_ID", DEFAULT_GROUP_ID),
+            origin=env.text("ORIGIN", DEFAULT_ORIGIN),
+            signing_key_file=Path(env.text("SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE)),
+            hash_scheme=env.text("HASH_SCHEME", DEFAULT_HASH_SCHEME),
+            batch_max_size=env.integer("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, minimum=1),
+            batch_max_age=env.number("BATCH_MAX_AGE", DEFAULT_BATCH_MAX_AGE, minimum=0.001),
+            metrics_port=env.integer("SEALER_METRICS_PORT", 0),
+            log_level=env.text("LOG_LEVEL", "info"),
         )
         settings.validate()
         return settings

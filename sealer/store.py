@@ -14,16 +14,17 @@ from dataclasses import dataclass, replace
 import asyncpg
 
 from auditlog.checkpoint import Checkpoint
+from auditlog.entry import leaf_hash, log_entry
 from auditlog.errors import AuditLogError
 from auditlog.hashing import LogHasher
 from auditlog.integrate import integrate, tiles_to_fetch
 from auditlog.kafka import log_id as make_log_id
 from auditlog.note import NoteSigner, sign_note
-from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle, leaf_hash, log_entry
+from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle
 from sealer.records import Sealable
 
 
-class Fenced(AuditLogError):
+class Fenced(AuditLogError):  # noqa: N818 - reads as a verdict, like the core tree
     """The log head changed under this sealer: another worker owns the partition now."""
 
 
@@ -68,7 +69,12 @@ async def load_head(
             f"log {log_id} uses {row['hash_scheme']}, this sealer is configured for {hasher.name}"
         )
     return LogHead(
-        log_id, row["origin"], row["hash_scheme"], row["size"], bytes(row["root"]), row["next_offset"]
+        log_id,
+        row["origin"],
+        row["hash_scheme"],
+        row["size"],
+        bytes(row["root"]),
+        row["next_offset"],
     )
 
 
@@ -85,7 +91,7 @@ def _bundle_rows(log_id: str, start: int, entries: Sequence[bytes]) -> list[tupl
 
 
 async def seal(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
     head: LogHead,
     hasher: LogHasher,
     signer: NoteSigner,
@@ -129,8 +135,19 @@ async def seal(
         await conn.copy_records_to_table(
             "events",
             columns=[
-                "log_id", "idx", "event_hash", "envelope", "received_at", "kafka_offset",
-                "tenant_id", "actor", "action", "target", "status", "source", "idempotency_key",
+                "log_id",
+                "idx",
+                "event_hash",
+                "envelope",
+                "received_at",
+                "kafka_offset",
+                "tenant_id",
+                "actor",
+                "action",
+                "target",
+                "status",
+                "source",
+                "idempotency_key",
             ],
             records=[
                 (

@@ -69,3 +69,16 @@ CREATE TABLE api_tokens (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
+
+-- Asynchronous Pangea requests (log_async, export): polled with GET /request/{id} on any replica.
+CREATE TABLE async_requests (
+    request_id text PRIMARY KEY,
+    token_id   text NOT NULL,
+    kind       text NOT NULL,
+    status     text NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
+    result     bytea,                          -- the final Pangea result object, JSON
+    summary    text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX async_requests_expires_at ON async_requests (expires_at);

@@ -73,9 +73,15 @@ def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
     }
     procs: list[subprocess.Popen[bytes]] = []
     for name in ("serve", "sealer"):
-        out = (work / f"{name}.log").open("wb")
-        procs.append(subprocess.Popen([sys.executable, "-m", "auditlog.cli", name],
-                                      env=env, stdout=out, stderr=subprocess.STDOUT))
+        with (work / f"{name}.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "auditlog.cli", name],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -86,7 +92,9 @@ def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                logs = "\n".join((work / f"{n}.log").read_text()[-3000:] for n in ("serve", "sealer"))
+                logs = "\n".join(
+                    (work / f"{n}.log").read_text()[-3000:] for n in ("serve", "sealer")
+                )
                 pytest.fail(f"pipeline did not start:\n{logs}")
             time.sleep(0.2)
         token = make_token(services, {"log", "search"})

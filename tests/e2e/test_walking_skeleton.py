@@ -46,9 +46,21 @@ def wait_receipt(pipeline: Pipeline, event_hash: str, timeout: float = 30) -> st
 
 def verify_cli(receipt: Path, envelope: Path, vkey: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "auditlog.cli", "verify", "receipt", str(receipt),
-         "--entry", str(envelope), "--key", str(vkey)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "auditlog.cli",
+            "verify",
+            "receipt",
+            str(receipt),
+            "--entry",
+            str(envelope),
+            "--key",
+            str(vkey),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -113,7 +125,9 @@ async def _end_offsets(bootstrap: str, topic: str) -> int:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
             await consumer.topics()
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
         ends = await consumer.end_offsets(partitions)
         return sum(ends.values())
     finally:
@@ -133,8 +147,11 @@ def test_bad_token_and_bad_event_never_reach_kafka(pipeline: Pipeline) -> None:
     assert [e.source for e in errors] == ["/event/message"]
     assert errors[0].code == "FieldRequired"
 
-    raw = httpx.post(f"{pipeline.base_url}/v1/log", content=b"{not json",
-                     headers={"Authorization": f"Bearer {pipeline.token}"})
+    raw = httpx.post(
+        f"{pipeline.base_url}/v1/log",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {pipeline.token}"},
+    )
     assert raw.status_code == 400
     assert raw.json()["status"] == "ValidationError"
     assert raw.json()["result"]["errors"]

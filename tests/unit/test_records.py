@@ -20,7 +20,9 @@ class FakeRecord:
 
 
 def test_a_canonical_envelope_is_kept_byte_for_byte() -> None:
-    env = Envelope(event={"message": "hi", "actor": "ä😀"}, received_at="2024-05-06T07:08:09.123456Z")
+    env = Envelope(
+        event={"message": "hi", "actor": "ä😀"}, received_at="2024-05-06T07:08:09.123456Z"
+    )
     out = decode(FakeRecord(env.canonical, headers=(("idempotency-key", b"k1"),)))
     assert isinstance(out, Sealable)
     assert out.envelope.canonical == env.canonical

@@ -10,20 +10,23 @@ def codes(errors: list[dict[str, str]]) -> list[tuple[str, str]]:
 
 
 def test_a_complete_standard_event_is_valid() -> None:
-    event = {k: "x" for k in STANDARD_FIELDS}
+    event = dict.fromkeys(STANDARD_FIELDS, "x")
     event["timestamp"] = "2024-01-02T03:04:05.123456Z"
     assert validate_event(event, "/event") == []
 
 
 def test_message_is_required_and_not_empty() -> None:
     assert codes(validate_event({"actor": "a"}, "/event")) == [("FieldRequired", "/event/message")]
-    assert codes(validate_event({"message": ""}, "/event")) == [("BelowMinLength", "/event/message")]
+    assert codes(validate_event({"message": ""}, "/event")) == [
+        ("BelowMinLength", "/event/message")
+    ]
 
 
-@pytest.mark.parametrize(("field", "limit"), sorted(STANDARD_FIELDS.items()))
+# timestamp is a date-time first, so its 128-character limit cannot be reached by a valid value.
+@pytest.mark.parametrize(
+    ("field", "limit"), sorted((k, v) for k, v in STANDARD_FIELDS.items() if k != "timestamp")
+)
 def test_each_field_limit_is_enforced_at_the_boundary(field: str, limit: int) -> None:
-    if field == "timestamp":
-        pytest.skip("timestamp is checked for format first; its length limit is 128 like actor's")
     base = {"message": "m"}
     assert validate_event({**base, field: "y" * limit}, "/event") == []
     errors = validate_event({**base, field: "y" * (limit + 1)}, "/event")

@@ -24,13 +24,15 @@ def test_masked_url_without_password_is_unchanged() -> None:
 
 
 def test_sealer_settings_from_env() -> None:
-    settings = SealerSettings.from_env({
-        "AUDITLOG_TOPIC": "t",
-        "AUDITLOG_BATCH_MAX_SIZE": "10",
-        "AUDITLOG_BATCH_MAX_AGE": "0.5",
-        "AUDITLOG_SIGNING_KEY_FILE": "/k/log.skey",
-        "AUDITLOG_HASH_SCHEME": "rfc6962-blake3",
-    })
+    settings = SealerSettings.from_env(
+        {
+            "AUDITLOG_TOPIC": "t",
+            "AUDITLOG_BATCH_MAX_SIZE": "10",
+            "AUDITLOG_BATCH_MAX_AGE": "0.5",
+            "AUDITLOG_SIGNING_KEY_FILE": "/k/log.skey",
+            "AUDITLOG_HASH_SCHEME": "rfc6962-blake3",
+        }
+    )
     assert (settings.topic, settings.batch_max_size, settings.batch_max_age) == ("t", 10, 0.5)
     assert settings.signing_key_file == Path("/k/log.skey")
     assert settings.hash_scheme == "rfc6962-blake3"
