@@ -37,6 +37,7 @@ __all__ = [
     "root_from_inclusion_proof",
     "root_from_tiles",
     "root_tiles",
+    "tiles_for_ranges",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -131,7 +132,8 @@ def range_hash(
     return acc
 
 
-def _tiles_for_ranges(ranges: Sequence[Range]) -> list[TileID]:
+def tiles_for_ranges(ranges: Sequence[Range]) -> list[TileID]:
+    """Plan: the tiles holding every perfect subtree the hashes of ``ranges`` are made of."""
     return sorted({_node_tile(node)[0] for lo, hi in ranges for node in _range_nodes(lo, hi)})
 
 
@@ -164,7 +166,7 @@ def inclusion_ranges(index: int, size: int) -> list[Range]:
 
 def inclusion_tiles(index: int, size: int) -> list[TileID]:
     """Plan: the tiles whose contents :func:`inclusion_proof` needs."""
-    return _tiles_for_ranges(inclusion_ranges(index, size))
+    return tiles_for_ranges(inclusion_ranges(index, size))
 
 
 def inclusion_proof(
@@ -210,7 +212,7 @@ def consistency_ranges(size1: int, size2: int) -> list[Range]:
 
 def consistency_tiles(size1: int, size2: int) -> list[TileID]:
     """Plan: the tiles whose contents :func:`consistency_proof` needs."""
-    return _tiles_for_ranges(consistency_ranges(size1, size2))
+    return tiles_for_ranges(consistency_ranges(size1, size2))
 
 
 def consistency_proof(

@@ -37,7 +37,7 @@ from auditlog.observability import configure_logging
 from auditlog.settings import describe
 from sealer.records import Record, Rejected, Sealable, decode
 from sealer.settings import Settings
-from sealer.store import Fenced, LogHead, load_head, seal
+from sealer.store import Fenced, LogHead, Partitions, load_head, seal
 
 log = structlog.get_logger("sealer")
 
@@ -86,6 +86,7 @@ class Sealer:
         self.heads: dict[TopicPartition, LogHead] = {}
         self.pending: dict[TopicPartition, Pending] = {}
         self.stopping = asyncio.Event()
+        self.partitions = Partitions()
 
     # -- partition ownership -------------------------------------------------------------
     async def assign(self, partitions: set[TopicPartition]) -> None:
@@ -149,6 +150,7 @@ class Sealer:
         if rejected:
             await self.dead_letter(tp, rejected)
         next_offset = records[-1].offset + 1
+        await self.partitions.ensure(self.pool, [item.received_at for item in items])
         try:
             async with self.pool.acquire() as conn:
                 result = await seal(conn, head, self.hasher, self.signer, items, next_offset)

@@ -46,6 +46,7 @@ class Sealable:
     envelope: Envelope
     received_at: datetime
     idempotency_key: str | None
+    config_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,20 +91,23 @@ def decode(record: Record) -> Sealable | Rejected:
     if not isinstance(obj, dict):
         return Rejected(record.offset, "value is not a JSON object", record)
     idem = _header(record, "idempotency-key")
+    config_id = _header(record, "config-id")
     try:
         if "event" in obj and "received_at" in obj:
             reason = _schema_errors(obj, envelope=True)
             if reason:
                 return Rejected(record.offset, f"invalid event: {reason}", record)
             envelope = Envelope.from_bytes(value)
-            return Sealable(record.offset, envelope, _parse_received_at(envelope.received_at), idem)
+            return Sealable(
+                record.offset, envelope, _parse_received_at(envelope.received_at), idem, config_id
+            )
         reason = _schema_errors(obj, envelope=False)
         if reason:
             return Rejected(record.offset, f"invalid event: {reason}", record)
         received = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         envelope = Envelope(event=obj, received_at=format_received_at(received))
         _ = envelope.canonical
-        return Sealable(record.offset, envelope, received, idem)
+        return Sealable(record.offset, envelope, received, idem, config_id)
     except InvalidEvent as exc:
         return Rejected(record.offset, f"invalid envelope: {exc}", record)
     except ValueError as exc:  # received_at that parses as JSON but not as a timestamp

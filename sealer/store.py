@@ -8,8 +8,10 @@ can never publish disagreeing checkpoints for one log.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -134,32 +136,9 @@ async def seal(
 
         await conn.copy_records_to_table(
             "events",
-            columns=[
-                "log_id",
-                "idx",
-                "event_hash",
-                "envelope",
-                "received_at",
-                "kafka_offset",
-                "tenant_id",
-                "actor",
-                "action",
-                "target",
-                "status",
-                "source",
-                "idempotency_key",
-            ],
+            columns=EVENT_COLUMNS,
             records=[
-                (
-                    head.log_id,
-                    head.size + i,
-                    item.envelope.event_hash,
-                    canon[i],
-                    item.received_at,
-                    item.offset,
-                    *(_text(item.envelope.event.get(f)) for f in _SEARCH_FIELDS),
-                    item.idempotency_key,
-                )
+                event_row(head.log_id, head.size + i, item, canon[i])
                 for i, item in enumerate(items)
             ],
         )
@@ -197,8 +176,76 @@ async def seal(
     )
 
 
-_SEARCH_FIELDS = ("tenant_id", "actor", "action", "target", "status", "source")
+EVENT_COLUMNS = [
+    "log_id", "idx", "event_hash", "envelope", "received_at", "kafka_offset",
+    "tenant_id", "actor", "action", "target", "status", "source",
+    "message", "new_value", "old_value", "event_time", "idempotency_key", "config_id",
+]  # fmt: skip
+_TEXT_FIELDS = (
+    "tenant_id",
+    "actor",
+    "action",
+    "target",
+    "status",
+    "source",
+    "message",
+    "new",
+    "old",
+)
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _event_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tuple[object, ...]:
+    """One ``events`` row, in :data:`EVENT_COLUMNS` order."""
+    event = item.envelope.event
+    return (
+        log_id,
+        index,
+        item.envelope.event_hash,
+        canonical,
+        item.received_at,
+        item.offset,
+        *(_text(event.get(f)) for f in _TEXT_FIELDS),
+        _event_time(event.get("timestamp")),
+        item.idempotency_key,
+        item.config_id,
+    )
+
+
+def _month(dt: datetime) -> tuple[int, int]:
+    utc = dt.astimezone(UTC)
+    return utc.year, utc.month
+
+
+class Partitions:
+    """Creates the monthly ``events`` partitions a batch needs, once per process and month."""
+
+    def __init__(self) -> None:
+        self._known: set[tuple[int, int]] = set()
+
+    async def ensure(self, pool: asyncpg.Pool, times: Sequence[datetime]) -> None:
+        for year, month in sorted({_month(t) for t in times} - self._known):
+            start = datetime(year, month, 1, tzinfo=UTC)
+            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+            name = f"events_{year:04d}_{month:02d}"
+            # Name and bounds are built from integers only. Its own short transaction: DDL on the
+            # parent must not widen the seal transaction; two sealers racing here is harmless.
+            with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+                await pool.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events"
+                    f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                )
+            self._known.add((year, month))

@@ -16,22 +16,34 @@ CREATE TABLE logs (
     UNIQUE (topic, kafka_partition)
 );
 
+-- Partitioned by received_at so that retention can drop whole months; the sealer creates the
+-- monthly partitions it needs, and the default partition catches any other time (a plain Kafka
+-- event keeps its producer's timestamp). (log_id, idx) is unique by construction: indexes come
+-- from the fenced log head.
 CREATE TABLE events (
-    log_id          text NOT NULL REFERENCES logs (log_id),
+    log_id          text NOT NULL,
     idx             bigint NOT NULL,
     event_hash      bytea NOT NULL,             -- sha256 of the canonical envelope (Pangea's hash)
     envelope        bytea NOT NULL,             -- canonical envelope bytes, byte for byte as hashed
     received_at     timestamptz NOT NULL,
     kafka_offset    bigint NOT NULL,
+    -- Searchable copies of the standard fields; the envelope stays the only thing hashed.
     tenant_id       text,
     actor           text,
     action          text,
     target          text,
     status          text,
     source          text,
+    message         text,
+    new_value       text,
+    old_value       text,
+    event_time      timestamptz,                -- the event's own `timestamp`, when it parses
     idempotency_key text,
-    PRIMARY KEY (log_id, idx)
-);
+    config_id       text,
+    PRIMARY KEY (log_id, idx, received_at)
+) PARTITION BY RANGE (received_at);
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+CREATE INDEX events_log_idx ON events (log_id, idx);
 -- Hash lookups (receipts by hash) use a hash index: random 32-byte keys wreck a btree's inserts.
 CREATE INDEX events_event_hash ON events USING hash (event_hash);
 CREATE INDEX events_received_at ON events (received_at);
