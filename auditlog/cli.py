@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -265,6 +266,20 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def _quiet_echo(line: str) -> None:
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
     for child in children:
         if child.poll() is None:
@@ -296,11 +311,13 @@ async def _prepare_dev(env: dict[str, str], token: str | None) -> str:
     return secret
 
 
-def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up script
+def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linear start-up script
     from auditlog import stack
     from auditlog.settings import DEFAULT_ORIGIN, DEFAULT_TOPIC
 
     cfg = stack.StackConfig.from_env()
+    if not _port_free(args.port):
+        raise UsageError(f"port {args.port} is in use (another `auditlog up`?); use --port")
     was_running = stack.is_running(cfg)
     stack.start(cfg)
     children: list[subprocess.Popen[bytes]] = []
@@ -310,8 +327,9 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-u
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP too: a closed terminal must stop what we started, not orphan it.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     try:
         port = args.port
         base = f"http://127.0.0.1:{port}"
@@ -386,10 +404,11 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-u
             time.sleep(0.5)
         return EXIT_OK
     finally:
-        print("stopping services…")
+        # Stop first, report after: stdout may be a pipe that died with the terminal.
         _stop_children(children)
         if not was_running:
-            stack.stop(cfg)
+            stack.stop(cfg, echo=_quiet_echo)
+        _quiet_echo("stopped everything `auditlog up` started")
 
 
 # -- argument parsing ---------------------------------------------------------------------

@@ -36,8 +36,12 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
     echo "bootstrap: installing auditlog and its dev dependencies into .venv"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+        .venv/bin/python -m pip install --quiet -e '.[dev]'; } >.venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "bootstrap: pip install failed (log above, also in .venv/pip.log)" >&2
+        exit 2
+    fi
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -182,7 +182,9 @@ def big() -> tuple[LogHasher, list[bytes], ReferenceTree, BuiltLog]:
     return hasher, leaves, ReferenceTree(hasher, leaves), build(hasher, leaves, batches)
 
 
-def test_multi_level_roots_and_tiles(big: tuple[LogHasher, list[bytes], ReferenceTree, BuiltLog]) -> None:
+def test_multi_level_roots_and_tiles(
+    big: tuple[LogHasher, list[bytes], ReferenceTree, BuiltLog],
+) -> None:
     hasher, leaves, ref, log = big
     cr = CompactRange(hasher)
     for size, leaf in enumerate(leaves, start=1):
@@ -280,20 +282,24 @@ def flip(h: bytes, bit: int) -> bytes:
 def mutations(proof: list[bytes]) -> list[tuple[str, list[bytes]]]:
     out: list[tuple[str, list[bytes]]] = []
     for i in range(len(proof)):
-        out.append((f"flip-bit@{i}", [*proof[:i], flip(proof[i], i * 7 % 256), *proof[i + 1 :]]))
-        out.append((f"drop@{i}", proof[:i] + proof[i + 1 :]))
-        out.append((f"insert@{i}", [*proof[:i], proof[i], *proof[i:]]))
-        out.append((f"truncated-hash@{i}", [*proof[:i], proof[i][:31], *proof[i + 1 :]]))
-    for i in range(len(proof) - 1):
-        out.append((f"swap@{i}", [*proof[:i], proof[i + 1], proof[i], *proof[i + 2 :]]))
+        out += [
+            (f"flip-bit@{i}", [*proof[:i], flip(proof[i], i * 7 % 256), *proof[i + 1 :]]),
+            (f"drop@{i}", proof[:i] + proof[i + 1 :]),
+            (f"insert@{i}", [*proof[:i], proof[i], *proof[i:]]),
+            (f"truncated-hash@{i}", [*proof[:i], proof[i][:31], *proof[i + 1 :]]),
+        ]
+    out += [
+        (f"swap@{i}", [*proof[:i], proof[i + 1], proof[i], *proof[i + 2 :]])
+        for i in range(len(proof) - 1)
+    ]
     out.append(("append-zero", [*proof, bytes(32)]))
     out.append(("prepend-zero", [bytes(32), *proof]))
     return out
 
 
-def rejects(check: Callable[[], None]) -> bool:
+def rejects(check: Callable[..., None], *args: object) -> bool:
     try:
-        check()
+        check(*args)
     except ProofError:
         return True
     return False
@@ -306,22 +312,23 @@ def test_mutated_inclusion_proofs_fail(small: Fixture) -> None:
         for index in sorted({0, 1 % size, size // 2, size - 1}):
             proof = ref.inclusion(index, size)
             leaf = leaves[index]
-            for name, bad in mutations(proof):
-                assert rejects(lambda: verify_inclusion(hasher, index, size, leaf, bad, root)), name
-            cases = {
-                "wrong-leaf": lambda: verify_inclusion(hasher, index, size, flip(leaf, 3), proof, root),
-                "wrong-root": lambda: verify_inclusion(hasher, index, size, leaf, proof, flip(root, 0)),
-                "size*2": lambda: verify_inclusion(hasher, index, size * 2, leaf, proof, root),
-                "size/2": lambda: verify_inclusion(hasher, index, size // 2, leaf, proof, root),
-                "index+size": lambda: verify_inclusion(hasher, index + size, size, leaf, proof, root),
-            }
-            for other in {index - 1, index + 1, index ^ 1, index ^ 2}:
-                if 0 <= other < size and other != index:
-                    cases[f"index={other}"] = lambda o=other: verify_inclusion(  # type: ignore[misc]
-                        hasher, o, size, leaf, proof, root
-                    )
-            for name, case in cases.items():
-                assert rejects(case), (size, index, name)
+            cases: list[tuple[str, tuple[int, int, bytes, list[bytes], bytes]]] = [
+                (name, (index, size, leaf, bad, root)) for name, bad in mutations(proof)
+            ]
+            cases += [
+                ("wrong-leaf", (index, size, flip(leaf, 3), proof, root)),
+                ("wrong-root", (index, size, leaf, proof, flip(root, 0))),
+                ("size*2", (index, size * 2, leaf, proof, root)),
+                ("size/2", (index, size // 2, leaf, proof, root)),
+                ("index+size", (index + size, size, leaf, proof, root)),
+            ]
+            cases += [
+                (f"index={other}", (other, size, leaf, proof, root))
+                for other in {index - 1, index + 1, index ^ 1, index ^ 2}
+                if 0 <= other < size and other != index
+            ]
+            for name, args in cases:
+                assert rejects(verify_inclusion, hasher, *args), (size, index, name)
 
 
 def test_mutated_consistency_proofs_fail(small: Fixture) -> None:
@@ -332,17 +339,18 @@ def test_mutated_consistency_proofs_fail(small: Fixture) -> None:
                 continue
             r1, r2 = ref.root(size1), ref.root(size2)
             proof = ref.consistency(size1, size2)
-            for name, bad in mutations(proof):
-                assert rejects(lambda: verify_consistency(hasher, size1, size2, r1, r2, bad)), name
-            cases = {
-                "old-root": lambda: verify_consistency(hasher, size1, size2, flip(r1, 9), r2, proof),
-                "new-root": lambda: verify_consistency(hasher, size1, size2, r1, flip(r2, 9), proof),
-                "swapped-roots": lambda: verify_consistency(hasher, size1, size2, r2, r1, proof),
-                "empty": lambda: verify_consistency(hasher, size1, size2, r1, r2, []),
-                "reversed-sizes": lambda: verify_consistency(hasher, size2, size1, r2, r1, proof),
-            }
-            for name, case in cases.items():
-                assert rejects(case), (size1, size2, name)
+            cases: list[tuple[str, tuple[int, int, bytes, bytes, list[bytes]]]] = [
+                (name, (size1, size2, r1, r2, bad)) for name, bad in mutations(proof)
+            ]
+            cases += [
+                ("old-root", (size1, size2, flip(r1, 9), r2, proof)),
+                ("new-root", (size1, size2, r1, flip(r2, 9), proof)),
+                ("swapped-roots", (size1, size2, r2, r1, proof)),
+                ("empty", (size1, size2, r1, r2, [])),
+                ("reversed-sizes", (size2, size1, r2, r1, proof)),
+            ]
+            for name, args in cases:
+                assert rejects(verify_consistency, hasher, *args), (size1, size2, name)
 
 
 def test_trivial_consistency_cases() -> None:
