@@ -42,8 +42,9 @@ __all__ = [
 
 ENVELOPE_KEYS: Final = frozenset({"event", "received_at", "signature", "public_key"})
 
-_RECEIVED_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-_RECEIVED_AT_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+_RECEIVED_AT = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z"
+)
 
 # orjson serializes exactly the integers in [-2**63, 2**64); outside it raises, and the stdlib
 # path takes over, but deciding up front saves the failed attempt.
@@ -140,10 +141,13 @@ def format_received_at(dt: datetime) -> str:
 
 def parse_received_at(value: str) -> datetime:
     """Parse a ``received_at`` string in the one accepted format into an aware UTC datetime."""
-    if not _RECEIVED_AT.fullmatch(value):
+    match = _RECEIVED_AT.fullmatch(value)
+    if match is None:
         raise InvalidEvent(f"received_at {value!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
     try:
-        return datetime.strptime(value, _RECEIVED_AT_FORMAT).replace(tzinfo=UTC)
+        # The datetime constructor range-checks every field (and is ~10x faster than strptime).
+        year, month, day, hour, minute, second, micro = map(int, match.groups())
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     except ValueError as exc:
         raise InvalidEvent(f"received_at {value!r} is not a valid date and time") from exc
 

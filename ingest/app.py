@@ -85,23 +85,23 @@ class IngestState:
         self.in_flight -= n
         IN_FLIGHT.dec(n)
 
-    async def publish_many(self, envelopes: list[Envelope]) -> None:
+    async def publish_many(self, envelopes: list[Envelope], headers: list[Headers]) -> None:
         self.reserve(len(envelopes))
         try:
-            await self._send(envelopes)
+            await self._send(envelopes, headers)
         finally:
             self.release(len(envelopes))
 
-    async def _send(self, envelopes: list[Envelope]) -> None:
+    async def _send(self, envelopes: list[Envelope], headers: list[Headers]) -> None:
         """Send and wait for Kafka's ack of every envelope."""
         try:
             # send() itself waits while metadata is missing (Kafka down), so the bound covers it.
             async with asyncio.timeout(self.settings.send_timeout):
                 futures = [
                     await self.producer.send(
-                        self.settings.topic, env.canonical, key=_tenant_key(env)
+                        self.settings.topic, env.canonical, key=_tenant_key(env), headers=h or None
                     )
-                    for env in envelopes
+                    for env, h in zip(envelopes, headers, strict=True)
                 ]
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
@@ -109,11 +109,15 @@ class IngestState:
         EVENTS.inc(len(envelopes))
 
     async def publish_async(
-        self, request_id: str, envelopes: list[Envelope], result: dict[str, Any]
+        self,
+        request_id: str,
+        envelopes: list[Envelope],
+        headers: list[Headers],
+        result: dict[str, Any],
     ) -> None:
         """Background half of log_async: slots were reserved by the handler."""
         try:
-            await self._send(envelopes)
+            await self._send(envelopes, headers)
         except Pushback as exc:
             log.warning("log_async_failed", request_id=request_id, reason=str(exc))
             await requests_store.finish(self.pool, request_id, None, str(exc))
@@ -187,6 +191,29 @@ def _build_envelope(
 
 
 MAX_BULK = 1000
+MAX_IDEMPOTENCY_KEY = 256
+MAX_CONFIG_ID = 64
+Headers = list[tuple[str, bytes]]
+
+
+def _headers(
+    idempotency_key: object, config_id: object, pointer: str, errors: list[dict[str, str]]
+) -> Headers:
+    """Kafka headers for one event: the retry key (the sealer drops retried duplicates)."""
+    headers: Headers = []
+    for name, value, limit, source in (
+        ("idempotency-key", idempotency_key, MAX_IDEMPOTENCY_KEY, f"{pointer}/idempotency_key"),
+        ("config-id", config_id, MAX_CONFIG_ID, "/config_id"),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > limit:
+            errors.append(
+                error_item("InvalidString", f"'{source}' must be 1 to {limit} characters", source)
+            )
+            continue
+        headers.append((name, value.encode()))
+    return headers
 
 
 def _tenant_key(envelope: Envelope) -> bytes | None:
@@ -224,11 +251,13 @@ async def _prelude(
     return token, body, None
 
 
-async def _publish_or_503(request: Request, envelopes: list[Envelope]) -> Response | None:
+async def _publish_or_503(
+    request: Request, envelopes: list[Envelope], headers: list[Headers]
+) -> Response | None:
     state = _state(request)
     try:
         # One Kafka record per event, keyed by tenant; acks are awaited together.
-        await state.publish_many(envelopes)
+        await state.publish_many(envelopes, headers)
     except Pushback as exc:
         REJECTED.labels(type(exc).__name__).inc()
         log.warning("pushback", reason=str(exc))
@@ -247,16 +276,19 @@ async def log_v1(request: Request) -> Response:
     received_at = format_received_at(datetime.now(UTC))
     envelope, item_errors = _build_envelope(body, token, "", received_at)
     errors += item_errors
+    headers = _headers(
+        request.headers.get("idempotency-key"), body.get("config_id"), "/headers", errors
+    )
     if errors or envelope is None:
         REJECTED.labels("validation").inc()
         return validation_error(request, errors)
-    failed = await _publish_or_503(request, [envelope])
+    failed = await _publish_or_503(request, [envelope], [headers])
     return failed or success(request, _result(envelope, verbose))
 
 
 def _bulk_envelopes(
     body: dict[str, Any], token: TokenInfo
-) -> tuple[list[Envelope], bool, list[dict[str, str]]]:
+) -> tuple[list[Envelope], list[Headers], bool, list[dict[str, str]]]:
     errors: list[dict[str, str]] = []
     verbose = _verbose(body, errors)
     events = body.get("events")
@@ -264,7 +296,7 @@ def _bulk_envelopes(
         errors.append(
             error_item("BelowMinItems", "'/events' must hold 1 to 1000 events", "/events")
         )
-        return [], verbose, errors
+        return [], [], verbose, errors
     if len(events) > MAX_BULK:
         errors.append(
             error_item(
@@ -273,9 +305,10 @@ def _bulk_envelopes(
                 "/events",
             )
         )
-        return [], verbose, errors
+        return [], [], verbose, errors
     received_at = format_received_at(datetime.now(UTC))
     envelopes: list[Envelope] = []
+    headers: list[Headers] = []
     for i, item in enumerate(events):
         if not isinstance(item, dict):
             errors.append(
@@ -284,9 +317,13 @@ def _bulk_envelopes(
             continue
         envelope, item_errors = _build_envelope(item, token, f"/events/{i}", received_at)
         errors += item_errors
+        item_headers = _headers(
+            item.get("idempotency_key"), body.get("config_id"), f"/events/{i}", errors
+        )
         if envelope is not None:
             envelopes.append(envelope)
-    return envelopes, verbose, errors
+            headers.append(item_headers)
+    return envelopes, headers, verbose, errors
 
 
 async def log_v2(request: Request) -> Response:
@@ -295,11 +332,11 @@ async def log_v2(request: Request) -> Response:
         return early
     assert token is not None
     assert body is not None
-    envelopes, verbose, errors = _bulk_envelopes(body, token)
+    envelopes, headers, verbose, errors = _bulk_envelopes(body, token)
     if errors:
         REJECTED.labels("validation").inc()
         return validation_error(request, errors)
-    failed = await _publish_or_503(request, envelopes)
+    failed = await _publish_or_503(request, envelopes, headers)
     return failed or success(request, {"results": [_result(e, verbose) for e in envelopes]})
 
 
@@ -310,7 +347,7 @@ async def log_v2_async(request: Request) -> Response:
         return early
     assert token is not None
     assert body is not None
-    envelopes, verbose, errors = _bulk_envelopes(body, token)
+    envelopes, headers, verbose, errors = _bulk_envelopes(body, token)
     if errors:
         REJECTED.labels("validation").inc()
         return validation_error(request, errors)
@@ -324,7 +361,8 @@ async def log_v2_async(request: Request) -> Response:
     await requests_store.create(state.pool, request_id, token.token_id, "log_async")
     results = {"results": [_result(e, verbose) for e in envelopes]}
     state.tasks.create_task(
-        state.publish_async(request_id, envelopes, results), name=f"log-async-{request_id}"
+        state.publish_async(request_id, envelopes, headers, results),
+        name=f"log-async-{request_id}",
     )
     return requests_store.accepted(request, request_id)
 
@@ -390,10 +428,10 @@ async def log_stream(request: Request) -> Response:
             request,
             [error_item("InvalidObject", "every entry of '/logs' must be an object", "/logs")],
         )
-    envelopes, _, errors = _bulk_envelopes({"events": items}, token)
+    envelopes, headers, _, errors = _bulk_envelopes({"events": items}, token)
     if errors:
         return validation_error(request, errors)
-    failed = await _publish_or_503(request, envelopes)
+    failed = await _publish_or_503(request, envelopes, headers)
     return failed or success(request, {})
 
 

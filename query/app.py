@@ -1,18 +1,21 @@
-"""The query service: the native read API (checkpoints, tiles, receipts) over PostgreSQL.
+"""The query service: search, proofs, roots, tiles, receipts and exports over PostgreSQL.
 
-It only reads. Every proof is built against the signed checkpoint it is returned with, from
-tiles, which only ever grow by appending; so a proof and its checkpoint always agree even while
-the sealer writes.
+It never writes the log tables. Its own writes are search result sets, exports and download
+capabilities (tables of schema 2). Every proof is built against a signed checkpoint and returned
+with it, from tiles, which only ever grow by appending; so a proof and its checkpoint always
+agree even while the sealer writes (see query/proofs.py).
 
-Composition root: :func:`lifespan` opens the pool and hands it to handlers as
-``request.state.query``. Shutdown: stop accepting requests (uvicorn), close the pool.
+Composition root: :func:`lifespan` opens the pool, the token cache and the proof caches and hands
+them to handlers as ``request.state.query``; a background task drops expired result sets,
+exports and downloads. Shutdown: stop accepting requests (uvicorn), cancel the sweeper, close
+the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -24,57 +27,29 @@ from starlette.routing import BaseRoute, Route
 
 from auditlog import db
 from auditlog.errors import TileError
-from auditlog.hashing import get_hasher
 from auditlog.observability import configure_logging
-from auditlog.pangea_http import PangeaResponse, bearer_token, not_found, success, unauthorized
-from auditlog.proof import inclusion_proof, inclusion_tiles
+from auditlog.pangea_http import PangeaResponse, not_found, success, unauthorized, unavailable
 from auditlog.receipt import Receipt
 from auditlog.settings import describe
-from auditlog.tiles import TILE_WIDTH, TileID, decode_bundle, encode_bundle, parse_tile_path
+from auditlog.tiles import TILE_WIDTH, decode_bundle, encode_bundle, parse_tile_path
 from auditlog.tokens import TokenCache, TokenInfo
 from auditlog.webapp import build_app
+from query import downloads, openapi, roots, search
+from query.proofs import ProofBuilder, head_from_row
+from query.roots import IMMUTABLE, text
 from query.settings import Settings
+from query.state import QueryState, authorize, state
 
 log = structlog.get_logger("query")
 
-IMMUTABLE = "public, max-age=31536000, immutable"
 HASH_SIZE = 32
-
-
-@dataclass(slots=True)
-class QueryState:
-    settings: Settings
-    pool: asyncpg.Pool
-    tokens: TokenCache
-
-
-def _state(request: Request) -> QueryState:
-    state: QueryState = request.state.query
-    return state
-
-
-async def _authorize(request: Request, scope: str = "search") -> TokenInfo | None:
-    token = bearer_token(request)
-    if token is None:
-        return None
-    info = await _state(request).tokens.resolve(token)
-    if info is None or not info.allows(scope):
-        return None
-    return info
-
-
-def _text(body: str, *, cache: str = "no-cache", status: int = 200) -> Response:
-    return Response(
-        body,
-        status_code=status,
-        media_type="text/plain; charset=utf-8",
-        headers={"Cache-Control": cache},
-    )
+SWEEP_SECONDS = 600.0
 
 
 async def list_logs(request: Request) -> Response:
-    rows = await _state(request).pool.fetch(
-        "SELECT log_id, origin, hash_scheme, size, topic, kafka_partition FROM logs ORDER BY log_id"
+    rows = await state(request).pool.fetch(
+        "SELECT log_id, origin, hash_scheme, size, topic, kafka_partition FROM logs"
+        ' ORDER BY log_id COLLATE "C"'
     )
     return success(
         request,
@@ -95,12 +70,12 @@ async def list_logs(request: Request) -> Response:
 
 
 async def checkpoint(request: Request) -> Response:
-    note = await _state(request).pool.fetchval(
+    note = await state(request).pool.fetchval(
         "SELECT checkpoint FROM logs WHERE log_id = $1", request.path_params["log"]
     )
     if note is None:
         return not_found(request, "no such log, or nothing sealed in it yet")
-    return _text(note)
+    return text(note)
 
 
 async def tile(request: Request) -> Response:
@@ -109,10 +84,10 @@ async def tile(request: Request) -> Response:
         level, index, width = parse_tile_path("tile/" + request.path_params["rest"])
     except TileError:
         return not_found(request, "not a tile path")
-    pool = _state(request).pool
+    pool = state(request).pool
     if level is None:
         # Entry bundles carry the events themselves: the same rights as search.
-        token = await _authorize(request)
+        token = await authorize(request)
         if token is None:
             return unauthorized(request)
         if token.tenant_id is not None:
@@ -146,35 +121,22 @@ async def tile(request: Request) -> Response:
 
 
 _RECEIPT_SELECT = (
-    "SELECT e.log_id, e.idx, e.tenant_id, l.size, l.checkpoint, l.hash_scheme"
+    "SELECT e.idx, e.tenant_id, l.log_id, l.origin, l.hash_scheme, l.size, l.root, l.checkpoint"
     " FROM events e JOIN logs l USING (log_id)"
 )
 
 
-async def _receipt(request: Request, where: str, *args: Any) -> Response:
-    token = await _authorize(request)
-    if token is None:
-        return unauthorized(request)
-    pool = _state(request).pool
+async def _receipt(request: Request, token: TokenInfo, where: str, *args: Any) -> Response:
+    st = state(request)
     # `where` is one of two fixed fragments written below; values travel as parameters.
-    sql = f"{_RECEIPT_SELECT} WHERE {where}"
-    row = await pool.fetchrow(sql, *args)
+    row = await st.pool.fetchrow(f"{_RECEIPT_SELECT} WHERE {where}", *args)
     # A tenant-bound token gets the same answer for another tenant's event as for a missing one.
     if row is None or (token.tenant_id is not None and row["tenant_id"] != token.tenant_id):
         return not_found(request, "no sealed event with that hash or index")
-    index, size = row["idx"], row["size"]
-    wanted = inclusion_tiles(index, size)
-    rows = await pool.fetch(
-        "SELECT level, idx, data FROM tiles WHERE log_id = $1"
-        " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
-        row["log_id"],
-        [t.level for t in wanted],
-        [t.index for t in wanted],
-    )
-    tiles = {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}
-    proof = inclusion_proof(get_hasher(row["hash_scheme"]), index, size, tiles)
-    receipt = Receipt(index=index, proof=tuple(proof), checkpoint=row["checkpoint"])
-    return _text(receipt.to_text(), cache="private, no-cache")
+    head = head_from_row(row)
+    proof = await st.proofs.inclusion(head, row["idx"])
+    receipt = Receipt(index=row["idx"], proof=tuple(proof), checkpoint=head.checkpoint)
+    return text(receipt.to_text(), cache="private, no-cache")
 
 
 async def receipt_by_hash(request: Request) -> Response:
@@ -184,7 +146,19 @@ async def receipt_by_hash(request: Request) -> Response:
         digest = b""
     if len(digest) != HASH_SIZE:
         return not_found(request, "an event hash is 64 hex characters")
-    return await _receipt(request, "e.event_hash = $1 ORDER BY e.log_id LIMIT 1", digest)
+    token = await authorize(request)
+    if token is None:
+        return unauthorized(request)
+    # The tenant condition is part of the lookup, so a tenant's receipt is found even when
+    # another tenant logged an identical envelope.
+    return await _receipt(
+        request,
+        token,
+        "e.event_hash = $1 AND ($2::text IS NULL OR e.tenant_id = $2)"
+        ' ORDER BY e.log_id COLLATE "C" LIMIT 1',
+        digest,
+        token.tenant_id,
+    )
 
 
 async def receipt_by_index(request: Request) -> Response:
@@ -192,28 +166,79 @@ async def receipt_by_index(request: Request) -> Response:
         index = int(request.path_params["index"])
     except ValueError:
         return not_found(request, "an index is a non-negative integer")
+    token = await authorize(request)
+    if token is None:
+        return unauthorized(request)
     return await _receipt(
-        request, "e.log_id = $1 AND e.idx = $2", request.path_params["log"], index
+        request, token, "e.log_id = $1 AND e.idx = $2", request.path_params["log"], index
     )
+
+
+async def healthz(request: Request) -> Response:
+    return PangeaResponse(request, "Success", {"status": "ok"}, "alive")
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        async with asyncio.timeout(2):
+            await state(request).pool.fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return unavailable(request, "PostgreSQL is not reachable")
+    return PangeaResponse(request, "Success", {"status": "ready"}, "ready")
 
 
 def routes() -> list[BaseRoute]:
     return [
+        # Pangea-compatible
+        Route("/v1/search", search.search, methods=["POST"]),
+        Route("/v1/results", search.results, methods=["POST"]),
+        Route("/v1/root", roots.root, methods=["POST"]),
+        Route("/v1/download_results", downloads.download_results, methods=["POST"]),
+        Route("/v1/export", downloads.export, methods=["POST"]),
+        Route("/request/{request_id}", downloads.request_status, methods=["GET"]),
+        # Native
         Route("/v1/logs", list_logs, methods=["GET"]),
         Route("/v1/logs/{log}/checkpoint", checkpoint, methods=["GET"]),
+        Route("/v1/logs/{log}/checkpoints/{size}", roots.checkpoint_at, methods=["GET"]),
         Route("/v1/logs/{log}/tile/{rest:path}", tile, methods=["GET"]),
         Route("/v1/logs/{log}/receipts/{index}", receipt_by_index, methods=["GET"]),
         Route("/v1/receipts/{hash}", receipt_by_hash, methods=["GET"]),
+        Route("/v1/proofs/consistency", roots.consistency, methods=["GET"]),
+        Route("/v1/downloads/{secret}/{name}", downloads.serve_download, methods=["GET"]),
+        Route("/v1/openapi.json", openapi.endpoint, methods=["GET"]),
+        # Operations
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
     ]
+
+
+async def _sweep(pool: asyncpg.Pool) -> None:
+    """Drop expired result sets, exports and downloads now and then."""
+    while True:
+        for table in ("search_results", "exports", "downloads"):
+            try:
+                await pool.execute(f"DELETE FROM {table} WHERE expires_at < now()")  # noqa: S608
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("sweep_failed", table=table, error=str(exc))
+        await asyncio.sleep(SWEEP_SECONDS)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     log.info("starting", **describe(settings))
-    pool = await db.connect_pool(settings.database_url.value, max_size=8)
+    pool = await db.connect_pool(settings.database_url.value, max_size=settings.pool_size)
     try:
         await db.check_schema(pool)
-        yield {"query": QueryState(settings, pool, TokenCache(pool))}
+        proofs = ProofBuilder(
+            pool, tile_limit=settings.tile_cache_tiles, node_limit=settings.node_cache_nodes
+        )
+        sweeper = asyncio.create_task(_sweep(pool), name="query-sweeper")
+        try:
+            yield {"query": QueryState(settings, pool, TokenCache(pool), proofs)}
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
     finally:
         await pool.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from auditlog.settings import DEFAULT_DATABASE_URL, Env, Secret
+from auditlog.settings import DEFAULT_DATABASE_URL, DEFAULT_TOPIC, Env, Secret, SettingsError
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,13 +14,32 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8001
     log_level: str = "info"
+    # Search, /v1/root and exports cover the logs of this topic (one per partition).
+    topic: str = DEFAULT_TOPIC
+    # Base of download URLs; None: the URL the request came in on.
+    public_url: str | None = None
+    result_ttl_hours: float = 48.0  # Pangea's query_result_retention default, 2 days
+    download_ttl_minutes: float = 60.0
+    tile_cache_tiles: int = 4096  # at most 8 KiB each: a 32 MiB bound
+    node_cache_nodes: int = 65536  # per log, about 100 bytes each
+    pool_size: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = Env(environ)
+        public_url = env.optional("PUBLIC_URL")
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise SettingsError("AUDITLOG_PUBLIC_URL must start with http:// or https://")
         return cls(
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
             host=env.text("HOST", "127.0.0.1"),
             port=env.integer("PORT", 8001, minimum=1),
             log_level=env.text("LOG_LEVEL", "info"),
+            topic=env.text("TOPIC", DEFAULT_TOPIC),
+            public_url=public_url.rstrip("/") if public_url else None,
+            result_ttl_hours=env.number("QUERY_RESULT_TTL_HOURS", 48.0, minimum=0.01),
+            download_ttl_minutes=env.number("QUERY_DOWNLOAD_TTL_MINUTES", 60.0, minimum=0.1),
+            tile_cache_tiles=env.integer("QUERY_TILE_CACHE", 4096, minimum=16),
+            node_cache_nodes=env.integer("QUERY_NODE_CACHE", 65536, minimum=0),
+            pool_size=env.integer("QUERY_POOL_SIZE", 8, minimum=1),
         )

@@ -20,8 +20,9 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 import structlog
@@ -35,9 +36,18 @@ from auditlog.kafka import dlq_topic, make_producer
 from auditlog.note import NoteSigner
 from auditlog.observability import configure_logging
 from auditlog.settings import describe
+from sealer.batcher import Batch, Batcher
 from sealer.records import Record, Rejected, Sealable, decode
 from sealer.settings import Settings
-from sealer.store import Fenced, LogHead, Partitions, load_head, seal
+from sealer.store import (
+    Fenced,
+    LogHead,
+    Partitions,
+    SealResult,
+    forget_expired_keys,
+    load_head,
+    seal,
+)
 
 log = structlog.get_logger("sealer")
 
@@ -57,15 +67,29 @@ LOG_SIZE = Gauge("auditlog_sealer_log_size", "Entries in each owned log", ["log"
 LAG = Gauge("auditlog_sealer_lag", "Records behind the partition's high watermark", ["log"])
 
 
-@dataclass(slots=True)
-class Pending:
-    """Records fetched for one partition and not yet sealed."""
+DUPLICATES = Counter(
+    "auditlog_sealer_duplicates_total", "Records skipped: idempotency key already sealed", ["log"]
+)
+BATCH_AGE = Histogram(
+    "auditlog_sealer_batch_age_seconds",
+    "Age of a batch's oldest record when it is sealed",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RETRY_MIN, RETRY_MAX = 0.5, 10.0
+HANDOFF_DEPTH = 4  # closed batches waiting for the seal worker; a full queue stops fetching
 
-    records: list[Record] = field(default_factory=list)
-    since: float = 0.0
+TP: TypeAlias = TopicPartition
+SealBatch = Batch[TopicPartition, Record]
 
 
 class Sealer:
+    """Fetch loop and seal worker of one sealer process, joined by a bounded queue.
+
+    The fetch loop polls Kafka, buffers records per partition in the :class:`Batcher`, and puts
+    closed batches on the queue; when the queue is full it blocks, which stops fetching: that is
+    the back-pressure. The seal worker takes batches in order and seals each in one transaction.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -83,64 +107,95 @@ class Sealer:
         self.hasher = hasher
         self.signer = signer
         self.clock = clock
-        self.heads: dict[TopicPartition, LogHead] = {}
-        self.pending: dict[TopicPartition, Pending] = {}
+        self.heads: dict[TP, LogHead] = {}
+        self.generation: dict[TP, int] = {}
+        self.batcher: Batcher[TP, Record] = Batcher(
+            settings.batch_max_size, settings.batch_max_age, clock
+        )
+        self.handoff: asyncio.Queue[SealBatch | None] = asyncio.Queue(HANDOFF_DEPTH)
+        self.sealing = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.partitions = Partitions()
+        self.window = timedelta(seconds=settings.idempotency_window)
 
     # -- partition ownership -------------------------------------------------------------
-    async def assign(self, partitions: set[TopicPartition]) -> None:
+    def _reset(self, tp: TP) -> None:
+        """Forget what was fetched for ``tp``: batches already queued become stale."""
+        self.generation[tp] = self.generation.get(tp, 0) + 1
+        self.batcher.drop(tp)
+
+    async def assign(self, partitions: set[TP]) -> None:
         for tp in partitions:
             head = await load_head(
                 self.pool, tp.topic, tp.partition, self.settings.origin, self.hasher
             )
             self.heads[tp] = head
-            self.pending.pop(tp, None)
+            self._reset(tp)
             self.consumer.seek(tp, head.next_offset)
             LOG_SIZE.labels(head.log_id).set(head.size)
             log.info("assigned", log=head.log_id, size=head.size, offset=head.next_offset)
 
-    def revoke(self, partitions: set[TopicPartition]) -> None:
+    async def revoke(self, partitions: set[TP]) -> None:
+        # Let a seal in progress finish first, so the next owner rarely has to be fenced.
         # Unsealed records are dropped: the next owner reads them again from the stored offset.
-        for tp in partitions:
-            self.heads.pop(tp, None)
-            self.pending.pop(tp, None)
+        async with self.sealing:
+            for tp in partitions:
+                self.heads.pop(tp, None)
+                self._reset(tp)
+                log.info("revoked", topic=tp.topic, partition=tp.partition)
 
-    # -- the loop ------------------------------------------------------------------------
-    async def run(self) -> None:
-        max_wait_ms = max(1, int(self.settings.batch_max_age * 1000 / 2))
-        while not self.stopping.is_set():
-            fetched = await self.consumer.getmany(
-                timeout_ms=max_wait_ms, max_records=self.settings.batch_max_size
-            )
-            now = self.clock()
-            for tp, records in fetched.items():
-                if tp not in self.heads:
+    # -- the two loops -------------------------------------------------------------------
+    async def fetch_loop(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                deadline = self.batcher.next_deadline()
+                wait = self.settings.batch_max_age if deadline is None else deadline
+                fetched = await self.consumer.getmany(
+                    timeout_ms=max(1, int(wait * 1000)), max_records=self.settings.batch_max_size
+                )
+                for tp, records in fetched.items():
+                    if tp in self.heads:
+                        for batch in self.batcher.add(tp, self.generation[tp], records):
+                            await self.handoff.put(batch)
+                for batch in self.batcher.expired():
+                    await self.handoff.put(batch)
+            for batch in self.batcher.drain():
+                await self.handoff.put(batch)
+        finally:
+            await self.handoff.put(None)  # tells the seal worker to finish
+
+    async def seal_loop(self) -> None:
+        backoff = RETRY_MIN
+        while (batch := await self.handoff.get()) is not None:
+            async with self.sealing:
+                if self.generation.get(batch.key) != batch.generation:
                     continue
-                pending = self.pending.setdefault(tp, Pending())
-                if not pending.records:
-                    pending.since = now
-                pending.records.extend(records)
-            for tp in list(self.pending):
-                pending = self.pending[tp]
-                if not pending.records:
-                    continue
-                full = len(pending.records) >= self.settings.batch_max_size
-                if full or now - pending.since >= self.settings.batch_max_age:
-                    await self.seal_partition(tp)
-        await self.drain()
+                try:
+                    await self.seal_batch(batch)
+                    backoff = RETRY_MIN
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError) as exc:
+                    # PostgreSQL or Kafka failed mid-batch: nothing of it is sealed, or all of
+                    # it is and the next seal will be fenced and reload. Read the partition
+                    # again from the last head we know, after a pause.
+                    log.exception("seal_failed", error=type(exc).__name__)
+                    self._rewind(batch.key)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX)
 
-    async def drain(self) -> None:
-        for tp in list(self.pending):
-            if self.pending[tp].records:
-                await self.seal_partition(tp)
-
-    async def seal_partition(self, tp: TopicPartition) -> None:
-        pending = self.pending.pop(tp)
+    def _rewind(self, tp: TP) -> None:
         head = self.heads.get(tp)
         if head is None:
             return
-        records = [r for r in pending.records if r.offset >= head.next_offset]
+        self._reset(tp)
+        with contextlib.suppress(IllegalStateError):
+            self.consumer.seek(tp, head.next_offset)
+
+    async def seal_batch(self, batch: SealBatch) -> None:
+        tp = batch.key
+        head = self.heads.get(tp)
+        if head is None:
+            return
+        records = [r for r in batch.records if r.offset >= head.next_offset]
         if not records:
             return
         started = time.perf_counter()
@@ -148,48 +203,68 @@ class Sealer:
         items = [d for d in decoded if isinstance(d, Sealable)]
         rejected = [d for d in decoded if isinstance(d, Rejected)]
         if rejected:
-            await self.dead_letter(tp, rejected)
+            await self.dead_letter(tp, head, rejected)
         next_offset = records[-1].offset + 1
         await self.partitions.ensure(self.pool, [item.received_at for item in items])
         try:
             async with self.pool.acquire() as conn:
-                result = await seal(conn, head, self.hasher, self.signer, items, next_offset)
+                result = await seal(
+                    conn, head, self.hasher, self.signer, items, next_offset, self.window
+                )
         except Fenced:
             FENCED.labels(head.log_id).inc()
             log.warning("fenced", log=head.log_id, size=head.size)
             await self.reload(tp)
             return
         self.heads[tp] = result.head
-        elapsed = time.perf_counter() - started
-        SEAL_SECONDS.observe(elapsed)
-        BATCH_SIZE.observe(len(items))
-        SEALED_EVENTS.labels(head.log_id).inc(len(items))
-        SEALED_BATCHES.labels(head.log_id).inc()
-        LOG_SIZE.labels(head.log_id).set(result.head.size)
-        highwater = self.consumer.highwater(tp)
-        if highwater is not None:
-            LAG.labels(head.log_id).set(max(0, highwater - next_offset))
-        log.info(
-            "sealed",
-            log=head.log_id,
-            events=len(items),
-            dead_letters=len(rejected),
-            size=result.head.size,
-            first_offset=records[0].offset,
-            next_offset=next_offset,
-            ms=round(elapsed * 1000, 2),
-        )
+        self._observe(tp, batch, records, result, len(rejected), time.perf_counter() - started)
         with contextlib.suppress(CommitFailedError, IllegalStateError, KafkaError):
             await self.consumer.commit({tp: next_offset})
 
-    async def reload(self, tp: TopicPartition) -> None:
+    def _observe(
+        self,
+        tp: TP,
+        batch: SealBatch,
+        records: list[Record],
+        result: SealResult,
+        dead: int,
+        elapsed: float,
+    ) -> None:
+        log_id = result.head.log_id
+        sealed = len(records) - dead - result.duplicates
+        SEAL_SECONDS.observe(elapsed)
+        BATCH_SIZE.observe(sealed)
+        BATCH_AGE.observe(self.clock() - batch.opened_at)
+        SEALED_EVENTS.labels(log_id).inc(sealed)
+        SEALED_BATCHES.labels(log_id).inc()
+        DUPLICATES.labels(log_id).inc(result.duplicates)
+        LOG_SIZE.labels(log_id).set(result.head.size)
+        highwater = self.consumer.highwater(tp)
+        if highwater is not None:
+            LAG.labels(log_id).set(max(0, highwater - result.head.next_offset))
+        log.info(
+            "sealed",
+            log=log_id,
+            events=sealed,
+            dead_letters=dead,
+            duplicates=result.duplicates,
+            size=result.head.size,
+            first_offset=records[0].offset,
+            next_offset=result.head.next_offset,
+            ms=round(elapsed * 1000, 2),
+        )
+
+    async def reload(self, tp: TP) -> None:
         """After a fence: believe the database, and read again from its offset if still ours."""
         head = await load_head(self.pool, tp.topic, tp.partition, self.settings.origin, self.hasher)
+        if tp not in self.heads:
+            return  # revoked meanwhile
         self.heads[tp] = head
+        self._reset(tp)
         with contextlib.suppress(IllegalStateError):
             self.consumer.seek(tp, head.next_offset)
 
-    async def dead_letter(self, tp: TopicPartition, rejected: list[Rejected]) -> None:
+    async def dead_letter(self, tp: TP, head: LogHead, rejected: list[Rejected]) -> None:
         """Park rejected records with their reason; acknowledged before their offsets are sealed."""
         topic = dlq_topic(tp.topic)
         futures = []
@@ -203,11 +278,18 @@ class Sealer:
                 ("dlq-offset", str(rec.offset).encode()),
             ]
             futures.append(await self.dlq.send(topic, rec.value, key=rec.key, headers=headers))
-            log.warning(
-                "dead_letter", log=self.heads[tp].log_id, offset=rec.offset, reason=item.reason
-            )
+            log.warning("dead_letter", log=head.log_id, offset=rec.offset, reason=item.reason)
         await asyncio.gather(*futures)
-        DEAD_LETTERS.labels(self.heads[tp].log_id).inc(len(rejected))
+        DEAD_LETTERS.labels(head.log_id).inc(len(rejected))
+
+    async def housekeeping(self) -> None:
+        """Forget expired idempotency keys now and then."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(60):
+                    await self.stopping.wait()
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                await forget_expired_keys(self.pool, self.window)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -215,7 +297,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.sealer = sealer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.sealer.revoke(set(revoked))
+        await self.sealer.revoke(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.sealer.assign(set(assigned))
@@ -254,7 +336,9 @@ async def run(settings: Settings) -> None:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, sealer.stopping.set)
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(sealer.run(), name="seal-loop")
+                    tg.create_task(sealer.fetch_loop(), name="fetch-loop")
+                    tg.create_task(sealer.seal_loop(), name="seal-loop")
+                    tg.create_task(sealer.housekeeping(), name="housekeeping")
                 log.info("stopped")
             finally:
                 await consumer.stop()

@@ -15,11 +15,11 @@ from auditlog.settings import (
     Secret,
     SettingsError,
 )
+from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MAX_SIZE
 
-DEFAULT_BATCH_MAX_SIZE = 2000
-DEFAULT_BATCH_MAX_AGE = 0.1  # seconds; latency is dominated by this window, not by the work
 DEFAULT_GROUP_ID = "auditlog-sealer"
 DEFAULT_HASH_SCHEME = "rfc6962-sha256"
+DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
 DEFAULT_SIGNING_KEY_FILE = ".auditlog/keys/log.skey"
 
 
@@ -34,6 +34,7 @@ class Settings:
     hash_scheme: str = DEFAULT_HASH_SCHEME
     batch_max_size: int = DEFAULT_BATCH_MAX_SIZE
     batch_max_age: float = DEFAULT_BATCH_MAX_AGE
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds
     metrics_port: int = 0  # 0: no metrics listener
     log_level: str = "info"
 
@@ -50,6 +51,9 @@ class Settings:
             hash_scheme=env.text("HASH_SCHEME", DEFAULT_HASH_SCHEME),
             batch_max_size=env.integer("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, minimum=1),
             batch_max_age=env.number("BATCH_MAX_AGE", DEFAULT_BATCH_MAX_AGE, minimum=0.001),
+            idempotency_window=env.number(
+                "IDEMPOTENCY_WINDOW", DEFAULT_IDEMPOTENCY_WINDOW, minimum=0
+            ),
             metrics_port=env.integer("SEALER_METRICS_PORT", 0),
             log_level=env.text("LOG_LEVEL", "info"),
         )

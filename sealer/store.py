@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -24,6 +24,8 @@ from auditlog.kafka import log_id as make_log_id
 from auditlog.note import NoteSigner, sign_note
 from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle
 from sealer.records import Sealable
+
+DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class Fenced(AuditLogError):  # noqa: N818 - reads as a verdict, like the core tree
@@ -43,7 +45,8 @@ class LogHead:
 @dataclass(frozen=True, slots=True)
 class SealResult:
     head: LogHead
-    checkpoint: str | None  # None when the batch held only dead letters
+    checkpoint: str | None  # None when nothing was appended (dead letters or duplicates only)
+    duplicates: int = 0  # records skipped because their idempotency key was already sealed
 
 
 async def load_head(
@@ -99,8 +102,13 @@ async def seal(
     signer: NoteSigner,
     items: Sequence[Sealable],
     next_offset: int,
+    idempotency_window: timedelta = DEFAULT_IDEMPOTENCY_WINDOW,
 ) -> SealResult:
-    """Append ``items`` to the log and move its offset to ``next_offset``, atomically."""
+    """Append ``items`` to the log and move its offset to ``next_offset``, atomically.
+
+    An item whose idempotency key was sealed for the same tenant within ``idempotency_window``
+    (or earlier in the same batch) is skipped: a producer's retry is not logged twice.
+    """
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT size, root, next_offset FROM logs WHERE log_id = $1 FOR UPDATE", head.log_id
@@ -111,13 +119,14 @@ async def seal(
             head.next_offset,
         ):
             raise Fenced(f"log {head.log_id} head moved; this sealer no longer owns it")
+        items, duplicates = await _without_duplicates(conn, items, idempotency_window)
         if not items:
             await conn.execute(
                 "UPDATE logs SET next_offset = $2, updated_at = now() WHERE log_id = $1",
                 head.log_id,
                 next_offset,
             )
-            return SealResult(replace(head, next_offset=next_offset), None)
+            return SealResult(replace(head, next_offset=next_offset), None, duplicates)
 
         wanted = tiles_to_fetch(head.size)
         edge: dict[TileID, bytes] = {}
@@ -154,6 +163,18 @@ async def seal(
             " ON CONFLICT (log_id, idx) DO UPDATE SET data = bundles.data || EXCLUDED.data",
             _bundle_rows(head.log_id, head.size, [log_entry(c) for c in canon]),
         )
+        keyed = [
+            (_tenant(item), item.idempotency_key, head.log_id, head.size + i)
+            for i, item in enumerate(items)
+            if item.idempotency_key is not None
+        ]
+        if keyed:
+            await conn.executemany(
+                "INSERT INTO idempotency_keys (tenant_id, key, log_id, idx) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (tenant_id, key) DO UPDATE SET log_id = EXCLUDED.log_id,"
+                " idx = EXCLUDED.idx, sealed_at = now()",
+                keyed,
+            )
         note = sign_note(Checkpoint(head.origin, result.size, result.root).to_text(), [signer])
         await conn.execute(
             "INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $2, $3, $4)",
@@ -172,8 +193,51 @@ async def seal(
             note,
         )
     return SealResult(
-        replace(head, size=result.size, root=result.root, next_offset=next_offset), note
+        replace(head, size=result.size, root=result.root, next_offset=next_offset),
+        note,
+        duplicates,
     )
+
+
+def _tenant(item: Sealable) -> str:
+    tenant = item.envelope.event.get("tenant_id")
+    return tenant if isinstance(tenant, str) else ""
+
+
+async def _without_duplicates(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    items: Sequence[Sealable],
+    window: timedelta,
+) -> tuple[list[Sealable], int]:
+    keys = [(_tenant(i), i.idempotency_key) for i in items if i.idempotency_key is not None]
+    if not keys:
+        return list(items), 0
+    rows = await conn.fetch(
+        "SELECT tenant_id, key FROM idempotency_keys"
+        " WHERE (tenant_id, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+        " AND sealed_at > now() - $3::interval",
+        [t for t, _ in keys],
+        [k for _, k in keys],
+        window,
+    )
+    seen = {(r["tenant_id"], r["key"]) for r in rows}
+    kept: list[Sealable] = []
+    for item in items:
+        if item.idempotency_key is not None:
+            key = (_tenant(item), item.idempotency_key)
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(item)
+    return kept, len(items) - len(kept)
+
+
+async def forget_expired_keys(pool: asyncpg.Pool, window: timedelta) -> int:
+    """Drop idempotency keys older than the window; returns how many."""
+    status = await pool.execute(
+        "DELETE FROM idempotency_keys WHERE sealed_at < now() - $1::interval", window
+    )
+    return int(status.split()[-1])
 
 
 EVENT_COLUMNS = [

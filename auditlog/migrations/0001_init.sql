@@ -48,6 +48,17 @@ CREATE INDEX events_log_idx ON events (log_id, idx);
 CREATE INDEX events_event_hash ON events USING hash (event_hash);
 CREATE INDEX events_received_at ON events (received_at);
 
+-- Producers' retry keys, per tenant ('' when none), remembered for the sealer's window.
+CREATE TABLE idempotency_keys (
+    tenant_id text NOT NULL,
+    key       text NOT NULL,
+    log_id    text NOT NULL,
+    idx       bigint NOT NULL,
+    sealed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key)
+);
+CREATE INDEX idempotency_keys_sealed_at ON idempotency_keys (sealed_at);
+
 CREATE TABLE tiles (
     log_id text NOT NULL REFERENCES logs (log_id),
     level  integer NOT NULL,

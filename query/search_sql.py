@@ -1,0 +1,126 @@
+"""Search queries as parameterized SQL over ``events``.
+
+Every value travels as a bind parameter; the only text spliced into SQL is column names and
+operators chosen from fixed tables here. The translation keeps :func:`auditlog.search_query.matches`
+semantics exactly (tests/integration/test_query_search_sql.py checks it against PostgreSQL):
+
+* contains is ``LIKE '%v%'`` with ``\\``, ``%`` and ``_`` escaped, which is case-sensitive and
+  byte-exact under any deterministic collation, and can use the pg_trgm indexes;
+* a missing field makes ``LIKE`` NULL; NULL works as false under AND and OR, and negation is
+  ``IS NOT TRUE`` so that ``-actor:x`` keeps events without an actor;
+* text sorts with ``COLLATE "C"`` (code point order, as Python compares strings), missing values
+  last in both directions; ties break on (received_at, log_id, idx), in the same direction, so
+  that events sealed together keep their log order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from auditlog.search_query import TEXT_FIELDS, And, Expr, Not, Or, Term
+
+__all__ = [
+    "COLUMNS",
+    "ORDER_BY",
+    "RESTRICTABLE",
+    "Filter",
+    "SqlParams",
+    "compile_filter",
+    "order_clause",
+]
+
+# Query field -> events column.
+COLUMNS: Final[dict[str, str]] = {
+    **{f: f for f in TEXT_FIELDS},
+    "new": "new_value",
+    "old": "old_value",
+    "received_at": "received_at",
+    "timestamp": "event_time",
+}
+ORDER_BY: Final = frozenset(
+    ("received_at", "timestamp", "actor", "action", "message", "source", "status", "target")
+)
+RESTRICTABLE: Final = frozenset(("actor", "action", "source", "status", "target", "tenant_id"))
+_COMPARE: Final = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _like_pattern(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass
+class SqlParams:
+    """Bind parameters collected while compiling, numbered from ``first``."""
+
+    first: int = 1
+    values: list[Any] = field(default_factory=list)
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${self.first + len(self.values) - 1}"
+
+
+def _term(term: Term, params: SqlParams) -> str:
+    if term.field is None:
+        ref = params.add(_like_pattern(term.value))
+        return "(" + " OR ".join(f"{COLUMNS[f]} LIKE {ref}" for f in TEXT_FIELDS) + ")"
+    column = COLUMNS[term.field]
+    if term.time is not None:
+        return f"{column} {_COMPARE[term.op]} {params.add(term.time)}"
+    if term.op == "contains":
+        return f"{column} LIKE {params.add(_like_pattern(term.value))}"
+    return f"{column} = {params.add(term.value)}"
+
+
+def _expr(expr: Expr, params: SqlParams) -> str:
+    if isinstance(expr, Term):
+        return _term(expr, params)
+    if isinstance(expr, Not):
+        return f"({_expr(expr.expr, params)}) IS NOT TRUE"
+    joiner = " AND " if isinstance(expr, And) else " OR "
+    assert isinstance(expr, And | Or)
+    return "(" + joiner.join(_expr(p, params) for p in expr.parts) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Everything that selects events besides the query text."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    restriction: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    tenant_id: str | None = None
+
+
+def compile_filter(expr: Expr | None, flt: Filter, params: SqlParams) -> str:
+    """The WHERE condition (without ``WHERE``) for a query and its filter."""
+    parts: list[str] = []
+    if flt.tenant_id is not None:
+        parts.append(f"tenant_id = {params.add(flt.tenant_id)}")
+    if flt.start is not None:
+        parts.append(f"received_at >= {params.add(flt.start)}")
+    if flt.end is not None:
+        parts.append(f"received_at <= {params.add(flt.end)}")
+    for name, values in flt.restriction:
+        parts.append(f"{COLUMNS[name]} = ANY({params.add(list(values))}::text[])")
+    if expr is not None:
+        parts.append(_expr(expr, params))
+    return " AND ".join(parts) or "TRUE"
+
+
+def order_clause(order_by: str, descending: bool, prefix: str = "") -> str:
+    """ORDER BY body for ``order_by`` (one of :data:`ORDER_BY`) and direction."""
+    direction = "DESC" if descending else "ASC"
+    keys = [
+        f"{prefix}received_at {direction}",
+        f'{prefix}log_id COLLATE "C" {direction}',
+        f"{prefix}idx {direction}",
+    ]
+    if order_by == "received_at":
+        return ", ".join(keys)
+    column = COLUMNS[order_by]
+    collate = "" if order_by == "timestamp" else ' COLLATE "C"'
+    return f"{prefix}{column}{collate} {direction} NULLS LAST, " + ", ".join(keys)

@@ -1,0 +1,204 @@
+"""Sealer drills on real Kafka and PostgreSQL: crashes, rebalances, fencing, dead letters.
+
+In each, N produced events end up exactly N sealed, each once, in offset order per partition,
+under signed checkpoints each consistent with the one before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from auditlog.cli import write_signing_key
+from auditlog.envelope import Envelope, parse_received_at
+from auditlog.hashing import get_hasher
+from auditlog.kafka import dlq_topic, ensure_topics
+from auditlog.note import NoteSigner
+from auditlog.producer import AuditProducer
+from sealer.records import Sealable
+from sealer.store import Fenced, Partitions, load_head, seal
+from tests.conftest import Services, delete_topics
+from tests.integration.sealer_harness import (
+    SealerFleet,
+    check_exactly_once,
+    produce,
+    sealed_count,
+    wait_sealed,
+)
+
+pytestmark = pytest.mark.integration
+
+_counter = iter(range(1000))
+
+
+@pytest.fixture
+async def topic(services: Services, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    name = f"{services.topic}.drill{next(_counter)}"
+    partitions = getattr(request, "param", 2)
+    await ensure_topics(services.kafka_bootstrap, name, partitions=partitions)
+    yield name
+    await delete_topics(services.kafka_bootstrap, [name, dlq_topic(name)])
+
+
+@pytest.fixture
+def fleet(services: Services, topic: str, tmp_path: Path) -> Iterator[SealerFleet]:
+    key = tmp_path / "log.skey"
+    write_signing_key(key, "drill.auditlog.test")
+    fleet = SealerFleet(services, topic, key, tmp_path)
+    yield fleet
+    fleet.close()
+
+
+def _vkey(fleet: SealerFleet) -> str:
+    return fleet.key_file.with_suffix(".vkey").read_text().strip()
+
+
+async def test_kill_minus_nine_mid_stream_then_restart(
+    services: Services, topic: str, fleet: SealerFleet
+) -> None:
+    hashes = await produce(services, topic, 4000, "crash")
+    victim = fleet.start()
+    await wait_sealed(services, topic, 600)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    hashes += await produce(services, topic, 1000, "after")
+    fleet.start()
+    await wait_sealed(services, topic, len(hashes))
+    await asyncio.sleep(0.5)  # anything sealed twice would show up now
+    await check_exactly_once(services, topic, hashes, _vkey(fleet))
+
+
+@pytest.mark.parametrize("topic", [6], indirect=True)
+async def test_three_sealers_with_forced_rebalances(
+    services: Services, topic: str, fleet: SealerFleet
+) -> None:
+    sealers = [fleet.start() for _ in range(3)]
+    producing = asyncio.create_task(produce(services, topic, 6000, "scale"))
+    await wait_sealed(services, topic, 1000)
+    sealers[0].send_signal(signal.SIGTERM)  # graceful leave: the group rebalances
+    await wait_sealed(services, topic, 2500)
+    sealers[1].send_signal(signal.SIGKILL)  # crash: rebalance after the session timeout
+    fleet.start()
+    hashes = await producing
+    await wait_sealed(services, topic, len(hashes), within=90)
+    await asyncio.sleep(0.5)
+    sizes = await check_exactly_once(services, topic, hashes, _vkey(fleet))
+    # Events are keyed by tenant, so some partitions may stay empty; most must have a log.
+    assert sum(sizes.values()) == len(hashes)
+    assert len(sizes) >= 3
+
+
+@pytest.mark.parametrize("topic", [1], indirect=True)
+async def test_two_sealers_on_one_partition_are_fenced(
+    services: Services, topic: str, fleet: SealerFleet
+) -> None:
+    # Two consumer groups both own partition 0: only the log head in PostgreSQL stands
+    # between them, and it must keep the log single and consistent.
+    fleet.start(group="twin-a")
+    fleet.start(group="twin-b")
+    hashes = await produce(services, topic, 3000, "twin")
+    await wait_sealed(services, topic, len(hashes))
+    await asyncio.sleep(1.0)
+    await check_exactly_once(services, topic, hashes, _vkey(fleet))
+
+
+@pytest.mark.parametrize("topic", [1], indirect=True)
+async def test_a_stale_head_is_fenced_in_the_database(
+    services: Services, topic: str, fleet: SealerFleet
+) -> None:
+    hasher = get_hasher("rfc6962-sha256")
+    signer = NoteSigner.from_skey(fleet.key_file.read_text().strip())
+    pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        head = await load_head(pool, topic, 0, "drill.auditlog.test", hasher)
+        items = [_item(i) for i in range(3)]
+        await Partitions().ensure(pool, [i.received_at for i in items])
+        async with pool.acquire() as conn:
+            first = await seal(conn, head, hasher, signer, items[:2], 2)
+            assert first.head.size == 2
+            with pytest.raises(Fenced):
+                await seal(conn, head, hasher, signer, items[2:], 3)  # the stale head
+            second = await seal(conn, first.head, hasher, signer, items[2:], 3)
+        assert second.head.size == 3
+    finally:
+        await pool.close()
+    await check_exactly_once(
+        services, topic, [i.envelope.event_hash.hex() for i in items], _vkey(fleet)
+    )
+
+
+def _item(i: int) -> Sealable:
+    env = Envelope(event={"message": f"fence {i}"}, received_at="2026-11-25T10:00:00.000000Z")
+    return Sealable(i, env, parse_received_at(env.received_at), None)
+
+
+@pytest.mark.parametrize("topic", [1], indirect=True)
+async def test_malformed_records_go_to_the_dead_letter_topic(
+    services: Services, topic: str, fleet: SealerFleet
+) -> None:
+    good = Envelope(event={"message": "good"}, received_at="2026-11-25T10:00:00.000000Z")
+    values = [
+        orjson.dumps({"message": "plain event", "actor": "kcat"}),
+        b"\x00 not json",
+        b'{"received_at":"2026-11-25T10:00:00.000000Z", "event":{"message":"unsorted"}}',
+        orjson.dumps({"message": "m", "colour": "red"}),
+        good.canonical,
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=services.kafka_bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, headers=[("trace", b"t1")])
+    finally:
+        await producer.stop()
+    fleet.start()
+    await wait_sealed(services, topic, 2)
+
+    consumer = AIOKafkaConsumer(
+        dlq_topic(topic),
+        bootstrap_servers=services.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        dead = []
+        while len(dead) < 3:
+            batch = await consumer.getmany(timeout_ms=10_000)
+            assert batch, f"dead letters missing; got {len(dead)}"
+            dead += [r for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    by_offset = {int(dict(r.headers)["dlq-offset"]): r for r in dead}
+    assert sorted(by_offset) == [1, 2, 3]
+    reasons = {o: dict(r.headers)["dlq-reason"].decode() for o, r in by_offset.items()}
+    assert "not JSON" in reasons[1]
+    assert "canonical" in reasons[2]
+    assert "colour" in reasons[3]
+    assert by_offset[1].value == values[1]
+    assert dict(by_offset[1].headers)["trace"] == b"t1"
+    assert await sealed_count(services, topic) == 2
+
+
+@pytest.mark.parametrize("topic", [1], indirect=True)
+async def test_a_retried_event_with_the_same_idempotency_key_is_sealed_once(
+    services: Services, topic: str, fleet: SealerFleet
+) -> None:
+    async with AuditProducer(services.kafka_bootstrap, topic) as producer:
+        first = await producer.log({"message": "pay", "tenant_id": "acme"}, idempotency_key="k1")
+        await producer.log({"message": "pay", "tenant_id": "acme"}, idempotency_key="k1")
+        other = await producer.log({"message": "pay", "tenant_id": "globex"}, idempotency_key="k1")
+        plain = await producer.log({"message": "no key"})
+    fleet.start()
+    await wait_sealed(services, topic, 3)
+    await asyncio.sleep(1.0)
+    await check_exactly_once(services, topic, [first, other, plain], _vkey(fleet))
+    assert "duplicates" in fleet.logs()

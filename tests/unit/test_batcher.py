@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from sealer.batcher import Batcher
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_batch_closes_at_max_size_and_keeps_order() -> None:
+    b: Batcher[str, int] = Batcher(max_size=3, max_age=1.0, clock=Clock())
+    closed = b.add("p0", 0, [1, 2, 3, 4, 5, 6, 7])
+    assert [c.records for c in closed] == [[1, 2, 3], [4, 5, 6]]
+    assert b.pending() == 1
+    assert [c.records for c in b.drain()] == [[7]]
+
+
+def test_a_batch_closes_at_max_age_measured_from_its_oldest_record() -> None:
+    clock = Clock()
+    b: Batcher[str, int] = Batcher(max_size=100, max_age=0.5, clock=clock)
+    b.add("p0", 0, [1])
+    clock.now += 0.3
+    b.add("p0", 0, [2])
+    b.add("p1", 0, [9])
+    assert b.expired() == []
+    assert b.next_deadline() == pytest.approx(0.2)
+    clock.now += 0.2
+    expired = b.expired()
+    assert [(e.key, e.records) for e in expired] == [("p0", [1, 2])]
+    clock.now += 0.3
+    assert [(e.key, e.records) for e in b.expired()] == [("p1", [9])]
+    assert b.next_deadline() is None
+
+
+def test_records_of_an_old_generation_are_dropped() -> None:
+    b: Batcher[str, int] = Batcher(max_size=10, max_age=1.0, clock=Clock())
+    b.add("p0", 0, [1, 2])
+    b.add("p0", 1, [3])
+    (batch,) = b.drain()
+    assert (batch.generation, batch.records) == (1, [3])
+
+
+def test_drop_forgets_a_partition() -> None:
+    b: Batcher[str, int] = Batcher(max_size=10, max_age=1.0, clock=Clock())
+    b.add("p0", 0, [1])
+    b.drop("p0")
+    assert b.drain() == []
+
+
+def test_bad_limits_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_size"):
+        Batcher(max_size=0)
