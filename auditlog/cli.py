@@ -115,7 +115,12 @@ def cmd_serve(_: argparse.Namespace) -> int:
         ):
             yield {**ingest_state, **query_state}
 
-    app = build_app([*ingest_app.routes(), *query_app.routes()], lifespan, "serve")
+    # Both services answer /request/{id}, /healthz and /readyz when run alone; here ingest's
+    # routes win (the async-request table is shared, so either answers a poll the same way).
+    ingest_routes = ingest_app.routes()
+    taken = {getattr(r, "path", None) for r in ingest_routes}
+    query_routes = [r for r in query_app.routes() if getattr(r, "path", None) not in taken]
+    app = build_app([*ingest_routes, *query_routes], lifespan, "serve")
     return _uvicorn(app, ingest_settings.host, ingest_settings.port)
 
 

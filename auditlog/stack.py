@@ -52,6 +52,7 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "stop_kafka",
 ]
 
 HOME_ENV = "AUDITLOG_HOME"
@@ -1171,6 +1172,15 @@ def stop(cfg: StackConfig, echo: _Echo = print) -> None:
     with _locked(cfg):
         _stop_kafka(cfg, echo)
         _stop_pg(cfg, echo)
+
+
+def stop_kafka(cfg: StackConfig, echo: _Echo = print) -> None:
+    """Stop only the broker (outage drills); `start` brings it back."""
+    if not cfg.home.is_dir():
+        echo("kafka: not running")
+        return
+    with _locked(cfg):
+        _stop_kafka(cfg, echo)
 
 
 def status(cfg: StackConfig) -> list[ComponentStatus]:

@@ -23,6 +23,7 @@ import os
 import platform
 import random
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -47,12 +48,13 @@ def bench_append(hasher: LogHasher, leaves: int, batch: int) -> None:
     pool = [rng.randbytes(32) for _ in range(batch)]  # content does not change the cost
     edge: dict[TileID, bytes] = {}
     size = 0
-    window_time = 0.0
-    window_batches = 0
-    window_start = 0
-    total = 0.0
-    print(f"{'size':>12} {'µs/batch':>10} {'ns/leaf':>8} {'leaves/s':>11} {'tiles out/batch':>16}")
+    window: list[float] = []  # seconds per batch since the previous checkpoint
     tiles_written = 0
+    total = 0.0
+    print(
+        f"{'size':>12} {'median µs/batch':>16} {'mean µs/batch':>14} {'leaves/s (median)':>18}"
+        f" {'tiles out/batch':>16}"
+    )
     while size < leaves:
         count = min(batch, leaves - size)
         chunk = pool[:count]
@@ -64,20 +66,19 @@ def bench_append(hasher: LogHasher, leaves: int, batch: int) -> None:
         edge = {t: result.tiles.get(t, wanted.get(t, b"")) for t in tiles_to_fetch(result.size)}
         size = result.size
         total += dt
-        window_time += dt
-        window_batches += 1
+        window.append(dt)
         tiles_written += len(result.tiles)
         if size in CHECKPOINTS or size == leaves:
-            per_batch = window_time / window_batches
-            per_leaf = window_time / (size - window_start)
+            median = statistics.median(window)
+            mean = sum(window) / len(window)
             print(
-                f"{size:>12,} {per_batch * 1e6:>10.1f} {per_leaf * 1e9:>8.0f} "
-                f"{1 / per_leaf:>11,.0f} {tiles_written / window_batches:>16.1f}"
+                f"{size:>12,} {median * 1e6:>16.1f} {mean * 1e6:>14.1f} "
+                f"{batch / median:>18,.0f} {tiles_written / len(window):>16.1f}"
             )
-            window_time, window_batches, window_start, tiles_written = 0.0, 0, size, 0
+            window, tiles_written = [], 0
     print(
         f"total: {leaves:,} leaves in {total:.2f} s = {leaves / total:,.0f} leaves/s "
-        f"(integrate only); peak RSS {rss_mib():.0f} MiB"
+        f"(integrate only, mean); peak RSS {rss_mib():.0f} MiB"
     )
 
 

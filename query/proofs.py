@@ -13,7 +13,7 @@ once they exist.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,9 +22,15 @@ from prometheus_client import Counter
 
 from auditlog import pangea_proof
 from auditlog.hashing import HASH_SIZE, LogHasher, get_hasher
-from auditlog.proof import Node, consistency_proof, inclusion_proof, inclusion_tiles
+from auditlog.proof import (
+    Node,
+    consistency_proof,
+    inclusion_proof,
+    inclusion_tiles,
+    root_from_tiles,
+    root_tiles,
+)
 from auditlog.proof import consistency_tiles as native_consistency_tiles
-from auditlog.proof import root_from_tiles, root_tiles
 from auditlog.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
 
 TILE_READS = Counter("auditlog_query_tile_reads_total", "Tiles read", ["source"])
@@ -101,13 +107,13 @@ async def load_head(conn: asyncpg.Pool | asyncpg.Connection, log_id: str) -> Log
     return head_from_row(row) if row is not None else None
 
 
-def head_from_row(row: Mapping[str, object]) -> LogHead:
+def head_from_row(row: asyncpg.Record) -> LogHead:
     return LogHead(
         str(row["log_id"]),
         str(row["origin"]),
         str(row["hash_scheme"]),
-        int(row["size"]),  # type: ignore[call-overload]
-        bytes(row["root"]),  # type: ignore[call-overload]
+        int(row["size"]),
+        bytes(row["root"]),
         str(row["checkpoint"]),
     )
 

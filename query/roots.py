@@ -25,8 +25,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auditlog.hashing import PANGEA_SHA256
-from auditlog.pangea_http import PangeaResponse, error_item, not_found, success, unauthorized
-from auditlog.pangea_http import validation_error
+from auditlog.pangea_http import (
+    PangeaResponse,
+    error_item,
+    not_found,
+    success,
+    unauthorized,
+    validation_error,
+)
 from query.proofs import LogHead, load_head
 from query.snapshot import checkpoint_url, rfc3339
 from query.state import authorize, json_body, public_base, state
@@ -132,7 +138,7 @@ async def checkpoint_at(request: Request) -> Response:
     return text(note, cache=IMMUTABLE)
 
 
-def _size_param(request: Request, name: str) -> int | None | str:
+def _size_param(request: Request, name: str) -> int | str | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
@@ -151,7 +157,9 @@ async def consistency(request: Request) -> Response:
         problems.append("'from' is required")
     if problems:
         return validation_error(request, [error_item("InvalidQuery", p, "/") for p in problems])
-    assert isinstance(size1, int) and log_id is not None
+    assert isinstance(size1, int)
+    assert log_id is not None
+    assert not isinstance(size2, str)
     st = state(request)
     head = await load_head(st.pool, log_id)
     if head is None:

@@ -79,7 +79,9 @@ class Snapshot:
         return cls(heads, published)
 
 
-async def take(conn: asyncpg.Connection | asyncpg.Pool, topic: str) -> Snapshot:
+async def take(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool, topic: str
+) -> Snapshot:
     """The heads of ``topic``'s logs now; call it inside the search's transaction."""
     rows = await conn.fetch(
         "SELECT l.log_id, l.origin, l.hash_scheme, l.size, l.root, l.checkpoint, c.created_at"

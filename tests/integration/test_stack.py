@@ -121,3 +121,123 @@ def test_stop_then_start_keeps_the_installation(started: StackConfig) -> None:
     stack.start(started, echo=lines.append)
     assert not [line for line in lines if "first run" in line]
     assert stack.is_running(started)
+
+
+# Last in this module: it takes the broker down and brings it back.
+def test_ingest_answers_503_while_kafka_is_down_and_loses_no_acked_event(
+    started: StackConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from auditlog import db
+    from auditlog.kafka import ensure_topics
+    from auditlog.tokens import create_token
+
+    async def prepare() -> str:
+        conn = await asyncpg.connect(started.database_url)
+        try:
+            await db.migrate(conn)
+            token, _ = await create_token(conn, "outage", {"log"})
+        finally:
+            await conn.close()
+        await ensure_topics(started.kafka_bootstrap, "audit.outage", partitions=1)
+        return token
+
+    token = asyncio.run(prepare())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "AUDITLOG_KAFKA_BOOTSTRAP": started.kafka_bootstrap,
+        "AUDITLOG_DATABASE_URL": started.database_url,
+        "AUDITLOG_TOPIC": "audit.outage",
+        "AUDITLOG_PORT": str(port),
+        "AUDITLOG_INGEST_SEND_TIMEOUT": "2",
+    }
+    log = tmp_path_factory.mktemp("outage") / "ingest.log"
+    with log.open("wb") as out:
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "auditlog.cli", "ingest"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def wait_ready(expect: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == expect:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"/readyz never answered {expect}:\n{log.read_text()[-2000:]}")
+
+    def log_event(i: int) -> httpx.Response:
+        return httpx.post(
+            f"{base}/v1/log",
+            headers=headers,
+            timeout=15,
+            content=f'{{"event":{{"message":"outage {i}"}}}}'.encode(),
+        )
+
+    acked: list[str] = []
+    try:
+        wait_ready(200)
+        for i in range(10):
+            resp = log_event(i)
+            assert resp.status_code == 200, resp.text
+            acked.append(resp.json()["result"]["hash"])
+
+        stack.stop_kafka(started, echo=print)
+        wait_ready(503)
+        began = time.monotonic()
+        down = log_event(100)
+        assert time.monotonic() - began < 10, "a request hung while Kafka was down"
+        assert down.status_code == 503
+        assert down.json()["status"] == "ServiceNotAvailable"
+        assert down.headers["retry-after"] == "1"
+
+        stack.start(started, echo=print)
+        wait_ready(200)
+        for i in range(10, 20):
+            deadline = time.monotonic() + 30
+            while (resp := log_event(i)).status_code == 503 and time.monotonic() < deadline:
+                time.sleep(0.5)  # the producer reconnects on its own schedule
+            assert resp.status_code == 200, resp.text
+            acked.append(resp.json()["result"]["hash"])
+    finally:
+        ingest.terminate()
+        ingest.wait(20)
+
+    async def on_topic() -> set[str]:
+        import hashlib
+
+        consumer = AIOKafkaConsumer(
+            "audit.outage",
+            bootstrap_servers=started.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            seen: set[str] = set()
+            while not set(acked) <= seen:
+                batch = await consumer.getmany(timeout_ms=10_000)
+                if not batch:
+                    break
+                seen |= {hashlib.sha256(r.value).hexdigest() for rs in batch.values() for r in rs}
+            return seen
+        finally:
+            await consumer.stop()
+
+    assert set(acked) <= asyncio.run(on_topic()), "an acknowledged event is missing"
