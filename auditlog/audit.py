@@ -26,6 +26,7 @@ a compact range, and the discrepancies still waiting for their parent tile.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -299,9 +300,10 @@ class LogAuditor:
         self.entries = 0
         self._need: set[TileID] = set()
         self._stored: dict[TileID, bytes | None] = {}  # fetched higher-level tiles, pruned
-        self._await_compare: dict[TileID, tuple[list[bytes], bool]] = {}  # (rebuilt, full)
+        self._await_compare: dict[TileID, list[bytes]] = {}
         self._await_parent: dict[TileID, _Discrepancy] = {}
         self._edge: list[_Discrepancy] = []  # decided at the end, against the signed root
+        self._upper: list[_Discrepancy] = []  # decided at the end, by the entries beneath
         self._entry_damage: list[tuple[int, _Position]] = []  # (index, position) leaf mismatches
         self._sealed_at: dict[bytes, int] = {}  # stored leaf -> index, for the mismatched ones
         self._missing_run: tuple[int, int, bytes | None, str] | None = None
@@ -423,7 +425,7 @@ class LogAuditor:
             buf.clear()
             self._level_index[level] += 1
             if level > 0:
-                self._await_compare[tile] = (hashes, True)
+                self._await_compare[tile] = hashes
                 self._need.add(tile)
             self._push(level + 1, subtree_root(self.hasher, hashes))
 
@@ -566,26 +568,41 @@ class LogAuditor:
                 return sealed, None
             return (entry_leaf_hash(self.hasher, entry) if entry is not None else None), None
         self._flush_missing()
-        checked = [(row, *self._check_row(row)) for row in rows]
-        genuine = next((c for c in checked if sealed is not None and c[1] == sealed), checked[0])
-        for row, _, _ in checked:
-            if row is not genuine[0]:
-                self._add(
-                    "extra-entry",
-                    row.index,
-                    row.event_hash,
-                    "a second event row for this index",
-                )
-                self._damage_at(row.index)
-        row, leaf, entry_bytes = genuine
-        if entry is not None and entry_bytes is not None and entry != entry_bytes:
+        row = rows[0]
+        if len(rows) > 1:
+            # Which of several rows for one index was sealed is for the tile to say.
+            row = next((r for r in rows if sealed is not None and self._leaf(r) == sealed), row)
+            for other in rows:
+                if other is not row:
+                    self._add(
+                        "extra-entry",
+                        other.index,
+                        other.event_hash,
+                        "a second event row for this index",
+                    )
+                    self._damage_at(other.index)
+        leaf, entry_bytes = self._check_row(row)
+        # When the bundle agrees with the sealed leaf, the row is what is wrong, and the leaf
+        # comparison names it; only a bundle that disagrees with the tile is damaged.
+        if (
+            entry is not None
+            and entry_bytes is not None
+            and entry != entry_bytes
+            and (sealed is None or entry_leaf_hash(self.hasher, entry) != sealed)
+        ):
             self._add(
                 "bundle-mismatch",
                 index,
                 row.event_hash,
-                "the entry bundle holds other bytes than the event row's envelope",
+                "the entry bundle holds other bytes than the sealed entry",
             )
         return leaf, row.event_hash
+
+    def _leaf(self, row: StoredEvent) -> bytes | None:
+        try:
+            return leaf_hash(self.hasher, row.envelope)
+        except InvalidEvent:
+            return None
 
     def add_extra_rows(self, rows: Iterable[StoredEvent]) -> None:
         """Rows whose index is outside ``[0, expected_size)``: each one is damage."""
@@ -658,15 +675,14 @@ class LogAuditor:
             self._need.discard(tile)
             self._stored[tile] = data
         for tile in [t for t in self._await_compare if t in self._stored]:
-            rebuilt, full = self._await_compare.pop(tile)
-            self._compare_upper(tile, rebuilt, full=full)
+            self._compare_upper(tile, self._await_compare.pop(tile))
         for tile in [t for t in self._await_parent if self._parent_id(t) in self._stored]:
             self._decide(self._await_parent.pop(tile))
         waiting = {self._parent_id(t) for t in self._await_parent} | set(self._await_compare)
         for tile in [t for t in self._stored if t not in waiting]:
             del self._stored[tile]
 
-    def _compare_upper(self, tile: TileID, rebuilt: list[bytes], *, full: bool) -> None:
+    def _compare_upper(self, tile: TileID, rebuilt: list[bytes]) -> None:
         stored = self._tile_hashes(tile, self._stored.get(tile), len(rebuilt))
         if stored is None:
             return
@@ -676,7 +692,7 @@ class LogAuditor:
             if node != stored[pos]
         ]
         if positions:
-            self._await_decision(_Discrepancy(tile, rebuilt, positions), full=full)
+            self._upper.append(_Discrepancy(tile, rebuilt, positions))
 
     @staticmethod
     def _parent_id(tile: TileID) -> TileID:
@@ -708,6 +724,7 @@ class LogAuditor:
         )
 
     def _resolve(self, disc: _Discrepancy, *, tile_damaged: bool) -> None:
+        """Name a level-0 discrepancy as entry or tile damage; upper ones only as tile damage."""
         tile = disc.tile
         span = 1 << (TILE_HEIGHT * tile.level)
         for p in disc.positions:
@@ -719,7 +736,7 @@ class LogAuditor:
                     first,
                     p.stored,
                     f"tile {tile.level}/{tile.index} position {p.pos} ({covers}) holds "
-                    f"{_hex(p.stored)}, the authentic tree has {p.rebuilt.hex()}",
+                    f"{_hex(p.stored)}, the entries give {p.rebuilt.hex()}",
                 )
             elif tile.level == 0:
                 # Upper-level differences follow from these; naming the entries is the point.
@@ -742,7 +759,7 @@ class LogAuditor:
             buf = self._levels[level]
             if buf:
                 tile = TileID(level, self._level_index[level])
-                self._await_compare[tile] = (list(buf), False)
+                self._await_compare[tile] = list(buf)
                 self._need.add(tile)
 
     def finish(self) -> AuditedLog:
@@ -758,6 +775,7 @@ class LogAuditor:
         for disc in self._edge:
             self._resolve(disc, tile_damaged=authentic)
         self._edge.clear()
+        self._report_upper()
         self._report_entry_damage()
         self._report_checkpoints()
         findings = sorted(
@@ -773,6 +791,23 @@ class LogAuditor:
             self._suppressed,
             self._head_note,
         )
+
+    def _report_upper(self) -> None:
+        # A node above entry damage must differ from the stored one; any other difference is
+        # the stored hash's own. (When an entry and a tile hash above it are both damaged, the
+        # entry is named and the hash is not: one finding per subtree is enough to fail.)
+        damaged = sorted(index for index, _ in self._entry_damage)
+        for disc in self._upper:
+            span = 1 << (TILE_HEIGHT * disc.tile.level)
+            alone = []
+            for p in disc.positions:
+                first = ((disc.tile.index << TILE_HEIGHT) + p.pos) * span
+                at = bisect.bisect_left(damaged, first)
+                if at == len(damaged) or damaged[at] >= first + span:
+                    alone.append(p)
+            if alone:
+                self._resolve(_Discrepancy(disc.tile, disc.rebuilt, alone), tile_damaged=True)
+        self._upper.clear()
 
     def _report_entry_damage(self) -> None:
         for index, p in self._entry_damage:

@@ -152,12 +152,14 @@ def parse_received_at(value: str) -> datetime:
         raise InvalidEvent(f"received_at {value!r} is not a valid date and time") from exc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Envelope:
     """An event as sealed: the event object, the server's receive time, optional client signature.
 
     The canonical bytes are computed and validated at construction, so an Envelope that exists
     can always be hashed. The ``event`` mapping is not copied: do not mutate it afterwards.
+    Equality and hashing are by canonical bytes: ``{"n": 1}`` and ``{"n": 1.0}`` are equal
+    Python dicts but different envelopes.
     """
 
     event: Mapping[str, object]
@@ -178,6 +180,14 @@ class Envelope:
                 raise InvalidEvent(f"{name} must be a string when present")
         # A frozen dataclass has no other way to fill a derived field.
         object.__setattr__(self, "_canonical", canonical_json(self.to_dict()))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return self._canonical == other._canonical
+
+    def __hash__(self) -> int:
+        return hash(self._canonical)
 
     def to_dict(self) -> dict[str, object]:
         """The envelope as a JSON object; optional keys are omitted when absent, never null."""

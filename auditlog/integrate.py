@@ -57,9 +57,9 @@ def integrate(
     ahead of ``from_size``, and extending from there would overwrite sealed hashes, so that is a
     TileError, as is a missing tile.
     """
-    for leaf in leaf_hashes:
-        if len(leaf) != HASH_SIZE:
-            raise MalformedProof(f"leaf hash of {len(leaf)} bytes, expected {HASH_SIZE}")
+    if not set(map(len, leaf_hashes)) <= {HASH_SIZE}:
+        bad = next(len(leaf) for leaf in leaf_hashes if len(leaf) != HASH_SIZE)
+        raise MalformedProof(f"leaf hash of {bad} bytes, expected {HASH_SIZE}")
 
     # Per level: the index of the rightmost (partial or empty) tile and the hashes it holds.
     indexes: list[int] = []

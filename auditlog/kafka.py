@@ -19,7 +19,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": True,
-    "linger_ms": 5,
+    "linger_ms": 2,
     "max_batch_size": 512 * 1024,
     "max_request_size": 4 * 1024 * 1024,
     "compression_type": "lz4",

@@ -343,7 +343,7 @@ async def serve_download(request: Request) -> Response:
     kind, source_id, fmt = row["kind"], row["source_id"], row["format"]
     if kind == "search":
         src = await st.pool.fetchrow(
-            "SELECT verbose, snapshot::text AS snapshot FROM search_results WHERE id = $1",
+            "SELECT is_verbose, snapshot::text AS snapshot FROM search_results WHERE id = $1",
             source_id,
         )
     else:
@@ -356,7 +356,7 @@ async def serve_download(request: Request) -> Response:
         return not_found(request, "the search or export behind this download expired")
     snap = snapshots.Snapshot.from_json(orjson.loads(src["snapshot"]))
     params = orjson.loads(src["params"]) if kind == "export" else {}
-    verbose = bool(src["verbose"]) if kind == "search" else bool(params["verbose"])
+    verbose = bool(src["is_verbose"]) if kind == "search" else bool(params["verbose"])
     writer = _Writer(st, fmt, snap, verbose, public_base(request))
 
     async def body() -> AsyncIterator[bytes]:

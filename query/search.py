@@ -225,8 +225,8 @@ async def search(request: Request) -> Response:
         result_id = new_result_id()
         expires_at = now + timedelta(hours=st.settings.result_ttl_hours)
         await st.pool.execute(
-            "INSERT INTO search_results (id, token_id, tenant_id, verbose, restriction, snapshot,"
-            " log_ids, idxs, received_ats, expires_at)"
+            "INSERT INTO search_results (id, token_id, tenant_id, is_verbose, restriction,"
+            " snapshot, log_ids, idxs, received_ats, expires_at)"
             " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10)",
             result_id,
             token.token_id,
@@ -254,7 +254,7 @@ async def load_owned(
 ) -> asyncpg.Record | None:
     """A live result set created by ``token`` with keys[slice_from..slice_to] (1-based)."""
     row = await st.pool.fetchrow(
-        "SELECT token_id, tenant_id, verbose, restriction::text AS restriction,"
+        "SELECT token_id, tenant_id, is_verbose, restriction::text AS restriction,"
         " snapshot::text AS snapshot, cardinality(idxs) AS count,"
         " log_ids[$2:$3] AS log_ids, idxs[$2:$3] AS idxs, received_ats[$2:$3] AS received_ats"
         " FROM search_results WHERE id = $1 AND expires_at > now()",
@@ -319,5 +319,5 @@ async def results(request: Request) -> Response:
             ],
         )
     snap = snapshots.Snapshot.from_json(orjson.loads(row["snapshot"]))
-    page = await _page(st, request, row_keys(row), snap, row["verbose"])
+    page = await _page(st, request, row_keys(row), snap, row["is_verbose"])
     return success(request, {"count": row["count"], **page})

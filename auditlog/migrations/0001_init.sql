@@ -79,7 +79,8 @@ CREATE TABLE checkpoints (
     size       bigint NOT NULL,
     root       bytea NOT NULL,
     note       text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    -- clock_timestamp, not now(): the moment of sealing, not the start of the transaction
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (log_id, size)
 );
 

@@ -43,7 +43,7 @@ CREATE TABLE search_results (
     id           text PRIMARY KEY,              -- pas_<32 [a-z0-9]>
     token_id     text NOT NULL,                 -- only this token may page or download it
     tenant_id    text,
-    verbose      boolean NOT NULL,
+    is_verbose   boolean NOT NULL,
     restriction  jsonb NOT NULL,                -- search_restriction as applied, for assert_*
     snapshot     jsonb NOT NULL,                -- per log: size, root, checkpoint
     log_ids      text[] NOT NULL,

@@ -299,6 +299,14 @@ def test_from_obj_does_not_require_canonical_spelling() -> None:
     assert env.canonical.startswith(b'{"event":{"a":2,"z":1}')
 
 
+def test_envelopes_compare_by_canonical_bytes() -> None:
+    one, one_float = Envelope({"n": 1}, RECEIVED_AT), Envelope({"n": 1.0}, RECEIVED_AT)
+    assert one.event == one_float.event  # Python says equal...
+    assert one != one_float  # ...but they are different envelopes with different hashes
+    assert one == Envelope({"n": 1}, RECEIVED_AT)
+    assert len({one, one_float, Envelope({"n": 1}, RECEIVED_AT)}) == 2
+
+
 def test_envelope_rejects_non_object_events() -> None:
     with pytest.raises(InvalidEvent):
         Envelope(["not", "an", "object"], RECEIVED_AT)  # type: ignore[arg-type]
