@@ -232,7 +232,12 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     from auditlog.hashing import get_hasher
     from auditlog.receipt import Receipt, verify_receipt
 
-    verifiers = _vkeys(args.key)
+    policy = _policy(args.policy)
+    verifiers = _vkeys(args.key or [])
+    if policy is not None:
+        verifiers = [*verifiers, *policy.logs]
+    if not verifiers:
+        raise UsageError("give the log's verifier key with --key (or a policy with a log line)")
     try:
         hasher = get_hasher(args.hash_scheme)
     except UnknownHashScheme as exc:
@@ -248,6 +253,8 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
         envelope = Envelope.from_obj(envelope_obj)
         receipt = Receipt.from_text(receipt_text)
         verified = verify_receipt(receipt, envelope.canonical, verifiers, hasher)
+        # Fail closed: with a policy, the log's signature alone is not enough.
+        cosigned = policy.verify(receipt.checkpoint, verifiers) if policy is not None else None
     except InvalidEvent as exc:
         print(f"FAILED: the envelope is not a valid audit envelope: {exc}")
         return EXIT_FAILED
@@ -258,6 +265,11 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     print(
         f"OK: event {envelope.event_hash.hex()} is entry {verified.index} of {cp.origin} "
         f"at size {cp.size}, root {cp.root.hex()}, signed by {', '.join(v.name for v in verifiers)}"
+        + (
+            f"; witness quorum met ({', '.join(sorted(cosigned.cosigners)) or 'none needed'})"
+            if cosigned is not None
+            else ""
+        )
     )
     return EXIT_OK
 
@@ -400,6 +412,153 @@ def cmd_audit(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write state file {state_path}: {exc.strerror}") from exc
     return EXIT_FAILED if findings or suppressed else EXIT_OK
+
+
+def _policy(path: str | None) -> Any:
+    from auditlog.policy import PolicyError, parse_policy
+
+    if path is None:
+        return None
+    try:
+        return parse_policy(_read_arg_file(path, "policy"))
+    except PolicyError as exc:
+        raise UsageError(f"policy {path}: {exc}") from exc
+
+
+def _hasher(name: str) -> Any:
+    from auditlog.errors import UnknownHashScheme
+    from auditlog.hashing import get_hasher
+
+    try:
+        return get_hasher(name)
+    except UnknownHashScheme as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _consistency_proof(args: argparse.Namespace, old_note: str, new_note: str) -> list[bytes]:
+    """The proof from --proof (base64 lines, or an add-checkpoint body) or fetched from --url."""
+    import base64
+    import binascii
+
+    from auditlog.checkpoint import Checkpoint
+    from auditlog.cosignature import AddCheckpoint
+    from auditlog.errors import AuditLogError
+    from auditlog.note import parse_note
+
+    if args.proof:
+        text = _read_arg_file(args.proof, "proof")
+        if text.startswith("old "):
+            try:
+                return list(AddCheckpoint.from_text(text).proof)
+            except AuditLogError as exc:
+                raise UsageError(f"proof file: {exc}") from exc
+        try:
+            return [base64.b64decode(line, validate=True) for line in text.split()]
+        except (ValueError, binascii.Error) as exc:
+            raise UsageError(f"proof file: not base64 lines: {exc}") from exc
+    if not args.url:
+        raise UsageError("give the proof with --proof FILE or fetch it with --url")
+    from auditlog.monitor import proof_from_tiles
+    from auditlog.tlog_http import ReadApi, ReadApiError
+
+    try:
+        old = Checkpoint.from_text(parse_note(old_note).text)
+        new = Checkpoint.from_text(parse_note(new_note).text)
+    except AuditLogError as exc:
+        raise UsageError(f"not a checkpoint: {exc}") from exc
+    if new.size <= old.size or old.size == 0:
+        return []
+    try:
+        with ReadApi(args.url) as api:
+            log = args.log or next(
+                (str(e["log"]) for e in api.logs() if e.get("origin") == old.origin), None
+            )
+            if log is None:
+                raise UsageError(f"{args.url} serves no log with origin {old.origin!r}")
+            answer = api.consistency(log, old.size, new.size)
+            if answer is not None:
+                return answer.proof
+            return proof_from_tiles(api, log, _hasher(args.hash_scheme), old.size, new.size)
+    except ReadApiError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def cmd_verify_consistency(args: argparse.Namespace) -> int:
+    from auditlog.consistency import verify_checkpoints
+    from auditlog.errors import AuditLogError
+
+    policy = _policy(args.policy)
+    verifiers = _vkeys(args.key or [])
+    if not verifiers and not (policy and policy.logs):
+        raise UsageError("give the log's verifier key with --key (or a policy with a log line)")
+    old_note = _read_arg_file(args.old, "old checkpoint")
+    new_note = _read_arg_file(args.new, "new checkpoint")
+    proof = _consistency_proof(args, old_note, new_note)
+    try:
+        result = verify_checkpoints(
+            old_note, new_note, proof, verifiers, _hasher(args.hash_scheme), policy
+        )
+    except AuditLogError as exc:
+        print(f"FAILED: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    print(
+        f"OK: {result.new.origin} at size {result.new.size} (root {result.new.root.hex()}) "
+        f"extends size {result.old.size} (root {result.old.root.hex()})"
+    )
+    return EXIT_OK
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    from auditlog.cosignature import Cosigner
+    from auditlog.errors import NoteError
+    from auditlog.note import NoteVerifier
+    from auditlog.witness_server import WitnessState, create_app
+
+    try:
+        cosigner = Cosigner.from_skey(_read_arg_file(args.key, "witness key"))
+    except NoteError as exc:
+        raise UsageError(f"witness key: {exc}") from exc
+    if args.print_vkey:
+        print(cosigner.vkey())
+        return EXIT_OK
+    logs: dict[str, list[NoteVerifier]] = {}
+    for spec in args.log or []:
+        origin, sep, vkey = spec.partition("=")
+        if not sep or not origin:
+            raise UsageError(f"--log wants ORIGIN=VKEY, got {spec!r}")
+        logs.setdefault(origin, []).extend(_vkeys([vkey]))
+    if not logs:
+        raise UsageError("give at least one --log ORIGIN=VKEY")
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--listen wants HOST:PORT, got {args.listen!r}")
+    state = WitnessState(Path(args.state))
+    print(f"witness {cosigner.name} listening on {args.listen}; cosignature key:", flush=True)
+    print(cosigner.vkey(), flush=True)
+    app = create_app(state, logs, _hasher(args.hash_scheme), cosigner)
+    return _uvicorn(app, host, int(port))
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from auditlog.monitor import run_monitor
+    from auditlog.tlog_http import ReadApi
+    from auditlog.trust_state import StateError
+
+    verifiers = _vkeys(args.key)
+    try:
+        with ReadApi(args.url) as api:
+            return run_monitor(
+                api,
+                verifiers,
+                Path(args.state),
+                log_ids=args.log or None,
+                policy=_policy(args.policy),
+                webhook=args.webhook,
+                interval=args.interval,
+                once=args.once,
+            )
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 # -- development: `auditlog up` -----------------------------------------------------------
@@ -556,6 +715,76 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linea
         _quiet_echo("stopped everything `auditlog up` started")
 
 
+def _add_consistency_parser(vers: Any) -> None:
+    con = vers.add_parser("consistency", help="verify that checkpoint NEW extends checkpoint OLD")
+    con.add_argument("old", help="the older signed checkpoint (file, '-' for stdin)")
+    con.add_argument("new", help="the newer signed checkpoint (file)")
+    con.add_argument("--key", action="append", help="verifier key or key file (repeatable)")
+    con.add_argument("--proof", help="proof file: base64 hashes, or a tlog-witness request body")
+    con.add_argument("--url", help="fetch the proof from this read API instead")
+    con.add_argument(
+        "--log", help="log id at --url (default: the log with the checkpoint's origin)"
+    )
+    con.add_argument("--hash-scheme", default="rfc6962-sha256")
+    con.add_argument("--policy", help="C2SP tlog-policy file both checkpoints must satisfy")
+    con.set_defaults(func=cmd_verify_consistency)
+
+
+def _add_audit_parsers(sub: Any) -> None:
+    aud = sub.add_parser(
+        "audit", help="re-derive and cross-check whole logs, trusting only the public key"
+    )
+    aud.add_argument("--key", required=True, action="append", help="verifier key or key file")
+    aud.add_argument("--log", action="append", help="audit only this log id (repeatable)")
+    src = aud.add_mutually_exclusive_group()
+    src.add_argument("--database-url", help="audit from PostgreSQL (default AUDITLOG_DATABASE_URL)")
+    src.add_argument("--url", help="audit from the public read API instead, e.g. http://host:8000")
+    aud.add_argument(
+        "--token",
+        help="API token with search scope for entry bundles (--url mode;"
+        " default AUDITLOG_TOKEN); without it only tiles and checkpoints are checked",
+    )
+    aud.add_argument("--state", help="remember verified checkpoints here; catches rollbacks")
+    aud.add_argument("--json", action="store_true", help="print a JSON report")
+    aud.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    aud.add_argument(
+        "--max-findings",
+        type=int,
+        default=10_000,
+        help="list at most this many findings of each kind per log",
+    )
+    aud.set_defaults(func=cmd_audit)
+
+    mon = sub.add_parser("monitor", help="follow logs' checkpoints and alert on any inconsistency")
+    mon.add_argument("--url", required=True, help="the read API, e.g. http://host:8000")
+    mon.add_argument("--key", required=True, action="append", help="verifier key or key file")
+    mon.add_argument(
+        "--state",
+        default=".auditlog/monitor-state.json",
+        help="where the last trusted checkpoint of each log is kept",
+    )
+    mon.add_argument("--log", action="append", help="follow only this log id (repeatable)")
+    mon.add_argument("--policy", help="C2SP tlog-policy file new checkpoints must satisfy")
+    mon.add_argument("--webhook", help="POST each alert as JSON to this URL")
+    mon.add_argument("--interval", type=float, default=10.0, help="seconds between rounds")
+    mon.add_argument("--once", action="store_true", help="one round, then exit 0/1/2")
+    mon.set_defaults(func=cmd_monitor)
+
+    wit = sub.add_parser("witness", help="run a C2SP tlog-witness (POST /add-checkpoint)")
+    wit.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT")
+    wit.add_argument("--key", required=True, help="witness signing key file (auditlog keygen)")
+    wit.add_argument("--state", default=".auditlog/witness.sqlite3", help="witness state file")
+    wit.add_argument("--log", action="append", help="ORIGIN=VKEY of a log to witness (repeatable)")
+    wit.add_argument("--hash-scheme", default="rfc6962-sha256")
+    wit.add_argument("--print-vkey", action="store_true", help="print the cosignature vkey, exit")
+    wit.set_defaults(func=cmd_witness)
+
+
 # -- argument parsing ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auditlog", description=__doc__.splitlines()[0])
@@ -607,38 +836,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec = vers.add_parser("receipt", help="verify a c2sp.org/tlog-proof@v1 receipt for an envelope")
     rec.add_argument("receipt", help="receipt file ('-' for stdin)")
     rec.add_argument("--entry", required=True, help="the event's envelope as JSON (file)")
-    rec.add_argument("--key", required=True, action="append", help="verifier key or key file")
+    rec.add_argument("--key", action="append", help="verifier key or key file (repeatable)")
     rec.add_argument("--hash-scheme", default="rfc6962-sha256")
+    rec.add_argument(
+        "--policy", help="C2SP tlog-policy file: also require its witness quorum (fail closed)"
+    )
     rec.set_defaults(func=cmd_verify_receipt)
 
-    aud = sub.add_parser(
-        "audit", help="re-derive and cross-check whole logs, trusting only the public key"
-    )
-    aud.add_argument("--key", required=True, action="append", help="verifier key or key file")
-    aud.add_argument("--log", action="append", help="audit only this log id (repeatable)")
-    src = aud.add_mutually_exclusive_group()
-    src.add_argument("--database-url", help="audit from PostgreSQL (default AUDITLOG_DATABASE_URL)")
-    src.add_argument("--url", help="audit from the public read API instead, e.g. http://host:8000")
-    aud.add_argument(
-        "--token",
-        help="API token with search scope for entry bundles (--url mode;"
-        " default AUDITLOG_TOKEN); without it only tiles and checkpoints are checked",
-    )
-    aud.add_argument("--state", help="remember verified checkpoints here; catches rollbacks")
-    aud.add_argument("--json", action="store_true", help="print a JSON report")
-    aud.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
-    aud.add_argument(
-        "--max-findings",
-        type=int,
-        default=10_000,
-        help="list at most this many findings of each kind per log",
-    )
-    aud.set_defaults(func=cmd_audit)
+    _add_consistency_parser(vers)
+
+    _add_audit_parsers(sub)
     return parser
 
 

@@ -132,7 +132,8 @@ class Cosigner:
         A witness key should sign nothing but cosignatures; the file format is shared only so
         that one key tool serves both.
         """
-        parts = skey.strip().split("+")
+        # base64 may itself contain "+": split off exactly four fields.
+        parts = skey.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise MalformedNote("malformed signer key")
         try:
@@ -153,23 +154,25 @@ class Cosigner:
         return f"{_SIG_PREFIX}{self.name} {_b64(raw)}"
 
 
-def verified_cosigners(note: str, witnesses: Sequence[CosignatureVerifier]) -> dict[str, int]:
-    """Witness name -> timestamp for every valid cosignature by a known witness key.
+def verified_cosigners(note: str, witnesses: Mapping[str, CosignatureVerifier]) -> dict[str, int]:
+    """Label -> timestamp for every valid cosignature by a known witness key.
 
-    Fails closed like signed notes: a line that claims a known witness key (name and key ID)
-    but does not verify is a SignatureError, not an absent cosignature.
+    ``witnesses`` maps a caller's label (a policy's witness name) to the key. Fails closed like
+    signed notes: a line that claims a known witness key (name and key ID) but does not verify
+    is a SignatureError, not an absent cosignature.
     """
     parsed = parse_note(note)
-    known = {(w.name, w.key_id): w for w in witnesses}
+    known = {(w.name, w.key_id): (label, w) for label, w in witnesses.items()}
     out: dict[str, int] = {}
     for sig in parsed.signatures:
-        witness = known.get((sig.name, sig.key_id))
-        if witness is None or sig.name in out:
+        match = known.get((sig.name, sig.key_id))
+        if match is None or match[0] in out:
             continue
+        label, witness = match
         timestamp = witness.verify(parsed.text, sig)
         if timestamp is None:
             raise SignatureError(f"cosignature by witness {sig.name} does not verify")
-        out[sig.name] = timestamp
+        out[label] = timestamp
     return out
 
 

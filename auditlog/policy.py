@@ -86,7 +86,7 @@ class Policy:
         checkpoint = Checkpoint.from_text(opened.text)
         if origin is not None and checkpoint.origin != origin:
             raise OriginMismatch(f"checkpoint is for {checkpoint.origin!r}, expected {origin!r}")
-        cosigners = verified_cosigners(note, list(self.witnesses.values()))
+        cosigners = verified_cosigners(note, self.witnesses)
         if not self.satisfied(cosigners):
             have = ", ".join(sorted(cosigners)) or "none"
             raise QuorumNotMet(

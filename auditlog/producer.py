@@ -27,7 +27,13 @@ from aiokafka.errors import KafkaError
 from auditlog.envelope import Envelope, format_received_at
 from auditlog.errors import InvalidEvent, Pushback
 from auditlog.kafka import make_producer
-from auditlog.schema import validate_event, validate_signature_fields
+from auditlog.pangea_http import error_item
+from auditlog.schema import (
+    NO_CUSTOM_SCHEMAS,
+    Schemas,
+    validate_event,
+    validate_signature_fields,
+)
 from auditlog.settings import DEFAULT_TOPIC
 
 
@@ -50,6 +56,7 @@ class AuditProducer:
         topic: str = DEFAULT_TOPIC,
         *,
         max_in_flight: int = 10_000,
+        schemas: Schemas = NO_CUSTOM_SCHEMAS,
         ack_timeout: float = 10.0,
         **kafka_options: Any,
     ) -> None:
@@ -58,6 +65,7 @@ class AuditProducer:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._max_in_flight = max_in_flight
         self._ack_timeout = ack_timeout
+        self._schemas = schemas
 
     async def start(self) -> None:
         await self._producer.start()
@@ -75,21 +83,35 @@ class AuditProducer:
     ) -> None:
         await self.stop()
 
-    @staticmethod
     def envelope(
+        self,
         event: Mapping[str, Any],
         *,
         signature: str | None = None,
         public_key: str | None = None,
         received_at: datetime | None = None,
+        config_id: str | None = None,
     ) -> Envelope:
-        """Validate ``event`` and build its envelope, as ingest would."""
+        """Validate ``event`` (against ``config_id``'s schema) and build its envelope, as ingest
+        would."""
+        schema = self._schemas.for_config(config_id)
+        if schema is None:
+            raise EventRejected(
+                [
+                    error_item(
+                        "UnknownConfigID",
+                        f"no audit schema for config_id {config_id!r}",
+                        "/config_id",
+                    )
+                ]
+            )
         item: dict[str, Any] = {"event": dict(event)}
         if signature is not None:
             item["signature"] = signature
         if public_key is not None:
             item["public_key"] = public_key
-        errors = validate_event(item["event"], "/event") + validate_signature_fields(item, "")
+        errors = validate_event(item["event"], "/event", schema)
+        errors += validate_signature_fields(item, "")
         if errors:
             raise EventRejected(errors)
         env = Envelope(
@@ -111,7 +133,7 @@ class AuditProducer:
         config_id: str | None = None,
     ) -> str:
         """Publish one event; returns its hash (hex) once Kafka acknowledged it."""
-        env = self.envelope(event, signature=signature, public_key=public_key)
+        env = self.envelope(event, signature=signature, public_key=public_key, config_id=config_id)
         await self._send([env], idempotency_key=idempotency_key, config_id=config_id)
         return env.event_hash.hex()
 

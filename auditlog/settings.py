@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -58,6 +59,10 @@ class Env:
     def optional(self, name: str) -> str | None:
         value = self._environ.get(f"AUDITLOG_{name}", "").strip()
         return value or None
+
+    def path(self, name: str) -> Path | None:
+        value = self.optional(name)
+        return Path(value) if value else None
 
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         raw = self._environ.get(f"AUDITLOG_{name}", "").strip()

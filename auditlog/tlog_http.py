@@ -10,7 +10,6 @@ does not exist (404) is ``None``, because a missing tile is a finding, not an I/
 
 from __future__ import annotations
 
-import base64
 import gzip
 import http.client
 import json
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from auditlog.cosignature import AddCheckpoint
+from auditlog.errors import NoteError
 from auditlog.tiles import TILE_WIDTH, entries_path, tile_path
 
 __all__ = ["ConsistencyAnswer", "ReadApi", "ReadApiError"]
@@ -31,11 +32,10 @@ class ReadApiError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConsistencyAnswer:
-    """``GET /v1/proofs/consistency``: the proof and the signed checkpoint of size ``to``."""
+    """``GET /v1/proofs/consistency``: the proof and the signed checkpoint it leads to."""
 
     log: str
     old_size: int
-    new_size: int
     proof: list[bytes]
     checkpoint: str
 
@@ -138,21 +138,25 @@ class ReadApi:
     def bundle(self, log: str, index: int, width: int = TILE_WIDTH) -> bytes | None:
         return self._expect(f"/v1/logs/{self._log(log)}/{entries_path(index, width)}", auth=True)
 
-    def consistency(self, log: str, old_size: int, new_size: int) -> ConsistencyAnswer | None:
-        """The endpoint's answer, or None when the server does not offer it (404)."""
-        query = urllib.parse.urlencode({"log": log, "from": old_size, "to": new_size})
-        body = self._expect(f"/v1/proofs/consistency?{query}", auth=True)
+    def consistency(
+        self, log: str, old_size: int, new_size: int | None = None
+    ) -> ConsistencyAnswer | None:
+        """``GET /v1/proofs/consistency``, or None when the server has no such checkpoint.
+
+        The body is a tlog-witness add-checkpoint body: ``old <from>``, the proof lines, a
+        blank line and the signed checkpoint of size ``to`` (the latest when ``new_size`` is
+        None). Nothing in it is trusted; the caller verifies both.
+        """
+        params: dict[str, object] = {"log": log, "from": old_size}
+        if new_size is not None:
+            params["to"] = new_size
+        body = self._expect(f"/v1/proofs/consistency?{urllib.parse.urlencode(params)}")
         if body is None:
             return None
         try:
-            data = json.loads(body)
-            data = data.get("result", data)
-            return ConsistencyAnswer(
-                str(data["log"]),
-                int(data["from"]),
-                int(data["to"]),
-                [base64.b64decode(h, validate=True) for h in data["proof"]],
-                str(data["checkpoint"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            parsed = AddCheckpoint.from_text(body.decode("utf-8"))
+        except (UnicodeDecodeError, NoteError) as exc:
             raise ReadApiError(f"consistency proof answer is malformed: {exc}") from exc
+        if parsed.old_size != old_size:
+            raise ReadApiError(f"asked for a proof from {old_size}, got one from {parsed.old_size}")
+        return ConsistencyAnswer(log, parsed.old_size, list(parsed.proof), parsed.note)

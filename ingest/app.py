@@ -44,7 +44,7 @@ from auditlog.pangea_http import (
     unavailable,
     validation_error,
 )
-from auditlog.schema import validate_event, validate_signature_fields
+from auditlog.schema import Schema, Schemas, load_schemas, validate_event, validate_signature_fields
 from auditlog.settings import describe
 from auditlog.tokens import TokenCache, TokenInfo
 from auditlog.webapp import build_app
@@ -72,6 +72,7 @@ class IngestState:
     tokens: TokenCache
     pool: asyncpg.Pool
     tasks: asyncio.TaskGroup
+    schemas: Schemas
     in_flight: int = 0
 
     def reserve(self, n: int) -> None:
@@ -153,11 +154,27 @@ def _parse_body(raw: bytes) -> tuple[dict[str, Any] | None, list[dict[str, str]]
     return body, []
 
 
+def _schema(request: Request, body: dict[str, Any], errors: list[dict[str, str]]) -> Schema | None:
+    """The schema of the request's ``config_id`` (standard without one)."""
+    config_id = body.get("config_id")
+    if config_id is not None and not isinstance(config_id, str):
+        errors.append(error_item("InvalidString", "'/config_id' must be a string", "/config_id"))
+        return None
+    schema = _state(request).schemas.for_config(config_id)
+    if schema is None:
+        errors.append(
+            error_item(
+                "UnknownConfigID", f"no audit schema for config_id {config_id!r}", "/config_id"
+            )
+        )
+    return schema
+
+
 def _build_envelope(
-    item: dict[str, Any], token: TokenInfo, pointer: str, received_at: str
+    item: dict[str, Any], token: TokenInfo, pointer: str, received_at: str, schema: Schema
 ) -> tuple[Envelope | None, list[dict[str, str]]]:
     event = item.get("event")
-    errors = validate_event(event, f"{pointer}/event")
+    errors = validate_event(event, f"{pointer}/event", schema)
     errors += validate_signature_fields(item, pointer)
     if errors:
         return None, errors
@@ -274,7 +291,10 @@ async def log_v1(request: Request) -> Response:
     errors: list[dict[str, str]] = []
     verbose = _verbose(body, errors)
     received_at = format_received_at(datetime.now(UTC))
-    envelope, item_errors = _build_envelope(body, token, "", received_at)
+    schema = _schema(request, body, errors)
+    if schema is None:
+        return validation_error(request, errors)
+    envelope, item_errors = _build_envelope(body, token, "", received_at, schema)
     errors += item_errors
     headers = _headers(
         request.headers.get("idempotency-key"), body.get("config_id"), "/headers", errors
@@ -287,10 +307,13 @@ async def log_v1(request: Request) -> Response:
 
 
 def _bulk_envelopes(
-    body: dict[str, Any], token: TokenInfo
+    request: Request, body: dict[str, Any], token: TokenInfo
 ) -> tuple[list[Envelope], list[Headers], bool, list[dict[str, str]]]:
     errors: list[dict[str, str]] = []
     verbose = _verbose(body, errors)
+    schema = _schema(request, body, errors)
+    if schema is None:
+        return [], [], verbose, errors
     events = body.get("events")
     if not isinstance(events, list) or not events:
         errors.append(
@@ -315,7 +338,7 @@ def _bulk_envelopes(
                 error_item("InvalidObject", f"'/events/{i}' must be an object", f"/events/{i}")
             )
             continue
-        envelope, item_errors = _build_envelope(item, token, f"/events/{i}", received_at)
+        envelope, item_errors = _build_envelope(item, token, f"/events/{i}", received_at, schema)
         errors += item_errors
         item_headers = _headers(
             item.get("idempotency_key"), body.get("config_id"), f"/events/{i}", errors
@@ -332,7 +355,7 @@ async def log_v2(request: Request) -> Response:
         return early
     assert token is not None
     assert body is not None
-    envelopes, headers, verbose, errors = _bulk_envelopes(body, token)
+    envelopes, headers, verbose, errors = _bulk_envelopes(request, body, token)
     if errors:
         REJECTED.labels("validation").inc()
         return validation_error(request, errors)
@@ -347,7 +370,7 @@ async def log_v2_async(request: Request) -> Response:
         return early
     assert token is not None
     assert body is not None
-    envelopes, headers, verbose, errors = _bulk_envelopes(body, token)
+    envelopes, headers, verbose, errors = _bulk_envelopes(request, body, token)
     if errors:
         REJECTED.labels("validation").inc()
         return validation_error(request, errors)
@@ -428,7 +451,7 @@ async def log_stream(request: Request) -> Response:
             request,
             [error_item("InvalidObject", "every entry of '/logs' must be an object", "/logs")],
         )
-    envelopes, headers, _, errors = _bulk_envelopes({"events": items}, token)
+    envelopes, headers, _, errors = _bulk_envelopes(request, {"events": items}, token)
     if errors:
         return validation_error(request, errors)
     failed = await _publish_or_503(request, envelopes, headers)
@@ -464,6 +487,7 @@ def routes() -> list[BaseRoute]:
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     log.info("starting", **describe(settings))
+    schemas = load_schemas(settings.schemas_file)
     pool = await db.connect_pool(settings.database_url.value, max_size=4)
     try:
         await db.check_schema(pool)
@@ -473,7 +497,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
             # Background log_async publishes live in this group: shutdown waits for them
             # before the producer stops.
             async with asyncio.TaskGroup() as tasks:
-                yield {"ingest": IngestState(settings, producer, TokenCache(pool), pool, tasks)}
+                state = IngestState(settings, producer, TokenCache(pool), pool, tasks, schemas)
+                yield {"ingest": state}
         finally:
             await producer.stop()
     finally:

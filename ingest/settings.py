@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from auditlog.settings import (
     DEFAULT_DATABASE_URL,
@@ -28,6 +29,7 @@ class Settings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     # How long a request waits for Kafka's ack before answering 503 (Kafka down is not a hang).
     send_timeout: float = DEFAULT_SEND_TIMEOUT
+    schemas_file: Path | None = None  # custom schemas per config_id (docs/ingest.md)
     log_level: str = "info"
 
     @classmethod
@@ -41,5 +43,6 @@ class Settings:
             port=env.integer("PORT", 8000, minimum=1),
             max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             send_timeout=env.number("INGEST_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT, minimum=0.1),
+            schemas_file=env.path("SCHEMAS_FILE"),
             log_level=env.text("LOG_LEVEL", "info"),
         )

@@ -13,7 +13,7 @@ once they exist.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -24,9 +24,11 @@ from auditlog import pangea_proof
 from auditlog.hashing import HASH_SIZE, LogHasher, get_hasher
 from auditlog.proof import (
     Node,
+    Range,
     consistency_proof,
-    inclusion_proof,
+    inclusion_ranges,
     inclusion_tiles,
+    range_hash,
     root_from_tiles,
     root_tiles,
 )
@@ -159,10 +161,23 @@ class ProofBuilder:
                 out[tile] = data
         return out
 
+    def _path_hashes(
+        self, head: LogHead, path: Sequence[Range], tiles: Mapping[TileID, bytes]
+    ) -> list[bytes]:
+        # Siblings of at most one tile's width sit inside the leaf's own level-0 tile: hashing
+        # them directly (255 hashes at most) is cheaper than caching them, and there are as
+        # many such nodes as leaves, so caching them would only evict the nodes worth keeping:
+        # those inside higher tiles, shared by every proof.
+        nodes = self.nodes(head.log_id)
+        return [
+            range_hash(head.hasher, lo, hi, tiles, nodes if hi - lo > TILE_WIDTH else None)
+            for lo, hi in path
+        ]
+
     async def inclusion(self, head: LogHead, index: int) -> list[bytes]:
         """RFC 9162 inclusion proof of leaf ``index`` at the head's size, in its hash scheme."""
         tiles = await self.tiles(head.log_id, inclusion_tiles(index, head.size), head.size)
-        return inclusion_proof(head.hasher, index, head.size, tiles, self.nodes(head.log_id))
+        return self._path_hashes(head, inclusion_ranges(index, head.size), tiles)
 
     async def consistency(self, head: LogHead, size1: int, size2: int) -> list[bytes]:
         """RFC 9162 consistency proof between two sizes no larger than the head's."""
@@ -181,8 +196,18 @@ class ProofBuilder:
         """Pangea membership proof strings for leaves of a ``pangea-sha256`` log."""
         wanted = sorted({t for i in indexes for t in pangea_proof.membership_tiles(i, head.size)})
         tiles = await self.tiles(head.log_id, wanted, head.size)
-        nodes = self.nodes(head.log_id)
-        return [pangea_proof.membership_proof(i, head.size, tiles, nodes) for i in indexes]
+        out = []
+        for index in indexes:
+            path = inclusion_ranges(index, head.size)
+            hashes = self._path_hashes(head, path, tiles)
+            # Pangea's side letter: "l" when the sibling lies left of the leaf.
+            out.append(
+                ",".join(
+                    f"{'l' if hi <= index else 'r'}:{h.hex()}"
+                    for (_, hi), h in zip(path, hashes, strict=True)
+                )
+            )
+        return out
 
     async def pangea_consistency(self, head: LogHead, size1: int, size2: int) -> list[str] | None:
         """Pangea consistency proof items between two sizes, None when there is nothing to prove."""

@@ -35,6 +35,7 @@ from auditlog.hashing import LogHasher, get_hasher
 from auditlog.kafka import dlq_topic, make_producer
 from auditlog.note import NoteSigner
 from auditlog.observability import configure_logging
+from auditlog.schema import load_schemas
 from auditlog.settings import describe
 from sealer.batcher import Batch, Batcher
 from sealer.records import Record, Rejected, Sealable, decode
@@ -117,6 +118,7 @@ class Sealer:
         self.stopping = asyncio.Event()
         self.partitions = Partitions()
         self.window = timedelta(seconds=settings.idempotency_window)
+        self.schemas = load_schemas(settings.schemas_file)
 
     # -- partition ownership -------------------------------------------------------------
     def _reset(self, tp: TP) -> None:
@@ -199,7 +201,7 @@ class Sealer:
         if not records:
             return
         started = time.perf_counter()
-        decoded = [decode(r) for r in records]
+        decoded = [decode(r, self.schemas) for r in records]
         items = [d for d in decoded if isinstance(d, Sealable)]
         rejected = [d for d in decoded if isinstance(d, Rejected)]
         if rejected:

@@ -12,6 +12,7 @@ becomes a :class:`Rejected` with the reason, which the sealer sends to the dead-
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -20,7 +21,13 @@ import orjson
 
 from auditlog.envelope import Envelope, format_received_at, parse_received_at
 from auditlog.errors import InvalidEvent, NonCanonicalEnvelope
-from auditlog.schema import validate_event, validate_signature_fields
+from auditlog.schema import (
+    NO_CUSTOM_SCHEMAS,
+    Schema,
+    Schemas,
+    validate_event,
+    validate_signature_fields,
+)
 
 MAX_RECORD_BYTES = 1024 * 1024
 CANONICAL_PREFIX = b'{"event":'
@@ -64,8 +71,8 @@ def _header(record: Record, name: str) -> str | None:
     return None
 
 
-def _schema_errors(obj: dict[str, object], envelope: bool) -> str | None:
-    errors = validate_event(obj.get("event") if envelope else obj, "/event")
+def _schema_errors(obj: Mapping[str, object], envelope: bool, schema: Schema) -> str | None:
+    errors = validate_event(obj.get("event") if envelope else obj, "/event", schema)
     if envelope:
         errors += validate_signature_fields(obj, "")
     if errors:
@@ -73,7 +80,7 @@ def _schema_errors(obj: dict[str, object], envelope: bool) -> str | None:
     return None
 
 
-def decode(record: Record) -> Sealable | Rejected:
+def decode(record: Record, schemas: Schemas = NO_CUSTOM_SCHEMAS) -> Sealable | Rejected:
     value = record.value
     if not value:
         return Rejected(record.offset, "empty record value", record)
@@ -81,41 +88,61 @@ def decode(record: Record) -> Sealable | Rejected:
         return Rejected(
             record.offset, f"record is {len(value)} bytes, limit {MAX_RECORD_BYTES}", record
         )
-    idem = _header(record, "idempotency-key")
-    config_id = _header(record, "config-id")
-    try:
-        if value.startswith(CANONICAL_PREFIX):
-            # The hot path: ingest and the producer library send canonical envelopes, whose
-            # sorted keys always start with "event". Parsed once, by the strict constructor.
-            envelope = Envelope.from_bytes(value)
-            reason = _schema_errors(envelope.to_dict(), envelope=True)
-            if reason:
-                return Rejected(record.offset, f"invalid event: {reason}", record)
-            received = parse_received_at(envelope.received_at)
-            return Sealable(record.offset, envelope, received, idem, config_id)
-    except NonCanonicalEnvelope as exc:
-        return Rejected(record.offset, f"invalid envelope: {exc}", record)
-    except InvalidEvent:
-        pass  # not an envelope after all: judged below as what it claims to be
+    context = _Context(record, _header(record, "idempotency-key"), _header(record, "config-id"))
+    schema = schemas.for_config(context.config_id)
+    if schema is None:
+        return context.reject(f"no audit schema for config-id {context.config_id!r}")
+    if value.startswith(CANONICAL_PREFIX):
+        # The hot path: ingest and the producer library send canonical envelopes, whose
+        # sorted keys always start with "event". Parsed once, by the strict constructor.
+        try:
+            return context.seal(Envelope.from_bytes(value), schema)
+        except NonCanonicalEnvelope as exc:
+            return context.reject(f"invalid envelope: {exc}")
+        except InvalidEvent:
+            pass  # not an envelope after all: judged below as what it claims to be
+    return _decode_json(value, schema, context)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    record: Record
+    idempotency_key: str | None
+    config_id: str | None
+
+    def reject(self, reason: str) -> Rejected:
+        return Rejected(self.record.offset, reason, self.record)
+
+    def seal(self, envelope: Envelope, schema: Schema) -> Sealable | Rejected:
+        reason = _schema_errors(envelope.to_dict(), envelope=True, schema=schema)
+        if reason:
+            return self.reject(f"invalid event: {reason}")
+        received = parse_received_at(envelope.received_at)
+        return Sealable(
+            self.record.offset, envelope, received, self.idempotency_key, self.config_id
+        )
+
+
+def _decode_json(value: bytes, schema: Schema, context: _Context) -> Sealable | Rejected:
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return Rejected(record.offset, f"value is not JSON: {exc}", record)
+        return context.reject(f"value is not JSON: {exc}")
     if not isinstance(obj, dict):
-        return Rejected(record.offset, "value is not a JSON object", record)
+        return context.reject("value is not a JSON object")
     try:
         if "event" in obj and "received_at" in obj:
-            reason = _schema_errors(obj, envelope=True)
+            reason = _schema_errors(obj, envelope=True, schema=schema)
             if reason:
-                return Rejected(record.offset, f"invalid event: {reason}", record)
-            envelope = Envelope.from_bytes(value)
-            received = parse_received_at(envelope.received_at)
-            return Sealable(record.offset, envelope, received, idem, config_id)
-        reason = _schema_errors(obj, envelope=False)
+                return context.reject(f"invalid event: {reason}")
+            return context.seal(Envelope.from_bytes(value), schema)
+        reason = _schema_errors(obj, envelope=False, schema=schema)
         if reason:
-            return Rejected(record.offset, f"invalid event: {reason}", record)
-        received = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+            return context.reject(f"invalid event: {reason}")
+        received = datetime.fromtimestamp(context.record.timestamp / 1000, UTC)
         envelope = Envelope(event=obj, received_at=format_received_at(received))
-        return Sealable(record.offset, envelope, received, idem, config_id)
+        return Sealable(
+            context.record.offset, envelope, received, context.idempotency_key, context.config_id
+        )
     except InvalidEvent as exc:
-        return Rejected(record.offset, f"invalid envelope: {exc}", record)
+        return context.reject(f"invalid envelope: {exc}")

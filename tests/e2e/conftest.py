@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,21 @@ import httpx
 import pytest
 
 from tests.conftest import Services
+
+CUSTOM_CONFIG = "pci_e2ecustomschema"
+CUSTOM_SCHEMAS = {
+    CUSTOM_CONFIG: {
+        "name": "custom e2e",
+        "fields": [
+            {"id": "message", "type": "string", "required": True, "size": 200},
+            {"id": "field_int", "type": "integer"},
+            {"id": "field_bool", "type": "boolean"},
+            {"id": "field_str_short", "type": "string", "size": 32},
+            {"id": "field_str_long", "type": "text"},
+            {"id": "field_time", "type": "datetime"},
+        ],
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,8 @@ def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
     from auditlog.cli import write_signing_key
 
     vkey = write_signing_key(key, "e2e.auditlog.test")
+    schemas = work / "schemas.json"
+    schemas.write_text(json.dumps(CUSTOM_SCHEMAS))
     port = _free_port()
     env = {
         **os.environ,
@@ -70,6 +88,7 @@ def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
         "AUDITLOG_PORT": str(port),
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{services.topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        "AUDITLOG_SCHEMAS_FILE": str(schemas),
     }
     procs: list[subprocess.Popen[bytes]] = []
     for name in ("serve", "sealer"):

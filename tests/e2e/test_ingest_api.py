@@ -17,7 +17,7 @@ from pangea.config import PangeaConfig
 from pangea.exceptions import ValidationException
 from pangea.services import Audit
 
-from tests.e2e.conftest import Pipeline, make_token
+from tests.e2e.conftest import CUSTOM_CONFIG, Pipeline, make_token
 
 pytestmark = pytest.mark.e2e
 
@@ -207,3 +207,27 @@ async def test_the_asyncio_client_logs_too(pipeline: Pipeline) -> None:
         assert len(bulk.result.results) == 2
     finally:
         await audit.close()
+
+
+def test_custom_schema_per_config_id(pipeline: Pipeline) -> None:
+    audit = Audit(
+        pipeline.token, config=PangeaConfig(domain=pipeline.base_url), config_id=CUSTOM_CONFIG
+    )
+    event = {
+        "message": "custom",
+        "field_int": 7,
+        "field_bool": True,
+        "field_str_short": "short",
+        "field_time": "2024-05-01T10:00:00Z",
+    }
+    response = audit.log_event(event, verbose=True)
+    assert response.result is not None
+    assert response.result.envelope.event == event
+    with pytest.raises(ValidationException) as invalid:
+        audit.log_event({"message": "custom", "field_int": "seven", "actor": "x"})
+    assert sorted(e.source for e in invalid.value.errors) == ["/event/actor", "/event/field_int"]
+    unknown = _post(pipeline, "/v1/log", {"event": {"message": "m"}, "config_id": "pci_nope"})
+    assert unknown.json()["result"]["errors"][0]["source"] == "/config_id"
+    # The standard schema still applies without a config_id.
+    standard = _post(pipeline, "/v1/log", {"event": {"message": "m", "field_int": 1}})
+    assert standard.json()["result"]["errors"][0]["code"] == "UnexpectedProperty"

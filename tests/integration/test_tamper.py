@@ -652,3 +652,135 @@ def test_api_audit_catches_a_rollback_with_its_state(
     rc, report, out = audit(pristine, "--state", str(state), source=["--url", base])
     assert rc == 1, out
     assert_named(report, "rollback", 316, None)
+
+
+# -- following a log: monitor and verify consistency --------------------------------------------
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditlog.cli", *args],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_verify_consistency_between_signed_checkpoints(
+    pristine: Pristine, query_api: tuple[str, str, str], tmp_path: Path
+) -> None:
+    base = query_api[0]
+    old, new = tmp_path / "old.note", tmp_path / "new.note"
+    old.write_text(pristine.notes[256])
+    new.write_text(pristine.notes[SIZE])
+    key = str(pristine.vkey_file)
+    fetched = cli("verify", "consistency", str(old), str(new), "--key", key, "--url", base)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert f"size {SIZE}" in fetched.stdout and "extends size 256" in fetched.stdout
+    # The endpoint's body is a tlog-witness request body; it works offline as --proof.
+    body = httpx.get(f"{base}/v1/proofs/consistency", params={"log": LOG, "from": 256}).text
+    (tmp_path / "proof").write_text(body)
+    offline = cli(
+        "verify",
+        "consistency",
+        str(old),
+        str(new),
+        "--key",
+        key,
+        "--proof",
+        str(tmp_path / "proof"),
+    )
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    backwards = cli("verify", "consistency", str(new), str(old), "--key", key, "--url", base)
+    assert backwards.returncode == 1 and "Rollback" in backwards.stdout
+    fork = tmp_path / "fork.note"
+    fork.write_text(
+        sign_note(Checkpoint(f"{ORIGIN}/{TOPIC}/0", SIZE, bytes(32)).to_text(), [pristine.signer])
+    )
+    forked = cli(
+        "verify",
+        "consistency",
+        str(old),
+        str(fork),
+        "--key",
+        key,
+        "--proof",
+        str(tmp_path / "proof"),
+    )
+    assert forked.returncode == 1 and "RootMismatch" in forked.stdout
+    assert cli("verify", "consistency", str(old), str(new), "--key", key).returncode == 2
+
+
+class _Webhook:
+    """A local HTTP server that records the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_monitor_alerts_on_fork_foreign_signature_and_rollback(
+    pristine: Pristine, query_api: tuple[str, str, str], tmp_path: Path
+) -> None:
+    base, _, clone = query_api
+    state = tmp_path / "monitor.json"
+    monitor = [
+        "monitor",
+        "--url",
+        base,
+        "--key",
+        str(pristine.vkey_file),
+        "--state",
+        str(state),
+        "--once",
+    ]
+    first = cli(*monitor, "--log", LOG)
+    assert first.returncode == 0, first.stdout + first.stderr
+    trusted = json.loads(state.read_text())["logs"][f"{ORIGIN}/{TOPIC}/0"]
+    assert trusted == pristine.notes[SIZE]
+    webhook = _Webhook()
+    try:
+        cases = [
+            ("fork", sign_note(Checkpoint(f"{ORIGIN}/{TOPIC}/0", SIZE, bytes(32)).to_text(), [pristine.signer])),
+            ("checkpoint-signature", sign_note(pristine.notes[SIZE].split("\n\n")[0] + "\n", [NoteSigner.generate(ORIGIN)])),
+            ("rollback", pristine.notes[316]),
+            ("inconsistent", sign_note(Checkpoint(f"{ORIGIN}/{TOPIC}/0", SIZE + 1, bytes(32)).to_text(), [pristine.signer])),
+        ]  # fmt: skip
+        for kind, note in cases:
+            sql(clone, "UPDATE logs SET checkpoint = $2 WHERE log_id = $1", LOG, note)
+            if kind == "inconsistent":
+                # The server must also claim a checkpoint of that size for the proof to exist.
+                sql(
+                    clone,
+                    "INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $2, $3, $4)",
+                    LOG, SIZE + 1, bytes(32), note,
+                )  # fmt: skip
+                sql(clone, "UPDATE logs SET size = $2 WHERE log_id = $1", LOG, SIZE + 1)
+            seen = cli(*monitor, "--log", LOG, "--webhook", webhook.url)
+            assert seen.returncode == 1, (kind, seen.stdout, seen.stderr)
+            alert = json.loads(seen.stderr.strip().splitlines()[-1])["alert"]
+            assert (alert["kind"], alert["log"]) == (kind, LOG), seen.stderr
+            assert webhook.received[-1]["alert"]["kind"] == kind
+            # What failed is never trusted: the state still holds the last good checkpoint.
+            assert json.loads(state.read_text())["logs"][f"{ORIGIN}/{TOPIC}/0"] == trusted
+    finally:
+        webhook.close()

@@ -30,6 +30,10 @@ CORE_MODULES = [
     "auditlog.checkpoint",
     "auditlog.receipt",
     "auditlog.pangea_proof",
+    "auditlog.audit",
+    "auditlog.cosignature",
+    "auditlog.policy",
+    "auditlog.consistency",
 ]
 
 FORBIDDEN = [
@@ -64,6 +68,7 @@ ALLOWED_IMPORTS = {
     "__future__",
     "base64",
     "binascii",
+    "bisect",
     "collections",
     "dataclasses",
     "datetime",

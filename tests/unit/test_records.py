@@ -60,3 +60,25 @@ def test_garbage_of_every_kind_is_rejected_with_a_reason() -> None:
         assert isinstance(out, Rejected), value[:40]
         assert needle in out.reason, (value[:40], out.reason)
     assert isinstance(decode(FakeRecord(None)), Rejected)
+
+
+def test_custom_schema_records_follow_their_config_id() -> None:
+    from auditlog.schema import parse_schemas
+
+    schemas = parse_schemas(
+        {
+            "pci_c": {
+                "fields": [{"id": "message", "required": True}, {"id": "amount", "type": "integer"}]
+            }
+        }
+    )
+    ok = Envelope(event={"message": "pay", "amount": 5}, received_at="2024-05-06T07:08:09.123456Z")
+    header = (("config-id", b"pci_c"),)
+    sealed = decode(FakeRecord(ok.canonical, headers=header), schemas)
+    assert isinstance(sealed, Sealable)
+    assert sealed.config_id == "pci_c"
+    # The standard schema knows no "amount"; an unknown config id is refused outright.
+    assert isinstance(decode(FakeRecord(ok.canonical), schemas), Rejected)
+    unknown = decode(FakeRecord(ok.canonical, headers=(("config-id", b"pci_x"),)), schemas)
+    assert isinstance(unknown, Rejected)
+    assert "pci_x" in unknown.reason

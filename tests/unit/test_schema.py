@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from auditlog.schema import STANDARD_FIELDS, validate_event, validate_signature_fields
+from auditlog.schema import (
+    STANDARD,
+    STANDARD_FIELDS,
+    SchemaConfigError,
+    load_schemas,
+    parse_schemas,
+    validate_event,
+    validate_signature_fields,
+)
 
 
 def codes(errors: list[dict[str, str]]) -> list[tuple[str, str]]:
@@ -60,3 +71,73 @@ def test_signature_and_public_key_come_together() -> None:
     assert codes(validate_signature_fields({"public_key": 3, "signature": "s"}, "/events/0")) == [
         ("InvalidString", "/events/0/public_key")
     ]
+
+
+CUSTOM = {
+    "pci_custom": {
+        "name": "payments",
+        "fields": [
+            {"id": "message", "type": "string", "required": True, "size": 64},
+            {"id": "field_int", "type": "integer"},
+            {"id": "field_bool", "type": "boolean"},
+            {"id": "field_time", "type": "datetime"},
+            {"id": "field_str_long", "type": "text"},
+        ],
+    }
+}
+
+
+def test_custom_schemas_validate_their_own_fields_and_types() -> None:
+    schemas = parse_schemas(CUSTOM)
+    schema = schemas.for_config("pci_custom")
+    assert schema is not None
+    ok = {"message": "m", "field_int": 3, "field_bool": True, "field_time": "2024-01-02T03:04:05Z"}
+    assert validate_event(ok, "/event", schema) == []
+    bad = {
+        "message": "m" * 65,
+        "field_int": True,
+        "field_bool": "yes",
+        "actor": "a",
+        "field_time": "noon",
+        "field_str_long": 7,
+    }
+    assert codes(validate_event(bad, "/event", schema)) == [
+        ("AboveMaxLength", "/event/message"),
+        ("InvalidInteger", "/event/field_int"),
+        ("InvalidBoolean", "/event/field_bool"),
+        ("UnexpectedProperty", "/event/actor"),
+        ("BadFormatDateTime", "/event/field_time"),
+        ("InvalidString", "/event/field_str_long"),
+    ]
+    assert codes(validate_event({"field_int": 2**63}, "/event", schema)) == [
+        ("FieldRequired", "/event/message"),
+        ("IsTooBig", "/event/field_int"),
+    ]
+    assert schemas.for_config(None) is STANDARD
+    assert schemas.for_config("pci_unknown") is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ([], "must map"),
+        ({"c": {"fields": []}}, "non-empty"),
+        ({"c": {"fields": [{"id": "Bad"}]}}, "invalid id"),
+        ({"c": {"fields": [{"id": "received_at"}]}}, "invalid id"),
+        ({"c": {"fields": [{"id": "a", "type": "float"}]}}, "unknown type"),
+        ({"c": {"fields": [{"id": "a", "size": 0}]}}, "invalid size"),
+        ({"c": {"fields": [{"id": "a"}, {"id": "a"}]}}, "repeat"),
+    ],
+)
+def test_malformed_schema_files_are_refused_with_the_reason(spec: object, needle: str) -> None:
+    with pytest.raises(SchemaConfigError, match=needle):
+        parse_schemas(spec)
+
+
+def test_load_schemas_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "schemas.json"
+    path.write_text(json.dumps(CUSTOM))
+    assert load_schemas(path).for_config("pci_custom") is not None
+    assert load_schemas(None).for_config("pci_custom") is None
+    with pytest.raises(SchemaConfigError, match="cannot read"):
+        load_schemas(tmp_path / "missing.json")

@@ -1,0 +1,282 @@
+"""Query service: inclusion proofs per second and search latency on a large events table.
+
+    .venv/bin/python bench/bench_query.py [--events 10000000] [--seconds 10] [--concurrency 32]
+
+Setup (in a scratch database of the local stack, dropped afterwards): one log of ``--events``
+leaves whose tiles are built with the real ``integrate`` and a signed checkpoint, and as many
+``events`` rows generated in SQL (10,000 actors, 100,000 targets, 50 tenants, a random md5 in
+each message, one event per millisecond). Search indexes are dropped during the load and built
+afterwards, as a bulk import would; their build time is reported.
+
+Then one ``auditlog query`` process (one uvicorn worker) is measured over HTTP:
+
+* proofs: ``GET /v1/logs/{log}/receipts/{random index}`` in a closed loop with
+  ``--concurrency`` clients (each answer is an inclusion proof plus the signed checkpoint);
+* search: ``POST /v1/search`` first pages (``limit`` 20) of selective queries, one at a time.
+
+Also in-process: ``ProofBuilder.inclusion`` alone, the ceiling the HTTP figure approaches. The
+load generator shares the machine with PostgreSQL and the service, so figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from auditlog.checkpoint import Checkpoint
+from auditlog.hashing import RFC6962_SHA256, get_hasher
+from auditlog.integrate import integrate, tiles_to_fetch
+from auditlog.note import NoteSigner, sign_note
+from auditlog.tiles import TileID
+from bench.harness import bench_stack, free_port, percentile, wait_http
+from query.proofs import LogHead, ProofBuilder
+
+TRGM_COLUMNS = ("actor", "action", "target", "status", "source", "message")
+SEARCH_INDEXES = {
+    "events_time_order": 'ON events (received_at, log_id COLLATE "C", idx)',
+    "events_tenant_time": "ON events (tenant_id, received_at)",
+    "events_event_time": "ON events (event_time)",
+    "events_log_idx": "ON events (log_id, idx)",
+    **{f"events_trgm_{c}": f"ON events USING gin ({c} gin_trgm_ops)" for c in TRGM_COLUMNS},
+}
+
+
+async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSigner) -> None:
+    """Tiles of a ``size``-leaf log (leaf i = H(i)), its log row and a signed checkpoint."""
+    hasher = get_hasher(RFC6962_SHA256)
+    origin = f"bench.auditlog.test/{topic}/0"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, root)"
+            " VALUES ($1, $2, $3, 0, $4, $5)",
+            log_id, origin, topic, RFC6962_SHA256, hasher.empty_root(),
+        )  # fmt: skip
+        edge: dict[TileID, bytes] = {}
+        done, root = 0, hasher.empty_root()
+        began = time.perf_counter()
+        while done < size:
+            n = min(100_000, size - done)
+            leaves = [hasher.hash_leaf(str(i).encode()) for i in range(done, done + n)]
+            result = integrate(hasher, done, {t: edge[t] for t in tiles_to_fetch(done)}, leaves)
+            await conn.executemany(
+                "INSERT INTO tiles (log_id, level, idx, data) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (log_id, level, idx) DO UPDATE SET data = EXCLUDED.data",
+                [(log_id, t.level, t.index, d) for t, d in result.tiles.items()],
+            )
+            edge = dict(result.tiles)
+            done, root = result.size, result.root
+        note = sign_note(Checkpoint(origin, size, root).to_text(), [signer])
+        await conn.execute(
+            "UPDATE logs SET size = $2, root = $3, next_offset = $2, checkpoint = $4"
+            " WHERE log_id = $1",
+            log_id, size, root, note,
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $2, $3, $4)",
+            log_id, size, root, note,
+        )  # fmt: skip
+        print(
+            f"log: {size:,} leaves; tiles built and stored in {time.perf_counter() - began:.1f} s"
+        )
+    finally:
+        await conn.close()
+
+
+async def load_events(url: str, log_id: str, size: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for name in SEARCH_INDEXES:
+            await conn.execute(f"DROP INDEX IF EXISTS {name}")
+        began = time.perf_counter()
+        step = 1_000_000
+        for lo in range(0, size, step):
+            hi = min(size, lo + step)
+            await conn.execute(
+                """
+                INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset,
+                    tenant_id, actor, action, target, status, source, message)
+                SELECT $1, i, sha256(env), env, at, i, tenant, actor, action, target, status,
+                       source, message
+                FROM (
+                    SELECT i, at, tenant, actor, action, target, status, source, message,
+                        convert_to(json_build_object('event', json_build_object(
+                            'actor', actor, 'action', action, 'message', message,
+                            'source', source, 'status', status, 'target', target,
+                            'tenant_id', tenant),
+                            'received_at', to_char(at AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text, 'UTF8') AS env
+                    FROM (
+                        SELECT i,
+                            timestamptz '2026-01-01' + i * interval '1 millisecond' AS at,
+                            't' || (i % 50) AS tenant,
+                            'user' || (i % 10000) || '@example.com' AS actor,
+                            (ARRAY['login','logout','read','write','delete','grant',
+                                   'revoke','export'])[i % 8 + 1] AS action,
+                            'res/' || (i % 100000) AS target,
+                            CASE WHEN i % 17 = 0 THEN 'failed' ELSE 'ok' END AS status,
+                            'svc' || (i % 20) AS source,
+                            'event ' || i || ' ' || md5(i::text) AS message
+                        FROM generate_series($2::bigint, $3::bigint - 1) AS i
+                    ) g
+                ) e
+                """,
+                log_id,
+                lo,
+                hi,
+            )
+            print(f"  events: {hi:,} rows ({time.perf_counter() - began:.0f} s)", flush=True)
+        print(f"events: {size:,} rows loaded in {time.perf_counter() - began:.0f} s")
+        began = time.perf_counter()
+        for name, definition in SEARCH_INDEXES.items():
+            t0 = time.perf_counter()
+            await conn.execute(f"CREATE INDEX {name} {definition}")
+            print(f"  index {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        await conn.execute("ANALYZE events")
+        print(f"indexes built in {time.perf_counter() - began:.0f} s")
+    finally:
+        await conn.close()
+
+
+async def in_process_proofs(url: str, log_id: str, size: int, seconds: float) -> None:
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        row = await pool.fetchrow(
+            "SELECT log_id, origin, hash_scheme, size, root, checkpoint FROM logs"
+            " WHERE log_id = $1",
+            log_id,
+        )
+        assert row is not None
+        head = LogHead(log_id, row["origin"], row["hash_scheme"], size, bytes(row["root"]),
+                       row["checkpoint"])  # fmt: skip
+        builder = ProofBuilder(pool, tile_limit=4096, node_limit=65536)
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            await builder.inclusion(head, random.randrange(size))
+            latencies.append(time.perf_counter() - began)
+        _report("in-process ProofBuilder.inclusion (random leaf, caches bounded)", latencies,
+                seconds)  # fmt: skip
+    finally:
+        await pool.close()
+
+
+def _report(what: str, latencies: list[float], seconds: float) -> None:
+    ms = [x * 1000 for x in latencies]
+    print(
+        f"{what}: {len(ms) / seconds:,.0f}/s  p50 {percentile(ms, 50):.2f} ms"
+        f"  p95 {percentile(ms, 95):.2f} ms  p99 {percentile(ms, 99):.2f} ms  (n={len(ms):,})"
+    )
+
+
+async def http_proofs(base: str, token: str, log_id: str, size: int, seconds: float,
+                      concurrency: int) -> None:  # fmt: skip
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        # Warm-up pass, not measured: fills the tile and node caches as a running service has.
+        deadline = time.perf_counter() + 2
+
+        async def worker(record: bool) -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                url = f"{base}/v1/logs/{log_id}/receipts/{random.randrange(size)}"
+                began = time.perf_counter()
+                async with session.get(url) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                    elif record:
+                        latencies.append(time.perf_counter() - began)
+
+        await asyncio.gather(*(worker(False) for _ in range(concurrency)))
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(worker(True) for _ in range(concurrency)))
+    _report(f"HTTP receipts, {concurrency} concurrent clients", latencies, seconds)
+    if errors:
+        print(f"  errors: {errors}")
+
+
+async def http_search(base: str, token: str, size: int, rounds: int) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random(7)
+
+    def md5_prefix() -> str:
+        return hashlib.md5(str(rng.randrange(size)).encode()).hexdigest()[:10]
+
+    cases: dict[str, Any] = {
+        "actor=<exact> (1,000 hits)": lambda: {
+            "query": f"actor=user{rng.randrange(10000)}@example.com"
+        },
+        "actor:<substring> (1,000 hits)": lambda: {
+            "query": f"actor:user{rng.randrange(1000, 10000)}@"
+        },
+        "message:<md5 prefix> (1 hit)": lambda: {"query": f"message:{md5_prefix()}"},
+        "target=<exact> AND status:failed": lambda: {
+            "query": f"target=res/{rng.randrange(100000)} status:failed"
+        },
+        "bare term <md5 prefix> (all text fields)": lambda: {"query": md5_prefix()},
+        "actor=<exact>, restricted to one tenant": lambda: {
+            "query": f"actor=user{rng.randrange(10000)}@example.com",
+            "search_restriction": {"tenant_id": [f"t{rng.randrange(50)}"]},
+        },
+        "(action:grant OR action:revoke) target=<exact>": lambda: {
+            "query": f"(action:grant OR action:revoke) target=res/{rng.randrange(100000)}"
+        },
+        "message:event (not selective: newest 10,000)": lambda: {"query": "message:event"},
+    }
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for name, make in cases.items():
+            latencies: list[float] = []
+            counts: list[int] = []
+            for _ in range(rounds):
+                body = {**make(), "limit": 20}
+                began = time.perf_counter()
+                async with session.post(f"{base}/v1/search", data=json.dumps(body)) as resp:
+                    payload = await resp.json()
+                latencies.append((time.perf_counter() - began) * 1000)
+                assert payload["status"] == "Success", payload
+                counts.append(payload["result"]["count"])
+            print(
+                f"search {name}: p50 {percentile(latencies, 50):.0f} ms"
+                f"  p95 {percentile(latencies, 95):.0f} ms  max {max(latencies):.0f} ms"
+                f"  (n={rounds}, median count {sorted(counts)[len(counts) // 2]:,})"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--search-rounds", type=int, default=40)
+    args = parser.parse_args()
+    with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
+        log_id = bench.topic + "-0"
+        signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
+        asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
+        asyncio.run(load_events(bench.database_url, log_id, args.events))
+        asyncio.run(in_process_proofs(bench.database_url, log_id, args.events, args.seconds))
+        port = free_port()
+        bench.spawn("query", AUDITLOG_PORT=str(port))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/healthz")
+        asyncio.run(http_proofs(base, bench.token, log_id, args.events, args.seconds,
+                                args.concurrency))  # fmt: skip
+        asyncio.run(http_search(base, bench.token, args.events, args.search_rounds))
+
+
+if __name__ == "__main__":
+    main()
