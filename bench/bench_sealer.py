@@ -31,8 +31,13 @@ async def _fill(bench: Bench, n: int, tag: str, rate: float | None = None) -> fl
         began = time.perf_counter()
         for start in range(0, n, chunk):
             events = [
-                {"message": f"{tag} {i}", "actor": f"user-{i % 97}", "action": "read",
-                 "target": f"doc-{i % 1013}", "tenant_id": f"tenant-{i % 31}"}
+                {
+                    "message": f"{tag} {i}",
+                    "actor": f"user-{i % 97}",
+                    "action": "read",
+                    "target": f"doc-{i % 1013}",
+                    "tenant_id": f"tenant-{i % 31}",
+                }
                 for i in range(start, min(n, start + chunk))
             ]
             if rate is not None:
@@ -51,11 +56,11 @@ async def _count(url: str) -> int:
         await conn.close()
 
 
-async def _wait(url: str, n: int, timeout: float) -> float:
+async def _wait(url: str, n: int, within: float) -> float:
     began = time.perf_counter()
     while (count := await _count(url)) < n:
-        if time.perf_counter() - began > timeout:
-            raise RuntimeError(f"only {count} of {n} sealed after {timeout}s")
+        if time.perf_counter() - began > within:
+            raise RuntimeError(f"only {count} of {n} sealed after {within}s")
         await asyncio.sleep(0.1)
     return time.perf_counter() - began
 
@@ -86,26 +91,35 @@ def main() -> None:
     args = parser.parse_args()
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
         produced = asyncio.run(_fill(bench, args.events, "prefill"))
-        print(f"prefill: {args.events:,} events produced at {produced:,.0f} events/s "
-              f"({args.partitions} partitions)")
+        print(
+            f"prefill: {args.events:,} events produced at {produced:,.0f} events/s "
+            f"({args.partitions} partitions)"
+        )
         began = time.perf_counter()
         for _ in range(args.sealers):
-            bench.spawn("sealer", AUDITLOG_BATCH_MAX_SIZE=str(args.batch_size),
-                        AUDITLOG_BATCH_MAX_AGE=str(args.batch_age))
-        asyncio.run(_wait(bench.database_url, args.events, timeout=600))
+            bench.spawn(
+                "sealer",
+                AUDITLOG_BATCH_MAX_SIZE=str(args.batch_size),
+                AUDITLOG_BATCH_MAX_AGE=str(args.batch_age),
+            )
+        asyncio.run(_wait(bench.database_url, args.events, within=600))
         elapsed = time.perf_counter() - began
-        print(f"sealer throughput: {args.events:,} events sealed in {elapsed:.1f} s = "
-              f"{args.events / elapsed:,.0f} events/s with {args.sealers} sealer processes "
-              "(including their start-up and group join)")
+        print(
+            f"sealer throughput: {args.events:,} events sealed in {elapsed:.1f} s = "
+            f"{args.events / elapsed:,.0f} events/s with {args.sealers} sealer processes "
+            "(including their start-up and group join)"
+        )
 
         total = args.events + int(args.rate * args.seconds)
         achieved = asyncio.run(_fill(bench, int(args.rate * args.seconds), "live", args.rate))
-        asyncio.run(_wait(bench.database_url, total, timeout=600))
+        asyncio.run(_wait(bench.database_url, total, within=600))
         lat = asyncio.run(_latencies(bench.database_url, "live"))
-        print(f"end to end at {achieved:,.0f} events/s offered for {args.seconds:.0f} s: "
-              f"produce→sealed p50 {percentile(lat, 50) * 1000:.0f} ms, "
-              f"p99 {percentile(lat, 99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
-              f"({len(lat):,} events)")
+        print(
+            f"end to end at {achieved:,.0f} events/s offered for {args.seconds:.0f} s: "
+            f"produce→sealed p50 {percentile(lat, 50) * 1000:.0f} ms, "
+            f"p99 {percentile(lat, 99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
+            f"({len(lat):,} events)"
+        )
 
 
 if __name__ == "__main__":

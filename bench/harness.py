@@ -15,12 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
 
 from auditlog import db, stack
 from auditlog.cli import write_signing_key
@@ -97,8 +99,6 @@ async def _setup(admin_url: str, name: str, kafka: str, topic: str, partitions: 
 
 
 async def _teardown(admin_url: str, name: str, kafka: str, topic: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
@@ -124,8 +124,9 @@ def bench_stack(workdir: Path, partitions: int) -> Iterator[Bench]:
     key = workdir / f"bench-{suffix}.skey"
     write_signing_key(key, "bench.auditlog.test")
     token = asyncio.run(_setup(cfg.database_url, name, cfg.kafka_bootstrap, topic, partitions))
-    bench = Bench(cfg.kafka_bootstrap, _with_db(cfg.database_url, name), topic, token, key,
-                  workdir, [])
+    bench = Bench(
+        cfg.kafka_bootstrap, _with_db(cfg.database_url, name), topic, token, key, workdir, []
+    )
     try:
         yield bench
     finally:
@@ -144,13 +145,10 @@ def bench_stack(workdir: Path, partitions: int) -> Iterator[Bench]:
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
-                if resp.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+            if resp.status == 200:
+                return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer 200 within {timeout}s")

@@ -1,0 +1,136 @@
+"""Benchmark the pure auditor: entries per minute on one core.
+
+    .venv/bin/python bench/bench_audit.py                      # 1M entries, rfc6962-sha256
+    .venv/bin/python bench/bench_audit.py --entries 200000 --mode bundles
+
+A log of ``--entries`` Pangea-style envelopes is sealed in memory first (integrate in batches of
+``--batch``, one signed checkpoint per batch, rows with their searchable columns, tiles and entry
+bundles kept in dicts), then audited exactly as ``auditlog audit`` does it, chunk by chunk, with
+the stored tiles it asks for answered from the dicts. Only the audit is timed: what is measured
+is the auditor's own work (JSON parse and column comparison, two SHA-256 per entry, tree
+rebuild, tile, bundle and checkpoint comparison); a database or HTTP edge adds its transfer time.
+
+``--mode rows`` audits from event rows (database audit), ``bundles`` from entry bundles (API audit
+with a token), ``tiles`` from tiles alone (API audit without one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from auditlog.audit import LogAuditor, StoredCheckpoint, StoredEvent, StoredHead, expected_columns
+from auditlog.checkpoint import Checkpoint
+from auditlog.entry import leaf_hash, log_entry
+from auditlog.envelope import Envelope, format_received_at
+from auditlog.hashing import get_hasher
+from auditlog.integrate import integrate, tiles_to_fetch
+from auditlog.note import NoteSigner, sign_note
+from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle
+
+ORIGIN = "bench.auditlog.test/audit.events/0"
+
+
+def envelope(i: int, t0: datetime) -> Envelope:
+    event: dict[str, object] = {
+        "message": f"User {i % 977} updated the record {i}",
+        "actor": f"user-{i % 977}@example.com",
+        "action": "update",
+        "target": f"record-{i % 10_007}",
+        "status": "success",
+        "source": "web",
+        "tenant_id": f"tenant-{i % 13}",
+        "new": '{"state": "active"}',
+        "old": '{"state": "pending"}',
+        "timestamp": "2025-03-01T12:00:00.000000Z",
+    }
+    return Envelope(event=event, received_at=format_received_at(t0 + timedelta(microseconds=i)))
+
+
+def build(n: int, batch: int, scheme: str) -> tuple[dict[int, list[StoredEvent]], ...]:
+    """Seal ``n`` entries in memory; rows by chunk, tiles, bundles, checkpoints, head."""
+    hasher = get_hasher(scheme)
+    signer = NoteSigner.generate("bench.auditlog.test")
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+    rows: dict[int, list[StoredEvent]] = {}
+    tiles: dict[TileID, bytes] = {}
+    bundles: dict[int, list[bytes]] = {}
+    notes: list[StoredCheckpoint] = []
+    size = 0
+    root = hasher.empty_root()
+    while size < n:
+        envs = [envelope(i, t0) for i in range(size, min(size + batch, n))]
+        canon = [e.canonical for e in envs]
+        edge = {t: tiles[t] for t in tiles_to_fetch(size)}
+        result = integrate(hasher, size, edge, [leaf_hash(hasher, c) for c in canon])
+        tiles.update(result.tiles)
+        for i, (env, c) in enumerate(zip(envs, canon, strict=True)):
+            index = size + i
+            columns = expected_columns(env.to_dict())
+            rows.setdefault(index // TILE_WIDTH, []).append(
+                StoredEvent(index, env.event_hash, c, columns)
+            )
+            bundles.setdefault(index // TILE_WIDTH, []).append(log_entry(c))
+        size, root = result.size, result.root
+        note = sign_note(Checkpoint(ORIGIN, size, root).to_text(), [signer])
+        notes.append(StoredCheckpoint(note, size, root))
+    encoded = {k: encode_bundle(v) for k, v in bundles.items()}
+    head = StoredHead("bench-0", ORIGIN, scheme, size, root, notes[-1].note)
+    return rows, tiles, encoded, notes, head, signer  # type: ignore[return-value]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=1_000, help="entries per checkpoint")
+    parser.add_argument("--scheme", default="rfc6962-sha256")
+    parser.add_argument("--mode", choices=["rows", "bundles", "tiles"], default="rows")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    rows, tiles, bundles, notes, head, signer = build(args.entries, args.batch, args.scheme)
+    built = time.perf_counter() - started
+    print(f"sealed {args.entries:,} entries in memory in {built:.1f}s ({len(notes):,} checkpoints)")
+
+    hasher = get_hasher(args.scheme)
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    auditor = LogAuditor(head, hasher, [signer.verifier], notes, entries_from=args.mode)
+    for chunk in range(-(-head.size // TILE_WIDTH)):
+        auditor.add_chunk(
+            chunk,
+            rows.get(chunk, []) if args.mode == "rows" else [],
+            tiles.get(TileID(0, chunk)),
+            bundles.get(chunk) if args.mode != "tiles" else None,
+        )
+        while wanted := auditor.wanted_tiles():
+            auditor.add_tiles({t: tiles.get(t) for t in wanted})
+    auditor.end_of_entries()
+    while wanted := auditor.wanted_tiles():
+        auditor.add_tiles({t: tiles.get(t) for t in wanted})
+    result = auditor.finish()
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    if result.findings:
+        print(f"unexpected findings: {result.findings[:3]}", file=sys.stderr)
+        return 1
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"audited {result.entries:,} entries ({args.mode}, {args.scheme}), "
+        f"{result.checkpoints:,} checkpoints verified, 0 findings"
+    )
+    print(f"  wall {wall:.2f}s, cpu {cpu:.2f}s")
+    print(f"  {result.entries / cpu * 60:,.0f} entries per minute per core (cpu time)")
+    print(f"  {result.entries / wall * 60:,.0f} entries per minute (wall)")
+    print(f"  peak RSS {rss:,.0f} MiB (the in-memory log included)")
+    print(f"  python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
