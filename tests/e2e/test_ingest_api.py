@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pangea.asyncio.services import AuditAsync
 from pangea.config import PangeaConfig
-from pangea.exceptions import ValidationException
+from pangea.exceptions import AcceptedRequestException, ValidationException
 from pangea.services import Audit
+from pangea.services.audit.models import LogBulkResult
 
 from tests.e2e.conftest import CUSTOM_CONFIG, Pipeline, make_token
 
@@ -60,20 +61,20 @@ def test_bulk_async_answers_202_then_the_poll_returns_the_results(pipeline: Pipe
     )
     assert response.status == "Accepted"
     assert response.result is None
+    assert response.accepted_result is not None
     deadline = time.monotonic() + 20
     while True:
-        polled = httpx.get(
-            f"{pipeline.base_url}/request/{response.request_id}",
-            headers={"Authorization": f"Bearer {pipeline.token}"},
-        )
-        if polled.status_code == 200:
+        try:
+            polled = audit.poll_result(response=response, result_class=LogBulkResult)
             break
-        assert polled.status_code == 202, polled.text
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    results = polled.json()["result"]["results"]
-    assert [r["envelope"]["event"]["message"] for r in results] == ["async one", "async two"]
-    assert all(_recompute(r["envelope"]) == r["hash"] for r in results)
+        except AcceptedRequestException:
+            assert time.monotonic() < deadline, "log_async never completed"
+            time.sleep(0.1)
+    assert polled.status == "Success"
+    assert polled.result is not None
+    results = polled.result.results
+    assert [r.envelope.event["message"] for r in results] == ["async one", "async two"]
+    assert all(_recompute(r.envelope.model_dump(exclude_none=True)) == r.hash for r in results)
 
     # Another token cannot poll it; it looks exactly like an unknown id.
     other = make_token(pipeline.services, {"log"})
