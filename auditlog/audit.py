@@ -38,7 +38,7 @@ import orjson
 from auditlog.checkpoint import Checkpoint
 from auditlog.compact import CompactRange, subtree_root
 from auditlog.entry import digest_of_entry, entry_leaf_hash, is_digest_entry, leaf_hash, log_entry
-from auditlog.errors import AuditLogError, InvalidEvent, MalformedNote, SignatureError, TileError
+from auditlog.errors import InvalidEvent, MalformedNote, SignatureError, TileError
 from auditlog.hashing import HASH_SIZE, LogHasher
 from auditlog.note import NoteVerifier, open_note
 from auditlog.tiles import TILE_HEIGHT, TILE_WIDTH, TileID, decode_bundle, split_hashes
@@ -853,8 +853,3 @@ class LogAuditor:
                     f"the stored entries and tiles do not reproduce the signed root ({source}):"
                     f" entries{since} were rewritten together with their tiles",
                 )
-
-
-def audit_error(exc: AuditLogError) -> str:
-    """A one-line description of a core error for reports."""
-    return f"{type(exc).__name__}: {exc}"

@@ -759,11 +759,17 @@ def test_monitor_alerts_on_fork_foreign_signature_and_rollback(
     assert trusted == pristine.notes[SIZE]
     webhook = _Webhook()
     try:
+        log_origin = f"{ORIGIN}/{TOPIC}/0"
+        stranger = NoteSigner.generate(ORIGIN)
         cases = [
-            ("fork", sign_note(Checkpoint(f"{ORIGIN}/{TOPIC}/0", SIZE, bytes(32)).to_text(), [pristine.signer])),
-            ("checkpoint-signature", sign_note(pristine.notes[SIZE].split("\n\n")[0] + "\n", [NoteSigner.generate(ORIGIN)])),
+            ("fork", sign_note(
+                Checkpoint(log_origin, SIZE, bytes(32)).to_text(), [pristine.signer]
+            )),
+            ("checkpoint-signature", sign_note(trusted.split("\n\n")[0] + "\n", [stranger])),
             ("rollback", pristine.notes[316]),
-            ("inconsistent", sign_note(Checkpoint(f"{ORIGIN}/{TOPIC}/0", SIZE + 1, bytes(32)).to_text(), [pristine.signer])),
+            ("inconsistent", sign_note(
+                Checkpoint(log_origin, SIZE + 1, bytes(32)).to_text(), [pristine.signer]
+            )),
         ]  # fmt: skip
         for kind, note in cases:
             sql(clone, "UPDATE logs SET checkpoint = $2 WHERE log_id = $1", LOG, note)
@@ -775,6 +781,12 @@ def test_monitor_alerts_on_fork_foreign_signature_and_rollback(
                     LOG, SIZE + 1, bytes(32), note,
                 )  # fmt: skip
                 sql(clone, "UPDATE logs SET size = $2 WHERE log_id = $1", LOG, SIZE + 1)
+                sql(
+                    clone,
+                    "UPDATE tiles SET data = data || $2"
+                    " WHERE log_id = $1 AND level = 0 AND idx = 2",
+                    LOG, bytes(range(32)),
+                )  # fmt: skip
             seen = cli(*monitor, "--log", LOG, "--webhook", webhook.url)
             assert seen.returncode == 1, (kind, seen.stdout, seen.stderr)
             alert = json.loads(seen.stderr.strip().splitlines()[-1])["alert"]

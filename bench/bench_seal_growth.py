@@ -1,0 +1,103 @@
+"""Per-batch seal cost as a log grows: flat, or not?
+
+    .venv/bin/python -m bench.bench_seal_growth [--events 10000000] [--batch 2000]
+
+Calls the sealer's own transaction (`sealer.store.seal`) directly against the local
+PostgreSQL, batch after batch into one log, without Kafka (whose cost does not depend on the
+log's size), and prints the median milliseconds per batch around each milestone (10k, 100k,
+1M, 10M events). Events are built in memory beforehand per batch, so the figure is the
+sealer's work plus PostgreSQL's: leaf hashing, integrate, COPY into the partitioned events
+table with its indexes, tiles, bundles, the signed checkpoint and the fenced head update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from auditlog.envelope import Envelope, format_received_at
+from auditlog.hashing import get_hasher
+from auditlog.note import NoteSigner
+from bench.harness import bench_stack
+from sealer.records import Sealable
+from sealer.store import Partitions, load_head, seal
+
+MILESTONES = (10_000, 100_000, 1_000_000, 10_000_000)
+
+
+def _batch(start: int, n: int, received: datetime) -> list[Sealable]:
+    stamp = format_received_at(received)
+    return [
+        Sealable(
+            start + i,
+            Envelope(
+                event={
+                    "message": f"event {start + i}",
+                    "actor": f"user-{i % 97}",
+                    "action": "read",
+                    "target": f"doc-{(start + i) % 1013}",
+                    "tenant_id": f"tenant-{i % 31}",
+                },
+                received_at=stamp,
+            ),
+            received,
+            None,
+        )
+        for i in range(n)
+    ]
+
+
+async def _run(url: str, events: int, batch: int) -> None:
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        hasher = get_hasher("rfc6962-sha256")
+        signer = NoteSigner.generate("bench.auditlog.test")
+        head = await load_head(pool, "audit.growth", 0, "bench.auditlog.test", hasher)
+        partitions = Partitions()
+        window: list[float] = []
+        marks = iter(m for m in MILESTONES if m <= events)
+        mark = next(marks, None)
+        began = time.perf_counter()
+        while head.size < events:
+            now = datetime.now(UTC)
+            items = _batch(head.size, min(batch, events - head.size), now)
+            await partitions.ensure(pool, [now])
+            t0 = time.perf_counter()
+            async with pool.acquire() as conn:
+                result = await seal(
+                    conn, head, hasher, signer, items, head.next_offset + len(items)
+                )
+            window.append(time.perf_counter() - t0)
+            head = result.head
+            window = window[-50:]
+            if mark is not None and head.size >= mark:
+                print(
+                    f"at {head.size:>10,} events: median {statistics.median(window) * 1000:7.1f} ms"
+                    f" per batch of {batch} ({batch / statistics.median(window):,.0f} events/s"
+                    f" in the transaction), {head.size / (time.perf_counter() - began):,.0f}"
+                    " events/s overall",
+                    flush=True,
+                )
+                mark = next(marks, None)
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--batch", type=int, default=2000)
+    args = parser.parse_args()
+    with bench_stack(Path(".auditlog/bench"), 1) as bench:
+        asyncio.run(_run(bench.database_url, args.events, args.batch))
+
+
+if __name__ == "__main__":
+    main()
