@@ -35,16 +35,19 @@ from auditlog.hashing import LogHasher, get_hasher
 from auditlog.kafka import dlq_topic, make_producer
 from auditlog.note import NoteSigner
 from auditlog.observability import configure_logging
+from auditlog.policy import parse_policy
 from auditlog.schema import load_schemas
-from auditlog.settings import describe
+from auditlog.settings import SettingsError, describe
 from sealer.batcher import Batch, Batcher
 from sealer.records import Record, Rejected, Sealable, decode
 from sealer.settings import Settings
 from sealer.store import (
     Fenced,
     LogHead,
+    NotWitnessed,
     Partitions,
     SealResult,
+    Witnessing,
     forget_expired_keys,
     load_head,
     seal,
@@ -119,6 +122,7 @@ class Sealer:
         self.partitions = Partitions()
         self.window = timedelta(seconds=settings.idempotency_window)
         self.schemas = load_schemas(settings.schemas_file)
+        self.witnessing = load_witnessing(settings)
 
     # -- partition ownership -------------------------------------------------------------
     def _reset(self, tp: TP) -> None:
@@ -175,7 +179,13 @@ class Sealer:
                 try:
                     await self.seal_batch(batch)
                     backoff = RETRY_MIN
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError) as exc:
+                except (
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    OSError,
+                    KafkaError,
+                    NotWitnessed,
+                ) as exc:
                     # PostgreSQL or Kafka failed mid-batch: nothing of it is sealed, or all of
                     # it is and the next seal will be fenced and reload. Read the partition
                     # again from the last head we know, after a pause.
@@ -211,7 +221,14 @@ class Sealer:
         try:
             async with self.pool.acquire() as conn:
                 result = await seal(
-                    conn, head, self.hasher, self.signer, items, next_offset, self.window
+                    conn,
+                    head,
+                    self.hasher,
+                    self.signer,
+                    items,
+                    next_offset,
+                    self.window,
+                    self.witnessing,
                 )
         except Fenced:
             FENCED.labels(head.log_id).inc()
@@ -303,6 +320,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.sealer.assign(set(assigned))
+
+
+def load_witnessing(settings: Settings) -> Witnessing | None:
+    """The witness policy, when one is configured; it must name at least one witness URL."""
+    path = settings.witness_policy_file
+    if path is None:
+        return None
+    policy = parse_policy(path.read_text(encoding="utf-8"))
+    if not policy.witness_urls:
+        raise SettingsError(f"{path}: no witness has a URL to submit checkpoints to")
+    return Witnessing(policy, settings.witness_timeout)
 
 
 def load_signer(path: Path) -> NoteSigner:

@@ -34,6 +34,8 @@ class Settings:
     hash_scheme: str = DEFAULT_HASH_SCHEME
     batch_max_size: int = DEFAULT_BATCH_MAX_SIZE
     batch_max_age: float = DEFAULT_BATCH_MAX_AGE
+    witness_policy_file: Path | None = None  # C2SP tlog-policy with witness URLs and quorum
+    witness_timeout: float = 1.0
     schemas_file: Path | None = None  # custom schemas per config_id, as ingest's
     idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds
     metrics_port: int = 0  # 0: no metrics listener
@@ -52,6 +54,8 @@ class Settings:
             hash_scheme=env.text("HASH_SCHEME", DEFAULT_HASH_SCHEME),
             batch_max_size=env.integer("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, minimum=1),
             batch_max_age=env.number("BATCH_MAX_AGE", DEFAULT_BATCH_MAX_AGE, minimum=0.001),
+            witness_policy_file=env.path("WITNESS_POLICY_FILE"),
+            witness_timeout=env.number("WITNESS_TIMEOUT", 1.0, minimum=0.05),
             schemas_file=env.path("SCHEMAS_FILE"),
             idempotency_window=env.number(
                 "IDEMPOTENCY_WINDOW", DEFAULT_IDEMPOTENCY_WINDOW, minimum=0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import asyncpg
 
 from auditlog.checkpoint import Checkpoint
 from auditlog.hashing import get_hasher
-from auditlog.note import NoteVerifier, open_note
+from auditlog.note import NoteSigner, NoteVerifier, open_note
 from auditlog.producer import AuditProducer
 from auditlog.proof import (
     consistency_proof,
@@ -170,3 +172,63 @@ async def _check_checkpoints(
         previous = checkpoint
     assert previous is not None
     assert previous.size == size
+
+
+@dataclass
+class WitnessProcess:
+    """`auditlog witness` for one log origin; restartable on the same port, key and state."""
+
+    workdir: Path
+    origin: str
+    log_vkey: str
+    name: str = "w1.witness.test"
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def key(self) -> Path:
+        return self.workdir / f"{self.name}.skey"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def vkey(self) -> str:
+        if not self.key.exists():
+            self.key.write_text(NoteSigner.generate(self.name).skey() + "\n")
+        return subprocess.run(
+            [sys.executable, "-m", "auditlog.cli", "witness", "--key", str(self.key),
+             "--print-vkey"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    def start(self) -> None:
+        self.vkey()
+        if not self.port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = int(s.getsockname()[1])
+        with (self.workdir / f"{self.name}.log").open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "auditlog.cli", "witness",
+                 "--listen", f"127.0.0.1:{self.port}", "--key", str(self.key),
+                 "--state", str(self.workdir / f"{self.name}.sqlite3"),
+                 "--log", f"{self.origin}={self.log_vkey}"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("witness did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)

@@ -21,12 +21,14 @@ from auditlog.envelope import Envelope, parse_received_at
 from auditlog.hashing import get_hasher
 from auditlog.kafka import dlq_topic, ensure_topics
 from auditlog.note import NoteSigner
+from auditlog.policy import parse_policy
 from auditlog.producer import AuditProducer
 from sealer.records import Sealable
 from sealer.store import Fenced, Partitions, load_head, seal
 from tests.conftest import Services, delete_topics
 from tests.integration.sealer_harness import (
     SealerFleet,
+    WitnessProcess,
     check_exactly_once,
     produce,
     sealed_count,
@@ -202,3 +204,46 @@ async def test_a_retried_event_with_the_same_idempotency_key_is_sealed_once(
     await asyncio.sleep(1.0)
     await check_exactly_once(services, topic, [first, other, plain], _vkey(fleet))
     assert "duplicates" in fleet.logs()
+
+
+@pytest.mark.parametrize("topic", [1], indirect=True)
+async def test_witnessed_checkpoints_wait_for_the_quorum_and_carry_cosignatures(
+    services: Services, topic: str, fleet: SealerFleet, tmp_path: Path
+) -> None:
+    origin = f"drill.auditlog.test/{topic}/0"
+    witness = WitnessProcess(tmp_path, origin, _vkey(fleet))
+    witness.start()
+    try:
+        policy_text = f"log {_vkey(fleet)}\nwitness w1 {witness.vkey()} {witness.url}\nquorum w1\n"
+        policy_file = tmp_path / "policy"
+        policy_file.write_text(policy_text)
+        fleet.start(AUDITLOG_WITNESS_POLICY_FILE=str(policy_file), AUDITLOG_WITNESS_TIMEOUT="0.5")
+        hashes = await produce(services, topic, 600, "witnessed")
+        await wait_sealed(services, topic, len(hashes))
+
+        # Witness down: nothing more is sealed, because nothing could be published.
+        witness.stop()
+        more = await produce(services, topic, 50, "while down")
+        await asyncio.sleep(3)
+        assert await sealed_count(services, topic) == len(hashes)
+        witness.start()
+        await wait_sealed(services, topic, len(hashes) + len(more))
+        await asyncio.sleep(0.5)
+        await check_exactly_once(services, topic, hashes + more, _vkey(fleet))
+    finally:
+        witness.stop()
+
+    policy = parse_policy(policy_text)
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        notes = await conn.fetch(
+            "SELECT note FROM checkpoints WHERE log_id = $1 ORDER BY size", f"{topic}-0"
+        )
+        head = await conn.fetchval("SELECT checkpoint FROM logs WHERE log_id = $1", f"{topic}-0")
+    finally:
+        await conn.close()
+    assert len(notes) >= 2
+    for row in notes:
+        assert set(policy.verify(row["note"], origin=origin).cosigners) == {"w1"}
+    assert head == notes[-1]["note"]
+    assert "NotWitnessed" in fleet.logs() or "seal_failed" in fleet.logs()
