@@ -36,6 +36,7 @@ from typing import Final
 import orjson
 
 from auditlog.checkpoint import Checkpoint
+from auditlog.columns import searchable_columns
 from auditlog.compact import CompactRange, subtree_root
 from auditlog.entry import digest_of_entry, entry_leaf_hash, is_digest_entry, leaf_hash, log_entry
 from auditlog.errors import InvalidEvent, MalformedNote, SignatureError, TileError
@@ -92,17 +93,6 @@ COLUMN_NAMES: Final = (
     "old_value",
     "event_time",
     "received_at",
-)
-_TEXT_COLUMNS: Final = (
-    ("tenant_id", "tenant_id"),
-    ("actor", "actor"),
-    ("action", "action"),
-    ("target", "target"),
-    ("status", "status"),
-    ("source", "source"),
-    ("message", "message"),
-    ("new_value", "new"),
-    ("old_value", "old"),
 )
 _RECEIVED_AT_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Beyond this many entry-level findings per kind a log is simply broken; keep counting, stop
@@ -201,17 +191,6 @@ class AuditedLog:
         }
 
 
-def _event_time(value: object) -> datetime | None:
-    # Mirrors the sealer: an unparseable or non-string timestamp is stored as NULL.
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def expected_columns(envelope: object) -> dict[str, object]:
     """The searchable column values the sealer derives from a (parsed) envelope."""
     if not isinstance(envelope, dict):
@@ -219,11 +198,7 @@ def expected_columns(envelope: object) -> dict[str, object]:
     event = envelope.get("event")
     if not isinstance(event, dict):
         raise InvalidEvent("envelope has no event object")
-    out: dict[str, object] = {}
-    for column, key in _TEXT_COLUMNS:
-        value = event.get(key)
-        out[column] = value if isinstance(value, str) else None
-    out["event_time"] = _event_time(event.get("timestamp"))
+    out = searchable_columns(event)
     received = envelope.get("received_at")
     if not isinstance(received, str):
         raise InvalidEvent("envelope has no received_at")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from auditlog.checkpoint import Checkpoint
+from auditlog.columns import TEXT_COLUMNS, searchable_columns
 from auditlog.entry import leaf_hash, log_entry
 from auditlog.errors import AuditLogError
 from auditlog.hashing import LogHasher
@@ -154,17 +155,7 @@ async def seal(
             )
             return SealResult(replace(head, next_offset=next_offset), None, duplicates)
 
-        wanted = tiles_to_fetch(head.size)
-        edge: dict[TileID, bytes] = {}
-        if wanted:
-            rows = await conn.fetch(
-                "SELECT level, idx, data FROM tiles WHERE log_id = $1"
-                " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
-                head.log_id,
-                [t.level for t in wanted],
-                [t.index for t in wanted],
-            )
-            edge = {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}
+        edge = await fetch_tiles(conn, head.log_id, tiles_to_fetch(head.size))
         canon = [item.envelope.canonical for item in items]
         leaves = [leaf_hash(hasher, c) for c in canon]
         result = integrate(hasher, head.size, edge, leaves)
@@ -240,15 +231,7 @@ async def _cosign(
     witnessing: Witnessing,
 ) -> str:
     async def proofs(old: int, new: int) -> list[bytes]:
-        wanted = consistency_tiles(old, new)
-        rows = await conn.fetch(
-            "SELECT level, idx, data FROM tiles WHERE log_id = $1"
-            " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
-            head.log_id,
-            [t.level for t in wanted],
-            [t.index for t in wanted],
-        )
-        tiles = {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}
+        tiles = await fetch_tiles(conn, head.log_id, consistency_tiles(old, new))
         return consistency_proof(hasher, old, new, tiles)
 
     cosigned = await cosign_checkpoint(
@@ -262,6 +245,24 @@ async def _cosign(
     if cosigned is None:
         raise NotWitnessed(f"log {head.log_id}: witness quorum not met for size {size}")
     return cosigned
+
+
+async def fetch_tiles(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    log_id: str,
+    wanted: Sequence[TileID],
+) -> dict[TileID, bytes]:
+    """The stored contents of ``wanted`` tiles (those that exist) of one log."""
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT level, idx, data FROM tiles WHERE log_id = $1"
+        " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
+        log_id,
+        [t.level for t in wanted],
+        [t.index for t in wanted],
+    )
+    return {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}
 
 
 def _tenant(item: Sealable) -> str:
@@ -307,39 +308,12 @@ async def forget_expired_keys(pool: asyncpg.Pool, window: timedelta) -> int:
 
 EVENT_COLUMNS = [
     "log_id", "idx", "event_hash", "envelope", "received_at", "kafka_offset",
-    "tenant_id", "actor", "action", "target", "status", "source",
-    "message", "new_value", "old_value", "event_time", "idempotency_key", "config_id",
+    *(column for column, _ in TEXT_COLUMNS), "event_time", "idempotency_key", "config_id",
 ]  # fmt: skip
-_TEXT_FIELDS = (
-    "tenant_id",
-    "actor",
-    "action",
-    "target",
-    "status",
-    "source",
-    "message",
-    "new",
-    "old",
-)
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _event_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tuple[object, ...]:
     """One ``events`` row, in :data:`EVENT_COLUMNS` order."""
-    event = item.envelope.event
     return (
         log_id,
         index,
@@ -347,8 +321,7 @@ def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tupl
         canonical,
         item.received_at,
         item.offset,
-        *(_text(event.get(f)) for f in _TEXT_FIELDS),
-        _event_time(event.get("timestamp")),
+        *searchable_columns(item.envelope.event).values(),
         item.idempotency_key,
         item.config_id,
     )

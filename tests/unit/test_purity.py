@@ -31,6 +31,7 @@ CORE_MODULES = [
     "auditlog.receipt",
     "auditlog.pangea_proof",
     "auditlog.audit",
+    "auditlog.columns",
     "auditlog.cosignature",
     "auditlog.policy",
     "auditlog.consistency",

@@ -1,0 +1,49 @@
+"""The searchable columns derived from an event: one definition for the sealer and the auditor.
+
+The sealer stores these next to each envelope so that search need not parse envelopes; the
+auditor re-derives them from the stored envelope and reports any row whose columns disagree.
+Both call :func:`searchable_columns`, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+__all__ = ["TEXT_COLUMNS", "event_time", "searchable_columns"]
+
+# (column, event field): text columns copied when the field is a string, NULL otherwise.
+TEXT_COLUMNS: Final = (
+    ("tenant_id", "tenant_id"),
+    ("actor", "actor"),
+    ("action", "action"),
+    ("target", "target"),
+    ("status", "status"),
+    ("source", "source"),
+    ("message", "message"),
+    ("new_value", "new"),
+    ("old_value", "old"),
+)
+
+
+def event_time(value: object) -> datetime | None:
+    """The event's own ``timestamp`` as an aware datetime (naive means UTC); None if absent or
+    unparseable: it is searchable data, never a reason to refuse an event."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def searchable_columns(event: Mapping[str, object]) -> dict[str, object]:
+    """Column name -> value for the text columns and ``event_time``, in TEXT_COLUMNS order."""
+    out: dict[str, object] = {}
+    for column, field in TEXT_COLUMNS:
+        value = event.get(field)
+        out[column] = value if isinstance(value, str) else None
+    out["event_time"] = event_time(event.get("timestamp"))
+    return out
