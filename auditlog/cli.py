@@ -125,9 +125,17 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
 
 def cmd_sealer(_: argparse.Namespace) -> int:
+    from auditlog.errors import AuditLogError
+    from auditlog.settings import SettingsError
     from sealer.main import main
 
-    main()
+    try:
+        main()
+    except (OSError, SettingsError, AuditLogError) as exc:
+        # Start-up problems (a missing key file, a bad setting, an unreachable database) are
+        # the operator's to fix: say which, without a traceback.
+        print(f"auditlog sealer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -99,5 +99,7 @@ def describe(settings: object) -> dict[str, Any]:
         value = getattr(settings, field.name)
         if isinstance(value, Secret):
             value = masked_url(value.value) if "://" in value.value else str(value)
+        elif isinstance(value, Path):
+            value = str(value)
         out[field.name] = value
     return out

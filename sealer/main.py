@@ -36,7 +36,7 @@ from auditlog.kafka import dlq_topic, make_producer
 from auditlog.note import NoteSigner
 from auditlog.observability import configure_logging
 from auditlog.policy import parse_policy
-from auditlog.schema import load_schemas
+from auditlog.schema import NO_CUSTOM_SCHEMAS, Schemas, load_schemas
 from auditlog.settings import SettingsError, describe
 from sealer.batcher import Batch, Batcher
 from sealer.records import Record, Rejected, Sealable, decode
@@ -102,6 +102,9 @@ class Sealer:
         pool: asyncpg.Pool,
         hasher: LogHasher,
         signer: NoteSigner,
+        *,
+        schemas: Schemas = NO_CUSTOM_SCHEMAS,
+        witnessing: Witnessing | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -121,8 +124,8 @@ class Sealer:
         self.stopping = asyncio.Event()
         self.partitions = Partitions()
         self.window = timedelta(seconds=settings.idempotency_window)
-        self.schemas = load_schemas(settings.schemas_file)
-        self.witnessing = load_witnessing(settings)
+        self.schemas = schemas
+        self.witnessing = witnessing
 
     # -- partition ownership -------------------------------------------------------------
     def _reset(self, tp: TP) -> None:
@@ -340,8 +343,12 @@ def load_signer(path: Path) -> NoteSigner:
 async def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
     log.info("starting", **describe(settings))
+    # Everything read from files is read here, before any connection: a bad file stops the
+    # sealer at once with its reason.
     signer = load_signer(settings.signing_key_file)
     hasher = get_hasher(settings.hash_scheme)
+    schemas = load_schemas(settings.schemas_file)
+    witnessing = load_witnessing(settings)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     pool = await db.connect_pool(settings.database_url.value, max_size=4)
@@ -358,7 +365,16 @@ async def run(settings: Settings) -> None:
                 isolation_level="read_committed",
                 max_partition_fetch_bytes=4 * 1024 * 1024,
             )
-            sealer = Sealer(settings, consumer, dlq, pool, hasher, signer)
+            sealer = Sealer(
+                settings,
+                consumer,
+                dlq,
+                pool,
+                hasher,
+                signer,
+                schemas=schemas,
+                witnessing=witnessing,
+            )
             consumer.subscribe([settings.topic], listener=_Rebalance(sealer))
             await consumer.start()
             try:
@@ -382,7 +398,7 @@ def main() -> None:
     settings = Settings.from_env()
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
-
-        uvloop.run(run(settings))
     except ImportError:
         asyncio.run(run(settings))
+    else:
+        uvloop.run(run(settings))
