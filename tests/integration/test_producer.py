@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from auditlog.envelope import Envelope
 from auditlog.kafka import dlq_topic, ensure_topics
 from auditlog.producer import AuditProducer, EventRejected
+from auditlog.schema import parse_schemas
 from tests.conftest import Services, delete_topics
 
 pytestmark = pytest.mark.integration
@@ -26,12 +27,18 @@ async def test_logged_events_are_canonical_envelopes_on_the_topic(services: Serv
 
 async def _produce_and_check(services: Services, topic: str) -> None:
     events = [{"message": "lib one", "tenant_id": "t1"}, {"message": "lib two", "actor": "é"}]
-    async with AuditProducer(services.kafka_bootstrap, topic) as producer:
+    schemas = parse_schemas(
+        {"pci_x": {"fields": [{"id": "message", "required": True}, {"id": "tenant_id"}]}}
+    )
+    async with AuditProducer(services.kafka_bootstrap, topic, schemas=schemas) as producer:
         first = await producer.log(events[0], idempotency_key="k-1", config_id="pci_x")
         (second,) = await producer.log_many(events[1:])
         with pytest.raises(EventRejected) as rejected:
             await producer.log({"actor": "no message"})
         assert rejected.value.errors[0]["source"] == "/event/message"
+        with pytest.raises(EventRejected) as unknown:
+            await producer.log({"message": "m"}, config_id="pci_unknown")
+        assert unknown.value.errors[0]["source"] == "/config_id"
 
     consumer = AIOKafkaConsumer(
         topic,
