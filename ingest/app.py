@@ -349,7 +349,16 @@ def _bulk_envelopes(
     return envelopes, headers, verbose, errors
 
 
-async def log_v2(request: Request) -> Response:
+@dataclass(frozen=True, slots=True)
+class _Bulk:
+    token: TokenInfo
+    envelopes: list[Envelope]
+    headers: list[Headers]
+    verbose: bool
+
+
+async def _bulk_prelude(request: Request) -> _Bulk | Response:
+    """Authorize, parse and validate a bulk request; or the response to send instead."""
     token, body, early = await _prelude(request)
     if early is not None:
         return early
@@ -359,21 +368,24 @@ async def log_v2(request: Request) -> Response:
     if errors:
         REJECTED.labels("validation").inc()
         return validation_error(request, errors)
+    return _Bulk(token, envelopes, headers, verbose)
+
+
+async def log_v2(request: Request) -> Response:
+    bulk = await _bulk_prelude(request)
+    if isinstance(bulk, Response):
+        return bulk
+    envelopes, headers, verbose = bulk.envelopes, bulk.headers, bulk.verbose
     failed = await _publish_or_503(request, envelopes, headers)
     return failed or success(request, {"results": [_result(e, verbose) for e in envelopes]})
 
 
 async def log_v2_async(request: Request) -> Response:
     """Validate now, answer 202, publish in the background; ``GET /request/{id}`` tells when."""
-    token, body, early = await _prelude(request)
-    if early is not None:
-        return early
-    assert token is not None
-    assert body is not None
-    envelopes, headers, verbose, errors = _bulk_envelopes(request, body, token)
-    if errors:
-        REJECTED.labels("validation").inc()
-        return validation_error(request, errors)
+    bulk = await _bulk_prelude(request)
+    if isinstance(bulk, Response):
+        return bulk
+    token, envelopes, headers, verbose = bulk.token, bulk.envelopes, bulk.headers, bulk.verbose
     state = _state(request)
     request_id: str = request.state.request_id
     try:
