@@ -147,7 +147,9 @@ async def load_events(url: str, log_id: str, size: int) -> None:
         await conn.close()
 
 
-async def in_process_proofs(url: str, log_id: str, size: int, seconds: float) -> None:
+async def in_process_proofs(
+    url: str, log_id: str, size: int, seconds: float, tile_cache: int
+) -> None:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
     try:
@@ -159,15 +161,15 @@ async def in_process_proofs(url: str, log_id: str, size: int, seconds: float) ->
         assert row is not None
         head = LogHead(log_id, row["origin"], row["hash_scheme"], size, bytes(row["root"]),
                        row["checkpoint"])  # fmt: skip
-        builder = ProofBuilder(pool, tile_limit=4096, node_limit=65536)
+        builder = ProofBuilder(pool, tile_limit=tile_cache, node_limit=65536)
         latencies: list[float] = []
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             began = time.perf_counter()
             await builder.inclusion(head, random.randrange(size))
             latencies.append(time.perf_counter() - began)
-        _report("in-process ProofBuilder.inclusion (random leaf, caches bounded)", latencies,
-                seconds)  # fmt: skip
+        _report(f"in-process ProofBuilder.inclusion (random leaf, {tile_cache} cached tiles)",
+                latencies, seconds)  # fmt: skip
     finally:
         await pool.close()
 
@@ -262,20 +264,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--search-rounds", type=int, default=40)
+    parser.add_argument(
+        "--tile-cache",
+        type=int,
+        nargs="+",
+        default=[4096],
+        help="AUDITLOG_QUERY_TILE_CACHE values to measure proofs with",
+    )
     args = parser.parse_args()
     with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
         log_id = bench.topic + "-0"
         signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
         asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
         asyncio.run(load_events(bench.database_url, log_id, args.events))
-        asyncio.run(in_process_proofs(bench.database_url, log_id, args.events, args.seconds))
-        port = free_port()
-        bench.spawn("query", AUDITLOG_PORT=str(port))
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz")
-        asyncio.run(http_proofs(base, bench.token, log_id, args.events, args.seconds,
-                                args.concurrency))  # fmt: skip
-        asyncio.run(http_search(base, bench.token, args.events, args.search_rounds))
+        for tiles in args.tile_cache:
+            asyncio.run(
+                in_process_proofs(bench.database_url, log_id, args.events, args.seconds, tiles)
+            )
+            port = free_port()
+            proc = bench.spawn("query", AUDITLOG_PORT=str(port),
+                               AUDITLOG_QUERY_TILE_CACHE=str(tiles))  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/healthz")
+            print(f"-- query process with AUDITLOG_QUERY_TILE_CACHE={tiles}")
+            asyncio.run(http_proofs(base, bench.token, log_id, args.events, args.seconds,
+                                    args.concurrency))  # fmt: skip
+            if tiles == args.tile_cache[-1]:
+                asyncio.run(http_search(base, bench.token, args.events, args.search_rounds))
+            proc.terminate()
+            proc.wait(30)
 
 
 if __name__ == "__main__":
