@@ -27,10 +27,8 @@ def subtree_root(hasher: LogHasher, hashes: Sequence[bytes]) -> bytes:
     level = list(hashes)
     if not level or len(level) & (len(level) - 1):
         raise ValueError(f"a perfect subtree needs a power-of-two node count, not {len(level)}")
-    children = hasher.hash_children
     while len(level) > 1:
-        pairs = iter(level)
-        level = [children(left, right) for left, right in zip(pairs, pairs, strict=True)]
+        level = hasher.hash_level(level)
     return level[0]
 
 

@@ -376,3 +376,14 @@ def test_root_mismatch_carries_both_roots() -> None:
         verify_inclusion(hasher, 0, 1, leaf, [], bytes(32))
     assert info.value.expected == bytes(32)
     assert info.value.calculated == leaf
+
+
+@pytest.mark.parametrize("scheme", HASH_SCHEMES)
+def test_hash_level_is_hash_children_over_pairs(scheme: str) -> None:
+    hasher = get_hasher(scheme)
+    nodes = [bytes([i]) * 32 for i in range(16)]
+    expected = [hasher.hash_children(nodes[i], nodes[i + 1]) for i in range(0, 16, 2)]
+    assert hasher.hash_level(nodes) == expected
+    assert hasher.hash_level([]) == []
+    with pytest.raises(ValueError, match="zip"):
+        hasher.hash_level(nodes[:3])
