@@ -43,8 +43,6 @@ ORDER_BY: Final = frozenset(
     ("received_at", "timestamp", "actor", "action", "message", "source", "status", "target")
 )
 RESTRICTABLE: Final = frozenset(("actor", "action", "source", "status", "target", "tenant_id"))
-# The columns migration 0002 gives a pg_trgm GIN index.
-TRIGRAM_COLUMNS: Final = frozenset({"actor", "action", "target", "status", "source", "message"})
 _COMPARE: Final = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
@@ -74,11 +72,6 @@ def _term(term: Term, params: SqlParams) -> str:
         return f"{column} {_COMPARE[term.op]} {params.add(term.time)}"
     if term.op == "contains":
         return f"{column} LIKE {params.add(_like_pattern(term.value))}"
-    if column in TRIGRAM_COLUMNS:
-        # Equal implies contains, so the LIKE changes nothing in the answer; it lets the
-        # trigram index (migration 0002) find the rows, since these columns have no btree.
-        like = params.add(_like_pattern(term.value))
-        return f"({column} LIKE {like} AND {column} = {params.add(term.value)})"
     return f"{column} = {params.add(term.value)}"
 
 
