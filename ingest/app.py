@@ -116,16 +116,24 @@ class IngestState:
         headers: list[Headers],
         result: dict[str, Any],
     ) -> None:
-        """Background half of log_async: slots were reserved by the handler."""
+        """Background half of log_async: slots were reserved by the handler.
+
+        It never raises: a failure here must not take the service's task group down with it.
+        A request whose outcome cannot be recorded stays pending until it expires, and the
+        client, never told it succeeded, retries.
+        """
+        failure: str | None = None
         try:
             await self._send(envelopes, headers)
         except Pushback as exc:
-            log.warning("log_async_failed", request_id=request_id, reason=str(exc))
-            await requests_store.finish(self.pool, request_id, None, str(exc))
-        else:
-            await requests_store.finish(self.pool, request_id, result, None)
+            failure = str(exc)
+            log.warning("log_async_failed", request_id=request_id, reason=failure)
         finally:
             self.release(len(envelopes))
+        try:
+            await requests_store.finish(self.pool, request_id, None if failure else result, failure)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.exception("log_async_unrecorded", request_id=request_id, error=type(exc).__name__)
 
 
 def _state(request: Request) -> IngestState:
