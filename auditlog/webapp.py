@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from auditlog.errors import Pushback
 from auditlog.observability import RequestLogMiddleware, metrics_endpoint
-from auditlog.pangea_http import PangeaResponse, new_request_id
+from auditlog.pangea_http import PangeaResponse, new_request_id, unavailable
 
 log = structlog.get_logger("http")
 
@@ -47,6 +49,13 @@ async def _method_not_allowed(request: Request, _: Exception) -> Response:
     return PangeaResponse(request, "NotFound", None, f"{request.method} not allowed here")
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # A dependency is down or overloaded: the client should retry, and must not think the
+    # request was wrong. The one mapping of Pushback (and lost databases) to HTTP.
+    log.warning("unavailable", path=request.url.path, error=type(exc).__name__)
+    return unavailable(request, "Service temporarily unavailable, retry later")
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     log.error("unhandled", path=request.url.path, exc_info=exc)
     return PangeaResponse(request, "InternalError", None, "Internal error")
@@ -60,5 +69,14 @@ def build_app(route_list: Sequence[BaseRoute], app_lifespan: Any, service: str) 
             Middleware(RequestLogMiddleware, service=service),
             Middleware(RequestIdMiddleware),
         ],
-        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _internal},
+        exception_handlers={
+            404: _not_found,
+            405: _method_not_allowed,
+            500: _internal,
+            Pushback: _unavailable,
+            asyncpg.PostgresConnectionError: _unavailable,
+            asyncpg.CannotConnectNowError: _unavailable,
+            asyncpg.InterfaceError: _unavailable,
+            OSError: _unavailable,
+        },
     )
