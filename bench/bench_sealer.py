@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-age", type=float, default=0.1)
     args = parser.parse_args()
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:

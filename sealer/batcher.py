@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 K = TypeVar("K")
 R = TypeVar("R")
 
-DEFAULT_BATCH_MAX_SIZE = 2000
+DEFAULT_BATCH_MAX_SIZE = 5000
 DEFAULT_BATCH_MAX_AGE = 0.1
 
 
