@@ -15,6 +15,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from auditlog.tokens import TokenCache, TokenInfo
+
 STATUS_HTTP = {
     "Success": 200,
     "Accepted": 202,
@@ -106,3 +108,41 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def parse_json_object(raw: bytes) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    """A request body as a JSON object, or the Pangea errors saying why it is not one.
+
+    Pangea's SDKs send JSON without a JSON content type, so the body is parsed regardless.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, [error_item("InvalidJSON", f"request body is not JSON: {exc}", "/")]
+    if not isinstance(body, dict):
+        return None, [error_item("InvalidObject", "request body must be a JSON object", "/")]
+    return body, []
+
+
+async def authorize(request: Request, tokens: TokenCache, scope: str) -> TokenInfo | None:
+    """The bearer token's grant if it is valid and has ``scope`` (or admin); None otherwise."""
+    token = bearer_token(request)
+    if token is None:
+        return None
+    info = await tokens.resolve(token)
+    if info is None or not info.allows(scope):
+        return None
+    return info
+
+
+async def authorized_json(
+    request: Request, tokens: TokenCache, scope: str
+) -> tuple[TokenInfo, dict[str, Any]] | Response:
+    """Authorize, then parse the body: the grant and the body, or the response to send."""
+    info = await authorize(request, tokens, scope)
+    if info is None:
+        return unauthorized(request)
+    body, errors = parse_json_object(await request.body())
+    if body is None:
+        return validation_error(request, errors)
+    return info, body

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -37,6 +36,7 @@ from auditlog.kafka import make_producer
 from auditlog.observability import configure_logging
 from auditlog.pangea_http import (
     PangeaResponse,
+    authorized_json,
     bearer_token,
     error_item,
     success,
@@ -141,27 +141,6 @@ def _state(request: Request) -> IngestState:
     return state
 
 
-async def _authorize(request: Request, scope: str) -> TokenInfo | None:
-    token = bearer_token(request)
-    if token is None:
-        return None
-    info = await _state(request).tokens.resolve(token)
-    if info is None or not info.allows(scope):
-        return None
-    return info
-
-
-def _parse_body(raw: bytes) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
-    # Pangea's SDKs send JSON without a JSON content type, so the body is parsed regardless.
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return None, [error_item("InvalidJSON", f"request body is not JSON: {exc}", "/")]
-    if not isinstance(body, dict):
-        return None, [error_item("InvalidObject", "request body must be a JSON object", "/")]
-    return body, []
-
-
 def _schema(request: Request, body: dict[str, Any], errors: list[dict[str, str]]) -> Schema | None:
     """The schema of the request's ``config_id`` (standard without one)."""
     config_id = body.get("config_id")
@@ -261,19 +240,12 @@ def _result(envelope: Envelope, verbose: bool) -> dict[str, Any]:
     return result
 
 
-async def _prelude(
-    request: Request,
-) -> tuple[TokenInfo | None, dict[str, Any] | None, Response | None]:
-    """Authorize and parse; returns the token and body, or the response to send instead."""
-    token = await _authorize(request, "log")
-    if token is None:
-        REJECTED.labels("unauthorized").inc()
-        return None, None, unauthorized(request)
-    body, errors = _parse_body(await request.body())
-    if body is None:
-        REJECTED.labels("validation").inc()
-        return token, None, validation_error(request, errors)
-    return token, body, None
+async def _prelude(request: Request) -> tuple[TokenInfo, dict[str, Any]] | Response:
+    """Authorize (log scope) and parse; the grant and body, or the response to send instead."""
+    granted = await authorized_json(request, _state(request).tokens, "log")
+    if isinstance(granted, Response):
+        REJECTED.labels("unauthorized" if granted.status_code == 401 else "validation").inc()
+    return granted
 
 
 async def _publish_or_503(
@@ -291,11 +263,10 @@ async def _publish_or_503(
 
 
 async def log_v1(request: Request) -> Response:
-    token, body, early = await _prelude(request)
-    if early is not None:
-        return early
-    assert token is not None
-    assert body is not None
+    granted = await _prelude(request)
+    if isinstance(granted, Response):
+        return granted
+    token, body = granted
     errors: list[dict[str, str]] = []
     verbose = _verbose(body, errors)
     received_at = format_received_at(datetime.now(UTC))
@@ -367,11 +338,10 @@ class _Bulk:
 
 async def _bulk_prelude(request: Request) -> _Bulk | Response:
     """Authorize, parse and validate a bulk request; or the response to send instead."""
-    token, body, early = await _prelude(request)
-    if early is not None:
-        return early
-    assert token is not None
-    assert body is not None
+    granted = await _prelude(request)
+    if isinstance(granted, Response):
+        return granted
+    token, body = granted
     envelopes, headers, verbose, errors = _bulk_envelopes(request, body, token)
     if errors:
         REJECTED.labels("validation").inc()
@@ -454,11 +424,10 @@ def _auth0_event(log_entry: dict[str, Any]) -> dict[str, str]:
 
 
 async def log_stream(request: Request) -> Response:
-    token, body, early = await _prelude(request)
-    if early is not None:
-        return early
-    assert token is not None
-    assert body is not None
+    granted = await _prelude(request)
+    if isinstance(granted, Response):
+        return granted
+    token, body = granted
     logs = body.get("logs")
     if not isinstance(logs, list) or not logs or len(logs) > MAX_BULK:
         return validation_error(

@@ -44,7 +44,7 @@ from query import events as event_rows
 from query import snapshot as snapshots
 from query.search import load_owned
 from query.search_sql import Filter, SqlParams, compile_filter, order_clause
-from query.state import QueryState, authorize, json_body, public_base, state
+from query.state import QueryState, authorize, authorized_json, public_base, state
 
 CHUNK: Final = 1000
 FORMATS: Final = ("csv", "json")
@@ -90,12 +90,10 @@ def _format(body: dict[str, Any]) -> str | None:
 
 
 async def download_results(request: Request) -> Response:
-    token = await authorize(request)
-    if token is None:
-        return unauthorized(request)
-    body, errors = await json_body(request)
-    if body is None:
-        return validation_error(request, errors)
+    granted = await authorized_json(request)
+    if isinstance(granted, Response):
+        return granted
+    token, body = granted
     result_id, request_id = body.get("result_id"), body.get("request_id")
     fmt = _format(body)
     if fmt is None:
@@ -161,12 +159,10 @@ def _export_params(
 
 async def export(request: Request) -> Response:
     """Record an export and answer 202; ``GET /request/{id}`` then returns ``{}``."""
-    token = await authorize(request)
-    if token is None:
-        return unauthorized(request)
-    body, errors = await json_body(request)
-    if body is None:
-        return validation_error(request, errors)
+    granted = await authorized_json(request)
+    if isinstance(granted, Response):
+        return granted
+    token, body = granted
     now = datetime.now(UTC)
     params, errors = _export_params(body, now)
     if params is None:

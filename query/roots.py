@@ -30,12 +30,11 @@ from auditlog.pangea_http import (
     error_item,
     not_found,
     success,
-    unauthorized,
     validation_error,
 )
 from query.proofs import LogHead, load_head
 from query.snapshot import checkpoint_url, rfc3339
-from query.state import authorize, json_body, public_base, state
+from query.state import authorized_json, public_base, state
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -74,12 +73,10 @@ async def _root_log(request: Request, tree_name: str | None) -> LogHead | Respon
 
 
 async def root(request: Request) -> Response:
-    token = await authorize(request)
-    if token is None:
-        return unauthorized(request)
-    body, errors = await json_body(request)
-    if body is None:
-        return validation_error(request, errors)
+    granted = await authorized_json(request)
+    if isinstance(granted, Response):
+        return granted
+    _, body = granted
     size = body.get("tree_size")
     tree_name = body.get("tree_name")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):

@@ -30,7 +30,6 @@ from auditlog.pangea_http import (
     error_item,
     not_found,
     success,
-    unauthorized,
     validation_error,
 )
 from auditlog.search_query import SearchQueryError, parse_query, parse_time_bound
@@ -38,7 +37,7 @@ from auditlog.tokens import TokenInfo
 from query import events as event_rows
 from query import snapshot as snapshots
 from query.search_sql import ORDER_BY, RESTRICTABLE, Filter, SqlParams, compile_filter, order_clause
-from query.state import QueryState, authorize, json_body, public_base, state
+from query.state import QueryState, authorized_json, public_base, state
 
 SEARCH_SECONDS = Histogram(
     "auditlog_query_search_seconds", "Time to run a search and store its result set"
@@ -205,12 +204,10 @@ async def _page(
 
 
 async def search(request: Request) -> Response:
-    token = await authorize(request)
-    if token is None:
-        return unauthorized(request)
-    body, errors = await json_body(request)
-    if body is None:
-        return validation_error(request, errors)
+    granted = await authorized_json(request)
+    if isinstance(granted, Response):
+        return granted
+    token, body = granted
     now = datetime.now(UTC)
     spec, errors = parse_spec(body, token, now)
     if spec is None:
@@ -273,12 +270,10 @@ def row_keys(row: asyncpg.Record) -> list[event_rows.Key]:
 
 
 async def results(request: Request) -> Response:
-    token = await authorize(request)
-    if token is None:
-        return unauthorized(request)
-    body, errors = await json_body(request)
-    if body is None:
-        return validation_error(request, errors)
+    granted = await authorized_json(request)
+    if isinstance(granted, Response):
+        return granted
+    token, body = granted
     errs = _Errors()
     result_id = body.get("id")
     if not isinstance(result_id, str) or not result_id:

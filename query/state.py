@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 
-from auditlog.pangea_http import bearer_token, error_item
+from auditlog import pangea_http
 from auditlog.tokens import TokenCache, TokenInfo
 from query.proofs import ProofBuilder
 from query.settings import Settings
@@ -29,24 +29,12 @@ def state(request: Request) -> QueryState:
 
 
 async def authorize(request: Request, scope: str = "search") -> TokenInfo | None:
-    token = bearer_token(request)
-    if token is None:
-        return None
-    info = await state(request).tokens.resolve(token)
-    if info is None or not info.allows(scope):
-        return None
-    return info
+    return await pangea_http.authorize(request, state(request).tokens, scope)
 
 
-async def json_body(request: Request) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
-    # Pangea's SDKs send JSON without a JSON content type, so the body is parsed regardless.
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        return None, [error_item("InvalidJSON", f"request body is not JSON: {exc}", "/")]
-    if not isinstance(body, dict):
-        return None, [error_item("InvalidObject", "request body must be a JSON object", "/")]
-    return body, []
+async def authorized_json(request: Request) -> tuple[TokenInfo, dict[str, Any]] | Response:
+    """A search-scope grant and the JSON body, or the response to send instead."""
+    return await pangea_http.authorized_json(request, state(request).tokens, "search")
 
 
 def public_base(request: Request) -> str:
