@@ -94,10 +94,8 @@ def cmd_query(_: argparse.Namespace) -> int:
 
 def cmd_serve(_: argparse.Namespace) -> int:
     """Ingest and query on one port: the Pangea SDK needs a single base URL."""
-    from starlette.applications import Starlette
-
     from auditlog.observability import configure_logging
-    from auditlog.webapp import build_app
+    from auditlog.webapp import service_app
     from ingest import app as ingest_app
     from ingest.settings import Settings as IngestSettings
     from query import app as query_app
@@ -108,7 +106,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
     configure_logging(ingest_settings.log_level)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> Any:
+    async def resources() -> Any:
         async with (
             ingest_app.lifespan(ingest_settings) as ingest_state,
             query_app.lifespan(query_settings) as query_state,
@@ -120,7 +118,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
     ingest_routes = ingest_app.routes()
     taken = {getattr(r, "path", None) for r in ingest_routes}
     query_routes = [r for r in query_app.routes() if getattr(r, "path", None) not in taken]
-    app = build_app([*ingest_routes, *query_routes], lifespan, "serve")
+    app = service_app([*ingest_routes, *query_routes], resources, "serve")
     return _uvicorn(app, ingest_settings.host, ingest_settings.port)
 
 

@@ -6,7 +6,9 @@ every body it receives; each request gets a ``prq_`` id, one log line and a late
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +61,21 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 async def _internal(request: Request, exc: Exception) -> Response:
     log.error("unhandled", path=request.url.path, exc_info=exc)
     return PangeaResponse(request, "InternalError", None, "Internal error")
+
+
+def service_app(
+    route_list: Sequence[BaseRoute],
+    resources: Callable[[], AbstractAsyncContextManager[dict[str, Any]]],
+    service: str,
+) -> Starlette:
+    """An app whose lifespan opens ``resources()`` and hands its state to the handlers."""
+
+    @contextlib.asynccontextmanager
+    async def app_lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with resources() as state:
+            yield state
+
+    return build_app(route_list, app_lifespan, service)
 
 
 def build_app(route_list: Sequence[BaseRoute], app_lifespan: Any, service: str) -> Starlette:

@@ -47,7 +47,7 @@ from auditlog.pangea_http import (
 from auditlog.schema import Schema, Schemas, load_schemas, validate_event, validate_signature_fields
 from auditlog.settings import describe
 from auditlog.tokens import TokenCache, TokenInfo
-from auditlog.webapp import build_app
+from auditlog.webapp import service_app
 from ingest.settings import Settings
 
 log = structlog.get_logger("ingest")
@@ -496,10 +496,4 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
 
 def create_app(settings: Settings) -> Starlette:
     configure_logging(settings.log_level)
-
-    @contextlib.asynccontextmanager
-    async def app_lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with lifespan(settings) as state:
-            yield state
-
-    return build_app(routes(), app_lifespan, "ingest")
+    return service_app(routes(), lambda: lifespan(settings), "ingest")

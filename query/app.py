@@ -33,7 +33,7 @@ from auditlog.receipt import Receipt
 from auditlog.settings import describe
 from auditlog.tiles import TILE_WIDTH, decode_bundle, encode_bundle, parse_tile_path
 from auditlog.tokens import TokenCache, TokenInfo
-from auditlog.webapp import build_app
+from auditlog.webapp import service_app
 from query import downloads, openapi, roots, search
 from query.proofs import ProofBuilder, head_from_row
 from query.roots import IMMUTABLE, text
@@ -245,10 +245,4 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
 
 def create_app(settings: Settings) -> Starlette:
     configure_logging(settings.log_level)
-
-    @contextlib.asynccontextmanager
-    async def app_lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with lifespan(settings) as state:
-            yield state
-
-    return build_app(routes(), app_lifespan, "query")
+    return service_app(routes(), lambda: lifespan(settings), "query")
