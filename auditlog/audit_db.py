@@ -20,6 +20,7 @@ from auditlog.audit import (
     StoredEvent,
     StoredHead,
 )
+from auditlog.db import fetch_tiles
 from auditlog.hashing import get_hasher
 from auditlog.note import NoteVerifier
 from auditlog.tiles import TILE_WIDTH, TileID
@@ -45,15 +46,8 @@ def _event(row: asyncpg.Record) -> StoredEvent:
 
 
 async def _tiles(conn: Conn, log_id: str, wanted: Sequence[TileID]) -> dict[TileID, bytes | None]:
-    rows = await conn.fetch(
-        "SELECT level, idx, data FROM tiles WHERE log_id = $1"
-        " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
-        log_id,
-        [t.level for t in wanted],
-        [t.index for t in wanted],
-    )
     found: dict[TileID, bytes | None] = dict.fromkeys(wanted)
-    found.update({TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows})
+    found.update(await fetch_tiles(conn, log_id, wanted))
     return found
 
 

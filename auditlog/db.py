@@ -9,12 +9,14 @@ Errors: :class:`SchemaMismatch` (a service met a database of another schema vers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import asyncpg
 
 from auditlog.errors import AuditLogError
+from auditlog.tiles import TileID
 
 # Serialises concurrent `auditlog migrate` runs (tests and `auditlog up` may race).
 _MIGRATION_LOCK_ID = 0x6175646974
@@ -88,3 +90,21 @@ async def check_schema(pool: asyncpg.Pool) -> None:
             f"database schema version is {version}, this build needs {SCHEMA_VERSION}: "
             "run `auditlog migrate`"
         )
+
+
+async def fetch_tiles(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool,
+    log_id: str,
+    wanted: Sequence[TileID],
+) -> dict[TileID, bytes]:
+    """The stored contents of ``wanted`` tiles of one log (those that exist), in one query."""
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT level, idx, data FROM tiles WHERE log_id = $1"
+        " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
+        log_id,
+        [t.level for t in wanted],
+        [t.index for t in wanted],
+    )
+    return {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}

@@ -21,6 +21,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from auditlog import pangea_proof
+from auditlog.db import fetch_tiles
 from auditlog.hashing import HASH_SIZE, LogHasher, get_hasher
 from auditlog.proof import (
     Node,
@@ -148,15 +149,7 @@ class ProofBuilder:
         TILE_READS.labels("cache").inc(len(out))
         if missing:
             TILE_READS.labels("database").inc(len(missing))
-            rows = await self._pool.fetch(
-                "SELECT level, idx, data FROM tiles WHERE log_id = $1"
-                " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
-                log_id,
-                [t.level for t in missing],
-                [t.index for t in missing],
-            )
-            for r in rows:
-                tile, data = TileID(r["level"], r["idx"]), bytes(r["data"])
+            for tile, data in (await fetch_tiles(self._pool, log_id, missing)).items():
                 self._tiles[(log_id, tile)] = data
                 out[tile] = data
         return out

@@ -17,6 +17,7 @@ import asyncpg
 
 from auditlog.checkpoint import Checkpoint
 from auditlog.columns import TEXT_COLUMNS, searchable_columns
+from auditlog.db import fetch_tiles
 from auditlog.entry import leaf_hash, log_entry
 from auditlog.errors import AuditLogError
 from auditlog.hashing import LogHasher
@@ -25,7 +26,7 @@ from auditlog.kafka import log_id as make_log_id
 from auditlog.note import NoteSigner, sign_note
 from auditlog.policy import Policy
 from auditlog.proof import consistency_proof, consistency_tiles
-from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle
+from auditlog.tiles import TILE_WIDTH, encode_bundle
 from auditlog.witness_client import Witness, cosign_checkpoint
 from sealer.records import Sealable
 
@@ -245,24 +246,6 @@ async def _cosign(
     if cosigned is None:
         raise NotWitnessed(f"log {head.log_id}: witness quorum not met for size {size}")
     return cosigned
-
-
-async def fetch_tiles(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
-    log_id: str,
-    wanted: Sequence[TileID],
-) -> dict[TileID, bytes]:
-    """The stored contents of ``wanted`` tiles (those that exist) of one log."""
-    if not wanted:
-        return {}
-    rows = await conn.fetch(
-        "SELECT level, idx, data FROM tiles WHERE log_id = $1"
-        " AND (level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))",
-        log_id,
-        [t.level for t in wanted],
-        [t.index for t in wanted],
-    )
-    return {TileID(r["level"], r["idx"]): bytes(r["data"]) for r in rows}
 
 
 def _tenant(item: Sealable) -> str:
