@@ -815,7 +815,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 # -- argument parsing ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="auditlog", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="auditlog", description="One entry point for operators, developers and verifiers."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the local stack and all services in the foreground")
