@@ -45,7 +45,6 @@ SEARCH_INDEXES = {
     "events_time_order": 'ON events (received_at, log_id COLLATE "C", idx)',
     "events_tenant_time": "ON events (tenant_id, received_at)",
     "events_event_time": "ON events (event_time)",
-    "events_log_idx": "ON events (log_id, idx)",
     **{f"events_trgm_{c}": f"ON events USING gin ({c} gin_trgm_ops)" for c in TRGM_COLUMNS},
 }
 
