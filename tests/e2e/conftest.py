@@ -68,6 +68,47 @@ def make_token(services: Services, scopes: set[str], tenant: str | None = None) 
     return asyncio.run(_token(services.database_url, scopes, tenant))
 
 
+def start_pipeline(work: Path, env: dict[str, str]) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """`auditlog serve` and `auditlog sealer` with ``env``, once /readyz answers; logs in work."""
+    procs: list[subprocess.Popen[bytes]] = []
+    for name in ("serve", "sealer"):
+        with (work / f"{name}.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "auditlog.cli", name],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    base = f"http://127.0.0.1:{env['AUDITLOG_PORT']}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return procs, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            logs = "\n".join((work / f"{n}.log").read_text()[-3000:] for n in ("serve", "sealer"))
+            stop_processes(procs)
+            pytest.fail(f"pipeline did not start:\n{logs}")
+        time.sleep(0.2)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, then SIGKILL whatever is still running after 20 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 @pytest.fixture(scope="session")
 def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     work = tmp_path_factory.mktemp("pipeline")
@@ -90,40 +131,9 @@ def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
         "AUDITLOG_SCHEMAS_FILE": str(schemas),
     }
-    procs: list[subprocess.Popen[bytes]] = []
-    for name in ("serve", "sealer"):
-        with (work / f"{name}.log").open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "auditlog.cli", name],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    base = f"http://127.0.0.1:{port}"
+    procs, base = start_pipeline(work, env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                logs = "\n".join(
-                    (work / f"{n}.log").read_text()[-3000:] for n in ("serve", "sealer")
-                )
-                pytest.fail(f"pipeline did not start:\n{logs}")
-            time.sleep(0.2)
         token = make_token(services, {"log", "search"})
         yield Pipeline(base, token, vkey, key.with_suffix(".vkey"), env, services, work)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)

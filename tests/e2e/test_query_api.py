@@ -33,7 +33,7 @@ from pangea.services.audit.models import EventVerification
 from auditlog.hashing import PANGEA_SHA256
 from auditlog.kafka import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
-from tests.e2e.conftest import _free_port, make_token
+from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
 from tests.unit.test_search_query import EXPECTED, REFERENCE_EVENTS
 
 pytestmark = pytest.mark.e2e
@@ -78,32 +78,7 @@ def _start(services: Services, work: Path, topic: str) -> tuple[list[subprocess.
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
     }
-    procs = []
-    for name in ("serve", "sealer"):
-        with (work / f"{name}.log").open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "auditlog.cli", name],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return procs, base
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            logs = "\n".join((work / f"{n}.log").read_text()[-3000:] for n in ("serve", "sealer"))
-            for p in procs:
-                p.kill()
-                p.wait()
-            pytest.fail(f"pipeline did not start:\n{logs}")
-        time.sleep(0.2)
+    return start_pipeline(work, env)
 
 
 def _sealed_size(base: str, topic: str) -> int:
@@ -136,14 +111,7 @@ def deployment(
             time.sleep(0.1)
         yield Deployment(base, token, work / "log.vkey", services, topic, hashes, envelopes)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)
         asyncio.run(delete_topics(services.kafka_bootstrap, [topic, dlq_topic(topic)]))
 
 
