@@ -14,6 +14,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from auditlog.envelope import Envelope
+
 # Large batches and a short linger: one in-flight batch per partition is aiokafka's limit, so
 # throughput per partition is batch size / round trip.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -36,6 +38,12 @@ def dlq_topic(topic: str) -> str:
 def log_id(topic: str, partition: int) -> str:
     """The log behind one partition, named the way Kafka names a TopicPartition."""
     return f"{topic}-{partition}"
+
+
+def record_key(envelope: Envelope) -> bytes | None:
+    """The Kafka key of an event: its tenant, so one tenant's events stay in one log, in order."""
+    tenant = envelope.event.get("tenant_id")
+    return tenant.encode() if isinstance(tenant, str) else None
 
 
 def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:

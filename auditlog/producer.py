@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from auditlog.envelope import Envelope, format_received_at
 from auditlog.errors import InvalidEvent, Pushback
-from auditlog.kafka import make_producer
+from auditlog.kafka import make_producer, record_key
 from auditlog.pangea_http import error_item
 from auditlog.schema import (
     NO_CUSTOM_SCHEMAS,
@@ -163,15 +163,12 @@ class AuditProducer:
                 for _ in envs:
                     await self._slots.acquire()
                     acquired += 1
-                futures = []
-                for env in envs:
-                    tenant = env.event.get("tenant_id")
-                    key = tenant.encode() if isinstance(tenant, str) else None
-                    futures.append(
-                        await self._producer.send(
-                            self.topic, env.canonical, key=key, headers=headers or None
-                        )
+                futures = [
+                    await self._producer.send(
+                        self.topic, env.canonical, key=record_key(env), headers=headers or None
                     )
+                    for env in envs
+                ]
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
             raise ProducerUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc

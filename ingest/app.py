@@ -32,7 +32,7 @@ from auditlog import db, requests_store
 from auditlog.client_signature import verify_event_signature
 from auditlog.envelope import Envelope, canonical_json, format_received_at
 from auditlog.errors import InvalidEvent, Pushback
-from auditlog.kafka import make_producer
+from auditlog.kafka import make_producer, record_key
 from auditlog.observability import configure_logging
 from auditlog.pangea_http import (
     PangeaResponse,
@@ -100,7 +100,7 @@ class IngestState:
             async with asyncio.timeout(self.settings.send_timeout):
                 futures = [
                     await self.producer.send(
-                        self.settings.topic, env.canonical, key=_tenant_key(env), headers=h or None
+                        self.settings.topic, env.canonical, key=record_key(env), headers=h or None
                     )
                     for env, h in zip(envelopes, headers, strict=True)
                 ]
@@ -218,11 +218,6 @@ def _headers(
             continue
         headers.append((name, value.encode()))
     return headers
-
-
-def _tenant_key(envelope: Envelope) -> bytes | None:
-    tenant = envelope.event.get("tenant_id")
-    return tenant.encode() if isinstance(tenant, str) else None
 
 
 def _verbose(body: dict[str, Any], errors: list[dict[str, str]]) -> bool:

@@ -198,6 +198,7 @@ class Sealer:
                     backoff = min(backoff * 2, RETRY_MAX)
 
     def _rewind(self, tp: TP) -> None:
+        """Drop what was fetched for ``tp`` and read again from its head's next offset."""
         head = self.heads.get(tp)
         if head is None:
             return
@@ -282,9 +283,7 @@ class Sealer:
         if tp not in self.heads:
             return  # revoked meanwhile
         self.heads[tp] = head
-        self._reset(tp)
-        with contextlib.suppress(IllegalStateError):
-            self.consumer.seek(tp, head.next_offset)
+        self._rewind(tp)
 
     async def dead_letter(self, tp: TP, head: LogHead, rejected: list[Rejected]) -> None:
         """Park rejected records with their reason; acknowledged before their offsets are sealed."""
