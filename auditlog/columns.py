@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-__all__ = ["TEXT_COLUMNS", "event_time", "searchable_columns"]
+__all__ = ["TEXT_COLUMNS", "event_time", "searchable_columns", "searchable_values"]
 
 # (column, event field): text columns copied when the field is a string, NULL otherwise.
 TEXT_COLUMNS: Final = (
@@ -39,11 +39,20 @@ def event_time(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+_FIELDS: Final = tuple(field for _, field in TEXT_COLUMNS)
+_NAMES: Final = (*(column for column, _ in TEXT_COLUMNS), "event_time")
+
+
+def searchable_values(event: Mapping[str, object]) -> tuple[object, ...]:
+    """The text columns and ``event_time``, in TEXT_COLUMNS order (the sealer's row tail)."""
+    get = event.get
+    values = [get(field) for field in _FIELDS]
+    return (
+        *[v if isinstance(v, str) else None for v in values],
+        event_time(get("timestamp")),
+    )
+
+
 def searchable_columns(event: Mapping[str, object]) -> dict[str, object]:
     """Column name -> value for the text columns and ``event_time``, in TEXT_COLUMNS order."""
-    out: dict[str, object] = {}
-    for column, field in TEXT_COLUMNS:
-        value = event.get(field)
-        out[column] = value if isinstance(value, str) else None
-    out["event_time"] = event_time(event.get("timestamp"))
-    return out
+    return dict(zip(_NAMES, searchable_values(event), strict=True))

@@ -141,13 +141,12 @@ def format_received_at(dt: datetime) -> str:
 
 def parse_received_at(value: str) -> datetime:
     """Parse a ``received_at`` string in the one accepted format into an aware UTC datetime."""
-    match = _RECEIVED_AT.fullmatch(value)
-    if match is None:
+    if _RECEIVED_AT.fullmatch(value) is None:
         raise InvalidEvent(f"received_at {value!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
     try:
-        # The datetime constructor range-checks every field (and is ~10x faster than strptime).
-        year, month, day, hour, minute, second, micro = map(int, match.groups())
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+        # The pattern fixed the spelling; fromisoformat (which reads the Z since Python 3.11)
+        # range-checks every field and is ~4x faster than converting the groups by hand.
+        return datetime.fromisoformat(value)
     except ValueError as exc:
         raise InvalidEvent(f"received_at {value!r} is not a valid date and time") from exc
 
@@ -240,18 +239,64 @@ class Envelope:
         return cls(event, received_at, **optional)
 
     @classmethod
+    def _from_canonical(cls, obj: dict[str, object], raw: bytes) -> Envelope | None:
+        """The sealer's hot path: ``raw`` parsed by orjson must come back from it unchanged.
+
+        This is :func:`canonical_json`'s own orjson path, so bytes it accepts are canonical by
+        the same proof; only the envelope's shape is left to check. An event of plain strings
+        (the standard schema) needs no walk; anything else is walked by the same check
+        :func:`canonical_json` uses. Returns None whenever the full path must decide.
+        """
+        event = obj.get("event")
+        if type(event) is not dict or not obj.keys() <= ENVELOPE_KEYS:
+            return None
+        if not all(type(v) is str for v in event.values()):
+            try:
+                if not _check(event, set()):
+                    return None  # floats, big ints: the stdlib formats them
+            except (InvalidEvent, RecursionError):
+                return None
+        try:
+            if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != raw:
+                return None
+        except orjson.JSONEncodeError:
+            return None
+        received_at = obj.get("received_at")
+        signature = obj.get("signature")
+        public_key = obj.get("public_key")
+        if (
+            type(received_at) is not str
+            or ("signature" in obj and type(signature) is not str)
+            or ("public_key" in obj and type(public_key) is not str)
+        ):
+            return None
+        parse_received_at(received_at)
+        env = object.__new__(cls)
+        # The frozen dataclass's fields, set the way its own __init__ would.
+        object.__setattr__(env, "event", obj["event"])
+        object.__setattr__(env, "received_at", received_at)
+        object.__setattr__(env, "signature", signature)
+        object.__setattr__(env, "public_key", public_key)
+        object.__setattr__(env, "_canonical", raw)
+        return env
+
+    @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         """Parse envelope bytes strictly: they must already be exactly the canonical form.
 
         Raises NonCanonicalEnvelope when the JSON is a valid envelope but spelled differently
         (key order, spacing, escapes, number format), InvalidEvent for everything else.
         """
+        raw = bytes(raw)
         try:
             # orjson parses big ints as floats, so its result is only trusted if it round-trips.
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             obj = None
-        if isinstance(obj, dict):
+        if type(obj) is dict:
+            fast = cls._from_canonical(obj, raw)
+            if fast is not None:
+                return fast
             env = cls.from_obj(obj)
             if env.canonical == raw:
                 return env

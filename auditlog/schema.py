@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +45,41 @@ class Field:
     non_empty: bool = False  # the standard schema's message: present and not ""
 
 
+_STRING_TYPES = frozenset({"string", "string-unindexed", "text", "datetime"})
+
+
 @dataclass(frozen=True, slots=True)
 class Schema:
     name: str
     fields: tuple[Field, ...]
+    _by_id: dict[str, Field] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {f.id: f for f in self.fields})
 
     def field(self, field_id: str) -> Field | None:
+        return self._by_id.get(field_id)
+
+    def valid(self, event: object) -> bool:
+        """Whether :meth:`validate` finds nothing, without building its error messages.
+
+        The sealer asks this once per record; events of string fields (the standard schema)
+        are judged here, anything else by :meth:`validate` itself.
+        """
+        if type(event) is not dict:
+            return not self.validate(event, "")
         for f in self.fields:
-            if f.id == field_id:
-                return f
-        return None
+            if f.required and event.get(f.id) is None:
+                return False
+        for key, value in event.items():
+            spec = self._by_id.get(key)
+            if spec is None or type(value) is not str or spec.type not in _STRING_TYPES:
+                return not self.validate(event, "")
+            if len(value) > spec.size or (spec.non_empty and not value):
+                return False
+            if spec.type == "datetime" and value and not _DATETIME.match(value):
+                return False
+        return True
 
     def validate(self, event: object, pointer: str) -> Errors:
         if not isinstance(event, Mapping):

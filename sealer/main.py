@@ -8,18 +8,20 @@ Exactly once: a batch's events, tiles, bundles, checkpoint and the partition's n
 written in one transaction, fenced on the log head, so a crash at any instant either sealed the
 whole batch (and the new owner starts after it) or nothing (and it is read again).
 
-Shutdown order (SIGTERM/SIGINT): stop fetching; seal what is buffered; commit the offsets to
-Kafka for lag reporting; stop the consumer (leaves the group); flush and stop the dead-letter
-producer; close the PostgreSQL pool.
+Shutdown order (SIGTERM/SIGINT): stop fetching; seal what is buffered (every seal under way
+finishes); commit the offsets to Kafka for lag reporting; stop the consumer (leaves the group);
+flush and stop the dead-letter producer; close the PostgreSQL pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeAlias
@@ -81,17 +83,29 @@ BATCH_AGE = Histogram(
 )
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
 HANDOFF_DEPTH = 4  # closed batches waiting for the seal worker; a full queue stops fetching
+GC_THRESHOLD = 50_000
+PARALLEL_SEALS = 4  # batches being sealed at once, each partition's in order
 
 TP: TypeAlias = TopicPartition
 SealBatch = Batch[TopicPartition, Record]
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A closed batch with each record already judged (decoded while the previous one seals)."""
+
+    batch: SealBatch
+    items: list[Sealable | Rejected]
+
+
 class Sealer:
     """Fetch loop and seal worker of one sealer process, joined by a bounded queue.
 
-    The fetch loop polls Kafka, buffers records per partition in the :class:`Batcher`, and puts
-    closed batches on the queue; when the queue is full it blocks, which stops fetching: that is
-    the back-pressure. The seal worker takes batches in order and seals each in one transaction.
+    The fetch loop polls Kafka, buffers records per partition in the :class:`Batcher`, decodes
+    each closed batch and puts it on the queue; when the queue is full it blocks, which stops
+    fetching: that is the back-pressure. The seal worker takes batches in order and seals each in
+    one transaction. Decoding on the fetch side is what lets one process use two cores: the next
+    batch is parsed and validated while PostgreSQL works on the current one.
     """
 
     def __init__(
@@ -119,8 +133,13 @@ class Sealer:
         self.batcher: Batcher[TP, Record] = Batcher(
             settings.batch_max_size, settings.batch_max_age, clock
         )
-        self.handoff: asyncio.Queue[SealBatch | None] = asyncio.Queue(HANDOFF_DEPTH)
-        self.sealing = asyncio.Lock()
+        self.handoff: asyncio.Queue[Decoded | None] = asyncio.Queue(HANDOFF_DEPTH)
+        # Seals of different partitions run side by side (each on its own connection, so one
+        # process keeps several PostgreSQL backends busy); a partition's seals run in order,
+        # each chained to the one before. The semaphore bounds the batches in flight.
+        self.slots = asyncio.Semaphore(PARALLEL_SEALS)
+        self.tails: dict[TP, asyncio.Task[None]] = {}
+        self.backoff: dict[TP, float] = {}
         self.stopping = asyncio.Event()
         self.partitions = Partitions()
         self.window = timedelta(seconds=settings.idempotency_window)
@@ -145,13 +164,16 @@ class Sealer:
             log.info("assigned", log=head.log_id, size=head.size, offset=head.next_offset)
 
     async def revoke(self, partitions: set[TP]) -> None:
-        # Let a seal in progress finish first, so the next owner rarely has to be fenced.
-        # Unsealed records are dropped: the next owner reads them again from the stored offset.
-        async with self.sealing:
-            for tp in partitions:
-                self.heads.pop(tp, None)
-                self._reset(tp)
-                log.info("revoked", topic=tp.topic, partition=tp.partition)
+        # Let the seals already under way finish first, so the next owner rarely has to be
+        # fenced. Unsealed records are dropped: the next owner reads them again from the stored
+        # offset.
+        under_way = [self.tails[tp] for tp in partitions if tp in self.tails]
+        if under_way:
+            await asyncio.wait(under_way)
+        for tp in partitions:
+            self.heads.pop(tp, None)
+            self._reset(tp)
+            log.info("revoked", topic=tp.topic, partition=tp.partition)
 
     # -- the two loops -------------------------------------------------------------------
     async def fetch_loop(self) -> None:
@@ -165,37 +187,55 @@ class Sealer:
                 for tp, records in fetched.items():
                     if tp in self.heads:
                         for batch in self.batcher.add(tp, self.generation[tp], records):
-                            await self.handoff.put(batch)
+                            await self.handoff.put(self._decode(batch))
                 for batch in self.batcher.expired():
-                    await self.handoff.put(batch)
+                    await self.handoff.put(self._decode(batch))
             for batch in self.batcher.drain():
-                await self.handoff.put(batch)
+                await self.handoff.put(self._decode(batch))
         finally:
             await self.handoff.put(None)  # tells the seal worker to finish
 
+    def _decode(self, batch: SealBatch) -> Decoded:
+        return Decoded(batch, [decode(r, self.schemas) for r in batch.records])
+
     async def seal_loop(self) -> None:
-        backoff = RETRY_MIN
-        while (batch := await self.handoff.get()) is not None:
-            async with self.sealing:
-                if self.generation.get(batch.key) != batch.generation:
-                    continue
-                try:
-                    await self.seal_batch(batch)
-                    backoff = RETRY_MIN
-                except (
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                    OSError,
-                    KafkaError,
-                    NotWitnessed,
-                ) as exc:
-                    # PostgreSQL or Kafka failed mid-batch: nothing of it is sealed, or all of
-                    # it is and the next seal will be fenced and reload. Read the partition
-                    # again from the last head we know, after a pause.
-                    log.exception("seal_failed", error=type(exc).__name__)
-                    self._rewind(batch.key)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, RETRY_MAX)
+        async with asyncio.TaskGroup() as seals:
+            while (decoded := await self.handoff.get()) is not None:
+                await self.slots.acquire()
+                tp = decoded.batch.key
+                previous = self.tails.get(tp)
+                self.tails[tp] = seals.create_task(self._seal_in_turn(previous, decoded))
+
+    async def _seal_in_turn(self, previous: asyncio.Task[None] | None, decoded: Decoded) -> None:
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])  # its failure was handled (or ends the group)
+            await self._seal_or_rewind(decoded)
+        finally:
+            self.slots.release()
+
+    async def _seal_or_rewind(self, decoded: Decoded) -> None:
+        tp = decoded.batch.key
+        if self.generation.get(tp) != decoded.batch.generation:
+            return  # fetched before a reset of the partition's read position
+        try:
+            await self.seal_batch(decoded)
+            self.backoff.pop(tp, None)
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            OSError,
+            KafkaError,
+            NotWitnessed,
+        ) as exc:
+            # PostgreSQL or Kafka failed mid-batch: nothing of it is sealed, or all of it is and
+            # the next seal will be fenced and reload. Read the partition again from the last
+            # head we know, after a pause (which holds back only this partition's seals).
+            log.exception("seal_failed", error=type(exc).__name__)
+            self._rewind(tp)
+            delay = self.backoff.get(tp, RETRY_MIN)
+            await asyncio.sleep(delay)
+            self.backoff[tp] = min(delay * 2, RETRY_MAX)
 
     def _rewind(self, tp: TP) -> None:
         """Drop what was fetched for ``tp`` and read again from its head's next offset."""
@@ -206,7 +246,8 @@ class Sealer:
         with contextlib.suppress(IllegalStateError):
             self.consumer.seek(tp, head.next_offset)
 
-    async def seal_batch(self, batch: SealBatch) -> None:
+    async def seal_batch(self, decoded: Decoded) -> None:
+        batch = decoded.batch
         tp = batch.key
         head = self.heads.get(tp)
         if head is None:
@@ -215,9 +256,9 @@ class Sealer:
         if not records:
             return
         started = time.perf_counter()
-        decoded = [decode(r, self.schemas) for r in records]
-        items = [d for d in decoded if isinstance(d, Sealable)]
-        rejected = [d for d in decoded if isinstance(d, Rejected)]
+        fresh = [d for d in decoded.items if d.offset >= head.next_offset]
+        items = [d for d in fresh if isinstance(d, Sealable)]
+        rejected = [d for d in fresh if isinstance(d, Rejected)]
         if rejected:
             await self.dead_letter(tp, head, rejected)
         next_offset = records[-1].offset + 1
@@ -341,6 +382,10 @@ def load_signer(path: Path) -> NoteSigner:
 
 async def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    # Batches are thousands of short-lived, acyclic objects that reference counting frees;
+    # the cyclic collector's default thresholds would walk them every 700 allocations.
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
     log.info("starting", **describe(settings))
     # Everything read from files is read here, before any connection: a bad file stops the
     # sealer at once with its reason.
@@ -350,7 +395,8 @@ async def run(settings: Settings) -> None:
     witnessing = load_witnessing(settings)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
-    pool = await db.connect_pool(settings.database_url.value, max_size=4)
+    # One connection per parallel seal, one for partition creation and housekeeping.
+    pool = await db.connect_pool(settings.database_url.value, max_size=PARALLEL_SEALS + 1)
     try:
         await db.check_schema(pool)
         dlq = make_producer(settings.kafka_bootstrap)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from auditlog.checkpoint import Checkpoint
-from auditlog.columns import TEXT_COLUMNS, searchable_columns
+from auditlog.columns import TEXT_COLUMNS, searchable_values
 from auditlog.db import fetch_tiles
 from auditlog.entry import leaf_hash, log_entry
 from auditlog.errors import AuditLogError
@@ -304,7 +304,7 @@ def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tupl
         canonical,
         item.received_at,
         item.offset,
-        *searchable_columns(item.envelope.event).values(),
+        *searchable_values(item.envelope.event),
         item.idempotency_key,
         item.config_id,
     )

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -188,6 +189,90 @@ def test_envelope_round_trips_through_its_canonical_bytes(event: dict[str, Any])
     assert again == env
     assert again.canonical == env.canonical
     assert env.event_hash == hashlib.sha256(stdlib(env.to_dict())).digest()
+
+
+def _judged_by_stdlib(raw: bytes) -> bytes | None:
+    """What the canonical rule says about ``raw``: its canonical bytes if it is canonical."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    try:
+        again = stdlib(obj)
+    except (ValueError, RecursionError):
+        return None
+    return again if again == raw else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from(["canonical", "ascii", "spaced", "float", "unsorted"]))
+def test_fast_path_accepts_exactly_what_the_stdlib_rule_accepts(value: Any, spelling: str) -> None:
+    # Envelope._from_canonical trusts orjson's round trip; whatever bytes it accepts must be
+    # exactly the stdlib's canonical form, and it must hand anything else to the full path.
+    obj = {"event": {"v": value}, "received_at": RECEIVED_AT}
+    if spelling == "canonical":
+        raw = stdlib(obj)
+    elif spelling == "ascii":
+        raw = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    elif spelling == "spaced":
+        raw = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()
+    elif spelling == "float":
+        raw = stdlib({"event": {"f": 1.5, "v": value}, "received_at": RECEIVED_AT})
+    else:
+        raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    fast = Envelope._from_canonical(json.loads(raw), raw)
+    if spelling == "float":
+        assert fast is None
+    if fast is not None:
+        assert _judged_by_stdlib(raw) == raw
+        assert fast.canonical == raw
+        assert fast == Envelope.from_obj(json.loads(raw))
+    expected = _judged_by_stdlib(raw)
+    if expected is None:
+        with pytest.raises(InvalidEvent):
+            Envelope.from_bytes(raw)
+    else:
+        assert Envelope.from_bytes(raw).canonical == raw
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"n": 1.5},
+        {"n": [1, 2.0]},
+        {"n": 2**65},
+        {"n": -(2**64)},
+        {"s": "a:1.5 [1e5 ,2E3"},
+        {"deep": json.loads("[" * 300 + "]" * 300)},
+    ],
+)
+def test_fast_path_leaves_floats_big_ints_and_deep_nesting_to_the_full_path(
+    event: dict[str, Any],
+) -> None:
+    env = Envelope(event, RECEIVED_AT)
+    raw = env.canonical
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        fast = Envelope._from_canonical(parsed, raw)
+        assert fast is None or "s" in event  # only the plain string may take the fast path
+    assert Envelope.from_bytes(raw) == env
+
+
+def test_fast_path_checks_the_envelope_shape() -> None:
+    good = Envelope({"m": "x"}, RECEIVED_AT, signature="c2ln", public_key="{}").canonical
+    assert Envelope._from_canonical(orjson.loads(good), good) is not None
+    for raw in [
+        b'{"event":{},"received_at":"2023-06-05T17:01:28Z"}',
+        b'{"event":{},"extra":1,"received_at":"2023-06-05T17:01:28.026682Z"}',
+        b'{"event":{},"public_key":7,"received_at":"2023-06-05T17:01:28.026682Z"}',
+        b'{"event":[],"received_at":"2023-06-05T17:01:28.026682Z"}',
+        b'{"event":{},"received_at":null}',
+    ]:
+        with pytest.raises(InvalidEvent):
+            Envelope.from_bytes(raw)
 
 
 # -- received_at ----------------------------------------------------------------------------

@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditlog.schema import (
     STANDARD,
@@ -141,3 +143,31 @@ def test_load_schemas_reads_a_file(tmp_path: Path) -> None:
     assert load_schemas(None).for_config("pci_custom") is None
     with pytest.raises(SchemaConfigError, match="cannot read"):
         load_schemas(tmp_path / "missing.json")
+
+
+_field_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.text(max_size=40)
+    | st.text(max_size=3).map(lambda t: t * 50)  # past the 32- and 128-character limits
+    | st.sampled_from(["2024-01-02T03:04:05Z", "noon", ""])
+)
+_field_names = st.sampled_from(
+    [*STANDARD_FIELDS, "field_int", "field_bool", "field_time", "field_str_long", "other"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_field_names, _field_values, max_size=6), st.booleans())
+def test_the_quick_verdict_agrees_with_the_full_validation(
+    event: dict[str, object], custom: bool
+) -> None:
+    schema = parse_schemas(CUSTOM).for_config("pci_custom") if custom else STANDARD
+    assert schema is not None
+    assert schema.valid(event) == (validate_event(event, "/event", schema) == [])
+
+
+def test_the_quick_verdict_refuses_what_is_not_an_object() -> None:
+    assert not STANDARD.valid(["message"])
+    assert not STANDARD.valid({})
