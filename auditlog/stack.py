@@ -201,8 +201,13 @@ def _render_pg_conf(cfg: StackConfig, data_dir: Path) -> str:
         f"listen_addresses = '{HOST}'\n"
         f"port = {cfg.pg_port}\n"
         f"unix_socket_directories = '{socket_dir}'\n"
-        "shared_buffers = 256MB\n"
-        "max_wal_size = 2GB\n"
+        # Write-heavy settings (docs/local-stack.md): rare checkpoints mean few full-page
+        # images in the WAL, which otherwise dominate it right after each checkpoint.
+        "shared_buffers = 1GB\n"
+        "wal_buffers = 64MB\n"
+        "max_wal_size = 8GB\n"
+        "checkpoint_timeout = 15min\n"
+        "wal_compression = lz4\n"
         # Every test creates pools; the default 100 runs out under a parallel test run.
         "max_connections = 200\n"
     )
