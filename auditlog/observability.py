@@ -72,6 +72,9 @@ class RequestLogMiddleware:
         self.app = app
         self.service = service
         self.log = structlog.get_logger(service)
+        # Labelled metric children per (route template, status): resolving labels takes a lock
+        # and a tuple per call. Bounded by routes times the statuses the app answers with.
+        self._series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,8 +95,14 @@ class RequestLogMiddleware:
             elapsed = perf_counter() - start
             route = scope.get("route")
             route_name = getattr(route, "path", None) or "unmatched"
-            HTTP_REQUESTS.labels(self.service, route_name, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, route_name).observe(elapsed)
+            series = self._series.get((route_name, status))
+            if series is None:
+                series = self._series[(route_name, status)] = (
+                    HTTP_REQUESTS.labels(self.service, route_name, str(status)),
+                    HTTP_LATENCY.labels(self.service, route_name),
+                )
+            series[0].inc()
+            series[1].observe(elapsed)
             state = scope.get("state")
             self.log.info(
                 "request",

@@ -34,6 +34,7 @@ __all__ = [
     "inclusion_tiles",
     "node_hash",
     "range_hash",
+    "range_nodes",
     "root_from_inclusion_proof",
     "root_from_tiles",
     "root_tiles",
@@ -55,7 +56,7 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _range_nodes(lo: int, hi: int) -> list[Node]:
+def range_nodes(lo: int, hi: int) -> list[Node]:
     """Decompose ``[lo, hi)`` into maximal aligned perfect subtrees, left to right."""
     nodes: list[Node] = []
     while lo < hi:
@@ -125,7 +126,7 @@ def range_hash(
     cache: MutableMapping[Node, bytes] | None = None,
 ) -> bytes:
     """MTH(D[lo:hi]) for a range that occurs in RFC 6962 recursion (lo aligned to its size)."""
-    hashes = [node_hash(hasher, node, tiles, cache) for node in _range_nodes(lo, hi)]
+    hashes = [node_hash(hasher, node, tiles, cache) for node in range_nodes(lo, hi)]
     acc = hashes[-1]
     for left in reversed(hashes[:-1]):
         acc = hasher.hash_children(left, acc)
@@ -134,7 +135,7 @@ def range_hash(
 
 def tiles_for_ranges(ranges: Sequence[Range]) -> list[TileID]:
     """Plan: the tiles holding every perfect subtree the hashes of ``ranges`` are made of."""
-    return sorted({_node_tile(node)[0] for lo, hi in ranges for node in _range_nodes(lo, hi)})
+    return sorted({_node_tile(node)[0] for lo, hi in ranges for node in range_nodes(lo, hi)})
 
 
 def _check_size(size: int) -> None:

@@ -10,9 +10,14 @@ afterwards, as a bulk import would; their build time is reported.
 
 Then one ``auditlog query`` process (one uvicorn worker) is measured over HTTP:
 
-* proofs: ``GET /v1/logs/{log}/receipts/{random index}`` in a closed loop with
-  ``--concurrency`` clients (each answer is an inclusion proof plus the signed checkpoint);
-* search: ``POST /v1/search`` first pages (``limit`` 20) of selective queries, one at a time.
+* proofs: ``GET /v1/logs/{log}/receipts/{random index}`` (each answer is an inclusion proof
+  plus the signed checkpoint), by ``bench/loadgen`` (Go, built on first use into
+  ``.auditlog/cache/loadgen/``): capacity in a closed loop with ``--concurrency`` clients, then
+  latency at a fixed offered rate (``--rate``, open loop, latency measured from each request's
+  due time so a stalled server cannot hide behind a slower client). Without ``go`` on PATH, a
+  Python (aiohttp) closed loop stands in and says so; it takes about as much CPU as the server.
+* search: ``POST /v1/search`` first pages (``limit`` 20) of selective queries, one at a time
+  (skipped, with the search indexes, by ``--no-search``).
 
 Also in-process: ``ProofBuilder.inclusion`` alone, the ceiling the HTTP figure approaches. The
 load generator shares the machine with PostgreSQL and the service, so figures are a floor.
@@ -24,7 +29,10 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -91,7 +99,7 @@ async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSi
         await conn.close()
 
 
-async def load_events(url: str, log_id: str, size: int) -> None:
+async def load_events(url: str, log_id: str, size: int, search_indexes: bool = True) -> None:
     conn = await asyncpg.connect(url)
     try:
         for name in SEARCH_INDEXES:
@@ -136,7 +144,7 @@ async def load_events(url: str, log_id: str, size: int) -> None:
             print(f"  events: {hi:,} rows ({time.perf_counter() - began:.0f} s)", flush=True)
         print(f"events: {size:,} rows loaded in {time.perf_counter() - began:.0f} s")
         began = time.perf_counter()
-        for name, definition in SEARCH_INDEXES.items():
+        for name, definition in SEARCH_INDEXES.items() if search_indexes else ():
             t0 = time.perf_counter()
             await conn.execute(f"CREATE INDEX {name} {definition}")
             print(f"  index {name}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -186,6 +194,85 @@ def _report(what: str, latencies: list[float], seconds: float) -> None:
     )
 
 
+LOADGEN_SOURCE = Path(__file__).parent / "loadgen"
+LOADGEN_CACHE = Path(".auditlog/cache/loadgen")
+
+
+def build_loadgen() -> Path | None:
+    """The Go load generator, built once per version of its source; None without ``go``."""
+    go = shutil.which("go")
+    if go is None:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(LOADGEN_SOURCE.iterdir()):
+        if path.suffix == ".go" or path.name == "go.mod":
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    binary = LOADGEN_CACHE / digest.hexdigest()[:16] / "loadgen"
+    if not binary.exists():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        partial = binary.with_suffix(".partial")
+        # GOTOOLCHAIN=local: build with the installed Go rather than fetch the one go.mod names.
+        subprocess.run(
+            [go, "build", "-trimpath", "-o", str(partial.resolve()), "."],
+            cwd=LOADGEN_SOURCE,
+            env={**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
+            check=True,
+        )
+        partial.rename(binary)
+        print(f"loadgen: built {binary}")
+    return binary
+
+
+def run_loadgen(binary: Path, url: str, token: str, seconds: float, *, concurrency: int = 0,
+                rate: float = 0, warmup: float = 0) -> dict[str, Any]:  # fmt: skip
+    mode = ["-concurrency", str(concurrency)] if concurrency else ["-rate", str(rate)]
+    cmd = [str(binary), "-url", url, "-token", token, "-duration", f"{seconds}s",
+           "-warmup", f"{warmup}s", *mode]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def _report_loadgen(what: str, r: dict[str, Any]) -> None:
+    print(
+        f"{what}: {r['ok_rate']:,.0f}/s  p50 {r['p50_ms']:.2f} ms  p95 {r['p95_ms']:.2f} ms"
+        f"  p99 {r['p99_ms']:.2f} ms  max {r['max_ms']:.2f} ms  (n={r['requests']:,},"
+        f" non-2xx {r['non_2xx']}, errors {r['errors']})"
+    )
+    print(f"  loadgen: {json.dumps(r)}")
+
+
+async def warm_tiles(base: str, token: str, log_id: str, size: int, concurrency: int) -> None:
+    """One receipt per level-0 tile (not timed), as a long-running service has seen its log."""
+    firsts = iter(range(0, size, 256))
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def warmer() -> None:
+            for first in firsts:
+                async with session.get(f"{base}/v1/logs/{log_id}/receipts/{first}") as resp:
+                    await resp.read()
+
+        await asyncio.gather(*(warmer() for _ in range(concurrency)))
+
+
+def loadgen_proofs(binary: Path, base: str, token: str, log_id: str, size: int, seconds: float,
+                   concurrency: int, rate: float, warm: bool) -> None:  # fmt: skip
+    url = f"{base}/v1/logs/{log_id}/receipts/{{rand:{size}}}"
+    if warm:
+        asyncio.run(warm_tiles(base, token, log_id, size, concurrency))
+    state = "warmed" if warm else "2 s warm-up"
+    closed = run_loadgen(binary, url, token, seconds, concurrency=concurrency, warmup=2)
+    _report_loadgen(f"HTTP receipts, Go loadgen, {concurrency} closed-loop clients ({state})",
+                    closed)  # fmt: skip
+    if rate:
+        opened = run_loadgen(binary, url, token, seconds, rate=rate, warmup=2)
+        _report_loadgen(f"HTTP receipts, Go loadgen, open loop at {rate:,.0f}/s offered ({state})",
+                        opened)  # fmt: skip
+        if opened["backlog"]:
+            print(f"  {opened['backlog']:,} requests were still queued at the end: overloaded")
+
+
 async def http_proofs(base: str, token: str, log_id: str, size: int, seconds: float,
                       concurrency: int, warm: bool = False) -> None:  # fmt: skip
     latencies: list[float] = []
@@ -221,7 +308,8 @@ async def http_proofs(base: str, token: str, log_id: str, size: int, seconds: fl
         deadline = time.perf_counter() + seconds
         await asyncio.gather(*(worker(True) for _ in range(concurrency)))
     state = "warmed" if warm else "2 s warm-up"
-    _report(f"HTTP receipts, {concurrency} concurrent clients ({state})", latencies, seconds)
+    _report(f"HTTP receipts, Python aiohttp client, {concurrency} concurrent clients ({state})",
+            latencies, seconds)  # fmt: skip
     if errors:
         print(f"  errors: {errors}")
 
@@ -289,12 +377,33 @@ def main() -> None:
     parser.add_argument(
         "--warm", action="store_true", help="before timing proofs, touch every level-0 tile once"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=3000.0,
+        help="open-loop receipts/s offered after the closed loop (0: skip; needs go)",
+    )
+    parser.add_argument(
+        "--no-search", action="store_true", help="skip the search indexes and the search phase"
+    )
+    parser.add_argument(
+        "--query-log-level",
+        default="info",
+        help="AUDITLOG_LOG_LEVEL of the measured query process (info: one line per request)",
+    )
     args = parser.parse_args()
+    loadgen = build_loadgen()
+    if loadgen is None:
+        print(
+            "go not found on PATH: HTTP receipts measured with the Python (aiohttp) client"
+            " instead of bench/loadgen; it competes with the server for the same cores, and"
+            " there is no open-loop phase"
+        )
     with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
         log_id = bench.topic + "-0"
         signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
         asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
-        asyncio.run(load_events(bench.database_url, log_id, args.events))
+        asyncio.run(load_events(bench.database_url, log_id, args.events, not args.no_search))
         for tiles in args.tile_cache:
             asyncio.run(
                 in_process_proofs(
@@ -302,14 +411,20 @@ def main() -> None:
                 )
             )
             port = free_port()
+            # Its log lines go to a file, as a deployment's would go to its collector.
             proc = bench.spawn("query", AUDITLOG_PORT=str(port),
-                               AUDITLOG_QUERY_TILE_CACHE=str(tiles))  # fmt: skip
+                               AUDITLOG_QUERY_TILE_CACHE=str(tiles),
+                               AUDITLOG_LOG_LEVEL=args.query_log_level)  # fmt: skip
             base = f"http://127.0.0.1:{port}"
             wait_http(f"{base}/healthz")
             print(f"-- query process with AUDITLOG_QUERY_TILE_CACHE={tiles}")
-            asyncio.run(http_proofs(base, bench.token, log_id, args.events, args.seconds,
-                                    args.concurrency, args.warm))  # fmt: skip
-            if tiles == args.tile_cache[-1]:
+            if loadgen is not None:
+                loadgen_proofs(loadgen, base, bench.token, log_id, args.events, args.seconds,
+                               args.concurrency, args.rate, args.warm)  # fmt: skip
+            else:
+                asyncio.run(http_proofs(base, bench.token, log_id, args.events, args.seconds,
+                                        args.concurrency, args.warm))  # fmt: skip
+            if tiles == args.tile_cache[-1] and not args.no_search:
                 asyncio.run(http_search(base, bench.token, args.events, args.search_rounds))
             proc.terminate()
             proc.wait(30)

@@ -5,15 +5,16 @@ as wide as a proof needs is as good as the stored one: a proof for tree size ``s
 prefixes that existed at ``s``. Proofs are therefore built against a log head (size, checkpoint)
 read once, from tiles that may have grown since, and stay correct while the sealer writes.
 
-Two bounded LRU caches per process: tile contents (keyed by log and tile; a hit must be wide
-enough, else the tile is read again) and, per log, perfect-subtree hashes, which never change
-once they exist.
+Bounded LRU caches per process: tile contents (keyed by log and tile; a hit must be wide
+enough, else the tile is read again); per log, perfect-subtree hashes above tile height, which
+never change once they exist; and the upper interior levels of full level-0 tiles, so that a
+proof's siblings inside its leaf's own tile are read rather than rehashed.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -21,15 +22,17 @@ import asyncpg
 from prometheus_client import Counter
 
 from auditlog import pangea_proof
+from auditlog.compact import fold_roots
 from auditlog.db import fetch_tiles
+from auditlog.errors import MalformedProof, TileError
 from auditlog.hashing import HASH_SIZE, LogHasher, get_hasher
 from auditlog.proof import (
     Node,
     Range,
     consistency_proof,
     inclusion_ranges,
-    inclusion_tiles,
-    range_hash,
+    node_hash,
+    range_nodes,
     root_from_tiles,
     root_tiles,
 )
@@ -37,6 +40,19 @@ from auditlog.proof import consistency_tiles as native_consistency_tiles
 from auditlog.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
 
 TILE_READS = Counter("auditlog_query_tile_reads_total", "Tiles read", ["source"])
+_TILES_FROM_CACHE = TILE_READS.labels("cache")
+_TILES_FROM_DATABASE = TILE_READS.labels("database")
+
+# Interior levels kept per full tile: heights INTERIOR_LOW .. TILE_HEIGHT-1 above the tile's own
+# (32 + 16 + 8 + 4 + 2 = 62 hashes, 1,984 bytes, a quarter of the tile itself). Below that a
+# proof rehashes at most 1 + 3 hashes per tile; keeping heights 1 and 2 as well would cost
+# 6 KiB more per tile to save those four.
+INTERIOR_LOW = 3
+_INTERIOR_OFFSET = {
+    h: sum(TILE_WIDTH >> j for j in range(INTERIOR_LOW, h))
+    for h in range(INTERIOR_LOW, TILE_HEIGHT)
+}
+_FULL_TILE = TILE_WIDTH * HASH_SIZE
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -79,10 +95,25 @@ class LRU(MutableMapping[K, V], Generic[K, V]):
         return len(self._data)
 
 
-def needed_width(tile: TileID, size: int) -> int:
-    """How many hashes of ``tile`` exist in the tree of ``size`` (capped at a full tile)."""
-    hashes_at_level = size >> (TILE_HEIGHT * tile.level)
-    return max(0, min(TILE_WIDTH, hashes_at_level - tile.index * TILE_WIDTH))
+def tile_interior(hasher: LogHasher, data: bytes) -> bytes:
+    """Node hashes INTERIOR_LOW .. 7 levels above a full tile's own, lowest level first.
+
+    The whole tile is hashed once (255 hashes, what rehashing one proof's siblings inside a
+    level-0 tile costs anyway); a full tile never changes, so neither do these.
+    """
+    level = [data[i : i + HASH_SIZE] for i in range(0, _FULL_TILE, HASH_SIZE)]
+    kept: list[bytes] = []
+    for height in range(1, TILE_HEIGHT):
+        level = hasher.hash_level(level)
+        if height >= INTERIOR_LOW:
+            kept.extend(level)
+    return b"".join(kept)
+
+
+def needed_width(level: int, index: int, size: int) -> int:
+    """How many hashes of tile ``(level, index)`` exist in the tree of ``size`` (at most 256)."""
+    hashes_at_level = size >> (TILE_HEIGHT * level)
+    return max(0, min(TILE_WIDTH, hashes_at_level - index * TILE_WIDTH))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +152,48 @@ def head_from_row(row: asyncpg.Record) -> LogHead:
     )
 
 
+TileKey = tuple[int, int]  # (level, index): a TileID without its per-object validation cost
+
+
+@dataclass(frozen=True, slots=True)
+class _InclusionPlan:
+    index: int
+    levels: int  # bottom tile levels whose proof hashes come 8 at a time from one full tile
+    upper: list[list[Node]]  # above those: each remaining proof hash as the subtrees it folds
+    wanted: set[TileKey]
+
+
+def _upper_ranges(index: int, size: int, block: int) -> list[Range]:
+    """The inclusion ranges of ``index`` wider than ``block``, the aligned power-of-two run of
+    leaves around it that lies wholly inside the tree (RFC 9162 PATH, stopped at that node)."""
+    out: list[Range] = []
+    lo, hi = 0, size
+    while hi - lo > block:
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
+        if index < lo + k:
+            out.append((lo + k, hi))
+            hi = lo + k
+        else:
+            out.append((lo, lo + k))
+            lo += k
+    out.reverse()
+    return out
+
+
+def _node_tile_key(node: Node) -> TileKey:
+    height, index = node
+    level, sub = divmod(height, TILE_HEIGHT)
+    return level, (index << sub) >> TILE_HEIGHT
+
+
 class ProofBuilder:
     """Reads tiles through the caches and assembles proofs with the pure core."""
 
     def __init__(self, pool: asyncpg.Pool, *, tile_limit: int, node_limit: int) -> None:
         self._pool = pool
-        self._tiles: LRU[tuple[str, TileID], bytes] = LRU(tile_limit)
+        self._tiles: LRU[tuple[str, int, int], bytes] = LRU(tile_limit)
+        # As many entries as tiles, a quarter of their size each: interiors of full tiles.
+        self._interiors: LRU[tuple[str, int, int], bytes] = LRU(tile_limit)
         self._nodes: dict[str, LRU[Node, bytes]] = {}
         self._node_limit = node_limit
 
@@ -138,39 +205,136 @@ class ProofBuilder:
 
     async def tiles(self, log_id: str, wanted: Sequence[TileID], size: int) -> dict[TileID, bytes]:
         """The contents of ``wanted`` tiles, each at least as wide as tree ``size`` needs."""
-        out: dict[TileID, bytes] = {}
-        missing: list[TileID] = []
-        for tile in wanted:
-            data = self._tiles.get((log_id, tile))
-            if data is not None and len(data) >= needed_width(tile, size) * HASH_SIZE:
-                out[tile] = data
+        found = await self._tile_data(log_id, [(t.level, t.index) for t in wanted], size)
+        return {TileID(level, index): data for (level, index), data in found.items()}
+
+    async def _tile_data(
+        self, log_id: str, wanted: Iterable[TileKey], size: int
+    ) -> dict[TileKey, bytes]:
+        out: dict[TileKey, bytes] = {}
+        missing: list[TileKey] = []
+        cached = self._tiles.get
+        for level, index in wanted:
+            data = cached((log_id, level, index))
+            if data is not None and len(data) >= needed_width(level, index, size) * HASH_SIZE:
+                out[level, index] = data
             else:
-                missing.append(tile)
-        TILE_READS.labels("cache").inc(len(out))
+                missing.append((level, index))
+        _TILES_FROM_CACHE.inc(len(out))
         if missing:
-            TILE_READS.labels("database").inc(len(missing))
-            for tile, data in (await fetch_tiles(self._pool, log_id, missing)).items():
-                self._tiles[(log_id, tile)] = data
-                out[tile] = data
+            _TILES_FROM_DATABASE.inc(len(missing))
+            fetched = await fetch_tiles(self._pool, log_id, [TileID(*key) for key in missing])
+            for tile, data in fetched.items():
+                self._tiles[(log_id, tile.level, tile.index)] = data
+                out[tile.level, tile.index] = data
         return out
 
     def _path_hashes(
-        self, head: LogHead, path: Sequence[Range], tiles: Mapping[TileID, bytes]
+        self, head: LogHead, plan: Sequence[Sequence[Node]], tiles: Mapping[TileKey, bytes]
     ) -> list[bytes]:
-        # Siblings of at most one tile's width sit inside the leaf's own level-0 tile: hashing
-        # them directly (255 hashes at most) is cheaper than caching them, and there are as
-        # many such nodes as leaves, so caching them would only evict the nodes worth keeping:
-        # those inside higher tiles, shared by every proof.
-        nodes = self.nodes(head.log_id)
-        return [
-            range_hash(head.hasher, lo, hi, tiles, nodes if hi - lo > TILE_WIDTH else None)
-            for lo, hi in path
-        ]
+        """The hash of each range of a proof, given the perfect subtrees each range folds."""
+        hasher, log_id = head.hasher, head.log_id
+        out: list[bytes] = []
+        for nodes in plan:
+            hashes = [self._node(log_id, hasher, node, tiles) for node in nodes]
+            out.append(hashes[0] if len(hashes) == 1 else fold_roots(hasher, hashes))
+        return out
+
+    def _node(
+        self, log_id: str, hasher: LogHasher, node: Node, tiles: Mapping[TileKey, bytes]
+    ) -> bytes:
+        """One perfect subtree's hash: read from its tile, the tile's interior, or rehashed."""
+        height, index = node
+        level, sub = divmod(height, TILE_HEIGHT)
+        first = index << sub  # the node's first hash at its tile's level
+        tile_index = first >> TILE_HEIGHT
+        data = tiles.get((level, tile_index))
+        at = (first & (TILE_WIDTH - 1)) * HASH_SIZE
+        if data is not None and sub == 0 and len(data) >= at + HASH_SIZE:
+            return data[at : at + HASH_SIZE]
+        if data is not None and sub and len(data) >= _FULL_TILE:
+            if sub < INTERIOR_LOW:
+                end = at + (HASH_SIZE << sub)
+                hashes = [data[i : i + HASH_SIZE] for i in range(at, end, HASH_SIZE)]
+                while len(hashes) > 1:  # 1 or 3 hashes
+                    hashes = hasher.hash_level(hashes)
+                return hashes[0]
+            key = (log_id, level, tile_index)
+            interior = self._interiors.get(key)
+            if interior is None:
+                interior = self._interiors[key] = tile_interior(hasher, data)
+            at = (_INTERIOR_OFFSET[sub] + (index & ((TILE_WIDTH >> sub) - 1))) * HASH_SIZE
+            return interior[at : at + HASH_SIZE]
+        # A partial tile: the right edge of the tree, which every proof at this size shares.
+        # Its perfect subtrees never change once they exist, so they are memoized per log.
+        # (A missing or too narrow tile ends here too, and node_hash reports it.)
+        present = {} if data is None else {TileID(level, tile_index): data}
+        return node_hash(hasher, node, present, self.nodes(log_id))
+
+    def _plan(self, path: Sequence[Range]) -> tuple[list[list[Node]], set[TileKey]]:
+        plan = [range_nodes(lo, hi) for lo, hi in path]
+        return plan, {_node_tile_key(node) for nodes in plan for node in nodes}
+
+    def _inclusion_plan(self, index: int, size: int) -> _InclusionPlan:
+        if not 0 <= index < size:
+            raise MalformedProof(f"index {index} is not below tree size {size}")
+        # Bottom up, each tile level whose whole tile around the leaf's path lies inside the
+        # tree gives exactly the next 8 proof hashes, from that one full tile.
+        levels = 0
+        while ((index >> (TILE_HEIGHT * (levels + 1))) + 1) << (TILE_HEIGHT * (levels + 1)) <= size:
+            levels += 1
+        upper, wanted = self._plan(_upper_ranges(index, size, 1 << (TILE_HEIGHT * levels)))
+        wanted.update((level, index >> (TILE_HEIGHT * (level + 1))) for level in range(levels))
+        return _InclusionPlan(index, levels, upper, wanted)
+
+    def _inclusion_hashes(
+        self, head: LogHead, plan: _InclusionPlan, tiles: Mapping[TileKey, bytes]
+    ) -> list[bytes]:
+        hasher, log_id = head.hasher, head.log_id
+        out: list[bytes] = []
+        for level in range(plan.levels):
+            position = plan.index >> (TILE_HEIGHT * level)
+            tile_index = position >> TILE_HEIGHT
+            out += self._tile_siblings(log_id, hasher, level, tile_index, position, tiles)
+        out += self._path_hashes(head, plan.upper, tiles)
+        return out
+
+    def _tile_siblings(
+        self,
+        log_id: str,
+        hasher: LogHasher,
+        level: int,
+        tile_index: int,
+        position: int,
+        tiles: Mapping[TileKey, bytes],
+    ) -> list[bytes]:
+        """The 8 siblings, heights 0..7 inside one full tile, of the path through ``position``."""
+        data = tiles.get((level, tile_index))
+        if data is None or len(data) < _FULL_TILE:
+            have = "missing" if data is None else f"{len(data) // HASH_SIZE} hashes wide"
+            raise TileError(f"tile {level}/{tile_index} is {have}, needs {TILE_WIDTH}")
+        p = position & (TILE_WIDTH - 1)
+        at = (p ^ 1) * HASH_SIZE
+        out = [data[at : at + HASH_SIZE]]
+        at = (((p >> 1) ^ 1) << 1) * HASH_SIZE
+        out.append(hasher.hash_children(data[at : at + HASH_SIZE], data[at + HASH_SIZE : at + 64]))
+        at = (((p >> 2) ^ 1) << 2) * HASH_SIZE
+        four = hasher.hash_level([data[i : i + HASH_SIZE] for i in range(at, at + 128, HASH_SIZE)])
+        out.append(hasher.hash_children(four[0], four[1]))
+        key = (log_id, level, tile_index)
+        interior = self._interiors.get(key)
+        if interior is None:
+            interior = self._interiors[key] = tile_interior(hasher, data)
+        for height in range(INTERIOR_LOW, TILE_HEIGHT):
+            at = (_INTERIOR_OFFSET[height] + ((p >> height) ^ 1)) * HASH_SIZE
+            out.append(interior[at : at + HASH_SIZE])
+        return out
 
     async def inclusion(self, head: LogHead, index: int) -> list[bytes]:
         """RFC 9162 inclusion proof of leaf ``index`` at the head's size, in its hash scheme."""
-        tiles = await self.tiles(head.log_id, inclusion_tiles(index, head.size), head.size)
-        return self._path_hashes(head, inclusion_ranges(index, head.size), tiles)
+        plan = self._inclusion_plan(index, head.size)
+        tiles = await self._tile_data(head.log_id, plan.wanted, head.size)
+        return self._inclusion_hashes(head, plan, tiles)
 
     async def consistency(self, head: LogHead, size1: int, size2: int) -> list[bytes]:
         """RFC 9162 consistency proof between two sizes no larger than the head's."""
@@ -187,12 +351,13 @@ class ProofBuilder:
 
     async def pangea_memberships(self, head: LogHead, indexes: Sequence[int]) -> list[str]:
         """Pangea membership proof strings for leaves of a ``pangea-sha256`` log."""
-        wanted = sorted({t for i in indexes for t in pangea_proof.membership_tiles(i, head.size)})
-        tiles = await self.tiles(head.log_id, wanted, head.size)
+        plans = [self._inclusion_plan(index, head.size) for index in indexes]
+        wanted = set().union(*(plan.wanted for plan in plans))
+        tiles = await self._tile_data(head.log_id, wanted, head.size)
         out = []
-        for index in indexes:
+        for index, plan in zip(indexes, plans, strict=True):
             path = inclusion_ranges(index, head.size)
-            hashes = self._path_hashes(head, path, tiles)
+            hashes = self._inclusion_hashes(head, plan, tiles)
             # Pangea's side letter: "l" when the sibling lies left of the leaf.
             out.append(
                 ",".join(

@@ -23,6 +23,8 @@ class Settings:
     tile_cache_tiles: int = 4096  # at most 8 KiB each: a 32 MiB bound
     node_cache_nodes: int = 65536  # per log, about 100 bytes each
     pool_size: int = 8
+    # How long a receipt may reuse a log's signed head instead of reading it again; 0: never.
+    head_ttl_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -42,4 +44,5 @@ class Settings:
             tile_cache_tiles=env.integer("QUERY_TILE_CACHE", 4096, minimum=16),
             node_cache_nodes=env.integer("QUERY_NODE_CACHE", 65536, minimum=0),
             pool_size=env.integer("QUERY_POOL_SIZE", 8, minimum=1),
+            head_ttl_seconds=env.number("QUERY_HEAD_TTL_SECONDS", 1.0, minimum=0.0),
         )

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from auditlog import pangea_http
 from auditlog.tokens import TokenCache, TokenInfo
+from query.heads import HeadCache
 from query.proofs import ProofBuilder
 from query.settings import Settings
 
@@ -21,6 +22,7 @@ class QueryState:
     pool: asyncpg.Pool
     tokens: TokenCache
     proofs: ProofBuilder
+    heads: HeadCache
 
 
 def state(request: Request) -> QueryState:

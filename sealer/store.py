@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import structlog
 
 from auditlog.checkpoint import Checkpoint
 from auditlog.columns import TEXT_COLUMNS, searchable_values
@@ -31,6 +32,8 @@ from auditlog.witness_client import Witness, cosign_checkpoint
 from sealer.records import Sealable
 
 DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+log = structlog.get_logger("sealer")
 
 
 class NotWitnessed(AuditLogError):  # noqa: N818 - reads as a verdict, like the core tree
@@ -321,16 +324,24 @@ class Partitions:
     def __init__(self) -> None:
         self._known: set[tuple[int, int]] = set()
 
-    async def ensure(self, pool: asyncpg.Pool, times: Sequence[datetime]) -> None:
+    async def ensure(
+        self, pool: asyncpg.Pool | asyncpg.Connection, times: Sequence[datetime]
+    ) -> None:
         for year, month in sorted({_month(t) for t in times} - self._known):
             start = datetime(year, month, 1, tzinfo=UTC)
             end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
             name = f"events_{year:04d}_{month:02d}"
             # Name and bounds are built from integers only. Its own short transaction: DDL on the
             # parent must not widen the seal transaction; two sealers racing here is harmless.
-            with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
-                await pool.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events"
-                    f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-                )
+            try:
+                with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+                    await pool.execute(
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events"
+                        f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                    )
+            except asyncpg.CheckViolationError:
+                # Rows of that month are in the default partition already (written by something
+                # other than a sealer). Sealing must go on: the month's events go there too, and
+                # only cheap retention for that month is lost until an operator moves them.
+                log.warning("partition_blocked", partition=name, by="events_default")
             self._known.add((year, month))

@@ -7,8 +7,10 @@ under signed checkpoints each consistent with the one before.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -135,6 +137,26 @@ async def test_a_stale_head_is_fenced_in_the_database(
     await check_exactly_once(
         services, topic, [i.envelope.event_hash.hex() for i in items], _vkey(fleet)
     )
+
+
+async def test_rows_in_the_default_partition_do_not_stop_sealing(services: Services) -> None:
+    # A month whose rows already sit in events_default cannot get its own partition; the
+    # sealer must still seal (into the default partition) instead of retrying forever.
+    month = datetime(2099, 3, 15, tzinfo=UTC)
+    pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=2)
+    assert pool is not None
+    log_id = f"blocked-{secrets.token_hex(4)}"
+    try:
+        await pool.execute(
+            "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset)"
+            " VALUES ($1, 0, $2, '{}', $3, 0)",
+            log_id, secrets.token_bytes(32), month,
+        )  # fmt: skip
+        await Partitions().ensure(pool, [month])
+        assert not await pool.fetchval("SELECT to_regclass('events_2099_03') IS NOT NULL")
+    finally:
+        await pool.execute("DELETE FROM events WHERE log_id = $1", log_id)
+        await pool.close()
 
 
 def _item(i: int) -> Sealable:

@@ -1,0 +1,3 @@
+module auditlog/bench/loadgen
+
+go 1.26
