@@ -5,7 +5,10 @@ operators chosen from fixed tables here. The translation keeps :func:`auditlog.s
 semantics exactly (tests/integration/test_query_search_sql.py checks it against PostgreSQL):
 
 * contains is ``LIKE '%v%'`` with ``\\``, ``%`` and ``_`` escaped, which is case-sensitive and
-  byte-exact under any deterministic collation, and can use the pg_trgm indexes;
+  byte-exact under any deterministic collation; a value of three characters or more is also
+  looked up (whole, or by its most telling word, see :func:`_index_key`) in :data:`SEARCH_TEXT`
+  (all text fields joined, trigram-indexed by migration 0003), which lets PostgreSQL find the
+  few candidate rows by index before checking the field itself;
 * a missing field makes ``LIKE`` NULL; NULL works as false under AND and OR, and negation is
   ``IS NOT TRUE`` so that ``-actor:x`` keeps events without an actor;
 * text sorts with ``COLLATE "C"`` (code point order, as Python compares strings), missing values
@@ -15,6 +18,7 @@ semantics exactly (tests/integration/test_query_search_sql.py checks it against 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -45,6 +49,40 @@ ORDER_BY: Final = frozenset(
 RESTRICTABLE: Final = frozenset(("actor", "action", "source", "status", "target", "tenant_id"))
 _COMPARE: Final = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
+# Exactly the expression migration 0003 indexes (the planner matches expressions verbatim).
+SEARCH_TEXT: Final = (
+    "(coalesce(action, '') || ' ' || coalesce(actor, '') || ' ' || coalesce(message, '')"
+    " || ' ' || coalesce(new_value, '') || ' ' || coalesce(old_value, '') || ' '"
+    " || coalesce(source, '') || ' ' || coalesce(status, '') || ' ' || coalesce(target, '')"
+    " || ' ' || coalesce(tenant_id, ''))"
+)
+# pg_trgm finds no trigram in shorter values and would read the whole index.
+_INDEXABLE_LENGTH: Final = 3
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _index_key(value: str) -> str | None:
+    """The part of ``value`` to look up in the search-text index, or None to scan.
+
+    Any substring of the value finds a superset of the matching events, and the field check
+    that follows keeps the answer exact; the choice only decides how fast. An index lookup
+    costs what its most common trigrams cost: ``user42@example.com`` shares ``example.com``
+    with every actor, ``user42`` does not. So a value with a word that holds a digit (ids,
+    numbers, hashes) is looked up by its longest such word; other values as they are, where
+    every word narrows the result.
+    """
+    words: list[str] = _WORD.findall(value)
+    numbered = [w for w in words if len(w) >= _INDEXABLE_LENGTH and _has_digit(w)]
+    if numbered:
+        return max(numbered, key=len)
+    if len(value) < _INDEXABLE_LENGTH or not words:
+        return None  # pg_trgm would find no trigram in it and read the whole index
+    return value
+
+
+def _has_digit(word: str) -> bool:
+    return any(c.isdigit() for c in word)
+
 
 def _like_pattern(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -63,16 +101,26 @@ class SqlParams:
         return f"${self.first + len(self.values) - 1}"
 
 
+def _candidates(value: str, condition: str, params: SqlParams) -> str:
+    """``condition``, first narrowed by the search-text index to the events that can match."""
+    key = _index_key(value)
+    if key is None:
+        return condition
+    return f"({SEARCH_TEXT} LIKE {params.add(_like_pattern(key))} AND {condition})"
+
+
 def _term(term: Term, params: SqlParams) -> str:
     if term.field is None:
         ref = params.add(_like_pattern(term.value))
-        return "(" + " OR ".join(f"{COLUMNS[f]} LIKE {ref}" for f in TEXT_FIELDS) + ")"
+        any_field = "(" + " OR ".join(f"{COLUMNS[f]} LIKE {ref}" for f in TEXT_FIELDS) + ")"
+        return _candidates(term.value, any_field, params)
     column = COLUMNS[term.field]
     if term.time is not None:
         return f"{column} {_COMPARE[term.op]} {params.add(term.time)}"
     if term.op == "contains":
-        return f"{column} LIKE {params.add(_like_pattern(term.value))}"
-    return f"{column} = {params.add(term.value)}"
+        ref = params.add(_like_pattern(term.value))
+        return _candidates(term.value, f"{column} LIKE {ref}", params)
+    return _candidates(term.value, f"{column} = {params.add(term.value)}", params)
 
 
 def _expr(expr: Expr, params: SqlParams) -> str:

@@ -131,3 +131,33 @@ def test_values_are_parameters_never_sql(services: Services, reference_log: str)
     hostile = "actor:\"'; DROP TABLE events; --\" OR message:\"' OR '1'='1\""
     assert asyncio.run(_select(services.database_url, reference_log, parse_query(hostile))) == []
     assert set(asyncio.run(_select(services.database_url, reference_log, None))) == set(NAMES)
+
+
+async def _plan_indexes(url: str, query: str) -> set[str]:
+    params = SqlParams()
+    where = compile_filter(parse_query(query), Filter(), params)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        plan = await conn.fetchval(
+            f"EXPLAIN (FORMAT JSON) SELECT idx FROM events WHERE {where}", *params.values
+        )
+        # The search-text index and its per-partition copies.
+        names = await conn.fetch(
+            "SELECT c.relname FROM pg_class c WHERE c.relname = 'events_search_text'"
+            " OR c.oid IN (SELECT inhrelid FROM pg_inherits"
+            "              WHERE inhparent = 'events_search_text'::regclass)"
+        )
+    finally:
+        await conn.close()
+    search_text = {r["relname"] for r in names}
+    return {name for name in search_text if f'"{name}"' in str(plan)}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["deadbeef42", "actor:alice@exa", "target=res/123", 'message:"two words" OR status:fail'],
+)
+def test_terms_are_looked_up_in_the_search_text_index(services: Services, query: str) -> None:
+    # SEARCH_TEXT must stay the expression migration 0003 indexes, or search silently scans.
+    assert asyncio.run(_plan_indexes(services.database_url, query))
