@@ -85,6 +85,8 @@ RETRY_MIN, RETRY_MAX = 0.5, 10.0
 HANDOFF_DEPTH = 4  # closed batches waiting for the seal worker; a full queue stops fetching
 GC_THRESHOLD = 50_000
 PARALLEL_SEALS = 4  # batches being sealed at once, each partition's in order
+REVOKE_GRACE = 10.0  # seconds a revocation waits for the partition's seals under way
+COMMIT_TIMEOUT = 2.0
 
 TP: TypeAlias = TopicPartition
 SealBatch = Batch[TopicPartition, Record]
@@ -167,9 +169,11 @@ class Sealer:
         # Let the seals already under way finish first, so the next owner rarely has to be
         # fenced. Unsealed records are dropped: the next owner reads them again from the stored
         # offset.
+        # Bounded: the group's rebalance waits for this callback, and fencing keeps a seal that
+        # outlives it from doing harm.
         under_way = [self.tails[tp] for tp in partitions if tp in self.tails]
         if under_way:
-            await asyncio.wait(under_way)
+            await asyncio.wait(under_way, timeout=REVOKE_GRACE)
         for tp in partitions:
             self.heads.pop(tp, None)
             self._reset(tp)
@@ -280,10 +284,14 @@ class Sealer:
             log.warning("fenced", log=head.log_id, size=head.size)
             await self.reload(tp)
             return
-        self.heads[tp] = result.head
+        if tp in self.heads:  # not revoked while this seal ran past the revocation's grace
+            self.heads[tp] = result.head
         self._observe(tp, batch, records, result, len(rejected), time.perf_counter() - started)
-        with contextlib.suppress(CommitFailedError, IllegalStateError, KafkaError):
-            await self.consumer.commit({tp: next_offset})
+        # For lag monitoring only, so never worth waiting for: during a rebalance the group
+        # coordinator may hold a commit back, and a revocation waits for this seal.
+        with contextlib.suppress(CommitFailedError, IllegalStateError, KafkaError, TimeoutError):
+            async with asyncio.timeout(COMMIT_TIMEOUT):
+                await self.consumer.commit({tp: next_offset})
 
     def _observe(
         self,
