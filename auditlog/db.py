@@ -9,6 +9,7 @@ Errors: :class:`SchemaMismatch` (a service met a database of another schema vers
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -64,6 +65,27 @@ async def connect_pool(
     if pool is None:  # pragma: no cover - create_pool returns None only when awaited lazily
         raise AuditLogError("could not create a PostgreSQL pool")
     return pool
+
+
+async def drop_database(admin_url: str, name: str, attempts: int = 20) -> None:
+    """Drop database ``name`` and end its sessions (scratch databases of tests and benchmarks).
+
+    ``WITH (FORCE)`` cannot end an autovacuum worker, which runs as the superuser, when the
+    caller is not one; such a worker is short-lived, so try again for a few seconds.
+    """
+    conn = await asyncpg.connect(admin_url)
+    try:
+        for attempt in range(attempts):
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5)
+            else:
+                return
+    finally:
+        await conn.close()
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:

@@ -1,6 +1,7 @@
 """Per-batch seal cost as a log grows: flat, or not?
 
     .venv/bin/python -m bench.bench_seal_growth [--events 10000000] [--batch 2000]
+        [--breakdown] [--drop-index events_search_text] [--extra-btree actor,target]
 
 Calls the sealer's own transaction (`sealer.store.seal`) directly against the local
 PostgreSQL, batch after batch into one log, without Kafka (whose cost does not depend on the
@@ -8,6 +9,10 @@ log's size), and prints the median milliseconds per batch around each milestone 
 1M, 10M events). Events are built in memory beforehand per batch, so the figure is the
 sealer's work plus PostgreSQL's: leaf hashing, integrate, COPY into the partitioned events
 table with its indexes, tiles, bundles, the signed checkpoint and the fenced head update.
+
+``--breakdown`` also times every statement of the transaction and reports PostgreSQL's CPU
+(all processes of the ``postgres`` user, from ``/proc``) and this process's per event;
+``--drop-index`` measures what an index of the migrated schema costs by sealing without it.
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections import defaultdict
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from auditlog.envelope import Envelope, format_received_at
 from auditlog.hashing import get_hasher
 from auditlog.note import NoteSigner
-from bench.harness import bench_stack
+from bench.harness import CpuMeter, bench_stack
 from sealer.records import Sealable
 from sealer.store import Partitions, load_head, seal
 
@@ -53,10 +61,79 @@ def _batch(start: int, n: int, received: datetime) -> list[Sealable]:
     ]
 
 
-async def _run(url: str, events: int, batch: int, extra_btree: list[str]) -> None:
+class _Timed:
+    """The sealer's connection, with the time of each statement kind added up in ``spent``."""
+
+    def __init__(self, conn: Any, spent: dict[str, float]) -> None:
+        self._conn, self._spent = conn, spent
+
+    async def _timed(self, kind: str, call: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await call
+        finally:
+            self._spent[kind] += time.perf_counter() - began
+
+    @staticmethod
+    def _kind(sql: str) -> str:
+        words = sql.split()
+        table = next((w for w in words[1:4] if w.isidentifier() and w.upper() != "INTO"), "")
+        return f"{words[0]} {table}".strip()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._timed(self._kind(sql), self._conn.fetchrow(sql, *args))
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        return await self._timed(self._kind(sql), self._conn.fetch(sql, *args))
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        return await self._timed(self._kind(sql), self._conn.execute(sql, *args))
+
+    async def executemany(self, sql: str, args: Any) -> Any:
+        return await self._timed(self._kind(sql), self._conn.executemany(sql, args))
+
+    async def copy_records_to_table(self, table: str, **kwargs: Any) -> Any:
+        return await self._timed(f"COPY {table}", self._conn.copy_records_to_table(table, **kwargs))
+
+    @asynccontextmanager
+    async def transaction(self) -> Any:
+        tx = self._conn.transaction()
+        await self._timed("BEGIN", tx.start())
+        try:
+            yield tx
+        except BaseException:
+            await tx.rollback()
+            raise
+        await self._timed("COMMIT", tx.commit())
+
+
+def _report_breakdown(
+    spent: dict[str, float], batches: int, events: int, cpu: dict[str, float]
+) -> None:
+    print(f"per batch, mean of {batches} (ms):")
+    for kind, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<28} {seconds / batches * 1000:8.1f}")
+    print(
+        f"CPU per event: PostgreSQL {cpu.get('postgres', 0.0) / events * 1e6:.1f} µs,"
+        f" this process {cpu.get('bench', 0.0) / events * 1e6:.1f} µs"
+        " (building the events included)"
+    )
+
+
+async def _run(
+    url: str,
+    events: int,
+    batch: int,
+    extra_btree: list[str],
+    breakdown: bool = False,
+    drop_index: list[str] | None = None,
+) -> None:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
     try:
+        for name in drop_index or ():
+            # What an index costs the sealer: seal without it (an experiment, not a setting).
+            await pool.execute(f"DROP INDEX {name}")
         for column in extra_btree:
             # What an index for exact search would cost the sealer (docs/performance.md).
             await pool.execute(f"CREATE INDEX bench_eq_{column} ON events ({column})")
@@ -65,6 +142,10 @@ async def _run(url: str, events: int, batch: int, extra_btree: list[str]) -> Non
         head = await load_head(pool, "audit.growth", 0, "bench.auditlog.test", hasher)
         partitions = Partitions()
         window: list[float] = []
+        spent: dict[str, float] = defaultdict(float)
+        meter = CpuMeter()
+        meter.sample()
+        batches = 0
         marks = iter(m for m in MILESTONES if m <= events)
         mark = next(marks, None)
         began = time.perf_counter()
@@ -75,8 +156,10 @@ async def _run(url: str, events: int, batch: int, extra_btree: list[str]) -> Non
             t0 = time.perf_counter()
             async with pool.acquire() as conn:
                 result = await seal(
-                    conn, head, hasher, signer, items, head.next_offset + len(items)
-                )
+                    _Timed(conn, spent) if breakdown else conn,  # type: ignore[arg-type]
+                    head, hasher, signer, items, head.next_offset + len(items),
+                )  # fmt: skip
+            batches += 1
             window.append(time.perf_counter() - t0)
             head = result.head
             window = window[-50:]
@@ -89,6 +172,9 @@ async def _run(url: str, events: int, batch: int, extra_btree: list[str]) -> Non
                     flush=True,
                 )
                 mark = next(marks, None)
+        meter.sample()
+        if breakdown:
+            _report_breakdown(spent, batches, head.size, meter.seconds())
     finally:
         await pool.close()
 
@@ -102,13 +188,26 @@ def main() -> None:
         default="",
         help="comma list of events columns to give a btree first (e.g. actor,target)",
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="time each statement; CPU per event"
+    )
+    parser.add_argument(
+        "--drop-index",
+        action="append",
+        default=[],
+        help="an events index to drop first, to measure its cost (e.g. events_search_text)",
+    )
     args = parser.parse_args()
     extra = [c for c in args.extra_btree.split(",") if c]
     allowed = {"actor", "action", "target", "status", "source", "tenant_id", "message"}
     if not set(extra) <= allowed:
         parser.error(f"--extra-btree columns must be among {sorted(allowed)}")
     with bench_stack(Path(".auditlog/bench"), 1) as bench:
-        asyncio.run(_run(bench.database_url, args.events, args.batch, extra))
+        asyncio.run(
+            _run(
+                bench.database_url, args.events, args.batch, extra, args.breakdown, args.drop_index
+            )
+        )
 
 
 if __name__ == "__main__":

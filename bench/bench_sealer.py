@@ -39,7 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from auditlog.kafka import dlq_topic
 from auditlog.producer import AuditProducer
-from bench.harness import Bench, bench_stack, percentile
+from bench.harness import Bench, CpuMeter, bench_stack, percentile
 
 KAFKALOAD_SOURCE = Path(__file__).parent / "kafkaload"
 KAFKALOAD_BIN = Path(".auditlog/bench/bin")
@@ -132,12 +132,16 @@ async def _count(url: str) -> int:
         await conn.close()
 
 
-async def _wait(url: str, n: int, within: float, stall: float = 30) -> float:
+async def _wait(
+    url: str, n: int, within: float, stall: float = 30, meter: CpuMeter | None = None
+) -> float:
     """Seconds until ``n`` events are sealed. Gives up early when nothing was sealed for
     ``stall`` seconds: events that went to the dead-letter topic never will be."""
     began = progressed = time.perf_counter()
     last = -1
     while (count := await _count(url)) < n:
+        if meter is not None:
+            meter.sample()
         now = time.perf_counter()
         if count != last:
             last, progressed = count, now
@@ -203,9 +207,9 @@ async def _latencies(url: str, tag: str) -> list[float]:
     return [float(r["s"]) for r in rows]
 
 
-def _wait_or_report(bench: Bench, n: int) -> None:
+def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None:
     try:
-        asyncio.run(_wait(bench.database_url, n, within=600))
+        asyncio.run(_wait(bench.database_url, n, within=600, meter=meter))
     except RuntimeError:
         print(f"dead letters: {asyncio.run(_dead_letters(bench))}")
         raise
@@ -242,6 +246,8 @@ def main() -> None:
             f"prefill: {args.events:,} events produced at {produced:,.0f} events/s "
             f"({args.partitions} partitions)"
         )
+        meter = CpuMeter()
+        meter.sample()
         began = time.perf_counter()
         for _ in range(args.sealers):
             bench.spawn(
@@ -250,7 +256,8 @@ def main() -> None:
                 AUDITLOG_BATCH_MAX_AGE=str(args.batch_age),
                 AUDITLOG_LOG_LEVEL=args.log_level,
             )
-        _wait_or_report(bench, args.events)
+        _wait_or_report(bench, args.events, meter)
+        meter.sample()
         elapsed = time.perf_counter() - began
         print(
             f"sealer throughput: {args.events:,} events sealed in {elapsed:.1f} s = "
@@ -261,6 +268,15 @@ def main() -> None:
         print(
             f"  steady: {sealed:,} events sealed between the first and the last checkpoint in "
             f"{seconds:.1f} s = {sealed / seconds:,.0f} events/s"
+        )
+        cpu = meter.seconds()
+        print(
+            f"  CPU while sealing the full topic, over {elapsed:.1f} s on {os.cpu_count()} cores: "
+            + ", ".join(
+                f"{group} {cpu.get(group, 0.0):.1f} s"
+                f" ({cpu.get(group, 0.0) / args.events * 1e6:.1f} µs/event)"
+                for group in ("sealer", "postgres", "kafka")
+            )
         )
 
         total = args.events + int(args.rate * args.seconds)

@@ -71,6 +71,69 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class CpuMeter:
+    """CPU seconds spent by groups of processes between two readings (Linux ``/proc``).
+
+    Groups: ``sealer`` (processes running ``auditlog.cli sealer``), ``postgres`` (every process of
+    the ``postgres`` user: backends, WAL writer, checkpointer, autovacuum), ``kafka`` (the JVM of
+    the local broker) and ``bench`` (this process). A process that exits between the readings
+    counts up to its last sighting, so read often enough (:meth:`sample`) for short-lived ones.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[int, tuple[str, float]] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._postgres_uid = _uid("postgres")
+
+    def _group(self, pid: int) -> str | None:
+        if pid == os.getpid():
+            return "bench"
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == self._postgres_uid:
+                return "postgres"
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if b"auditlog.cli\0sealer" in cmdline:
+            return "sealer"
+        if cmdline.startswith(b"/") and b"java" in cmdline.split(b"\0")[0] and b"kafka" in cmdline:
+            return "kafka"
+        return None
+
+    def sample(self) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            group = self._group(pid)
+            if group is None:
+                continue
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+            self._first.setdefault(pid, (group, seconds))
+            self._last[pid] = (group, seconds)
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds per group since the first sample."""
+        out: dict[str, float] = {}
+        for pid, (group, last) in self._last.items():
+            out[group] = out.get(group, 0.0) + last - self._first[pid][1]
+        return out
+
+
+def _uid(user: str) -> int | None:
+    try:
+        import pwd  # noqa: PLC0415 - POSIX only
+
+        return pwd.getpwnam(user).pw_uid
+    except (ImportError, KeyError):
+        return None
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -105,11 +168,7 @@ async def _teardown(admin_url: str, name: str, kafka: str, topic: str) -> None:
         await admin.delete_topics([topic, dlq_topic(topic)])
     finally:
         await admin.close()
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await db.drop_database(admin_url, name)
 
 
 @contextlib.contextmanager

@@ -101,13 +101,9 @@ async def _create_database(admin_url: str, name: str) -> None:
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
-    import asyncpg
+    from auditlog import db
 
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await db.drop_database(admin_url, name)
 
 
 async def delete_topics(bootstrap: str, topics: list[str]) -> None:
