@@ -125,10 +125,13 @@ async def _receipt(request: Request, token: TokenInfo, row: asyncpg.Record | Non
     # A tenant-bound token gets the same answer for another tenant's event as for a missing one.
     if row is None or (token.tenant_id is not None and row["tenant_id"] != token.tenant_id):
         return not_found(request, "no sealed event with that hash or index")
+    return await _receipt_at(request, row["log_id"], row["idx"], entry_read=True)
+
+
+async def _receipt_at(request: Request, log_id: str, index: int, *, entry_read: bool) -> Response:
     st = state(request)
-    index: int = row["idx"]
-    head = await st.heads.covering(row["log_id"], index)
-    if head is None:
+    head = await st.heads.covering(log_id, index, entry_read=entry_read)
+    if head is None or head.size <= index:
         return not_found(request, "no sealed event with that hash or index")
     # The proof is built for the head's size and sent with that head's checkpoint, never another.
     proof = await st.proofs.inclusion(head, index)
@@ -162,10 +165,16 @@ async def receipt_by_index(request: Request) -> Response:
     try:
         index = int(request.path_params["index"])
     except ValueError:
+        index = -1
+    if index < 0:
         return not_found(request, "an index is a non-negative integer")
     token = await authorize(request)
     if token is None:
         return unauthorized(request)
+    if token.tenant_id is None:
+        # Every sealed entry is this token's to see, and the signed head alone says whether the
+        # entry is sealed (index < size): no row to read.
+        return await _receipt_at(request, request.path_params["log"], index, entry_read=False)
     row = await state(request).pool.fetchrow(
         "SELECT log_id, idx, tenant_id FROM events WHERE log_id = $1 AND idx = $2",
         request.path_params["log"],

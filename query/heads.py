@@ -47,18 +47,21 @@ class HeadCache:
         # small as the number of logs being refreshed at once.
         self._pending: dict[str, asyncio.Future[LogHead | None]] = {}
 
-    async def covering(self, log_id: str, index: int) -> LogHead | None:
-        """A signed head of ``log_id`` with entry ``index`` in it; None if it has no checkpoint.
+    async def covering(self, log_id: str, index: int, *, entry_read: bool = True) -> LogHead | None:
+        """A signed head of ``log_id``, with entry ``index`` in it when it is sealed; None if the
+        log has no checkpoint. The caller checks ``index < head.size``.
 
-        The caller has read entry ``index`` from ``events`` before asking, so a head read from
-        now on includes it (the sealer writes events and the head in one transaction).
+        With ``entry_read``, the caller has read entry ``index`` from ``events`` before asking,
+        so a head read from now on includes it (the sealer writes events and the head in one
+        transaction), and a refresh that began earlier is not trusted to say otherwise. Without
+        it, one refresh answers: asking for entries not (yet) sealed costs at most one query.
         """
         cached = self._heads.get(log_id)
         if cached is not None and cached[0] > self._clock() and cached[1].size > index:
             _FROM_CACHE.inc()
             return cached[1]
         head = await self._refresh(log_id)
-        if head is not None and head.size <= index:
+        if entry_read and head is not None and head.size <= index:
             # A refresh already in flight may have read the row before the entry was sealed.
             head = await self._load(log_id)
         return head

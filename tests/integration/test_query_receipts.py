@@ -262,3 +262,10 @@ async def test_receipts_verify_against_their_own_checkpoint_while_the_log_grows(
                 assert (await receipt(1, tenant_token)).status_code == 404
                 assert (await receipt(0, tenant_token)).status_code == 200
                 assert (await receipt(log.size, token)).status_code == 404
+                # Without a tenant no row is read: the head alone decides what exists.
+                assert (await receipt(log.size + 10**9, token)).status_code == 404
+                assert (await receipt(-1, token)).status_code == 404
+                missing = await http.get(
+                    "/v1/logs/no-such-log/receipts/0", headers={"Authorization": f"Bearer {token}"}
+                )
+                assert missing.status_code == 404
