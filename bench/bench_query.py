@@ -12,7 +12,7 @@ Then one ``auditlog query`` process (one uvicorn worker) is measured over HTTP:
 
 * proofs: ``GET /v1/logs/{log}/receipts/{random index}`` (each answer is an inclusion proof
   plus the signed checkpoint), by ``bench/loadgen`` (Go, built on first use into
-  ``.auditlog/cache/loadgen/``): capacity in a closed loop with ``--concurrency`` clients, then
+  ``.auditlog/cache/go/``): capacity in a closed loop with ``--concurrency`` clients, then
   latency at a fixed offered rate (``--rate``, open loop, latency measured from each request's
   due time so a stalled server cannot hide behind a slower client). Without ``go`` on PATH, a
   Python (aiohttp) closed loop stands in and says so; it takes about as much CPU as the server.
@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import random
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -45,7 +43,7 @@ from auditlog.hashing import RFC6962_SHA256, get_hasher
 from auditlog.integrate import integrate, tiles_to_fetch
 from auditlog.note import NoteSigner, sign_note
 from auditlog.tiles import TileID
-from bench.harness import bench_stack, free_port, percentile, wait_http
+from bench.harness import bench_stack, build_go_tool, free_port, percentile, wait_http
 from query.proofs import LogHead, ProofBuilder
 
 # The migrated schema's secondary indexes on events (all but the primary key and the hash
@@ -202,35 +200,6 @@ def _report(what: str, latencies: list[float], seconds: float) -> None:
         f"{what}: {len(ms) / seconds:,.0f}/s  p50 {percentile(ms, 50):.2f} ms"
         f"  p95 {percentile(ms, 95):.2f} ms  p99 {percentile(ms, 99):.2f} ms  (n={len(ms):,})"
     )
-
-
-LOADGEN_SOURCE = Path(__file__).parent / "loadgen"
-LOADGEN_CACHE = Path(".auditlog/cache/loadgen")
-
-
-def build_loadgen() -> Path | None:
-    """The Go load generator, built once per version of its source; None without ``go``."""
-    go = shutil.which("go")
-    if go is None:
-        return None
-    digest = hashlib.sha256()
-    for path in sorted(LOADGEN_SOURCE.iterdir()):
-        if path.suffix == ".go" or path.name == "go.mod":
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    binary = LOADGEN_CACHE / digest.hexdigest()[:16] / "loadgen"
-    if not binary.exists():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        partial = binary.with_suffix(".partial")
-        # GOTOOLCHAIN=local: build with the installed Go rather than fetch the one go.mod names.
-        subprocess.run(
-            [go, "build", "-trimpath", "-o", str(partial.resolve()), "."],
-            cwd=LOADGEN_SOURCE,
-            env={**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
-            check=True,
-        )
-        partial.rename(binary)
-        print(f"loadgen: built {binary}")
-    return binary
 
 
 def run_loadgen(binary: Path, url: str, token: str, seconds: float, *, concurrency: int = 0,
@@ -403,7 +372,7 @@ def main() -> None:
         help="AUDITLOG_LOG_LEVEL of the measured query process (info: one line per request)",
     )
     args = parser.parse_args()
-    loadgen = build_loadgen()
+    loadgen = build_go_tool("loadgen")
     if loadgen is None:
         print(
             "go not found on PATH: HTTP receipts measured with the Python (aiohttp) client"

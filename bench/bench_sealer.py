@@ -12,7 +12,7 @@ once and that none went to the dead-letter topic.
 Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 
 The events are published by ``bench/kafkaload`` (Go, franz-go), built with ``go build`` on first
-use into ``.auditlog/bench/bin/`` under a hash of its sources, so an edit rebuilds it. It sends
+use into ``.auditlog/cache/go/`` under a hash of its sources, so an edit rebuilds it. It sends
 exactly the records the Python producer library would (same canonical envelope bytes, key and
 producer settings; its Go test pins the bytes to vectors from ``auditlog.envelope``), but for a
 few µs of CPU per event instead of ~25 µs: the Python producer cannot keep up with 30k events/s
@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -39,39 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from auditlog.kafka import dlq_topic
 from auditlog.producer import AuditProducer
-from bench.harness import Bench, CpuMeter, bench_stack, percentile
-
-KAFKALOAD_SOURCE = Path(__file__).parent / "kafkaload"
-KAFKALOAD_BIN = Path(".auditlog/bench/bin")
-
-
-def build_kafkaload() -> Path | None:
-    """The Go load generator, built once per version of its sources; None without ``go``."""
-    go = shutil.which("go")
-    if go is None:
-        return None
-    digest = hashlib.sha256()
-    for path in sorted(KAFKALOAD_SOURCE.iterdir()):
-        if path.suffix == ".go" or path.name in ("go.mod", "go.sum"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    binary = KAFKALOAD_BIN / f"kafkaload-{digest.hexdigest()[:16]}"
-    if not binary.exists():
-        KAFKALOAD_BIN.mkdir(parents=True, exist_ok=True)
-        partial = binary.with_suffix(".partial")
-        # GOTOOLCHAIN=local: build with the installed Go rather than fetch the one go.mod names.
-        subprocess.run(
-            [go, "build", "-trimpath", "-o", str(partial.resolve()), "."],
-            cwd=KAFKALOAD_SOURCE,
-            env={**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
-            check=True,
-        )
-        # Renamed only when complete, so an interrupted build is never taken for a good one.
-        partial.rename(binary)
-        for old in KAFKALOAD_BIN.glob("kafkaload-*"):
-            if old != binary:
-                old.unlink()
-        print(f"kafkaload: built {binary}")
-    return binary
+from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, percentile
 
 
 def _fill_go(binary: Path, bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
@@ -228,7 +194,7 @@ def main() -> None:
         "--log-level", default="warning", help="the sealers' (info logs one line per batch)"
     )
     args = parser.parse_args()
-    kafkaload = build_kafkaload()
+    kafkaload = build_go_tool("kafkaload")
     if kafkaload is None:
         print(
             "go not found on PATH: producing with the Python producer library (aiokafka) instead"

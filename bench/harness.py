@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,6 +71,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+GO_TOOLS_CACHE = Path(".auditlog/cache/go")
+
+
+def build_go_tool(name: str) -> Path | None:
+    """``bench/<name>`` (a Go program) built once per version of its sources; None without
+    ``go``, so a bench can fall back to its Python client and say so.
+
+    The binary is named by a hash of the sources, so an edit rebuilds it; it is renamed into
+    place only when complete, so an interrupted build is never taken for a good one.
+    """
+    go = shutil.which("go")
+    if go is None:
+        return None
+    source = Path(__file__).parent / name
+    digest = hashlib.sha256()
+    for path in sorted(source.iterdir()):
+        if path.suffix == ".go" or path.name in ("go.mod", "go.sum"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    binary = GO_TOOLS_CACHE / f"{name}-{digest.hexdigest()[:16]}"
+    if not binary.exists():
+        GO_TOOLS_CACHE.mkdir(parents=True, exist_ok=True)
+        partial = binary.with_suffix(".partial")
+        # GOTOOLCHAIN=local: build with the installed Go rather than fetch the one go.mod names.
+        subprocess.run(
+            [go, "build", "-trimpath", "-o", str(partial.resolve()), "."],
+            cwd=source,
+            env={**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
+            check=True,
+        )
+        partial.rename(binary)
+        for old in GO_TOOLS_CACHE.glob(f"{name}-*"):
+            if old != binary:
+                old.unlink()
+        print(f"{name}: built {binary}")
+    return binary
 
 
 class CpuMeter:
