@@ -24,7 +24,14 @@ from typing import Final
 
 from auditlog.errors import MalformedProof, RootMismatch
 from auditlog.hashing import PANGEA_SHA256, get_hasher
-from auditlog.proof import Node, Range, inclusion_ranges, range_hash, tiles_for_ranges
+from auditlog.proof import (
+    Node,
+    Range,
+    descend,
+    inclusion_ranges,
+    range_hash,
+    tiles_for_ranges,
+)
 from auditlog.tiles import TileID
 
 __all__ = [
@@ -47,19 +54,9 @@ MembershipProof = list[tuple[str, bytes]]  # (side "l" or "r", sibling hash), le
 
 def _node_path(start: int, width: int, size: int) -> list[Range]:
     """Sibling ranges of the tree node covering ``[start, start + width)``, bottom-up."""
-    out: list[Range] = []
-    lo, hi = 0, size
-    while hi - lo > width:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        if start < lo + k:
-            out.append((lo + k, hi))
-            hi = lo + k
-        else:
-            out.append((lo, lo + k))
-            lo += k
-    if (lo, hi) != (start, start + width):
+    out, node = descend(start, size, width)
+    if node != (start, start + width):
         raise MalformedProof(f"[{start}, {start + width}) is not a node of a tree of size {size}")
-    out.reverse()
     return out
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "consistency_proof",
     "consistency_ranges",
     "consistency_tiles",
+    "descend",
     "inclusion_proof",
     "inclusion_ranges",
     "inclusion_tiles",
@@ -151,9 +152,16 @@ def inclusion_ranges(index: int, size: int) -> list[Range]:
     _check_size(size)
     if not 0 <= index < size:
         raise MalformedProof(f"index {index} is not below tree size {size}")
+    return descend(index, size, 1)[0]
+
+
+def descend(index: int, size: int, width: int) -> tuple[list[Range], Range]:
+    """RFC 9162 PATH(m, D[0:size]) from the root towards leaf ``index``, stopped at the first
+    subtree at most ``width`` leaves wide: the sibling ranges met on the way (bottom-up, as a
+    proof lists them) and that subtree. Callers check the coordinates."""
     out: list[Range] = []
     lo, hi = 0, size
-    while hi - lo > 1:  # RFC 9162 PATH(m, D[lo:hi]), iteratively from the root down
+    while hi - lo > width:
         k = _split(hi - lo)
         if index < lo + k:
             out.append((lo + k, hi))
@@ -162,7 +170,7 @@ def inclusion_ranges(index: int, size: int) -> list[Range]:
             out.append((lo, lo + k))
             lo += k
     out.reverse()
-    return out
+    return out, (lo, hi)
 
 
 def inclusion_tiles(index: int, size: int) -> list[TileID]:

@@ -30,6 +30,7 @@ from auditlog.proof import (
     Node,
     Range,
     consistency_proof,
+    descend,
     inclusion_ranges,
     node_hash,
     range_nodes,
@@ -166,18 +167,7 @@ class _InclusionPlan:
 def _upper_ranges(index: int, size: int, block: int) -> list[Range]:
     """The inclusion ranges of ``index`` wider than ``block``, the aligned power-of-two run of
     leaves around it that lies wholly inside the tree (RFC 9162 PATH, stopped at that node)."""
-    out: list[Range] = []
-    lo, hi = 0, size
-    while hi - lo > block:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        if index < lo + k:
-            out.append((lo + k, hi))
-            hi = lo + k
-        else:
-            out.append((lo, lo + k))
-            lo += k
-    out.reverse()
-    return out
+    return descend(index, size, block)[0]
 
 
 def _node_tile_key(node: Node) -> TileKey:
