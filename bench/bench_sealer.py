@@ -124,8 +124,7 @@ async def _steady(url: str) -> tuple[int, float]:
     try:
         row = await conn.fetchrow(
             "SELECT extract(epoch FROM max(created_at) - min(created_at)) AS s,"
-            " (SELECT coalesce(sum(size), 0) FROM logs) AS n,"
-            " (SELECT count(*) FROM logs) AS logs FROM checkpoints"
+            " (SELECT coalesce(sum(size), 0) FROM logs) AS n FROM checkpoints"
         )
         first = await conn.fetchval(
             "SELECT coalesce(sum(size), 0) FROM checkpoints c WHERE created_at ="
