@@ -43,7 +43,14 @@ from auditlog.hashing import RFC6962_SHA256, get_hasher
 from auditlog.integrate import integrate, tiles_to_fetch
 from auditlog.note import NoteSigner, sign_note
 from auditlog.tiles import TileID
-from bench.harness import bench_stack, build_go_tool, free_port, percentile, wait_http
+from bench.harness import (
+    Stalls,
+    bench_stack,
+    build_go_tool,
+    free_port,
+    percentile,
+    wait_http,
+)
 from query.proofs import LogHead, ProofBuilder
 
 # The migrated schema's secondary indexes on events (all but the primary key and the hash
@@ -236,7 +243,8 @@ async def warm_tiles(base: str, token: str, log_id: str, size: int, concurrency:
 
 
 def loadgen_proofs(binary: Path, base: str, token: str, log_id: str, size: int, seconds: float,
-                   concurrency: int, rates: list[float], warm: bool) -> None:  # fmt: skip
+                   concurrency: int, rates: list[float], warm: bool,
+                   stalls: Stalls) -> None:  # fmt: skip
     url = f"{base}/v1/logs/{log_id}/receipts/{{rand:{size}}}"
     if warm:
         asyncio.run(warm_tiles(base, token, log_id, size, concurrency))
@@ -244,12 +252,14 @@ def loadgen_proofs(binary: Path, base: str, token: str, log_id: str, size: int, 
     closed = run_loadgen(binary, url, token, seconds, concurrency=concurrency, warmup=2)
     _report_loadgen(f"HTTP receipts, Go loadgen, {concurrency} closed-loop clients ({state})",
                     closed)  # fmt: skip
+    print(f"  {stalls.report()}")
     for rate in (r for r in rates if r > 0):
         opened = run_loadgen(binary, url, token, seconds, rate=rate, warmup=2)
         _report_loadgen(f"HTTP receipts, Go loadgen, open loop at {rate:,.0f}/s offered ({state})",
                         opened)  # fmt: skip
         if opened["backlog"]:
             print(f"  {opened['backlog']:,} requests were still queued at the end: overloaded")
+        print(f"  {stalls.report()}")
 
 
 async def http_proofs(base: str, token: str, log_id: str, size: int, seconds: float,
@@ -399,8 +409,9 @@ def main() -> None:
             wait_http(f"{base}/healthz")
             print(f"-- query process with AUDITLOG_QUERY_TILE_CACHE={tiles}")
             if loadgen is not None:
+                stalls = Stalls(bench.log_path(proc), proc.pid)
                 loadgen_proofs(loadgen, base, bench.token, log_id, args.events, args.seconds,
-                               args.concurrency, args.rate, args.warm)  # fmt: skip
+                               args.concurrency, args.rate, args.warm, stalls)  # fmt: skip
             else:
                 asyncio.run(http_proofs(base, bench.token, log_id, args.events, args.seconds,
                                         args.concurrency, args.warm))  # fmt: skip

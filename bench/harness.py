@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -19,7 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,6 +42,7 @@ class Bench:
     key_file: Path
     workdir: Path
     procs: list[subprocess.Popen[bytes]]
+    logs: dict[int, Path] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -54,6 +56,10 @@ class Bench:
             **extra,
         }
 
+    def log_path(self, proc: subprocess.Popen[bytes]) -> Path:
+        """Where ``spawn`` sent the output of ``proc``."""
+        return self.logs[proc.pid]
+
     def spawn(self, command: str, **extra: str) -> subprocess.Popen[bytes]:
         log = self.workdir / f"{command}-{len(self.procs)}.log"
         with log.open("wb") as out:
@@ -64,6 +70,7 @@ class Bench:
                 stderr=subprocess.STDOUT,
             )
         self.procs.append(proc)
+        self.logs[proc.pid] = log
         return proc
 
 
@@ -250,3 +257,54 @@ def wait_http(url: str, timeout: float = 60) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+
+
+
+class Stalls:
+    """What a service wrote to its log about stalls since the last call (the warnings in
+    ``EVENTS``, see ``auditlog.stalls`` and ``query.heads``), with the time the process waited
+    for a CPU (``/proc/<pid>/schedstat``) and the machine's CPU and I/O pressure (PSI)."""
+
+    EVENTS = ("gc_pause", "event_loop_stall", "slow_head_read")
+
+    def __init__(self, log: Path, pid: int) -> None:
+        self.log = log
+        self.pid = pid
+        self.offset = 0
+        self.counters = self._counters()
+
+    def _counters(self) -> dict[str, float]:
+        counters: dict[str, float] = {}
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ran, waited = Path(f"/proc/{self.pid}/schedstat").read_text().split()[:2]
+            counters["ran"], counters["waited"] = int(ran) / 1e9, int(waited) / 1e9
+        for kind in ("cpu", "io"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                some = Path(f"/proc/pressure/{kind}").read_text().splitlines()[0]
+                counters[kind] = int(some.rsplit("total=", 1)[1]) / 1e6
+        return counters
+
+    def report(self) -> str:
+        with self.log.open("rb") as f:
+            f.seek(self.offset)
+            text = f.read()
+        self.offset += len(text)
+        found: dict[str, list[float]] = {e: [] for e in self.EVENTS}
+        for line in text.splitlines():
+            for event, values in found.items():
+                if f'"{event}"'.encode() in line:
+                    with contextlib.suppress(ValueError, KeyError):
+                        values.append(float(json.loads(line)["ms"]))
+        before, self.counters = self.counters, self._counters()
+        delta = {k: self.counters[k] - before[k] for k in self.counters if k in before}
+        parts = [
+            f"{len(v)} {event} >= 50 ms" + (f" (longest {max(v):.0f} ms)" if v else "")
+            for event, v in found.items()
+        ]
+        if "ran" in delta:
+            parts.append(
+                f"service ran {delta['ran']:.1f} s, waited for a CPU {delta['waited']:.2f} s"
+            )
+        if "cpu" in delta:
+            parts.append(f"PSI some: cpu {delta['cpu']:.2f} s, io {delta.get('io', 0):.2f} s")
+        return "; ".join(parts)

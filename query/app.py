@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from auditlog import db
+from auditlog import db, stalls
 from auditlog.errors import TileError
 from auditlog.observability import configure_logging
 from auditlog.pangea_http import PangeaResponse, not_found, success, unauthorized, unavailable
@@ -46,7 +45,6 @@ log = structlog.get_logger("query")
 
 HASH_SIZE = 32
 SWEEP_SECONDS = 600.0
-GC_THRESHOLD = 50_000
 
 
 async def list_logs(request: Request) -> Response:
@@ -237,11 +235,7 @@ async def _sweep(pool: asyncpg.Pool) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     log.info("starting", **describe(settings))
-    # Requests allocate thousands of short-lived, acyclic objects; at the default thresholds
-    # the cyclic collector also walks the long-lived caches every few hundred requests, which
-    # shows up as tail latency. Everything allocated so far (imports, settings) is frozen.
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
+    stalls.tune_collector()
     # The service keeps no session state on its connections (no SET, LISTEN, advisory locks or
     # held cursors), so the pool skips asyncpg's per-release reset query: a round trip per
     # query that was a tenth of a receipt's cost. Open transactions are still rolled back.
@@ -253,14 +247,21 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
         proofs = ProofBuilder(
             pool, tile_limit=settings.tile_cache_tiles, node_limit=settings.node_cache_nodes
         )
-        sweeper = asyncio.create_task(_sweep(pool), name="query-sweeper")
-        try:
-            heads = HeadCache(pool, ttl=settings.head_ttl_seconds)
-            yield {"query": QueryState(settings, pool, TokenCache(pool), proofs, heads)}
-        finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        # Background tasks live in a group; they run until the app stops serving, then are
+        # cancelled before the pool closes (shutdown order: docs/query.md).
+        async with asyncio.TaskGroup() as background:
+            tasks = [
+                background.create_task(_sweep(pool), name="query-sweeper"),
+                background.create_task(stalls.watch_event_loop(), name="loop-watch"),
+            ]
+            try:
+                heads = HeadCache(
+                    pool, ttl=settings.head_ttl_seconds, spawn=background.create_task
+                )
+                yield {"query": QueryState(settings, pool, TokenCache(pool), proofs, heads)}
+            finally:
+                for task in tasks:
+                    task.cancel()
     finally:
         await pool.close()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from auditlog import db
+from auditlog import db, stalls
 from auditlog.hashing import LogHasher, get_hasher
 from auditlog.kafka import dlq_topic, make_producer
 from auditlog.note import NoteSigner
@@ -83,7 +82,6 @@ BATCH_AGE = Histogram(
 )
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
 HANDOFF_DEPTH = 4  # closed batches waiting for the seal worker; a full queue stops fetching
-GC_THRESHOLD = 50_000
 PARALLEL_SEALS = 4  # batches being sealed at once, each partition's in order
 REVOKE_GRACE = 10.0  # seconds a revocation waits for the partition's seals under way
 COMMIT_TIMEOUT = 2.0
@@ -390,10 +388,7 @@ def load_signer(path: Path) -> NoteSigner:
 
 async def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    # Batches are thousands of short-lived, acyclic objects that reference counting frees;
-    # the cyclic collector's default thresholds would walk them every 700 allocations.
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
+    stalls.tune_collector()
     log.info("starting", **describe(settings))
     # Everything read from files is read here, before any connection: a bad file stops the
     # sealer at once with its reason.
@@ -438,6 +433,7 @@ async def run(settings: Settings) -> None:
                     tg.create_task(sealer.fetch_loop(), name="fetch-loop")
                     tg.create_task(sealer.seal_loop(), name="seal-loop")
                     tg.create_task(sealer.housekeeping(), name="housekeeping")
+                    tg.create_task(stalls.watch_event_loop(sealer.stopping), name="loop-watch")
                 log.info("stopped")
             finally:
                 await consumer.stop()

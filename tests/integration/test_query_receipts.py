@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from auditlog.checkpoint import Checkpoint
 from auditlog.hashing import PANGEA_SHA256, RFC6962_SHA256, LogHasher, get_hasher
@@ -159,10 +160,10 @@ def _database_reads() -> float:
 
 async def test_head_cache_reuses_heads_only_within_ttl_and_size(services: Services) -> None:
     now = [1000.0]
-    async with _connect(services) as (pool, conn):
+    async with _connect(services) as (pool, conn), asyncio.TaskGroup() as tasks:
         log = Log(conn, RFC6962_SHA256, NoteSigner.generate("receipts.test"))
         await log.create()
-        heads = HeadCache(pool, ttl=5.0, clock=lambda: now[0])
+        heads = HeadCache(pool, ttl=5.0, clock=lambda: now[0], spawn=tasks.create_task)
         assert await heads.covering(log.log_id, 0) is None  # nothing signed yet
         assert await heads.covering("no-such-log", 0) is None
         await log.append(10)
@@ -180,7 +181,12 @@ async def test_head_cache_reuses_heads_only_within_ttl_and_size(services: Servic
         assert _database_reads() == reads + 1
 
         await log.append(1)
-        now[0] += 5.1  # expired: read again even for an entry it holds
+        now[0] += 5.1  # expired, within the second TTL: served stale while one read replaces it
+        reads = _database_reads()
+        assert await heads.covering(log.log_id, 0) is newer
+        assert await heads.covering(log.log_id, 1) is newer
+        await _settle(heads)
+        assert _database_reads() == reads + 1
         latest = await heads.covering(log.log_id, 0)
         assert latest is not None and latest.size == 16
         # Every head is one row: size, root and checkpoint signed together.
@@ -190,18 +196,56 @@ async def test_head_cache_reuses_heads_only_within_ttl_and_size(services: Servic
             )
             assert (checkpoint.size, checkpoint.root) == (head.size, head.root)
 
-        # Concurrent requests for an expired head share one read.
-        now[0] += 5.1
+        # Beyond twice the TTL a head is not served: concurrent requests share one read.
+        await log.append(1)
+        now[0] += 10.1
         reads = _database_reads()
         got = await asyncio.gather(*(heads.covering(log.log_id, 0) for _ in range(20)))
         assert _database_reads() == reads + 1
         assert all(h is got[0] for h in got)
+        assert got[0] is not None and got[0].size == 17
 
-        uncached = HeadCache(pool, ttl=0.0, clock=lambda: now[0])
+        uncached = HeadCache(pool, ttl=0.0, clock=lambda: now[0], spawn=tasks.create_task)
         reads = _database_reads()
         await uncached.covering(log.log_id, 0)
         await uncached.covering(log.log_id, 0)
         assert _database_reads() == reads + 2
+
+
+async def _settle(heads: HeadCache) -> None:
+    for _ in range(200):
+        if not heads._pending:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the background read of the head never finished")
+
+
+async def test_a_failed_head_read_fails_its_waiters_not_the_service(services: Services) -> None:
+    now = [1000.0]
+    async with _connect(services) as (pool, conn), asyncio.TaskGroup() as tasks:
+        log = Log(conn, RFC6962_SHA256, NoteSigner.generate("receipts.test"))
+        await log.create()
+        await log.append(3)
+        heads = HeadCache(pool, ttl=5.0, clock=lambda: now[0], spawn=tasks.create_task)
+        cached = await heads.covering(log.log_id, 0)
+        assert cached is not None
+        broken = await asyncpg.create_pool(services.database_url, min_size=1, max_size=1)
+        await broken.close()  # every read through it now fails
+        heads._pool = broken
+        # Stale: still served, and the background read's failure is logged, not raised.
+        now[0] += 6
+        with capture_logs() as logs:
+            assert await heads.covering(log.log_id, 0) is cached
+            await _settle(heads)
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["head_read_failed"]
+        # Too old to serve: the waiter gets the error; the next read, through a working pool,
+        # answers.
+        now[0] += 10
+        with pytest.raises(asyncpg.InterfaceError), capture_logs():
+            await heads.covering(log.log_id, 0)
+        heads._pool = pool
+        again = await heads.covering(log.log_id, 2)
+        assert again is not None and again.size == 3
 
 
 def _with_state(app: Any, state: dict[str, Any]) -> Any:
