@@ -7,6 +7,7 @@ SDK parses every body it gets.
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +33,25 @@ STATUS_HTTP = {
 }
 
 
+# Request ids come from the system's CSPRNG (an async request's id is what its owner polls),
+# drawn a page at a time: one getrandom call per request was a visible share of a receipt's
+# cost. A forked child must not hand out its parent's remaining bytes.
+_random_bytes = bytearray()
+
+
+def _forget_random_bytes() -> None:
+    _random_bytes.clear()
+
+
+os.register_at_fork(after_in_child=_forget_random_bytes)
+
+
 def new_request_id() -> str:
-    return "prq_" + secrets.token_hex(16)
+    if len(_random_bytes) < 16:
+        _random_bytes[:] = secrets.token_bytes(4096)
+    chunk = _random_bytes[-16:]
+    del _random_bytes[-16:]
+    return "prq_" + chunk.hex()
 
 
 def _now() -> str:

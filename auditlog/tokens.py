@@ -97,17 +97,18 @@ class TokenCache:
         self._pool = pool
         self._ttl = ttl
         self._max = max_entries
-        self._entries: OrderedDict[bytes, tuple[float, TokenInfo | None]] = OrderedDict()
+        # Keyed by the token itself: the process holds every token it is sent anyway, and
+        # hashing it (what the database stores) only on a miss keeps a hit to a dict lookup.
+        self._entries: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
 
     async def resolve(self, token: str) -> TokenInfo | None:
-        key = hash_token(token)
         now = time.monotonic()
-        hit = self._entries.get(key)
+        hit = self._entries.get(token)
         if hit is not None and hit[0] > now:
             return hit[1]
         info = await lookup_token(self._pool, token)
-        self._entries[key] = (now + self._ttl, info)
-        self._entries.move_to_end(key)
+        self._entries[token] = (now + self._ttl, info)
+        self._entries.move_to_end(token)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
         return info

@@ -180,6 +180,14 @@ def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None
         raise
 
 
+async def _drop_index(url: str, name: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"DROP INDEX {name}")
+    finally:
+        await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -191,6 +199,12 @@ def main() -> None:
     parser.add_argument("--batch-age", type=float, default=0.1)
     parser.add_argument(
         "--log-level", default="warning", help="the sealers' (info logs one line per batch)"
+    )
+    parser.add_argument(
+        "--drop-index",
+        action="append",
+        metavar="NAME",
+        help="seal without this index of the migrated schema (what it costs; an experiment)",
     )
     args = parser.parse_args()
     kafkaload = build_go_tool("kafkaload")
@@ -206,6 +220,9 @@ def main() -> None:
         return _fill_go(kafkaload, bench, n, tag, rate)
 
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
+        for name in args.drop_index or ():
+            asyncio.run(_drop_index(bench.database_url, name))
+            print(f"sealing without index {name}")
         produced = fill(bench, args.events, "prefill")
         print(
             f"prefill: {args.events:,} events produced at {produced:,.0f} events/s "

@@ -7,8 +7,10 @@ read once, from tiles that may have grown since, and stay correct while the seal
 
 Bounded LRU caches per process: tile contents (keyed by log and tile; a hit must be wide
 enough, else the tile is read again); per log, perfect-subtree hashes above tile height, which
-never change once they exist; and the upper interior levels of full level-0 tiles, so that a
-proof's siblings inside its leaf's own tile are read rather than rehashed.
+never change once they exist; the upper interior levels of full level-0 tiles, so that a
+proof's siblings inside its leaf's own tile are read rather than rehashed; and, per log and tree
+size, the part of an inclusion proof above the full tiles around a leaf, which every leaf of the
+same aligned block shares.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ _INTERIOR_OFFSET = {
     for h in range(INTERIOR_LOW, TILE_HEIGHT)
 }
 _FULL_TILE = TILE_WIDTH * HASH_SIZE
+# Upper proof paths cached per process (a few hundred bytes each).
+UPPER_PATHS = 4096
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -160,7 +164,11 @@ TileKey = tuple[int, int]  # (level, index): a TileID without its per-object val
 class _InclusionPlan:
     index: int
     levels: int  # bottom tile levels whose proof hashes come 8 at a time from one full tile
-    upper: list[list[Node]]  # above those: each remaining proof hash as the subtrees it folds
+    # Above those, the remaining proof hashes: known (from the cache of upper paths), or to be
+    # computed from the subtrees each of them folds, and then cached under upper_key.
+    upper_key: tuple[str, int, int, int]
+    upper_known: tuple[bytes, ...] | None
+    upper: list[list[Node]]
     wanted: set[TileKey]
 
 
@@ -186,6 +194,11 @@ class ProofBuilder:
         self._interiors: LRU[tuple[str, int, int], bytes] = LRU(tile_limit)
         self._nodes: dict[str, LRU[Node, bytes]] = {}
         self._node_limit = node_limit
+        # The upper part of an inclusion proof (above the full tiles around the leaf) depends
+        # only on the tree size and on which aligned block of 256^levels leaves holds the leaf
+        # (every split above that width falls on a multiple of it), so all the leaves of a block
+        # share it: at 10M leaves, 153 blocks of 65,536.
+        self._uppers: LRU[tuple[str, int, int, int], tuple[bytes, ...]] = LRU(UPPER_PATHS)
 
     def nodes(self, log_id: str) -> MutableMapping[Node, bytes]:
         cache = self._nodes.get(log_id)
@@ -265,7 +278,7 @@ class ProofBuilder:
         plan = [range_nodes(lo, hi) for lo, hi in path]
         return plan, {_node_tile_key(node) for nodes in plan for node in nodes}
 
-    def _inclusion_plan(self, index: int, size: int) -> _InclusionPlan:
+    def _inclusion_plan(self, log_id: str, index: int, size: int) -> _InclusionPlan:
         if not 0 <= index < size:
             raise MalformedProof(f"index {index} is not below tree size {size}")
         # Bottom up, each tile level whose whole tile around the leaf's path lies inside the
@@ -273,9 +286,14 @@ class ProofBuilder:
         levels = 0
         while ((index >> (TILE_HEIGHT * (levels + 1))) + 1) << (TILE_HEIGHT * (levels + 1)) <= size:
             levels += 1
-        upper, wanted = self._plan(_upper_ranges(index, size, 1 << (TILE_HEIGHT * levels)))
+        key = (log_id, size, levels, index >> (TILE_HEIGHT * levels))
+        known = self._uppers.get(key)
+        if known is None:
+            upper, wanted = self._plan(_upper_ranges(index, size, 1 << (TILE_HEIGHT * levels)))
+        else:
+            upper, wanted = [], set()
         wanted.update((level, index >> (TILE_HEIGHT * (level + 1))) for level in range(levels))
-        return _InclusionPlan(index, levels, upper, wanted)
+        return _InclusionPlan(index, levels, key, known, upper, wanted)
 
     def _inclusion_hashes(
         self, head: LogHead, plan: _InclusionPlan, tiles: Mapping[TileKey, bytes]
@@ -286,7 +304,12 @@ class ProofBuilder:
             position = plan.index >> (TILE_HEIGHT * level)
             tile_index = position >> TILE_HEIGHT
             out += self._tile_siblings(log_id, hasher, level, tile_index, position, tiles)
-        out += self._path_hashes(head, plan.upper, tiles)
+        upper = plan.upper_known
+        if upper is None:
+            upper = self._uppers[plan.upper_key] = tuple(
+                self._path_hashes(head, plan.upper, tiles)
+            )
+        out += upper
         return out
 
     def _tile_siblings(
@@ -322,7 +345,7 @@ class ProofBuilder:
 
     async def inclusion(self, head: LogHead, index: int) -> list[bytes]:
         """RFC 9162 inclusion proof of leaf ``index`` at the head's size, in its hash scheme."""
-        plan = self._inclusion_plan(index, head.size)
+        plan = self._inclusion_plan(head.log_id, index, head.size)
         tiles = await self._tile_data(head.log_id, plan.wanted, head.size)
         return self._inclusion_hashes(head, plan, tiles)
 
@@ -341,7 +364,7 @@ class ProofBuilder:
 
     async def pangea_memberships(self, head: LogHead, indexes: Sequence[int]) -> list[str]:
         """Pangea membership proof strings for leaves of a ``pangea-sha256`` log."""
-        plans = [self._inclusion_plan(index, head.size) for index in indexes]
+        plans = [self._inclusion_plan(head.log_id, index, head.size) for index in indexes]
         wanted = set().union(*(plan.wanted for plan in plans))
         tiles = await self._tile_data(head.log_id, wanted, head.size)
         out = []

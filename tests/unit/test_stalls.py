@@ -19,6 +19,15 @@ def _count(histogram_name: str, **labels: str) -> float:
     return value or 0.0
 
 
+@pytest.fixture(autouse=True)
+def _uninstall() -> Iterator[None]:
+    # The callback is process-global: later tests must not time (and log) their collections.
+    yield
+    while stalls._on_collection in gc.callbacks:
+        gc.callbacks.remove(stalls._on_collection)
+    stalls._installed = False
+
+
 @pytest.fixture
 def tuned() -> Iterator[None]:
     thresholds = gc.get_threshold()
