@@ -180,10 +180,10 @@ def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None
         raise
 
 
-async def _drop_index(url: str, name: str) -> None:
+async def _execute(url: str, statement: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(f"DROP INDEX {name}")
+        await conn.execute(statement)
     finally:
         await conn.close()
 
@@ -206,6 +206,12 @@ def main() -> None:
         metavar="NAME",
         help="seal without this index of the migrated schema (what it costs; an experiment)",
     )
+    parser.add_argument(
+        "--sql",
+        action="append",
+        metavar="STATEMENT",
+        help="run this on the scratch database before sealing (experiments: index options)",
+    )
     args = parser.parse_args()
     kafkaload = build_go_tool("kafkaload")
     if kafkaload is None:
@@ -221,8 +227,11 @@ def main() -> None:
 
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
         for name in args.drop_index or ():
-            asyncio.run(_drop_index(bench.database_url, name))
+            asyncio.run(_execute(bench.database_url, f"DROP INDEX {name}"))
             print(f"sealing without index {name}")
+        for statement in args.sql or ():
+            asyncio.run(_execute(bench.database_url, statement))
+            print(f"before sealing: {statement}")
         produced = fill(bench, args.events, "prefill")
         print(
             f"prefill: {args.events:,} events produced at {produced:,.0f} events/s "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import asyncpg
 import httpx
 import pytest
@@ -10,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from auditlog.errors import Pushback
+from auditlog.pangea_http import new_request_id
 from auditlog.webapp import build_app
 
 FAILURES: dict[str, Exception] = {
@@ -57,3 +61,24 @@ async def test_bugs_are_500_internal_error_envelopes_and_unknown_paths_404() -> 
     assert (bug.status_code, bug.json()["status"]) == (500, "InternalError")
     assert (missing.status_code, missing.json()["status"]) == (404, "NotFound")
     assert wrong.json()["status"] == "NotFound"
+
+
+def test_request_ids_are_distinct_across_pages_of_random_bytes() -> None:
+    ids = [new_request_id() for _ in range(1000)]  # 16,000 bytes: several 4,096-byte pages
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"prq_[0-9a-f]{32}", i) for i in ids)
+
+
+def test_a_forked_child_draws_fresh_request_ids() -> None:
+    new_request_id()  # the parent holds unused bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id, then leave without running pytest's exit
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != new_request_id()
+    assert child.startswith("prq_")
