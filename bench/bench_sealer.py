@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from auditlog.kafka import dlq_topic
 from auditlog.producer import AuditProducer
-from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, percentile
+from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, free_port, percentile
+from sealer.settings import DEFAULT_GROUP_ID
 
 
 def _fill_go(binary: Path, bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
@@ -172,6 +174,46 @@ async def _latencies(url: str, tag: str) -> list[float]:
     return [float(r["s"]) for r in rows]
 
 
+def _loop_lag(port: int) -> str:
+    """How late the sealer's event loop woke its 20 ms watcher (``auditlog.stalls``): every
+    record decoded and every row built runs on that loop, between the seals' round trips."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    buckets: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("auditlog_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[bound] = float(line.rsplit(" ", 1)[1])
+    total = buckets.get("+Inf", 0.0)
+    if not total:
+        return "no event-loop lag observed"
+    late = ", ".join(
+        f"≥ {float(b) * 1000:g} ms {100 * (total - buckets[b]) / total:.1f} %"
+        for b in ("0.005", "0.01", "0.025", "0.05", "0.1")
+        if b in buckets
+    )
+    return f"event loop late (of {total:,.0f} ticks): {late}"
+
+
+async def _group_settled(bench: Bench, members: int, within: float = 60) -> float:
+    """Seconds until the sealers' consumer group is Stable with ``members`` members: a
+    rebalance during the end-to-end phase (the last sealer joining late) would be measured as
+    seconds of latency that a steady deployment does not have."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bench.kafka)
+    await admin.start()
+    began = time.perf_counter()
+    try:
+        while time.perf_counter() - began < within:
+            for response in await admin.describe_consumer_groups([DEFAULT_GROUP_ID]):
+                for group in response.groups:
+                    state, joined = group[2], group[5]
+                    if state == "Stable" and len(joined) == members:
+                        return time.perf_counter() - began
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    raise SystemExit(f"the sealers' group did not settle with {members} members in {within} s")
+
+
 def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None:
     try:
         asyncio.run(_wait(bench.database_url, n, within=600, meter=meter))
@@ -240,12 +282,14 @@ def main() -> None:
         meter = CpuMeter()
         meter.sample()
         began = time.perf_counter()
-        for _ in range(args.sealers):
+        metrics_ports = [free_port() for _ in range(args.sealers)]
+        for port in metrics_ports:
             bench.spawn(
                 "sealer",
                 AUDITLOG_BATCH_MAX_SIZE=str(args.batch_size),
                 AUDITLOG_BATCH_MAX_AGE=str(args.batch_age),
                 AUDITLOG_LOG_LEVEL=args.log_level,
+                AUDITLOG_SEALER_METRICS_PORT=str(port),
             )
         _wait_or_report(bench, args.events, meter)
         meter.sample()
@@ -270,6 +314,8 @@ def main() -> None:
             )
         )
 
+        waited = asyncio.run(_group_settled(bench, args.sealers))
+        print(f"  consumer group stable with {args.sealers} members ({waited:.1f} s more)")
         total = args.events + int(args.rate * args.seconds)
         achieved = fill(bench, int(args.rate * args.seconds), "live", args.rate)
         _wait_or_report(bench, total)
@@ -280,6 +326,8 @@ def main() -> None:
             f"p99 {percentile(lat, 99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
             f"({len(lat):,} events)"
         )
+        for port in metrics_ports:
+            print(f"  sealer on :{port}: {_loop_lag(port)}")
         # More than produced would be duplicates; dead letters would be envelopes the sealer
         # did not accept as canonical, i.e. a producer that does not send what it should.
         sealed = asyncio.run(_count(bench.database_url))
