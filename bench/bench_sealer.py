@@ -7,8 +7,11 @@ processes and times how long they take to seal everything. Phase 2 keeps the sea
 while `--rate` events/s are published for `--seconds`, and reads each event's latency from the
 database: the time its batch's checkpoint was written (``checkpoints.created_at`` is
 ``clock_timestamp()`` at insert, just before commit) minus its ``received_at`` (set by the
-producer when the envelope was built). At the end it checks that every event was sealed exactly
-once and that none went to the dead-letter topic.
+producer when the envelope was built). Phase 2 starts once the sealers' consumer group is
+stable with every member, and ends with each sealer's event-loop lag (from its metrics
+listener). At the end it checks that every event was sealed exactly once and that none went to
+the dead-letter topic. ``--drop-index`` and ``--sql`` change the scratch schema before sealing,
+to measure what an index (or an index option) costs.
 Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 
 The events are published by ``bench/kafkaload`` (Go, franz-go), built with ``go build`` on first
