@@ -245,6 +245,8 @@ def bench_stack(workdir: Path, partitions: int) -> Iterator[Bench]:
                 proc.kill()
                 proc.wait()
         asyncio.run(_teardown(cfg.database_url, name, cfg.kafka_bootstrap, topic))
+        key.unlink(missing_ok=True)
+        key.with_suffix(".vkey").unlink(missing_ok=True)
         if started:
             stack.stop(cfg)
 
@@ -257,7 +259,6 @@ def wait_http(url: str, timeout: float = 60) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
-
 
 
 class Stalls:

@@ -257,9 +257,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
                 background.create_task(stalls.watch_event_loop(), name="loop-watch"),
             ]
             try:
-                heads = HeadCache(
-                    pool, ttl=settings.head_ttl_seconds, spawn=background.create_task
-                )
+                heads = HeadCache(pool, ttl=settings.head_ttl_seconds, spawn=background.create_task)
                 yield {"query": QueryState(settings, pool, TokenCache(pool), proofs, heads)}
             finally:
                 for task in tasks:

@@ -306,9 +306,7 @@ class ProofBuilder:
             out += self._tile_siblings(log_id, hasher, level, tile_index, position, tiles)
         upper = plan.upper_known
         if upper is None:
-            upper = self._uppers[plan.upper_key] = tuple(
-                self._path_hashes(head, plan.upper, tiles)
-            )
+            upper = self._uppers[plan.upper_key] = tuple(self._path_hashes(head, plan.upper, tiles))
         out += upper
         return out
 

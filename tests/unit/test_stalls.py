@@ -85,4 +85,3 @@ def test_a_blocked_loop_is_measured_and_named() -> None:
     assert stalled
     assert max(float(e["ms"]) for e in stalled) >= 100  # type: ignore[arg-type]
     assert _count("auditlog_event_loop_lag_seconds") > before + 2
-
