@@ -50,6 +50,7 @@ from bench.harness import (
     free_port,
     percentile,
     wait_http,
+    wait_idle,
 )
 from query.proofs import LogHead, ProofBuilder
 
@@ -394,6 +395,7 @@ def main() -> None:
         signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
         asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
         asyncio.run(load_events(bench.database_url, log_id, args.events, not args.no_search))
+        print(f"machine idle again after {wait_idle():.0f} s")
         for tiles in args.tile_cache:
             asyncio.run(
                 in_process_proofs(

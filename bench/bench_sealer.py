@@ -177,24 +177,47 @@ async def _latencies(url: str, tag: str) -> list[float]:
     return [float(r["s"]) for r in rows]
 
 
-def _loop_lag(port: int) -> str:
-    """How late the sealer's event loop woke its 20 ms watcher (``auditlog.stalls``): every
-    record decoded and every row built runs on that loop, between the seals' round trips."""
+def _scrape(port: int) -> dict[str, float]:
+    """The sealer's metrics that say where phase 2's latency goes, as sample name -> value
+    (histogram buckets keyed ``name{le}``), summed over label sets."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    buckets: dict[str, float] = {}
+    samples: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("auditlog_event_loop_lag_seconds_bucket"):
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets[bound] = float(line.rsplit(" ", 1)[1])
-    total = buckets.get("+Inf", 0.0)
-    if not total:
-        return "no event-loop lag observed"
-    late = ", ".join(
-        f"≥ {float(b) * 1000:g} ms {100 * (total - buckets[b]) / total:.1f} %"
-        for b in ("0.005", "0.01", "0.025", "0.05", "0.1")
-        if b in buckets
-    )
-    return f"event loop late (of {total:,.0f} ticks): {late}"
+        if not line.startswith(("auditlog_event_loop_lag_seconds", "auditlog_sealer_")):
+            continue
+        name, value = line.rsplit(" ", 1)
+        if "_bucket{" in name:
+            name = name.split("{", 1)[0] + "{" + name.split('le="', 1)[1].split('"', 1)[0] + "}"
+        else:
+            name = name.split("{", 1)[0]
+        samples[name] = samples.get(name, 0.0) + float(value)
+    return samples
+
+
+def _phase_report(before: dict[str, float], after: dict[str, float]) -> str:
+    """Mean batch size, batch age and seal time over the phase, and how late the event loop
+    woke its 20 ms watcher (``auditlog.stalls``): every record decoded and every row built
+    runs on that loop, between the seals' round trips."""
+    d = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    parts = []
+    batches = d.get("auditlog_sealer_seal_seconds_count", 0.0)
+    if batches:
+        size = d["auditlog_sealer_batch_events_sum"] / batches
+        age = d["auditlog_sealer_batch_age_seconds_sum"] / batches * 1000
+        seal = d["auditlog_sealer_seal_seconds_sum"] / batches * 1000
+        parts.append(
+            f"{batches:,.0f} batches of {size:,.0f} events, {age:.0f} ms from first record"
+            f" fetched to sealed, of which the seal itself {seal:.0f} ms (means)"
+        )
+    ticks = d.get("auditlog_event_loop_lag_seconds_bucket{+Inf}", 0.0)
+    if ticks:
+        late = ", ".join(
+            f"≥ {float(b) * 1000:g} ms {100 * (ticks - d[key]) / ticks:.1f} %"
+            for b in ("0.005", "0.01", "0.025", "0.05", "0.1")
+            if (key := f"auditlog_event_loop_lag_seconds_bucket{{{b}}}") in d
+        )
+        parts.append(f"event loop late (of {ticks:,.0f} ticks): {late}")
+    return "; ".join(parts) or "no batches and no event-loop ticks"
 
 
 async def _group_settled(bench: Bench, members: int, within: float = 60) -> float:
@@ -319,6 +342,7 @@ def main() -> None:
 
         waited = asyncio.run(_group_settled(bench, args.sealers))
         print(f"  consumer group stable with {args.sealers} members ({waited:.1f} s more)")
+        before = [_scrape(port) for port in metrics_ports]
         total = args.events + int(args.rate * args.seconds)
         achieved = fill(bench, int(args.rate * args.seconds), "live", args.rate)
         _wait_or_report(bench, total)
@@ -329,8 +353,8 @@ def main() -> None:
             f"p99 {percentile(lat, 99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
             f"({len(lat):,} events)"
         )
-        for port in metrics_ports:
-            print(f"  sealer on :{port}: {_loop_lag(port)}")
+        for port, scraped in zip(metrics_ports, before, strict=True):
+            print(f"  sealer on :{port}: {_phase_report(scraped, _scrape(port))}")
         # More than produced would be duplicates; dead letters would be envelopes the sealer
         # did not accept as canonical, i.e. a producer that does not send what it should.
         sealed = asyncio.run(_count(bench.database_url))

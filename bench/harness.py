@@ -171,6 +171,27 @@ class CpuMeter:
         return out
 
 
+def _busy_and_total() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_idle(busy_below: float = 0.1, window: float = 2.0, within: float = 300.0) -> float:
+    """Seconds until the whole machine used less than ``busy_below`` of its CPUs over one
+    ``window`` (or ``within`` passed): after a bulk load PostgreSQL's checkpointer and the
+    kernel write back gigabytes for minutes, and a latency measured meanwhile measures that."""
+    began = time.monotonic()
+    while True:
+        busy0, total0 = _busy_and_total()
+        time.sleep(window)
+        busy1, total1 = _busy_and_total()
+        if total1 > total0 and (busy1 - busy0) / (total1 - total0) < busy_below:
+            return time.monotonic() - began
+        if time.monotonic() - began > within:
+            return time.monotonic() - began
+
+
 def _uid(user: str) -> int | None:
     try:
         import pwd  # noqa: PLC0415 - POSIX only
