@@ -46,6 +46,11 @@ SLOW_READ_SECONDS = 0.05
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 
 
+def _cancel_if_pending(pending: asyncio.Future[LogHead | None], _: object) -> None:
+    if not pending.done():
+        pending.cancel()
+
+
 class HeadCache:
     """At most ``limit`` log heads, each reused for ``ttl`` seconds after it was read and served
     for another ``ttl`` while a background read replaces it."""
@@ -101,7 +106,10 @@ class HeadCache:
             pending = asyncio.get_running_loop().create_future()
             self._pending[log_id] = pending
             pending.add_done_callback(partial(self._settled, log_id))
-            self._spawn(self._fill(log_id, pending))
+            task = self._spawn(self._fill(log_id, pending))
+            if isinstance(task, asyncio.Future):
+                # A task cancelled before its first step never runs _fill's handler.
+                task.add_done_callback(partial(_cancel_if_pending, pending))
         return pending
 
     async def _refresh(self, log_id: str) -> LogHead | None:
