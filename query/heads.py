@@ -43,7 +43,7 @@ _FROM_DATABASE = HEAD_READS.labels("database")
 # this long too.
 SLOW_READ_SECONDS = 0.05
 
-Spawn = Callable[[Coroutine[Any, Any, None]], object]
+Spawn = Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
 
 
 def _cancel_if_pending(pending: asyncio.Future[LogHead | None], _: object) -> None:
@@ -106,10 +106,11 @@ class HeadCache:
             pending = asyncio.get_running_loop().create_future()
             self._pending[log_id] = pending
             pending.add_done_callback(partial(self._settled, log_id))
-            task = self._spawn(self._fill(log_id, pending))
-            if isinstance(task, asyncio.Future):
-                # A task cancelled before its first step never runs _fill's handler.
-                task.add_done_callback(partial(_cancel_if_pending, pending))
+            # However the task ends, cancelled too (even before its first step, when _fill
+            # never runs), its waiters are released.
+            self._spawn(self._fill(log_id, pending)).add_done_callback(
+                partial(_cancel_if_pending, pending)
+            )
         return pending
 
     async def _refresh(self, log_id: str) -> LogHead | None:
@@ -118,12 +119,10 @@ class HeadCache:
         return await asyncio.shield(self._reading(log_id))
 
     async def _fill(self, log_id: str, pending: asyncio.Future[LogHead | None]) -> None:
-        # Never raises into the task group: the outcome goes to the waiters.
+        # Never raises into the task group: the outcome goes to the waiters (a cancellation
+        # reaches them through the task's done callback).
         try:
             head = await self._load(log_id)
-        except asyncio.CancelledError:
-            pending.cancel()
-            raise
         except Exception as exc:  # noqa: BLE001 - handed to every waiter, whatever it is
             if not pending.done():
                 pending.set_exception(exc)
