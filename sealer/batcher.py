@@ -1,7 +1,11 @@
 """Per-partition batching by size or age, with an injected clock.
 
 A batch closes when it holds ``max_size`` records or when its oldest record has waited
-``max_age`` seconds, whichever comes first. The batcher is plain data and arithmetic (no
+``max_age`` seconds, whichever comes first; a batch due by age closes only once its key is
+*ready*. The sealer calls a partition ready when none of its batches is being sealed, so the
+records that arrive during a seal join the next batch instead of queueing behind it as a batch
+of their own (group commit): under load batches grow, and each seal starts as soon as the one
+before it ends. The batcher is plain data and arithmetic (no
 asyncio), so tests drive time by hand; the sealer's fetch loop feeds it and hands closed batches
 to the seal worker through a bounded queue.
 
@@ -22,6 +26,10 @@ R = TypeVar("R")
 
 DEFAULT_BATCH_MAX_SIZE = 5000
 DEFAULT_BATCH_MAX_AGE = 0.1
+
+
+def _always(key: object) -> bool:
+    return True
 
 
 @dataclass(slots=True)
@@ -63,10 +71,13 @@ class Batcher(Generic[K, R]):
                 batch = None
         return closed
 
-    def expired(self) -> list[Batch[K, R]]:
-        """Close and return the batches whose oldest record waited ``max_age`` or more."""
+    def expired(self, ready: Callable[[K], bool] = _always) -> list[Batch[K, R]]:
+        """Close and return the batches whose oldest record waited ``max_age`` or more, of
+        the keys ``ready`` accepts; the others stay open and keep growing."""
         now = self.clock()
-        due = [k for k, b in self._open.items() if now - b.opened_at >= self.max_age]
+        due = [
+            k for k, b in self._open.items() if now - b.opened_at >= self.max_age and ready(k)
+        ]
         return [self._open.pop(k) for k in due]
 
     def drain(self) -> list[Batch[K, R]]:
@@ -78,12 +89,22 @@ class Batcher(Generic[K, R]):
     def drop(self, key: K) -> None:
         self._open.pop(key, None)
 
-    def next_deadline(self) -> float | None:
-        """Seconds until the oldest open batch expires; None when nothing is open."""
+    def next_deadline(
+        self, ready: Callable[[K], bool] = _always, recheck: float = 0.0
+    ) -> float | None:
+        """Seconds until the next batch can close by age; None when nothing is open.
+
+        A batch past its age whose key is not ready can close whenever the key becomes ready,
+        which the batcher cannot see: it is due again in ``recheck`` seconds.
+        """
         if not self._open:
             return None
-        oldest = min(b.opened_at for b in self._open.values())
-        return max(0.0, oldest + self.max_age - self.clock())
+        now = self.clock()
+        waits = []
+        for key, batch in self._open.items():
+            left = batch.opened_at + self.max_age - now
+            waits.append(left if left > 0 else 0.0 if ready(key) else recheck)
+        return min(waits)
 
     def pending(self) -> int:
         return sum(len(b.records) for b in self._open.values())

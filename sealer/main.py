@@ -16,6 +16,7 @@ flush and stop the dead-letter producer; close the PostgreSQL pool.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import signal
 import time
@@ -80,8 +81,19 @@ BATCH_AGE = Histogram(
     "Age of a batch's oldest record when it is sealed",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+DECODE_SECONDS = Histogram(
+    "auditlog_sealer_decode_seconds",
+    "Time from a batch closing to all its records decoded and validated",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+SEAL_WAIT = Histogram(
+    "auditlog_sealer_seal_wait_seconds",
+    "Time a decoded batch waited for a seal slot and for its partition's previous seal",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
 DECODE_CHUNK = 256  # records decoded between two turns of the event loop (~1 ms)
+BUSY_RECHECK = 0.005  # how soon the fetch loop looks again at a batch held back by its seal
 HANDOFF_DEPTH = 4  # closed batches waiting for the seal worker; a full queue stops fetching
 PARALLEL_SEALS = 4  # batches being sealed at once, each partition's in order
 REVOKE_GRACE = 10.0  # seconds a revocation waits for the partition's seals under way
@@ -97,6 +109,7 @@ class Decoded:
 
     batch: SealBatch
     items: list[Sealable | Rejected]
+    decoded_at: float  # the sealer's clock when decoding finished
 
 
 class Sealer:
@@ -140,6 +153,7 @@ class Sealer:
         # each chained to the one before. The semaphore bounds the batches in flight.
         self.slots = asyncio.Semaphore(PARALLEL_SEALS)
         self.tails: dict[TP, asyncio.Task[None]] = {}
+        self.in_flight: collections.Counter[TP] = collections.Counter()
         self.backoff: dict[TP, float] = {}
         self.stopping = asyncio.Event()
         self.partitions = Partitions()
@@ -182,7 +196,7 @@ class Sealer:
     async def fetch_loop(self) -> None:
         try:
             while not self.stopping.is_set():
-                deadline = self.batcher.next_deadline()
+                deadline = self.batcher.next_deadline(self._idle, BUSY_RECHECK)
                 wait = self.settings.batch_max_age if deadline is None else deadline
                 fetched = await self.consumer.getmany(
                     timeout_ms=max(1, int(wait * 1000)), max_records=self.settings.batch_max_size
@@ -191,22 +205,30 @@ class Sealer:
                     if tp in self.heads:
                         for batch in self.batcher.add(tp, self.generation[tp], records):
                             await self.handoff.put(await self._decode(batch))
-                for batch in self.batcher.expired():
+                for batch in self.batcher.expired(self._idle):
                     await self.handoff.put(await self._decode(batch))
             for batch in self.batcher.drain():
                 await self.handoff.put(await self._decode(batch))
         finally:
             await self.handoff.put(None)  # tells the seal worker to finish
 
+    def _idle(self, tp: TP) -> bool:
+        """No batch of ``tp`` is being decoded, queued or sealed: its next may close by age."""
+        return not self.in_flight[tp]
+
     async def _decode(self, batch: SealBatch) -> Decoded:
+        self.in_flight[batch.key] += 1  # until its seal ends (_seal_in_turn)
         # A few hundred records at a time: decoding a whole batch at once held the event loop
         # for up to ~25 ms, and every seal under way waits for the loop between its round trips.
+        closed = self.clock()
         records, schemas = batch.records, self.schemas
         items = [decode(r, schemas) for r in records[:DECODE_CHUNK]]
         for start in range(DECODE_CHUNK, len(records), DECODE_CHUNK):
             await asyncio.sleep(0)
             items += [decode(r, schemas) for r in records[start : start + DECODE_CHUNK]]
-        return Decoded(batch, items)
+        decoded = self.clock()
+        DECODE_SECONDS.observe(decoded - closed)
+        return Decoded(batch, items, decoded)
 
     async def seal_loop(self) -> None:
         async with asyncio.TaskGroup() as seals:
@@ -220,8 +242,10 @@ class Sealer:
         try:
             if previous is not None:
                 await asyncio.wait([previous])  # its failure was handled (or ends the group)
+            SEAL_WAIT.observe(self.clock() - decoded.decoded_at)
             await self._seal_or_rewind(decoded)
         finally:
+            self.in_flight[decoded.batch.key] -= 1
             self.slots.release()
 
     async def _seal_or_rewind(self, decoded: Decoded) -> None:

@@ -56,3 +56,33 @@ def test_drop_forgets_a_partition() -> None:
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="max_size"):
         Batcher(max_size=0)
+
+
+def test_a_batch_due_by_age_waits_for_its_key_to_be_ready_and_keeps_growing() -> None:
+    clock = Clock()
+    busy = {"p0"}
+    b: Batcher[str, int] = Batcher(max_size=100, max_age=0.5, clock=clock)
+    b.add("p0", 0, [1])
+    b.add("p1", 0, [7])
+    clock.now += 0.5
+    assert [e.key for e in b.expired(lambda k: k not in busy)] == ["p1"]
+    # Held back: due again after the recheck interval, not at once (that would spin).
+    assert b.next_deadline(lambda k: k not in busy, recheck=0.005) == pytest.approx(0.005)
+    b.add("p0", 0, [2, 3])
+    busy.clear()
+    assert b.next_deadline(lambda k: k not in busy, recheck=0.005) == 0.0
+    assert [(e.key, e.records) for e in b.expired(lambda k: k not in busy)] == [("p0", [1, 2, 3])]
+
+
+def test_a_busy_key_still_closes_at_max_size() -> None:
+    b: Batcher[str, int] = Batcher(max_size=2, max_age=0.5, clock=Clock())
+    assert [c.records for c in b.add("p0", 0, [1, 2, 3])] == [[1, 2]]
+    assert b.expired(lambda k: False) == []
+
+
+def test_the_deadline_of_a_young_batch_ignores_readiness() -> None:
+    clock = Clock()
+    b: Batcher[str, int] = Batcher(max_size=10, max_age=0.5, clock=clock)
+    b.add("p0", 0, [1])
+    clock.now += 0.1
+    assert b.next_deadline(lambda k: False, recheck=0.005) == pytest.approx(0.4)
