@@ -205,11 +205,10 @@ def _phase_report(before: dict[str, float], after: dict[str, float]) -> str:
         size = d["auditlog_sealer_batch_events_sum"] / batches
         age = d["auditlog_sealer_batch_age_seconds_sum"] / batches * 1000
         seal = d["auditlog_sealer_seal_seconds_sum"] / batches * 1000
-        decode = d.get("auditlog_sealer_decode_seconds_sum", 0.0) / batches * 1000
         wait = d.get("auditlog_sealer_seal_wait_seconds_sum", 0.0) / batches * 1000
         parts.append(
             f"{batches:,.0f} batches of {size:,.0f} events, {age:.0f} ms from first record"
-            f" fetched to sealed, of which decoding {decode:.0f} ms, waiting for a slot and the"
+            f" fetched to sealed, of which waiting for a slot and the"
             f" partition's previous seal {wait:.0f} ms, the seal itself {seal:.0f} ms (means)"
         )
     ticks = d.get("auditlog_event_loop_lag_seconds_bucket{+Inf}", 0.0)

@@ -38,6 +38,7 @@ class Batch(Generic[K, R]):
     generation: int
     records: list[R] = field(default_factory=list)
     opened_at: float = 0.0
+    closed_at: float = 0.0
 
 
 class Batcher(Generic[K, R]):
@@ -67,7 +68,7 @@ class Batcher(Generic[K, R]):
                 self._open[key] = batch
             batch.records.append(record)
             if len(batch.records) >= self.max_size:
-                closed.append(self._open.pop(key))
+                closed.append(self._close(key))
                 batch = None
         return closed
 
@@ -75,16 +76,17 @@ class Batcher(Generic[K, R]):
         """Close and return the batches whose oldest record waited ``max_age`` or more, of
         the keys ``ready`` accepts; the others stay open and keep growing."""
         now = self.clock()
-        due = [
-            k for k, b in self._open.items() if now - b.opened_at >= self.max_age and ready(k)
-        ]
-        return [self._open.pop(k) for k in due]
+        due = [k for k, b in self._open.items() if now - b.opened_at >= self.max_age and ready(k)]
+        return [self._close(k) for k in due]
 
     def drain(self) -> list[Batch[K, R]]:
         """Close every open batch (shutdown)."""
-        batches = list(self._open.values())
-        self._open.clear()
-        return batches
+        return [self._close(k) for k in list(self._open)]
+
+    def _close(self, key: K) -> Batch[K, R]:
+        batch = self._open.pop(key)
+        batch.closed_at = self.clock()
+        return batch
 
     def drop(self, key: K) -> None:
         self._open.pop(key, None)

@@ -21,7 +21,6 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeAlias
@@ -81,14 +80,9 @@ BATCH_AGE = Histogram(
     "Age of a batch's oldest record when it is sealed",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-DECODE_SECONDS = Histogram(
-    "auditlog_sealer_decode_seconds",
-    "Time from a batch closing to all its records decoded and validated",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-)
 SEAL_WAIT = Histogram(
     "auditlog_sealer_seal_wait_seconds",
-    "Time a decoded batch waited for a seal slot and for its partition's previous seal",
+    "Time a closed batch waited for a seal slot and for its partition's previous seal",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
@@ -100,26 +94,19 @@ REVOKE_GRACE = 10.0  # seconds a revocation waits for the partition's seals unde
 COMMIT_TIMEOUT = 2.0
 
 TP: TypeAlias = TopicPartition
-SealBatch = Batch[TopicPartition, Record]
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A closed batch with each record already judged (decoded while the previous one seals)."""
-
-    batch: SealBatch
-    items: list[Sealable | Rejected]
-    decoded_at: float  # the sealer's clock when decoding finished
+Judged: TypeAlias = Sealable | Rejected  # a record, decoded: sealable or a dead letter
+SealBatch = Batch[TopicPartition, Judged]
 
 
 class Sealer:
     """Fetch loop and seal worker of one sealer process, joined by a bounded queue.
 
-    The fetch loop polls Kafka, buffers records per partition in the :class:`Batcher`, decodes
-    each closed batch and puts it on the queue; when the queue is full it blocks, which stops
-    fetching: that is the back-pressure. The seal worker takes batches in order and seals each in
-    one transaction. Decoding on the fetch side is what lets one process use two cores: the next
-    batch is parsed and validated while PostgreSQL works on the current one.
+    The fetch loop polls Kafka, decodes the records as they come, buffers them per partition in
+    the :class:`Batcher` and puts each closed batch on the queue; when the queue is full it
+    blocks, which stops fetching: that is the back-pressure. The seal worker takes batches in
+    order and seals each in one transaction. Decoding on the fetch side is what lets one process
+    use two cores: the next batch is parsed and validated while PostgreSQL works on the current
+    one.
     """
 
     def __init__(
@@ -144,10 +131,10 @@ class Sealer:
         self.clock = clock
         self.heads: dict[TP, LogHead] = {}
         self.generation: dict[TP, int] = {}
-        self.batcher: Batcher[TP, Record] = Batcher(
+        self.batcher: Batcher[TP, Judged] = Batcher(
             settings.batch_max_size, settings.batch_max_age, clock
         )
-        self.handoff: asyncio.Queue[Decoded | None] = asyncio.Queue(HANDOFF_DEPTH)
+        self.handoff: asyncio.Queue[SealBatch | None] = asyncio.Queue(HANDOFF_DEPTH)
         # Seals of different partitions run side by side (each on its own connection, so one
         # process keeps several PostgreSQL backends busy); a partition's seals run in order,
         # each chained to the one before. The semaphore bounds the batches in flight.
@@ -202,58 +189,65 @@ class Sealer:
                     timeout_ms=max(1, int(wait * 1000)), max_records=self.settings.batch_max_size
                 )
                 for tp, records in fetched.items():
-                    if tp in self.heads:
-                        for batch in self.batcher.add(tp, self.generation[tp], records):
-                            await self.handoff.put(await self._decode(batch))
+                    generation = self.generation.get(tp)
+                    if tp not in self.heads:
+                        continue
+                    items = await self._decode(records)
+                    if self.generation.get(tp) != generation:
+                        continue  # reset while decoding: these are read again from its head
+                    for batch in self.batcher.add(tp, self.generation[tp], items):
+                        await self._hand_off(batch)
                 for batch in self.batcher.expired(self._idle):
-                    await self.handoff.put(await self._decode(batch))
+                    await self._hand_off(batch)
             for batch in self.batcher.drain():
-                await self.handoff.put(await self._decode(batch))
+                await self._hand_off(batch)
         finally:
             await self.handoff.put(None)  # tells the seal worker to finish
 
     def _idle(self, tp: TP) -> bool:
-        """No batch of ``tp`` is being decoded, queued or sealed: its next may close by age."""
+        """No batch of ``tp`` is queued or being sealed: its next one may close by age."""
         return not self.in_flight[tp]
 
-    async def _decode(self, batch: SealBatch) -> Decoded:
+    async def _hand_off(self, batch: SealBatch) -> None:
         self.in_flight[batch.key] += 1  # until its seal ends (_seal_in_turn)
-        # A few hundred records at a time: decoding a whole batch at once held the event loop
-        # for up to ~25 ms, and every seal under way waits for the loop between its round trips.
-        closed = self.clock()
-        records, schemas = batch.records, self.schemas
+        await self.handoff.put(batch)
+
+    async def _decode(self, records: list[Record]) -> list[Judged]:
+        # Records are judged as they are fetched, so a batch is ready to seal the moment it
+        # closes (a batch held back by its partition's seal would otherwise be decoded only
+        # after that seal ended). A few hundred at a time: decoding thousands at once held the
+        # event loop for up to ~25 ms, and every seal under way waits for the loop between its
+        # round trips.
+        schemas = self.schemas
         items = [decode(r, schemas) for r in records[:DECODE_CHUNK]]
         for start in range(DECODE_CHUNK, len(records), DECODE_CHUNK):
             await asyncio.sleep(0)
             items += [decode(r, schemas) for r in records[start : start + DECODE_CHUNK]]
-        decoded = self.clock()
-        DECODE_SECONDS.observe(decoded - closed)
-        return Decoded(batch, items, decoded)
+        return items
 
     async def seal_loop(self) -> None:
         async with asyncio.TaskGroup() as seals:
-            while (decoded := await self.handoff.get()) is not None:
+            while (batch := await self.handoff.get()) is not None:
                 await self.slots.acquire()
-                tp = decoded.batch.key
-                previous = self.tails.get(tp)
-                self.tails[tp] = seals.create_task(self._seal_in_turn(previous, decoded))
+                previous = self.tails.get(batch.key)
+                self.tails[batch.key] = seals.create_task(self._seal_in_turn(previous, batch))
 
-    async def _seal_in_turn(self, previous: asyncio.Task[None] | None, decoded: Decoded) -> None:
+    async def _seal_in_turn(self, previous: asyncio.Task[None] | None, batch: SealBatch) -> None:
         try:
             if previous is not None:
                 await asyncio.wait([previous])  # its failure was handled (or ends the group)
-            SEAL_WAIT.observe(self.clock() - decoded.decoded_at)
-            await self._seal_or_rewind(decoded)
+            SEAL_WAIT.observe(self.clock() - batch.closed_at)
+            await self._seal_or_rewind(batch)
         finally:
-            self.in_flight[decoded.batch.key] -= 1
+            self.in_flight[batch.key] -= 1
             self.slots.release()
 
-    async def _seal_or_rewind(self, decoded: Decoded) -> None:
-        tp = decoded.batch.key
-        if self.generation.get(tp) != decoded.batch.generation:
+    async def _seal_or_rewind(self, batch: SealBatch) -> None:
+        tp = batch.key
+        if self.generation.get(tp) != batch.generation:
             return  # fetched before a reset of the partition's read position
         try:
-            await self.seal_batch(decoded)
+            await self.seal_batch(batch)
             self.backoff.pop(tp, None)
         except (
             asyncpg.PostgresError,
@@ -280,8 +274,7 @@ class Sealer:
         with contextlib.suppress(IllegalStateError):
             self.consumer.seek(tp, head.next_offset)
 
-    async def seal_batch(self, decoded: Decoded) -> None:
-        batch = decoded.batch
+    async def seal_batch(self, batch: SealBatch) -> None:
         tp = batch.key
         head = self.heads.get(tp)
         if head is None:
@@ -290,9 +283,8 @@ class Sealer:
         if not records:
             return
         started = time.perf_counter()
-        fresh = [d for d in decoded.items if d.offset >= head.next_offset]
-        items = [d for d in fresh if isinstance(d, Sealable)]
-        rejected = [d for d in fresh if isinstance(d, Rejected)]
+        items = [d for d in records if isinstance(d, Sealable)]
+        rejected = [d for d in records if isinstance(d, Rejected)]
         if rejected:
             await self.dead_letter(tp, head, rejected)
         next_offset = records[-1].offset + 1
@@ -327,7 +319,7 @@ class Sealer:
         self,
         tp: TP,
         batch: SealBatch,
-        records: list[Record],
+        records: list[Judged],
         result: SealResult,
         dead: int,
         elapsed: float,
@@ -341,9 +333,12 @@ class Sealer:
         SEALED_BATCHES.labels(log_id).inc()
         DUPLICATES.labels(log_id).inc(result.duplicates)
         LOG_SIZE.labels(log_id).set(result.head.size)
-        highwater = self.consumer.highwater(tp)
-        if highwater is not None:
-            LAG.labels(log_id).set(max(0, highwater - result.head.next_offset))
+        # A seal may end after its partition was revoked (it outlived the revocation's grace):
+        # aiokafka asserts on the highwater of a partition it no longer holds.
+        if tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                LAG.labels(log_id).set(max(0, highwater - result.head.next_offset))
         log.info(
             "sealed",
             log=log_id,

@@ -33,6 +33,7 @@ def test_a_batch_closes_at_max_age_measured_from_its_oldest_record() -> None:
     clock.now += 0.2
     expired = b.expired()
     assert [(e.key, e.records) for e in expired] == [("p0", [1, 2])]
+    assert (expired[0].opened_at, expired[0].closed_at) == (100.0, 100.5)
     clock.now += 0.3
     assert [(e.key, e.records) for e in b.expired()] == [("p1", [9])]
     assert b.next_deadline() is None
