@@ -2,12 +2,12 @@
 
 A batch closes when it holds ``max_size`` records or when its oldest record has waited
 ``max_age`` seconds, whichever comes first; a batch due by age closes only once its key is
-*ready*. The sealer calls a partition ready when none of its batches is being sealed, so the
-records that arrive during a seal join the next batch instead of queueing behind it as a batch
-of their own (group commit): under load batches grow, and each seal starts as soon as the one
-before it ends. The batcher is plain data and arithmetic (no
-asyncio), so tests drive time by hand; the sealer's fetch loop feeds it and hands closed batches
-to the seal worker through a bounded queue.
+*ready*. The sealer calls a partition ready when none of its batches is queued or sealing, so
+the records that arrive during a seal join the next batch instead of queueing behind it as a
+batch of their own (group commit): under load batches grow, and each seal starts as soon as the
+one before it ends. The batcher is plain data and arithmetic (no asyncio), so tests drive time
+by hand; the sealer's fetch loop feeds it and hands closed batches to the seal worker through a
+bounded queue.
 
 Each batch carries its partition's *generation*: the sealer bumps it whenever the partition's
 read position is reset (assignment, fencing, revocation), so batches fetched before the reset
