@@ -189,13 +189,13 @@ class Sealer:
                     timeout_ms=max(1, int(wait * 1000)), max_records=self.settings.batch_max_size
                 )
                 for tp, records in fetched.items():
-                    generation = self.generation.get(tp)
                     if tp not in self.heads:
                         continue
+                    generation = self.generation[tp]
                     items = await self._decode(records)
                     if self.generation.get(tp) != generation:
                         continue  # reset while decoding: these are read again from its head
-                    for batch in self.batcher.add(tp, self.generation[tp], items):
+                    for batch in self.batcher.add(tp, generation, items):
                         await self._hand_off(batch)
                 for batch in self.batcher.expired(self._idle):
                     await self._hand_off(batch)

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 
+from auditlog.envelope import Envelope, format_received_at
 from auditlog.hashing import get_hasher
 from auditlog.note import NoteSigner
 from sealer.batcher import Batch
-from sealer.main import Sealer
-from sealer.records import Record
+from sealer.main import SealBatch, Sealer
+from sealer.records import Sealable
 from sealer.settings import Settings
 from sealer.store import LogHead, SealResult
 
 
-class _Record:
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-        self.timestamp = 0
-        self.key = None
-        self.value = b"{}"
-        self.headers = ()
+def _sealable(offset: int) -> Sealable:
+    received = datetime(2026, 11, 26, tzinfo=UTC)
+    envelope = Envelope({"message": f"event {offset}"}, format_received_at(received))
+    return Sealable(offset, envelope, received, None)
 
 
 async def test_a_seal_reported_after_its_partition_was_revoked() -> None:
@@ -38,7 +38,7 @@ async def test_a_seal_reported_after_its_partition_was_revoked() -> None:
     )
     tp = TopicPartition("audit.observe", 0)
     head = LogHead("audit.observe-0", "o", hasher.name, 3, hasher.empty_root(), 3)
-    batch: Batch[TopicPartition, Record] = Batch(tp, 0, [_Record(0), _Record(1), _Record(2)])
+    batch: SealBatch = Batch(tp, 0, [_sealable(0), _sealable(1), _sealable(2)])
     before = REGISTRY.get_sample_value("auditlog_sealer_events_total", {"log": head.log_id}) or 0
     sealer._observe(tp, batch, list(batch.records), SealResult(head, "note"), 0, 0.01)
     after = REGISTRY.get_sample_value("auditlog_sealer_events_total", {"log": head.log_id})
