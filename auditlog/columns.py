@@ -46,11 +46,14 @@ _NAMES: Final = (*(column for column, _ in TEXT_COLUMNS), "event_time")
 def searchable_values(event: Mapping[str, object]) -> tuple[object, ...]:
     """The text columns and ``event_time``, in TEXT_COLUMNS order (the sealer's row tail)."""
     get = event.get
-    values = [get(field) for field in _FIELDS]
-    return (
-        *[v if isinstance(v, str) else None for v in values],
-        event_time(get("timestamp")),
-    )
+    values = tuple(map(get, _FIELDS))
+    for value in values:
+        if value is not None and not isinstance(value, str):
+            # Rare (the schema allows it only for custom fields' namesakes): the one slow pass.
+            values = tuple(v if isinstance(v, str) else None for v in values)
+            break
+    timestamp = get("timestamp")
+    return (*values, None if timestamp is None else event_time(timestamp))
 
 
 def searchable_columns(event: Mapping[str, object]) -> dict[str, object]:

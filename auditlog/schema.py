@@ -53,9 +53,19 @@ class Schema:
     name: str
     fields: tuple[Field, ...]
     _by_id: dict[str, Field] = field(init=False, repr=False, compare=False)
+    # What valid() needs, flattened once: it runs for every record the sealer reads.
+    _required: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _strings: dict[str, tuple[int, bool, bool]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {f.id: f for f in self.fields})
+        object.__setattr__(self, "_required", tuple(f.id for f in self.fields if f.required))
+        strings = {
+            f.id: (f.size, f.non_empty, f.type == "datetime")
+            for f in self.fields
+            if f.type in _STRING_TYPES
+        }
+        object.__setattr__(self, "_strings", strings)
 
     def field(self, field_id: str) -> Field | None:
         return self._by_id.get(field_id)
@@ -68,16 +78,18 @@ class Schema:
         """
         if type(event) is not dict:
             return not self.validate(event, "")
-        for f in self.fields:
-            if f.required and event.get(f.id) is None:
+        for name in self._required:
+            if event.get(name) is None:
                 return False
+        strings = self._strings
         for key, value in event.items():
-            spec = self._by_id.get(key)
-            if spec is None or type(value) is not str or spec.type not in _STRING_TYPES:
+            spec = strings.get(key)
+            if spec is None or type(value) is not str:
                 return not self.validate(event, "")
-            if len(value) > spec.size or (spec.non_empty and not value):
+            size, non_empty, is_datetime = spec
+            if len(value) > size or (non_empty and not value):
                 return False
-            if spec.type == "datetime" and value and not _DATETIME.match(value):
+            if is_datetime and value and not _DATETIME.match(value):
                 return False
         return True
 

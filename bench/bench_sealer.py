@@ -177,6 +177,28 @@ async def _latencies(url: str, tag: str) -> list[float]:
     return [float(r["s"]) for r in rows]
 
 
+async def _diagnose(bench: Bench) -> str:
+    """Where extra events came from, when more were sealed than produced: the same Kafka offset
+    sealed twice (a sealer bug) or the same event at two offsets (a producer that retried)."""
+    conn = await asyncpg.connect(bench.database_url)
+    try:
+        offsets = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM events GROUP BY log_id, kafka_offset"
+            " HAVING count(*) > 1) d"
+        )
+        messages = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM events GROUP BY message HAVING count(*) > 1) d"
+        )
+        logs = await conn.fetch("SELECT log_id, size, next_offset FROM logs ORDER BY log_id")
+    finally:
+        await conn.close()
+    heads = ", ".join(f"{r['log_id']} size {r['size']} next {r['next_offset']}" for r in logs)
+    return (
+        f"offsets sealed more than once: {offsets}; messages sealed more than once: {messages};"
+        f" logs: {heads}"
+    )
+
+
 def _scrape(port: int) -> dict[str, float]:
     """The sealer's metrics that say where phase 2's latency goes, as sample name -> value
     (histogram buckets keyed ``name{le}``), summed over label sets."""
@@ -363,6 +385,7 @@ def main() -> None:
         dead = asyncio.run(_dead_letters(bench))
         print(f"check: {sealed:,} events sealed of {total:,} produced, {dead} dead letters")
         if sealed != total or dead:
+            print(f"  {asyncio.run(_diagnose(bench))}")
             raise SystemExit("check failed: sealed count differs from produced, or dead letters")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import signal
 import time
 from collections.abc import Callable
@@ -188,10 +189,16 @@ class Sealer:
                 fetched = await self.consumer.getmany(
                     timeout_ms=max(1, int(wait * 1000)), max_records=self.settings.batch_max_size
                 )
+                # Each partition's generation as these records were fetched, read before any
+                # await: a rebalance while this loop decodes or waits on a full hand-off queue
+                # resets partitions whose records are still in `fetched`, and those records,
+                # from the old read position, must not join the new generation (they would be
+                # sealed twice, out of order, once the new position is read).
+                fetched_in = {tp: self.generation.get(tp) for tp in fetched if tp in self.heads}
                 for tp, records in fetched.items():
-                    if tp not in self.heads:
+                    generation = fetched_in.get(tp)
+                    if generation is None or self.generation.get(tp) != generation:
                         continue
-                    generation = self.generation[tp]
                     items = await self._decode(records)
                     if self.generation.get(tp) != generation:
                         continue  # reset while decoding: these are read again from its head
@@ -281,6 +288,12 @@ class Sealer:
             return
         records = [r for r in batch.records if r.offset >= head.next_offset]
         if not records:
+            return
+        if any(b.offset <= a.offset for a, b in itertools.pairwise(records)):
+            # Cannot happen while the generations hold (fetch_loop); should it ever, sealing
+            # this batch would log a record twice or out of order. Read the partition again.
+            log.error("batch_out_of_order", log=head.log_id, first_offset=records[0].offset)
+            self._rewind(tp)
             return
         started = time.perf_counter()
         items = [d for d in records if isinstance(d, Sealable)]

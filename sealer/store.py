@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 
 import asyncpg
 import structlog
@@ -303,7 +304,7 @@ def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tupl
     return (
         log_id,
         index,
-        item.envelope.event_hash,
+        sha256(canonical).digest(),  # the envelope's event_hash, from the bytes at hand
         canonical,
         item.received_at,
         item.offset,
