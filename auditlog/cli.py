@@ -225,6 +225,30 @@ def cmd_token(args: argparse.Namespace) -> int:
     return asyncio.run(_token(args))
 
 
+async def _search_index(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from auditlog import search_index
+
+    conn = await asyncpg.connect(_database_url(args))
+    try:
+        if args.action == "create":
+            await search_index.create(conn)
+        elif args.action == "drop":
+            await search_index.drop(conn)
+        print(f"search index: {await search_index.state(conn)}")
+    except search_index.SearchIndexError as exc:
+        print(f"search index: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await conn.close()
+    return EXIT_OK
+
+
+def cmd_search_index(args: argparse.Namespace) -> int:
+    return asyncio.run(_search_index(args))
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from auditlog import stack
 
@@ -813,6 +837,35 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return EXIT_OK if result.errors == 0 else EXIT_FAILED
 
 
+def _add_database_parsers(sub: Any) -> None:
+    """The commands that change the database: schema, tokens, the search index."""
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--database-url")
+    mig.set_defaults(func=cmd_migrate)
+
+    tok = sub.add_parser("token", help="manage API tokens")
+    tok.add_argument("--database-url")
+    toks = tok.add_subparsers(dest="token_cmd", required=True)
+    create = toks.add_parser("create")
+    create.add_argument("--scope", required=True, help="comma list of log,search,admin")
+    create.add_argument("--tenant", help="bind the token to one tenant_id")
+    create.add_argument("--name", default="token")
+    toks.add_parser("list")
+    revoke = toks.add_parser("revoke")
+    revoke.add_argument("token_id")
+    tok.set_defaults(func=cmd_token)
+
+    six = sub.add_parser(
+        "search-index",
+        help="the substring-search index: status, create (without blocking writes), drop",
+        description="trigram: fast search, costlier sealing; none: cheaper sealing, search"
+        " reads its time range (docs/query.md)",
+    )
+    six.add_argument("action", choices=("status", "create", "drop"))
+    six.add_argument("--database-url")
+    six.set_defaults(func=cmd_search_index)
+
+
 # -- argument parsing ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -840,26 +893,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
 
-    mig = sub.add_parser("migrate", help="apply database migrations")
-    mig.add_argument("--database-url")
-    mig.set_defaults(func=cmd_migrate)
-
     kg = sub.add_parser("keygen", help="create an Ed25519 checkpoint signing key")
     kg.add_argument("--name", required=True, help="key name, usually the log origin prefix")
     kg.add_argument("--out", required=True, help="file for the signing key (.vkey written beside)")
     kg.set_defaults(func=cmd_keygen)
 
-    tok = sub.add_parser("token", help="manage API tokens")
-    tok.add_argument("--database-url")
-    toks = tok.add_subparsers(dest="token_cmd", required=True)
-    create = toks.add_parser("create")
-    create.add_argument("--scope", required=True, help="comma list of log,search,admin")
-    create.add_argument("--tenant", help="bind the token to one tenant_id")
-    create.add_argument("--name", default="token")
-    toks.add_parser("list")
-    revoke = toks.add_parser("revoke")
-    revoke.add_argument("token_id")
-    tok.set_defaults(func=cmd_token)
+    _add_database_parsers(sub)
 
     lt = sub.add_parser("loadtest", help="load an ingest endpoint; prints throughput and latency")
     lt.add_argument("--url", default=os.environ.get("AUDITLOG_URL", "http://127.0.0.1:8000"))

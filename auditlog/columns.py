@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-__all__ = ["TEXT_COLUMNS", "event_time", "searchable_columns", "searchable_values"]
+__all__ = [
+    "SEARCH_TEXT",
+    "TEXT_COLUMNS",
+    "event_time",
+    "searchable_columns",
+    "searchable_values",
+]
 
 # (column, event field): text columns copied when the field is a string, NULL otherwise.
 TEXT_COLUMNS: Final = (
@@ -24,6 +30,16 @@ TEXT_COLUMNS: Final = (
     ("message", "message"),
     ("new_value", "new"),
     ("old_value", "old"),
+)
+
+# The search text: the nine text columns joined by spaces, what search looks terms up in.
+# Exactly the expression migration 0003 indexes: the planner matches expressions verbatim, so
+# any other spelling (in a query or a rebuilt index) would make search scan.
+SEARCH_TEXT: Final = (
+    "(coalesce(action, '') || ' ' || coalesce(actor, '') || ' ' || coalesce(message, '')"
+    " || ' ' || coalesce(new_value, '') || ' ' || coalesce(old_value, '') || ' '"
+    " || coalesce(source, '') || ' ' || coalesce(status, '') || ' ' || coalesce(target, '')"
+    " || ' ' || coalesce(tenant_id, ''))"
 )
 
 

@@ -17,7 +17,8 @@ Then one ``auditlog query`` process (one uvicorn worker) is measured over HTTP:
   due time so a stalled server cannot hide behind a slower client). Without ``go`` on PATH, a
   Python (aiohttp) closed loop stands in and says so; it takes about as much CPU as the server.
 * search: ``POST /v1/search`` first pages (``limit`` 20) of selective queries, one at a time
-  (skipped, with the search indexes, by ``--no-search``).
+  (skipped, with the secondary indexes, by ``--no-search``; ``--search-index none`` searches
+  without the substring-search index, as ``auditlog search-index drop`` leaves a deployment).
 
 Also in-process: ``ProofBuilder.inclusion`` alone, the ceiling the HTTP figure approaches. The
 load generator shares the machine with PostgreSQL and the service, so figures are a floor.
@@ -38,12 +39,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from auditlog import search_index
 from auditlog.checkpoint import Checkpoint
 from auditlog.hashing import RFC6962_SHA256, get_hasher
 from auditlog.integrate import integrate, tiles_to_fetch
 from auditlog.note import NoteSigner, sign_note
 from auditlog.tiles import TileID
 from bench.harness import (
+    Bench,
     Stalls,
     bench_stack,
     build_go_tool,
@@ -61,6 +64,14 @@ SELECT indexname, indexdef FROM pg_indexes
  WHERE tablename = 'events' AND indexname NOT IN ('events_pkey', 'events_event_hash')
  ORDER BY indexname
 """
+
+
+async def _secondary_indexes(bench: Bench) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(bench.database_url)
+    try:
+        return list(await conn.fetch(_SECONDARY_INDEXES))
+    finally:
+        await conn.close()
 
 
 async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSigner) -> None:
@@ -105,7 +116,10 @@ async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSi
         await conn.close()
 
 
-async def load_events(url: str, log_id: str, size: int, search_indexes: bool = True) -> None:
+async def load_events(
+    url: str, log_id: str, size: int, without: frozenset[str] = frozenset()
+) -> None:
+    """``size`` generated events, then the schema's secondary indexes but those in ``without``."""
     conn = await asyncpg.connect(url)
     try:
         # pg_indexes spells a partitioned index "ON ONLY events", which would build the parent's
@@ -156,7 +170,10 @@ async def load_events(url: str, log_id: str, size: int, search_indexes: bool = T
             print(f"  events: {hi:,} rows ({time.perf_counter() - began:.0f} s)", flush=True)
         print(f"events: {size:,} rows loaded in {time.perf_counter() - began:.0f} s")
         began = time.perf_counter()
-        for name, definition in indexes if search_indexes else ():
+        for name, definition in indexes:
+            if name in without:
+                print(f"  index {name}: not built")
+                continue
             t0 = time.perf_counter()
             await conn.execute(definition)
             print(f"  index {name}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -378,6 +395,12 @@ def main() -> None:
         "--no-search", action="store_true", help="skip the search indexes and the search phase"
     )
     parser.add_argument(
+        "--search-index",
+        choices=("trigram", "none"),
+        default="trigram",
+        help="search with the substring-search index or without it (`auditlog search-index drop`)",
+    )
+    parser.add_argument(
         "--query-log-level",
         default="info",
         help="AUDITLOG_LOG_LEVEL of the measured query process (info: one line per request)",
@@ -394,7 +417,13 @@ def main() -> None:
         log_id = bench.topic + "-0"
         signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
         asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
-        asyncio.run(load_events(bench.database_url, log_id, args.events, not args.no_search))
+        if args.no_search:
+            without = frozenset(name for name, _ in asyncio.run(_secondary_indexes(bench)))
+        elif args.search_index == "none":
+            without = frozenset({search_index.INDEX})
+        else:
+            without = frozenset()
+        asyncio.run(load_events(bench.database_url, log_id, args.events, without))
         print(f"machine idle again after {wait_idle():.0f} s")
         for tiles in args.tile_cache:
             asyncio.run(

@@ -1,6 +1,7 @@
 """Sealer throughput from a pre-filled topic, and produce→sealed latency end to end.
 
     .venv/bin/python -m bench.bench_sealer [--events 200000] [--sealers 2] [--rate 20000]
+        [--search-index trigram|none]
 
 Phase 1 fills a topic with `--events` canonical envelopes, then starts `--sealers` sealer
 processes and times how long they take to seal everything. Phase 2 keeps the sealers running
@@ -10,8 +11,9 @@ database: the time its batch's checkpoint was written (``checkpoints.created_at`
 producer when the envelope was built). Phase 2 starts once the sealers' consumer group is
 stable with every member, and ends with each sealer's event-loop lag (from its metrics
 listener). At the end it checks that every event was sealed exactly once and that none went to
-the dead-letter topic. ``--drop-index`` and ``--sql`` change the scratch schema before sealing,
-to measure what an index (or an index option) costs.
+the dead-letter topic. ``--search-index none`` seals without the substring-search index, as
+``auditlog search-index drop`` leaves a deployment; ``--drop-index`` and ``--sql`` change the
+scratch schema before sealing, to measure what an index (or an index option) costs.
 Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 
 The events are published by ``bench/kafkaload`` (Go, franz-go), built with ``go build`` on first
@@ -39,9 +41,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from auditlog import search_index
 from auditlog.kafka import dlq_topic
 from auditlog.producer import AuditProducer
 from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, free_port, percentile
+from sealer.batcher import DEFAULT_BATCH_MAX_AGE
 from sealer.settings import DEFAULT_GROUP_ID
 
 
@@ -272,6 +276,15 @@ def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None
         raise
 
 
+async def _drop_search_index(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await search_index.drop(conn)
+        print(f"search index: {await search_index.state(conn)}")
+    finally:
+        await conn.close()
+
+
 async def _execute(url: str, statement: str) -> None:
     conn = await asyncpg.connect(url)
     try:
@@ -288,7 +301,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument("--batch-age", type=float, default=0.1)
+    parser.add_argument("--batch-age", type=float, default=DEFAULT_BATCH_MAX_AGE)
+    parser.add_argument(
+        "--search-index",
+        choices=("trigram", "none"),
+        default="trigram",
+        help="seal with the substring-search index (as migrated) or without it (as after"
+        " `auditlog search-index drop`)",
+    )
     parser.add_argument(
         "--log-level", default="warning", help="the sealers' (info logs one line per batch)"
     )
@@ -318,6 +338,8 @@ def main() -> None:
         return _fill_go(kafkaload, bench, n, tag, rate)
 
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
+        if args.search_index == "none":
+            asyncio.run(_drop_search_index(bench.database_url))
         for name in args.drop_index or ():
             asyncio.run(_execute(bench.database_url, f"DROP INDEX {name}"))
             print(f"sealing without index {name}")

@@ -6,9 +6,10 @@ semantics exactly (tests/integration/test_query_search_sql.py checks it against 
 
 * contains is ``LIKE '%v%'`` with ``\\``, ``%`` and ``_`` escaped, which is case-sensitive and
   byte-exact under any deterministic collation; a value of three characters or more is also
-  looked up (whole, or by its most telling word, see :func:`_index_key`) in :data:`SEARCH_TEXT`
-  (all text fields joined, trigram-indexed by migration 0003), which lets PostgreSQL find the
-  few candidate rows by index before checking the field itself;
+  looked up (whole, or by its most telling word, see :func:`_index_key`) in
+  :data:`auditlog.columns.SEARCH_TEXT` (all text fields joined, trigram-indexed by migration
+  0003 unless the deployment dropped that index, see :mod:`auditlog.search_index`), which lets
+  PostgreSQL find the few candidate rows by index before checking the field itself;
 * a missing field makes ``LIKE`` NULL; NULL works as false under AND and OR, and negation is
   ``IS NOT TRUE`` so that ``-actor:x`` keeps events without an actor;
 * text sorts with ``COLLATE "C"`` (code point order, as Python compares strings), missing values
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from auditlog.columns import SEARCH_TEXT
 from auditlog.search_query import TEXT_FIELDS, And, Expr, Not, Or, Term
 
 __all__ = [
@@ -49,13 +51,6 @@ ORDER_BY: Final = frozenset(
 RESTRICTABLE: Final = frozenset(("actor", "action", "source", "status", "target", "tenant_id"))
 _COMPARE: Final = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
-# Exactly the expression migration 0003 indexes (the planner matches expressions verbatim).
-SEARCH_TEXT: Final = (
-    "(coalesce(action, '') || ' ' || coalesce(actor, '') || ' ' || coalesce(message, '')"
-    " || ' ' || coalesce(new_value, '') || ' ' || coalesce(old_value, '') || ' '"
-    " || coalesce(source, '') || ' ' || coalesce(status, '') || ' ' || coalesce(target, '')"
-    " || ' ' || coalesce(tenant_id, ''))"
-)
 # pg_trgm finds no trigram in shorter values and would read the whole index.
 _INDEXABLE_LENGTH: Final = 3
 _WORD = re.compile(r"[^\W_]+")

@@ -1,0 +1,176 @@
+"""Dropping and rebuilding the search-text index: same answers, and every partition covered.
+
+Runs in a scratch database of its own (migrated, so the index exists as migration 0003 made
+it), with events in the default partition and in a monthly one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from auditlog import search_index
+from auditlog.search_query import parse_query
+from query.search_sql import Filter, SqlParams, compile_filter
+from sealer.store import Partitions
+from tests.conftest import Services, _create_database, _drop_database, _with_database
+
+pytestmark = pytest.mark.integration
+
+# One event in the default partition (a producer's old timestamp), two in November 2026.
+EVENTS = [
+    (datetime(1999, 1, 1, tzinfo=UTC), "alice@example.com", "login from 10.0.0.7"),
+    (datetime(2026, 11, 2, tzinfo=UTC), "bob@example.com", "export of report-4711"),
+    (datetime(2026, 11, 3, tzinfo=UTC), "carol@example.com", "login from 10.0.0.9"),
+]
+QUERIES = {
+    "message:login": {0, 2},
+    "actor:bob@exa": {1},
+    "report-4711": {1},
+    "10.0.0": {0, 2},
+    "-message:login": {1},
+}
+
+
+@pytest.fixture
+def database(services: Services) -> Iterator[str]:
+    name = f"search_index_{secrets.token_hex(4)}"
+    asyncio.run(_create_database(services.database_url, name))
+    url = _with_database(services.database_url, name)
+    asyncio.run(_insert(url))
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_database(services.database_url, name))
+
+
+@asynccontextmanager
+async def _connect(url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _insert(url: str) -> None:
+    async with _connect(url) as conn:
+        # November's partition only: the 1999 event lands in the default partition.
+        await Partitions().ensure(conn, [received for received, _, _ in EVENTS[1:]])
+        for idx, (received, actor, message) in enumerate(EVENTS):
+            await conn.execute(
+                "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset,"
+                " actor, message) VALUES ('t-0', $1, $2, $3, $4, $1, $5, $6)",
+                idx,
+                hashlib.sha256(message.encode()).digest(),
+                message.encode(),
+                received,
+                actor,
+                message,
+            )
+
+
+async def _search(conn: asyncpg.Connection, query: str) -> set[int]:
+    params = SqlParams()
+    where = compile_filter(parse_query(query), Filter(), params)
+    rows = await conn.fetch(f"SELECT idx FROM events WHERE {where}", *params.values)
+    return {r["idx"] for r in rows}
+
+
+async def _covered(conn: asyncpg.Connection) -> dict[str, bool]:
+    """Partition -> whether it has an index attached to the search-text index."""
+    rows = await conn.fetch(
+        "SELECT c.relname, EXISTS ("
+        "   SELECT FROM pg_inherits ip JOIN pg_index x ON x.indexrelid = ip.inhrelid"
+        "   WHERE ip.inhparent = to_regclass('events_search_text') AND x.indrelid = c.oid) AS ok"
+        " FROM pg_inherits p JOIN pg_class c ON c.oid = p.inhrelid"
+        " WHERE p.inhparent = 'events'::regclass"
+    )
+    return {r["relname"]: r["ok"] for r in rows}
+
+
+async def _indexes(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT indexname FROM pg_indexes WHERE indexname LIKE '%search\\_text%'"
+    )
+    return {r["indexname"] for r in rows}
+
+
+async def _uses_index(conn: asyncpg.Connection, query: str) -> bool:
+    params = SqlParams()
+    where = compile_filter(parse_query(query), Filter(), params)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = await conn.fetchval(
+            f"EXPLAIN (FORMAT JSON) SELECT idx FROM events WHERE {where}", *params.values
+        )
+    return "search_text" in str(plan)
+
+
+def test_search_answers_the_same_without_the_index_and_after_rebuilding_it(database: str) -> None:
+    async def run() -> None:
+        async with _connect(database) as conn:
+            assert await search_index.state(conn) == "trigram"
+            before = {q: await _search(conn, q) for q in QUERIES}
+            assert before == QUERIES
+
+            await search_index.drop(conn)
+            assert await search_index.state(conn) == "none"
+            assert await _indexes(conn) == set()
+            assert {q: await _search(conn, q) for q in QUERIES} == QUERIES
+
+            built: list[str] = []
+            await search_index.create(conn, built.append)
+            assert await search_index.state(conn) == "trigram"
+            assert await _covered(conn) == {"events_default": True, "events_2026_11": True}
+            assert sorted(built) == [
+                "building events_2026_11_search_text",
+                "building events_default_search_text",
+            ]
+            assert {q: await _search(conn, q) for q in QUERIES} == QUERIES
+            assert await _uses_index(conn, "actor:bob@exa")
+
+            await search_index.create(conn, built.append)  # nothing left to build
+            assert len(built) == 2
+
+    asyncio.run(run())
+
+
+def test_an_interrupted_build_is_finished_by_the_next_one_or_dropped(database: str) -> None:
+    async def run() -> None:
+        async with _connect(database) as conn:
+            await search_index.drop(conn)
+            # As a build killed midway leaves it: the parent declared, one partition's index
+            # built but never attached.
+            await conn.execute(
+                f"CREATE INDEX {search_index.INDEX} ON ONLY events USING gin"
+                " ((coalesce(actor, '')) gin_trgm_ops)"
+            )
+            await conn.execute("CREATE INDEX events_default_search_text ON events_default (actor)")
+            assert await search_index.state(conn) == "incomplete"
+            # A partition created meanwhile gets its index from the parent, attached.
+            await Partitions().ensure(conn, [datetime(2026, 12, 5, tzinfo=UTC)])
+            assert (await _covered(conn))["events_2026_12"]
+
+            await search_index.drop(conn)
+            assert await search_index.state(conn) == "none"
+            assert await _indexes(conn) == set()
+
+            await conn.execute(
+                f"CREATE INDEX {search_index.INDEX} ON ONLY events USING gin"
+                f" (({search_index.SEARCH_TEXT}) gin_trgm_ops)"
+            )
+            await conn.execute("CREATE INDEX events_default_search_text ON events_default (actor)")
+            await search_index.create(conn, lambda _: None)
+            assert await search_index.state(conn) == "trigram"
+            assert set((await _covered(conn)).values()) == {True}
+            assert await _uses_index(conn, "report-4711")
+
+    asyncio.run(run())
