@@ -12,7 +12,8 @@ Proofs: a tree of ``--proof-size`` leaves is built keeping all tiles; then inclu
 built from tiles (with and without a node cache) and verified, each for random indices.
 
 Envelope: canonical bytes and leaf hash of a typical Pangea-style event, from bytes
-(``Envelope.from_bytes``, what the sealer does per record) and from an object.
+(``Envelope.from_bytes``) and from an object, and the sealer's whole per-record work around
+them (``sealer.records.decode``, ``sealer.store.event_row``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from auditlog.entry import leaf_hash
 from auditlog.envelope import Envelope
@@ -34,6 +36,8 @@ from auditlog.hashing import HASH_SCHEMES, LogHasher, get_hasher
 from auditlog.integrate import integrate, tiles_to_fetch
 from auditlog.proof import Node, inclusion_proof, inclusion_tiles, verify_inclusion
 from auditlog.tiles import TileID
+from sealer.records import Sealable, decode
+from sealer.store import event_row
 
 CHECKPOINTS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
@@ -124,6 +128,16 @@ def bench_proofs(hasher: LogHasher, size: int, samples: int) -> None:
     )
 
 
+class _Record(NamedTuple):
+    """The parts of a Kafka record the sealer reads."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
 def bench_envelope(samples: int) -> None:
     print("\n## envelope: canonical bytes + leaf hash of a typical event")
     event = {
@@ -152,6 +166,15 @@ def bench_envelope(samples: int) -> None:
         samples,
         lambda _: Envelope.from_bytes(raw),
     )
+    record = _Record(0, 0, None, raw, ())
+    timed(
+        "sealer: decode a record (envelope, schema, received_at)",
+        samples,
+        lambda _: decode(record),
+    )
+    item = decode(record)
+    assert isinstance(item, Sealable)
+    timed("sealer: the events row of a record", samples, lambda i: event_row("t-0", i, item, raw))
     timed("leaf_hash rfc6962-sha256", samples, lambda _: leaf_hash(sha, raw))
     timed("sha256 of the envelope (event hash)", samples, lambda _: hashlib.sha256(raw).digest())
 

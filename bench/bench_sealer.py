@@ -167,18 +167,31 @@ async def _dead_letters(bench: Bench) -> int:
     return sum(ends[tp] - starts[tp] for tp in tps)
 
 
-async def _latencies(url: str, tag: str) -> list[float]:
+async def _latencies(url: str, tag: str) -> list[tuple[float, float]]:
+    """(seconds since the first event's received_at, produce→sealed seconds) per event."""
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
-            "SELECT extract(epoch FROM (SELECT min(c.created_at) FROM checkpoints c"
+            "SELECT extract(epoch FROM e.received_at - min(e.received_at) OVER ()) AS t,"
+            " extract(epoch FROM (SELECT min(c.created_at) FROM checkpoints c"
             "  WHERE c.log_id = e.log_id AND c.size > e.idx) - e.received_at) AS s"
             " FROM events e WHERE e.message LIKE $1",
             f"{tag} %",
         )
     finally:
         await conn.close()
-    return [float(r["s"]) for r in rows]
+    return [(float(r["t"]), float(r["s"])) for r in rows]
+
+
+def _windows(timed: list[tuple[float, float]], width: float = 10.0) -> str:
+    """p99 of each ``width``-second window of arrivals: whether a long run held its pace."""
+    by_window: dict[int, list[float]] = {}
+    for t, s in timed:
+        by_window.setdefault(int(t // width), []).append(s)
+    return ", ".join(
+        f"{k * width:.0f}-{(k + 1) * width:.0f} s: {percentile(v, 99) * 1000:.0f} ms"
+        for k, v in sorted(by_window.items())
+    )
 
 
 async def _diagnose(bench: Bench) -> str:
@@ -209,7 +222,9 @@ def _scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     samples: dict[str, float] = {}
     for line in text.splitlines():
-        if not line.startswith(("auditlog_event_loop_lag_seconds", "auditlog_sealer_")):
+        if not line.startswith(
+            ("auditlog_event_loop_lag_seconds", "auditlog_sealer_", "auditlog_gc_pause_seconds")
+        ):
             continue
         name, value = line.rsplit(" ", 1)
         if "_bucket{" in name:
@@ -245,6 +260,10 @@ def _phase_report(before: dict[str, float], after: dict[str, float]) -> str:
             if (key := f"auditlog_event_loop_lag_seconds_bucket{{{b}}}") in d
         )
         parts.append(f"event loop late (of {ticks:,.0f} ticks): {late}")
+    collections = d.get("auditlog_gc_pause_seconds_count", 0.0)
+    if collections:
+        gc_ms = d["auditlog_gc_pause_seconds_sum"] * 1000
+        parts.append(f"cyclic GC {collections:,.0f} collections, {gc_ms:,.0f} ms in all")
     return "; ".join(parts) or "no batches and no event-loop ticks"
 
 
@@ -392,13 +411,16 @@ def main() -> None:
         total = args.events + int(args.rate * args.seconds)
         achieved = fill(bench, int(args.rate * args.seconds), "live", args.rate)
         _wait_or_report(bench, total)
-        lat = asyncio.run(_latencies(bench.database_url, "live"))
+        timed = asyncio.run(_latencies(bench.database_url, "live"))
+        lat = [s for _, s in timed]
         print(
             f"end to end at {achieved:,.0f} events/s offered for {args.seconds:.0f} s: "
             f"produce→sealed p50 {percentile(lat, 50) * 1000:.0f} ms, "
             f"p99 {percentile(lat, 99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
             f"({len(lat):,} events)"
         )
+        if args.seconds > 10:
+            print(f"  p99 by arrival time: {_windows(timed)}")
         for port, scraped in zip(metrics_ports, before, strict=True):
             print(f"  sealer on :{port}: {_phase_report(scraped, _scrape(port))}")
         # More than produced would be duplicates; dead letters would be envelopes the sealer
