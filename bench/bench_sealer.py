@@ -409,8 +409,10 @@ def main() -> None:
         print(f"  consumer group stable with {args.sealers} members ({waited:.1f} s more)")
         before = [_scrape(port) for port in metrics_ports]
         total = args.events + int(args.rate * args.seconds)
-        achieved = fill(bench, int(args.rate * args.seconds), "live", args.rate)
-        _wait_or_report(bench, total)
+        live = CpuMeter()
+        with live.sampling():
+            achieved = fill(bench, int(args.rate * args.seconds), "live", args.rate)
+            _wait_or_report(bench, total)
         timed = asyncio.run(_latencies(bench.database_url, "live"))
         lat = [s for _, s in timed]
         print(
@@ -421,6 +423,14 @@ def main() -> None:
         )
         if args.seconds > 10:
             print(f"  p99 by arrival time: {_windows(timed)}")
+        cpu = live.seconds()
+        print(
+            "  CPU per live event: "
+            + ", ".join(
+                f"{group} {cpu.get(group, 0.0) / len(lat) * 1e6:.1f} µs"
+                for group in ("sealer", "postgres", "kafka", "load generator")
+            )
+        )
         for port, scraped in zip(metrics_ports, before, strict=True):
             print(f"  sealer on :{port}: {_phase_report(scraped, _scrape(port))}")
         # More than produced would be duplicates; dead letters would be envelopes the sealer

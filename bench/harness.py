@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -122,8 +123,9 @@ class CpuMeter:
 
     Groups: ``sealer`` (processes running ``auditlog.cli sealer``), ``postgres`` (every process of
     the ``postgres`` user: backends, WAL writer, checkpointer, autovacuum), ``kafka`` (the JVM of
-    the local broker) and ``bench`` (this process). A process that exits between the readings
-    counts up to its last sighting, so read often enough (:meth:`sample`) for short-lived ones.
+    the local broker), ``load generator`` (``bench/kafkaload``) and ``bench`` (this process). A
+    process that exits between the readings counts up to its last sighting, so read often
+    enough (:meth:`sample`, or :meth:`sampling` around a block) for short-lived ones.
     """
 
     def __init__(self) -> None:
@@ -143,6 +145,8 @@ class CpuMeter:
             return None
         if b"auditlog.cli\0sealer" in cmdline:
             return "sealer"
+        if b"/kafkaload-" in cmdline.split(b"\0")[0]:  # built as kafkaload-<source hash>
+            return "load generator"
         if cmdline.startswith(b"/") and b"java" in cmdline.split(b"\0")[0] and b"kafka" in cmdline:
             return "kafka"
         return None
@@ -162,6 +166,25 @@ class CpuMeter:
             seconds = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
             self._first.setdefault(pid, (group, seconds))
             self._last[pid] = (group, seconds)
+
+    @contextlib.contextmanager
+    def sampling(self, every: float = 0.5) -> Iterator[None]:
+        """Sample in a thread while the block runs (it may block on a subprocess)."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(every):
+                self.sample()
+
+        self.sample()
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.sample()
 
     def seconds(self) -> dict[str, float]:
         """CPU seconds per group since the first sample."""
