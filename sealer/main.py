@@ -93,6 +93,7 @@ HANDOFF_DEPTH = 4  # closed batches waiting for the seal worker; a full queue st
 PARALLEL_SEALS = 4  # batches being sealed at once, each partition's in order
 REVOKE_GRACE = 10.0  # seconds a revocation waits for the partition's seals under way
 COMMIT_TIMEOUT = 2.0
+COMMIT_INTERVAL = 1.0  # seconds between commits of sealed offsets to Kafka (lag only)
 # The broker answers a fetch once it has this much for us, or after this long: with the
 # default (1 byte, 500 ms) a steady stream was fetched a few records at a time, and building and
 # sending fetch requests took ~2 µs of the sealer's CPU per event at 50k events/s; now at most
@@ -149,6 +150,7 @@ class Sealer:
         self.tails: dict[TP, asyncio.Task[None]] = {}
         self.in_flight: collections.Counter[TP] = collections.Counter()
         self.backoff: dict[TP, float] = {}
+        self.sealed: dict[TP, int] = {}  # next offsets sealed and not yet committed to Kafka
         self.stopping = asyncio.Event()
         self.partitions = Partitions()
         self.window = timedelta(seconds=settings.idempotency_window)
@@ -328,11 +330,31 @@ class Sealer:
         if tp in self.heads:  # not revoked while this seal ran past the revocation's grace
             self.heads[tp] = result.head
         self._observe(tp, batch, records, result, len(rejected), time.perf_counter() - started)
-        # For lag monitoring only, so never worth waiting for: during a rebalance the group
-        # coordinator may hold a commit back, and a revocation waits for this seal.
+        self.sealed[tp] = next_offset  # committed to Kafka by commit_loop
+
+    async def commit_loop(self) -> None:
+        """Commit the sealed offsets to Kafka every COMMIT_INTERVAL seconds, until stopping.
+
+        For lag monitoring only (the stored offsets in PostgreSQL are the truth), so once a
+        second is plenty: a commit per seal cost a request per batch.
+        """
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(COMMIT_INTERVAL):
+                    await self.stopping.wait()
+            await self.commit_sealed()
+
+    async def commit_sealed(self) -> None:
+        """Commit what was sealed since the last commit, of the partitions still owned."""
+        offsets = {tp: offset for tp, offset in self.sealed.items() if tp in self.heads}
+        self.sealed.clear()
+        if not offsets:
+            return
+        # Never worth waiting for: during a rebalance the group coordinator may hold a commit
+        # back, and a partition may be gone by the time it is answered.
         with contextlib.suppress(CommitFailedError, IllegalStateError, KafkaError, TimeoutError):
             async with asyncio.timeout(COMMIT_TIMEOUT):
-                await self.consumer.commit({tp: next_offset})
+                await self.consumer.commit(offsets)
 
     def _observe(
         self,
@@ -481,7 +503,9 @@ async def run(settings: Settings) -> None:
                     tg.create_task(sealer.fetch_loop(), name="fetch-loop")
                     tg.create_task(sealer.seal_loop(), name="seal-loop")
                     tg.create_task(sealer.housekeeping(), name="housekeeping")
+                    tg.create_task(sealer.commit_loop(), name="commit-loop")
                     tg.create_task(stalls.watch_event_loop(sealer.stopping), name="loop-watch")
+                await sealer.commit_sealed()  # what the last seals sealed, before leaving
                 log.info("stopped")
             finally:
                 await consumer.stop()
