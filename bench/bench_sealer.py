@@ -194,6 +194,20 @@ def _windows(timed: list[tuple[float, float]], width: float = 10.0) -> str:
     )
 
 
+async def _maintenance(url: str) -> str:
+    """What autovacuum did to the events partitions: its work competes with the seals."""
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT coalesce(sum(autovacuum_count), 0) AS v, coalesce(sum(autoanalyze_count), 0)"
+            " AS a FROM pg_stat_user_tables WHERE relname LIKE 'events%'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return f"autovacuum ran {row['v']} vacuums and {row['a']} analyzes of events partitions"
+
+
 async def _diagnose(bench: Bench) -> str:
     """Where extra events came from, when more were sealed than produced: the same Kafka offset
     sealed twice (a sealer bug) or the same event at two offsets (a producer that retried)."""
@@ -423,6 +437,7 @@ def main() -> None:
         )
         if args.seconds > 10:
             print(f"  p99 by arrival time: {_windows(timed)}")
+        print(f"  {asyncio.run(_maintenance(bench.database_url))} (both phases)")
         cpu = live.seconds()
         print(
             "  CPU per live event: "
