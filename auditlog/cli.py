@@ -857,7 +857,7 @@ def _add_database_parsers(sub: Any) -> None:
 
     six = sub.add_parser(
         "search-index",
-        help="the substring-search index: status, create (without blocking writes), drop",
+        help="the substring-search index: status, create (while the sealers run), drop",
         description="trigram: fast search, costlier sealing; none: cheaper sealing, search"
         " reads its time range (docs/query.md)",
     )

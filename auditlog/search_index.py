@@ -12,9 +12,10 @@ events per second can be sealed (docs/performance.md). So operators choose:
   events of its time range instead of looking them up.
 
 :func:`drop` removes the index (a moment's exclusive lock on ``events``: seals under way finish
-first and the next ones wait for it). :func:`create` builds it without holding up the sealer:
-the parent index is declared on ``events`` alone, each partition's index is built
-``CONCURRENTLY`` and attached, and partitions created meanwhile get theirs at creation. An
+first and the next ones wait for it). :func:`create` builds it while the sealers run: the parent
+index is declared on ``events`` alone, each partition's index is built ``CONCURRENTLY`` and then
+attached (declaring and attaching take brief locks; the builds let writes go on), and
+partitions created meanwhile get theirs at creation. An
 interrupted build leaves the index ``incomplete``; running :func:`create` again finishes it.
 """
 
@@ -61,7 +62,7 @@ async def drop(conn: asyncpg.Connection) -> None:
 
 
 async def create(conn: asyncpg.Connection, report: Callable[[str], None] = print) -> None:
-    """Build the index partition by partition, without blocking writes; idempotent.
+    """Build the index partition by partition while writes go on; idempotent.
 
     ``conn`` must not be inside a transaction (``CREATE INDEX CONCURRENTLY`` refuses one).
     """
