@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from hashlib import sha256
 
 import asyncpg
 import structlog
@@ -304,7 +303,7 @@ def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tupl
     return (
         log_id,
         index,
-        sha256(canonical).digest(),  # the envelope's event_hash, from the bytes at hand
+        item.envelope.event_hash,
         canonical,
         item.received_at,
         item.offset,
