@@ -10,7 +10,7 @@ Errors: :class:`SchemaMismatch` (a service met a database of another schema vers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any
 
@@ -48,9 +48,15 @@ async def _keep_session(_: asyncpg.Connection) -> None:
 
 
 async def connect_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, reset_session: bool = True
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    reset_session: bool = True,
+    init: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]] | None = None,
 ) -> asyncpg.Pool:
-    """A pool; ``reset_session=False`` only for callers that never change session state.
+    """A pool; ``reset_session=False`` only for callers that never change session state, and
+    ``init`` run on each new connection (type codecs).
 
     asyncpg resets every connection it takes back (``RESET ALL``, ``UNLISTEN *``, advisory
     locks, ``CLOSE ALL``) with one more round trip per acquire; a service that never sets any
@@ -61,6 +67,7 @@ async def connect_pool(
         min_size=min_size,
         max_size=max_size,
         reset=None if reset_session else _keep_session,
+        init=init,
     )
     if pool is None:  # pragma: no cover - create_pool returns None only when awaited lazily
         raise AuditLogError("could not create a PostgreSQL pool")

@@ -15,7 +15,9 @@ events per second can be sealed (docs/performance.md). So operators choose:
 first and the next ones wait for it). :func:`create` builds it while the sealers run: the parent
 index is declared on ``events`` alone, each partition's index is built ``CONCURRENTLY`` and then
 attached (declaring and attaching take brief locks; the builds let writes go on), and
-partitions created meanwhile get theirs at creation. An
+partitions created meanwhile get theirs at creation. A month split by log is itself
+partitioned, so its index is declared on it alone in the same way, built leaf by leaf, and
+attached when complete. An
 interrupted build leaves the index ``incomplete``; running :func:`create` again finishes it.
 """
 
@@ -57,8 +59,11 @@ async def state(conn: asyncpg.Connection) -> State:
 async def drop(conn: asyncpg.Connection) -> None:
     """Remove the index and every partition's copy, attached or left over from a build."""
     await conn.execute(f"DROP INDEX IF EXISTS {INDEX}")
-    for name in await _leftovers(conn):
-        await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+    for name, partitioned in await _leftovers(conn):
+        if partitioned:  # takes its partitions' indexes with it; CONCURRENTLY cannot drop it
+            await conn.execute(f'DROP INDEX IF EXISTS "{name}"')
+        else:
+            await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
 
 
 async def create(conn: asyncpg.Connection, report: Callable[[str], None] = print) -> None:
@@ -67,23 +72,38 @@ async def create(conn: asyncpg.Connection, report: Callable[[str], None] = print
     ``conn`` must not be inside a transaction (``CREATE INDEX CONCURRENTLY`` refuses one).
     """
     await _ensure_trgm(conn)
-    await conn.execute(
-        f"CREATE INDEX IF NOT EXISTS {INDEX} ON ONLY events"
-        f" USING gin (({SEARCH_TEXT}) gin_trgm_ops)"
-    )
-    for partition in await _unindexed_partitions(conn):
-        name = partition + _SUFFIX
-        # A build interrupted before its attach leaves an index (possibly invalid) behind.
-        await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
-        report(f"building {name}")
-        await conn.execute(
-            f'CREATE INDEX CONCURRENTLY "{name}" ON "{partition}"'
-            f" USING gin (({SEARCH_TEXT}) gin_trgm_ops)"
-        )
-        await conn.execute(f'ALTER INDEX {INDEX} ATTACH PARTITION "{name}"')
+    await conn.execute(f"CREATE INDEX IF NOT EXISTS {INDEX} ON ONLY events USING {_METHOD}")
+    await _cover(conn, "events", INDEX, report)
     if await state(conn) != "trigram":
         # Only a partition created and dropped while we built could leave it so.
         raise SearchIndexError(f"{INDEX} is still incomplete; run the build again")
+
+
+_METHOD: Final = f"gin (({SEARCH_TEXT}) gin_trgm_ops)"
+
+
+async def _cover(
+    conn: asyncpg.Connection, table: str, index: str, report: Callable[[str], None]
+) -> None:
+    """Give every partition of ``table`` an index attached to ``table``'s ``index``."""
+    for partition, partitioned in await _unindexed_partitions(conn, table, index):
+        name = partition + _SUFFIX
+        if partitioned:
+            # A month split by log: CONCURRENTLY cannot build on a partitioned table, so its
+            # index is declared on it alone (kept from an interrupted build), its partitions
+            # covered one by one, and then it is attached like a leaf's.
+            await conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "{name}" ON ONLY "{partition}" USING {_METHOD}'
+            )
+            await _cover(conn, partition, name, report)
+        else:
+            # A build interrupted before its attach leaves an index (possibly invalid) behind.
+            await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+            report(f"building {name}")
+            await conn.execute(
+                f'CREATE INDEX CONCURRENTLY "{name}" ON "{partition}" USING {_METHOD}'
+            )
+        await conn.execute(f'ALTER INDEX "{index}" ATTACH PARTITION "{name}"')
 
 
 async def _ensure_trgm(conn: asyncpg.Connection) -> None:
@@ -95,27 +115,34 @@ async def _ensure_trgm(conn: asyncpg.Connection) -> None:
         ) from exc
 
 
-async def _unindexed_partitions(conn: asyncpg.Connection) -> list[str]:
-    """The partitions of ``events`` with no index attached to the search-text index."""
+async def _unindexed_partitions(
+    conn: asyncpg.Connection, table: str, index: str
+) -> list[tuple[str, bool]]:
+    """The partitions of ``table`` with no index attached to ``index``, and whether each is
+    itself partitioned."""
     rows = await conn.fetch(
-        "SELECT c.relname FROM pg_inherits p JOIN pg_class c ON c.oid = p.inhrelid"
-        " WHERE p.inhparent = 'events'::regclass AND NOT EXISTS ("
+        "SELECT c.relname, c.relkind = 'p' AS partitioned"
+        " FROM pg_inherits p JOIN pg_class c ON c.oid = p.inhrelid"
+        " WHERE p.inhparent = $1::regclass AND NOT EXISTS ("
         "   SELECT FROM pg_inherits ip JOIN pg_index x ON x.indexrelid = ip.inhrelid"
-        "   WHERE ip.inhparent = to_regclass($1) AND x.indrelid = c.oid)"
+        "   WHERE ip.inhparent = to_regclass($2) AND x.indrelid = c.oid)"
         " ORDER BY c.relname",
-        INDEX,
+        table,
+        index,
     )
-    return [r["relname"] for r in rows]
+    return [(r["relname"], r["partitioned"]) for r in rows]
 
 
-async def _leftovers(conn: asyncpg.Connection) -> list[str]:
-    """Indexes a build named, on partitions of ``events``, attached to nothing."""
+async def _leftovers(conn: asyncpg.Connection) -> list[tuple[str, bool]]:
+    """Indexes a build named, on partitions of ``events`` at any depth, attached to nothing;
+    partitioned ones (whose drop takes their partitions' along) first."""
     rows = await conn.fetch(
-        "SELECT i.relname FROM pg_index x"
+        "SELECT i.relname, i.relkind = 'I' AS partitioned FROM pg_index x"
         " JOIN pg_class i ON i.oid = x.indexrelid"
-        " JOIN pg_inherits p ON p.inhrelid = x.indrelid AND p.inhparent = 'events'::regclass"
+        " JOIN pg_partition_tree('events') t ON t.relid = x.indrelid AND t.level > 0"
         " WHERE right(i.relname, length($1)) = $1 AND NOT EXISTS ("
-        "   SELECT FROM pg_inherits ip WHERE ip.inhrelid = x.indexrelid)",
+        "   SELECT FROM pg_inherits ip WHERE ip.inhrelid = x.indexrelid)"
+        " ORDER BY partitioned DESC, i.relname",
         _SUFFIX,
     )
-    return [r["relname"] for r in rows]
+    return [(r["relname"], r["partitioned"]) for r in rows]

@@ -50,6 +50,7 @@ from sealer.store import (
     Partitions,
     SealResult,
     Witnessing,
+    connect_pool,
     forget_expired_keys,
     load_head,
     seal,
@@ -309,7 +310,7 @@ class Sealer:
         if rejected:
             await self.dead_letter(tp, head, rejected)
         next_offset = records[-1].offset + 1
-        await self.partitions.ensure(self.pool, [item.received_at for item in items])
+        await self.partitions.ensure(self.pool, head.log_id, [item.received_us for item in items])
         try:
             async with self.pool.acquire() as conn:
                 result = await seal(
@@ -467,7 +468,7 @@ async def run(settings: Settings) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     # One connection per parallel seal, one for partition creation and housekeeping.
-    pool = await db.connect_pool(settings.database_url.value, max_size=PARALLEL_SEALS + 1)
+    pool = await connect_pool(settings.database_url.value, max_size=PARALLEL_SEALS + 1)
     try:
         await db.check_schema(pool)
         dlq = make_producer(settings.kafka_bootstrap)

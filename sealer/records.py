@@ -28,6 +28,7 @@ from auditlog.schema import (
     validate_event,
     validate_signature_fields,
 )
+from sealer.timestamps import received_micros
 
 MAX_RECORD_BYTES = 1024 * 1024
 CANONICAL_PREFIX = b'{"event":'
@@ -54,7 +55,7 @@ class Record(Protocol):
 class Sealable:
     offset: int
     envelope: Envelope
-    received_at: datetime
+    received_us: int  # received_at in microseconds since 2000 (sealer/timestamps.py)
     idempotency_key: str | None
     config_id: str | None = None
 
@@ -115,7 +116,7 @@ def decode(record: Record, schemas: Schemas = NO_CUSTOM_SCHEMAS) -> Sealable | R
                     record.offset,
                     envelope,
                     # The envelope checked its received_at's spelling already.
-                    datetime.fromisoformat(envelope.received_at),
+                    received_micros(envelope.received_at),
                     idempotency_key,
                     config_id,
                 )
@@ -136,9 +137,12 @@ class _Context:
         reason = _schema_errors(envelope.to_dict(), envelope=True, schema=schema)
         if reason:
             return self.reject(f"invalid event: {reason}")
-        received = datetime.fromisoformat(envelope.received_at)
         return Sealable(
-            self.record.offset, envelope, received, self.idempotency_key, self.config_id
+            self.record.offset,
+            envelope,
+            received_micros(envelope.received_at),
+            self.idempotency_key,
+            self.config_id,
         )
 
 
@@ -161,7 +165,11 @@ def _decode_json(value: bytes, schema: Schema, context: _Context) -> Sealable | 
         received = datetime.fromtimestamp(context.record.timestamp / 1000, UTC)
         envelope = Envelope(event=obj, received_at=format_received_at(received))
         return Sealable(
-            context.record.offset, envelope, received, context.idempotency_key, context.config_id
+            context.record.offset,
+            envelope,
+            received_micros(envelope.received_at),
+            context.idempotency_key,
+            context.config_id,
         )
     except InvalidEvent as exc:
         return context.reject(f"invalid envelope: {exc}")

@@ -9,6 +9,7 @@ can never publish disagreeing checkpoints for one log.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
+from auditlog import db
 from auditlog.checkpoint import Checkpoint
 from auditlog.columns import TEXT_COLUMNS, searchable_values
 from auditlog.db import fetch_tiles
@@ -29,7 +31,9 @@ from auditlog.policy import Policy
 from auditlog.proof import consistency_proof, consistency_tiles
 from auditlog.tiles import TILE_WIDTH, encode_bundle
 from auditlog.witness_client import Witness, cosign_checkpoint
+from sealer import timestamps
 from sealer.records import Sealable
+from sealer.timestamps import month
 
 DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -77,6 +81,12 @@ class SealResult:
     head: LogHead
     checkpoint: str | None  # None when nothing was appended (dead letters or duplicates only)
     duplicates: int = 0  # records skipped because their idempotency key was already sealed
+
+
+async def connect_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections :func:`seal` can use: it sends received times as integers,
+    which needs their ``timestamptz`` codec (sealer/timestamps.py)."""
+    return await db.connect_pool(url, max_size=max_size, init=timestamps.register)
 
 
 async def load_head(
@@ -136,6 +146,8 @@ async def seal(
     witnessing: Witnessing | None = None,
 ) -> SealResult:
     """Append ``items`` to the log and move its offset to ``next_offset``, atomically.
+
+    ``conn`` comes from :func:`connect_pool`.
 
     An item whose idempotency key was sealed for the same tenant within ``idempotency_window``
     (or earlier in the same batch) is skipped: a producer's retry is not logged twice.
@@ -305,7 +317,7 @@ def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tupl
         index,
         item.envelope.event_hash,
         canonical,
-        item.received_at,
+        item.received_us,
         item.offset,
         *searchable_values(item.envelope.event),
         item.idempotency_key,
@@ -313,37 +325,91 @@ def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tupl
     )
 
 
-def _month(dt: datetime) -> tuple[int, int]:
-    if dt.tzinfo is UTC:  # every envelope's received_at: skip the conversion (once per event)
-        return dt.year, dt.month
-    utc = dt.astimezone(UTC)
-    return utc.year, utc.month
-
-
 class Partitions:
-    """Creates the monthly ``events`` partitions a batch needs, once per process and month."""
+    """Creates the ``events`` partitions a batch needs, once per process, month and log.
+
+    Each month is a partition of ``events`` (so retention drops whole months), itself split by
+    log: one leaf per log and month, plus a default leaf for rows of logs without one. A leaf
+    has a single writer, the sealer that owns its log, so each index's insertions land on its
+    own right edge instead of among the other logs' (docs/sealer.md). A month created by an
+    earlier version as one plain table stays one.
+    """
 
     def __init__(self) -> None:
-        self._known: set[tuple[int, int]] = set()
+        self._known: set[tuple[int, int, str]] = set()
 
     async def ensure(
-        self, pool: asyncpg.Pool | asyncpg.Connection, times: Sequence[datetime]
+        self, pool: asyncpg.Pool | asyncpg.Connection, log_id: str, times: Sequence[int]
     ) -> None:
-        for year, month in sorted({_month(t) for t in times} - self._known):
-            start = datetime(year, month, 1, tzinfo=UTC)
-            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-            name = f"events_{year:04d}_{month:02d}"
-            # Name and bounds are built from integers only. Its own short transaction: DDL on the
-            # parent must not widen the seal transaction; two sealers racing here is harmless.
-            try:
-                with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
-                    await pool.execute(
-                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events"
-                        f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-                    )
-            except asyncpg.CheckViolationError:
-                # Rows of that month are in the default partition already (written by something
-                # other than a sealer). Sealing must go on: the month's events go there too, and
-                # only cheap retention for that month is lost until an operator moves them.
-                log.warning("partition_blocked", partition=name, by="events_default")
-            self._known.add((year, month))
+        """Make sure the leaves for ``log_id`` at ``times`` (microseconds since 2000) exist."""
+        if not times:
+            return
+        # Months are contiguous ranges: when the extremes share one, every time is in it.
+        first, last = month(min(times)), month(max(times))
+        months = {first} if first == last else {month(t) for t in times}
+        for year, mon in sorted(months):
+            if (year, mon, log_id) not in self._known:
+                await self._create(pool, log_id, year, mon)
+                self._known.add((year, mon, log_id))
+
+    async def _create(
+        self, pool: asyncpg.Pool | asyncpg.Connection, log_id: str, year: int, mon: int
+    ) -> None:
+        start = datetime(year, mon, 1, tzinfo=UTC)
+        end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+        name = partition_name(year, mon)
+        # Names and bounds are built from integers and a digest; the log id is quoted as a
+        # literal. Each statement is its own short transaction: DDL must not widen the seal
+        # transaction; two sealers racing here is harmless.
+        if not await _create_partition(
+            pool,
+            name,
+            "events",
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+            " PARTITION BY LIST (log_id)",
+            blocked_by="events_default",
+        ):
+            return
+        split = await pool.fetchval(
+            "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", name
+        )
+        if not split:  # a month of one plain table, from before months were split by log
+            return
+        await _create_partition(pool, f"{name}_default", name, "DEFAULT")
+        literal = "'" + log_id.replace("'", "''") + "'"
+        await _create_partition(
+            pool,
+            partition_name(year, mon, log_id),
+            name,
+            f"FOR VALUES IN ({literal})",
+            f"{name}_default",
+        )
+
+
+def partition_name(year: int, month: int, log_id: str | None = None) -> str:
+    """``events_YYYY_MM``, the month; with ``log_id``, the month's leaf for that log, named by a
+    digest of the log id (topic names are too long and too free for table names)."""
+    name = f"events_{year:04d}_{month:02d}"
+    if log_id is None:
+        return name
+    return f"{name}_{hashlib.blake2b(log_id.encode(), digest_size=5).hexdigest()}"
+
+
+async def _create_partition(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    name: str,
+    parent: str,
+    bounds: str,
+    blocked_by: str | None = None,
+) -> bool:
+    """Create partition ``name`` of ``parent`` unless it exists; False if rows block it."""
+    try:
+        with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+            await pool.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {parent} {bounds}")
+    except asyncpg.CheckViolationError:
+        # Rows that belong in it are in the default partition already (written by something
+        # other than a sealer). Sealing must go on: such rows go there too, and only cheap
+        # retention (or the per-log split) is lost for them until an operator moves them.
+        log.warning("partition_blocked", partition=name, by=blocked_by)
+        return False
+    return True

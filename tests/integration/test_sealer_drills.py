@@ -19,14 +19,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from auditlog.cli import write_signing_key
-from auditlog.envelope import Envelope, parse_received_at
+from auditlog.envelope import Envelope
 from auditlog.hashing import get_hasher
 from auditlog.kafka import dlq_topic, ensure_topics
 from auditlog.note import NoteSigner
 from auditlog.policy import parse_policy
 from auditlog.producer import AuditProducer
 from sealer.records import Sealable
-from sealer.store import Fenced, Partitions, load_head, seal
+from sealer.store import Fenced, Partitions, connect_pool, load_head, partition_name, seal
+from sealer.timestamps import micros, received_micros
 from tests.conftest import Services, delete_topics
 from tests.integration.sealer_harness import (
     SealerFleet,
@@ -119,12 +120,11 @@ async def test_a_stale_head_is_fenced_in_the_database(
 ) -> None:
     hasher = get_hasher("rfc6962-sha256")
     signer = NoteSigner.from_skey(fleet.key_file.read_text().strip())
-    pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=2)
-    assert pool is not None
+    pool = await connect_pool(services.database_url, max_size=2)
     try:
         head = await load_head(pool, topic, 0, "drill.auditlog.test", hasher)
         items = [_item(i) for i in range(3)]
-        await Partitions().ensure(pool, [i.received_at for i in items])
+        await Partitions().ensure(pool, head.log_id, [i.received_us for i in items])
         async with pool.acquire() as conn:
             first = await seal(conn, head, hasher, signer, items[:2], 2)
             assert first.head.size == 2
@@ -152,16 +152,52 @@ async def test_rows_in_the_default_partition_do_not_stop_sealing(services: Servi
             " VALUES ($1, 0, $2, '{}', $3, 0)",
             log_id, secrets.token_bytes(32), month,
         )  # fmt: skip
-        await Partitions().ensure(pool, [month])
+        await Partitions().ensure(pool, log_id, [micros(month)])
         assert not await pool.fetchval("SELECT to_regclass('events_2099_03') IS NOT NULL")
     finally:
         await pool.execute("DELETE FROM events WHERE log_id = $1", log_id)
         await pool.close()
 
 
+async def test_each_log_gets_its_own_leaf_of_each_month(services: Services) -> None:
+    # A batch across a month boundary: both months split by log, the rows in this log's leaves;
+    # a month that is one plain table (as earlier versions made them) stays one and is used.
+    times = [datetime(2098, 1, 31, 23, 59, 59, tzinfo=UTC), datetime(2098, 2, 1, tzinfo=UTC)]
+    plain = datetime(2098, 3, 2, tzinfo=UTC)
+    pool = await connect_pool(services.database_url, max_size=2)
+    log_id = f"split-{secrets.token_hex(4)}"
+    try:
+        await pool.execute(
+            "CREATE TABLE IF NOT EXISTS events_2098_03 PARTITION OF events"
+            " FOR VALUES FROM ('2098-03-01 00:00+00') TO ('2098-04-01 00:00+00')"
+        )
+        await Partitions().ensure(pool, log_id, [micros(t) for t in [*times, plain]])
+        for idx, received in enumerate([*times, plain]):
+            await pool.execute(
+                "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset)"
+                " VALUES ($1, $2, $3, '{}', $4, $2)",
+                log_id, idx, secrets.token_bytes(32), micros(received),
+            )  # fmt: skip
+        rows = await pool.fetch(
+            "SELECT idx, tableoid::regclass::text AS leaf FROM events WHERE log_id = $1"
+            " ORDER BY idx",
+            log_id,
+        )
+        assert [r["leaf"] for r in rows] == [
+            partition_name(2098, 1, log_id),
+            partition_name(2098, 2, log_id),
+            "events_2098_03",
+        ]
+    finally:
+        await pool.execute("DELETE FROM events WHERE log_id = $1", log_id)
+        for name in ("events_2098_01", "events_2098_02", "events_2098_03"):
+            await pool.execute(f"DROP TABLE IF EXISTS {name}")
+        await pool.close()
+
+
 def _item(i: int) -> Sealable:
     env = Envelope(event={"message": f"fence {i}"}, received_at="2026-11-25T10:00:00.000000Z")
-    return Sealable(i, env, parse_received_at(env.received_at), None)
+    return Sealable(i, env, received_micros(env.received_at), None)
 
 
 @pytest.mark.parametrize("topic", [1], indirect=True)

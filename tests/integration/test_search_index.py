@@ -19,7 +19,8 @@ import pytest
 from auditlog import search_index
 from auditlog.search_query import parse_query
 from query.search_sql import Filter, SqlParams, compile_filter
-from sealer.store import Partitions
+from sealer.store import Partitions, partition_name
+from sealer.timestamps import micros
 from tests.conftest import Services, _create_database, _drop_database, _with_database
 
 pytestmark = pytest.mark.integration
@@ -30,6 +31,9 @@ EVENTS = [
     (datetime(2026, 11, 2, tzinfo=UTC), "bob@example.com", "export of report-4711"),
     (datetime(2026, 11, 3, tzinfo=UTC), "carol@example.com", "login from 10.0.0.9"),
 ]
+LOG = "t-0"
+# November is split by log: LOG's leaf, and the month's default leaf for any other log.
+NOVEMBER = [partition_name(2026, 11, LOG), "events_2026_11_default"]
 QUERIES = {
     "message:login": {0, 2},
     "actor:bob@exa": {1},
@@ -63,17 +67,18 @@ async def _connect(url: str) -> AsyncIterator[asyncpg.Connection]:
 async def _insert(url: str) -> None:
     async with _connect(url) as conn:
         # November's partition only: the 1999 event lands in the default partition.
-        await Partitions().ensure(conn, [received for received, _, _ in EVENTS[1:]])
+        await Partitions().ensure(conn, LOG, [micros(received) for received, _, _ in EVENTS[1:]])
         for idx, (received, actor, message) in enumerate(EVENTS):
             await conn.execute(
                 "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset,"
-                " actor, message) VALUES ('t-0', $1, $2, $3, $4, $1, $5, $6)",
+                " actor, message) VALUES ($7, $1, $2, $3, $4, $1, $5, $6)",
                 idx,
                 hashlib.sha256(message.encode()).digest(),
                 message.encode(),
                 received,
                 actor,
                 message,
+                LOG,
             )
 
 
@@ -85,13 +90,13 @@ async def _search(conn: asyncpg.Connection, query: str) -> set[int]:
 
 
 async def _covered(conn: asyncpg.Connection) -> dict[str, bool]:
-    """Partition -> whether it has an index attached to the search-text index."""
+    """Partition (at any depth) -> whether it has an index in the search-text index's tree."""
     rows = await conn.fetch(
         "SELECT c.relname, EXISTS ("
-        "   SELECT FROM pg_inherits ip JOIN pg_index x ON x.indexrelid = ip.inhrelid"
-        "   WHERE ip.inhparent = to_regclass('events_search_text') AND x.indrelid = c.oid) AS ok"
-        " FROM pg_inherits p JOIN pg_class c ON c.oid = p.inhrelid"
-        " WHERE p.inhparent = 'events'::regclass"
+        "   SELECT FROM pg_partition_tree(to_regclass('events_search_text')) i"
+        "   JOIN pg_index x ON x.indexrelid = i.relid WHERE x.indrelid = t.relid) AS ok"
+        " FROM pg_partition_tree('events') t JOIN pg_class c ON c.oid = t.relid"
+        " WHERE t.level > 0"
     )
     return {r["relname"]: r["ok"] for r in rows}
 
@@ -129,16 +134,17 @@ def test_search_answers_the_same_without_the_index_and_after_rebuilding_it(datab
             built: list[str] = []
             await search_index.create(conn, built.append)
             assert await search_index.state(conn) == "trigram"
-            assert await _covered(conn) == {"events_default": True, "events_2026_11": True}
-            assert sorted(built) == [
-                "building events_2026_11_search_text",
-                "building events_default_search_text",
-            ]
+            assert await _covered(conn) == dict.fromkeys(
+                ["events_default", "events_2026_11", *NOVEMBER], True
+            )
+            assert sorted(built) == sorted(
+                f"building {name}_search_text" for name in ["events_default", *NOVEMBER]
+            )
             assert {q: await _search(conn, q) for q in QUERIES} == QUERIES
             assert await _uses_index(conn, "actor:bob@exa")
 
             await search_index.create(conn, built.append)  # nothing left to build
-            assert len(built) == 2
+            assert len(built) == 3
 
     asyncio.run(run())
 
@@ -156,8 +162,10 @@ def test_an_interrupted_build_is_finished_by_the_next_one_or_dropped(database: s
             await conn.execute("CREATE INDEX events_default_search_text ON events_default (actor)")
             assert await search_index.state(conn) == "incomplete"
             # A partition created meanwhile gets its index from the parent, attached.
-            await Partitions().ensure(conn, [datetime(2026, 12, 5, tzinfo=UTC)])
-            assert (await _covered(conn))["events_2026_12"]
+            await Partitions().ensure(conn, LOG, [micros(datetime(2026, 12, 5, tzinfo=UTC))])
+            covered = await _covered(conn)
+            assert covered["events_2026_12"]
+            assert covered[partition_name(2026, 12, LOG)]
 
             await search_index.drop(conn)
             assert await search_index.state(conn) == "none"

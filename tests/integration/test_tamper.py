@@ -32,7 +32,8 @@ from auditlog.hashing import get_hasher
 from auditlog.note import NoteSigner, sign_note
 from auditlog.tiles import decode_bundle, encode_bundle
 from sealer.records import Sealable
-from sealer.store import load_head, seal
+from sealer.store import connect_pool, load_head, seal
+from sealer.timestamps import micros
 from tests.conftest import Services
 from tests.e2e.conftest import _free_port, make_token
 
@@ -82,8 +83,7 @@ class Pristine:
 async def _seal_logs(
     url: str, signer: NoteSigner
 ) -> tuple[dict[tuple[str, int], str], dict[int, str]]:
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-    assert pool is not None
+    pool = await connect_pool(url, max_size=2)
     hashes: dict[tuple[str, int], str] = {}
     notes: dict[int, str] = {}
     t0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -98,7 +98,7 @@ async def _seal_logs(
                     received = t0 + timedelta(seconds=index)
                     env = Envelope(event=_event(index), received_at=format_received_at(received))
                     hashes[(head.log_id, index)] = env.event_hash.hex()
-                    items.append(Sealable(index, env, received, None))
+                    items.append(Sealable(index, env, micros(received), None))
                     index += 1
                 async with pool.acquire() as conn:
                     result = await seal(conn, head, hasher, signer, items, index)

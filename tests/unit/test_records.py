@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from auditlog.envelope import Envelope
 from sealer.records import MAX_RECORD_BYTES, Rejected, Sealable, decode
+from sealer.timestamps import micros
 
 
 @dataclass
@@ -26,7 +27,7 @@ def test_a_canonical_envelope_is_kept_byte_for_byte() -> None:
     out = decode(FakeRecord(env.canonical, headers=(("idempotency-key", b"k1"),)))
     assert isinstance(out, Sealable)
     assert out.envelope.canonical == env.canonical
-    assert out.received_at == datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    assert out.received_us == micros(datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC))
     assert out.idempotency_key == "k1"
 
 
@@ -34,6 +35,7 @@ def test_a_plain_event_is_wrapped_with_the_record_timestamp() -> None:
     out = decode(FakeRecord(json.dumps({"message": "plain", "actor": "svc"}).encode()))
     assert isinstance(out, Sealable)
     assert out.envelope.received_at == "2023-11-14T22:13:20.123000Z"
+    assert out.received_us == micros(datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC))
     assert out.envelope.event == {"message": "plain", "actor": "svc"}
     assert out.offset == 7
 

@@ -15,12 +15,13 @@ from sealer.main import SealBatch, Sealer
 from sealer.records import Sealable
 from sealer.settings import Settings
 from sealer.store import LogHead, SealResult
+from sealer.timestamps import micros
 
 
 def _sealable(offset: int) -> Sealable:
     received = datetime(2026, 11, 26, tzinfo=UTC)
     envelope = Envelope({"message": f"event {offset}"}, format_received_at(received))
-    return Sealable(offset, envelope, received, None)
+    return Sealable(offset, envelope, micros(received), None)
 
 
 async def test_a_seal_reported_after_its_partition_was_revoked() -> None:
