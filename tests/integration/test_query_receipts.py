@@ -38,6 +38,7 @@ from query.heads import HeadCache
 from query.proofs import LogHead, ProofBuilder
 from query.settings import Settings
 from sealer.store import Partitions
+from sealer.timestamps import micros
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ class Log:
     async def create(self) -> None:
         # Rows dated now() must land in their month's partition, as the sealer's do: rows of a
         # month in the default partition would keep the sealer from creating it.
-        await Partitions().ensure(self.conn, [datetime.now(UTC)])
+        await Partitions().ensure(self.conn, self.log_id, [micros(datetime.now(UTC))])
         await self.conn.execute(
             "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, root)"
             " VALUES ($1, $2, $1, 0, $3, $4)",

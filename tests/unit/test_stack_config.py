@@ -114,6 +114,9 @@ def test_server_properties_describe_one_loopback_kraft_node() -> None:
     assert props["transaction.state.log.min.isr"] == "1"
     assert props["auto.create.topics.enable"] == "false"
     assert props["group.initial.rebalance.delay.ms"] == "0"
+    # One broker: its logs are flushed every second, since no replica would survive it.
+    assert props["log.flush.interval.ms"] == "1000"
+    assert props["log.flush.scheduler.interval.ms"] == "1000"
     # Nothing may listen beyond loopback.
     assert "0.0.0.0" not in stack.render_server_properties(cfg)
 
