@@ -195,6 +195,43 @@ async def test_each_log_gets_its_own_leaf_of_each_month(services: Services) -> N
         await pool.close()
 
 
+async def test_next_months_leaf_is_made_ahead_without_waiting_on_locks(
+    services: Services,
+) -> None:
+    # Creating a partition locks its parent: the month after a batch's is made ahead, and gives
+    # up at once (to try again later) while a search or seal holds the lock, instead of making
+    # every seal queue behind it.
+    log_id = f"ahead-{secrets.token_hex(4)}"
+    months = [partition_name(2097, m) for m in (8, 9, 10)]
+    pool = await connect_pool(services.database_url, max_size=2)
+    holder = await asyncpg.connect(services.database_url)
+    partitions = Partitions(retry_after=0)
+    try:
+        await partitions.ensure(pool, log_id, [micros(datetime(2097, 8, 10, tzinfo=UTC))])
+        assert await _existing(pool, [partition_name(2097, m, log_id) for m in (8, 9)]) == 2
+
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE events IN ACCESS SHARE MODE")
+            september = [micros(datetime(2097, 9, 1, tzinfo=UTC))]
+            await asyncio.wait_for(partitions.ensure(pool, log_id, september), timeout=5)
+            assert await _existing(pool, [months[2]]) == 0  # deferred, not waited for
+
+        await partitions.ensure(pool, log_id, [micros(datetime(2097, 9, 2, tzinfo=UTC))])
+        assert await _existing(pool, [months[2], partition_name(2097, 10, log_id)]) == 2
+    finally:
+        await holder.close()
+        for name in months:
+            await pool.execute(f"DROP TABLE IF EXISTS {name}")
+        await pool.close()
+
+
+async def _existing(pool: asyncpg.Pool, names: list[str]) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM unnest($1::text[]) n WHERE to_regclass(n) IS NOT NULL", names
+    )
+    return count
+
+
 def _item(i: int) -> Sealable:
     env = Envelope(event={"message": f"fence {i}"}, received_at="2026-11-25T10:00:00.000000Z")
     return Sealable(i, env, received_micros(env.received_at), None)
