@@ -32,8 +32,10 @@ EVENTS = [
     (datetime(2026, 11, 3, tzinfo=UTC), "carol@example.com", "login from 10.0.0.9"),
 ]
 LOG = "t-0"
-# November is split by log: LOG's leaf, and the month's default leaf for any other log.
+# November is split by log: LOG's leaf, and the month's default leaf for any other log;
+# December, the month after, is made ahead the same way.
 NOVEMBER = [partition_name(2026, 11, LOG), "events_2026_11_default"]
+LEAVES = ["events_default", *NOVEMBER, partition_name(2026, 12, LOG), "events_2026_12_default"]
 QUERIES = {
     "message:login": {0, 2},
     "actor:bob@exa": {1},
@@ -135,16 +137,14 @@ def test_search_answers_the_same_without_the_index_and_after_rebuilding_it(datab
             await search_index.create(conn, built.append)
             assert await search_index.state(conn) == "trigram"
             assert await _covered(conn) == dict.fromkeys(
-                ["events_default", "events_2026_11", *NOVEMBER], True
+                [*LEAVES, "events_2026_11", "events_2026_12"], True
             )
-            assert sorted(built) == sorted(
-                f"building {name}_search_text" for name in ["events_default", *NOVEMBER]
-            )
+            assert sorted(built) == sorted(f"building {name}_search_text" for name in LEAVES)
             assert {q: await _search(conn, q) for q in QUERIES} == QUERIES
             assert await _uses_index(conn, "actor:bob@exa")
 
             await search_index.create(conn, built.append)  # nothing left to build
-            assert len(built) == 3
+            assert len(built) == len(LEAVES)
 
     asyncio.run(run())
 
@@ -163,10 +163,10 @@ def test_an_interrupted_build_is_finished_by_the_next_one_or_dropped(database: s
             await conn.execute("CREATE INDEX events_default_search_text ON events_default (actor)")
             assert await search_index.state(conn) == "incomplete"
             # A partition created meanwhile gets its index from the parent, attached.
-            await Partitions().ensure(conn, LOG, [micros(datetime(2026, 12, 5, tzinfo=UTC))])
+            await Partitions().ensure(conn, LOG, [micros(datetime(2027, 3, 5, tzinfo=UTC))])
             covered = await _covered(conn)
-            assert covered["events_2026_12"]
-            assert covered[partition_name(2026, 12, LOG)]
+            assert covered["events_2027_03"]
+            assert covered[partition_name(2027, 3, LOG)]
 
             await search_index.drop(conn)
             assert await search_index.state(conn) == "none"
