@@ -78,7 +78,10 @@ async def drop_database(admin_url: str, name: str, attempts: int = 20) -> None:
     """Drop database ``name`` and end its sessions (scratch databases of tests and benchmarks).
 
     ``WITH (FORCE)`` cannot end an autovacuum worker, which runs as the superuser, when the
-    caller is not one; such a worker is short-lived, so try again for a few seconds.
+    caller is not one, and a worker vacuuming a table of millions of rows can run for minutes.
+    But autovacuum gives way to any lock request it blocks (after ``deadlock_timeout``): so the
+    schema's tables are dropped first, which requests all of their locks and leaves autovacuum
+    nothing to come back for, and the drop is tried again.
     """
     conn = await asyncpg.connect(admin_url)
     try:
@@ -88,9 +91,26 @@ async def drop_database(admin_url: str, name: str, attempts: int = 20) -> None:
             except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
                 if attempt == attempts - 1:
                     raise
+                if attempt == 0:
+                    await _drop_tables(admin_url, name)
                 await asyncio.sleep(0.5)
             else:
                 return
+    finally:
+        await conn.close()
+
+
+async def _drop_tables(admin_url: str, name: str) -> None:
+    """Drop everything in database ``name``'s public schema (which its owner owns)."""
+    try:
+        conn = await asyncpg.connect(admin_url, database=name)
+    except (asyncpg.InvalidCatalogNameError, asyncpg.CannotConnectNowError):
+        return  # gone already, or going: the drop itself is tried again
+    try:
+        await conn.execute("SET statement_timeout = '60s'")
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+    except (asyncpg.InsufficientPrivilegeError, asyncpg.QueryCanceledError):
+        pass  # not the schema's owner (PostgreSQL < 15), or something else held on: retry only
     finally:
         await conn.close()
 

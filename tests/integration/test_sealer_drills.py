@@ -190,7 +190,7 @@ async def test_each_log_gets_its_own_leaf_of_each_month(services: Services) -> N
         ]
     finally:
         await pool.execute("DELETE FROM events WHERE log_id = $1", log_id)
-        for name in ("events_2098_01", "events_2098_02", "events_2098_03"):
+        for name in ("events_2098_01", "events_2098_02", "events_2098_03", "events_2098_04"):
             await pool.execute(f"DROP TABLE IF EXISTS {name}")
         await pool.close()
 
