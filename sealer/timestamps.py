@@ -2,11 +2,11 @@
 
 asyncpg's own encoder turns each ``datetime`` into that integer with two comparisons against
 infinity, an ``astimezone`` and a ``timedelta``: 0.57 µs per value more than taking the integer
-as it is, a thirtieth of the sealer's CPU per event (docs/performance.md). The sealer instead carries every received time as
-that integer from the start (:func:`received_micros` reads it off the envelope's fixed
-``received_at`` spelling, one ``datetime`` per second of arrivals) and registers :func:`encode`
-and :func:`decode` on its connections, where an integer goes through untouched and a
-``datetime`` takes a shorter route than asyncpg's to the same value.
+as it is, a thirtieth of the sealer's CPU per event (docs/performance.md). The sealer instead
+carries every received time as that integer from the start (:func:`received_micros` reads it
+off the envelope's fixed ``received_at`` spelling, one ``datetime`` per second of arrivals)
+and registers :func:`encode` and :func:`decode` on its connections, where an integer goes
+through untouched and a ``datetime`` takes a shorter route than asyncpg's to the same value.
 """
 
 from __future__ import annotations
