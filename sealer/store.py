@@ -365,8 +365,7 @@ class Partitions:
             if (year, mon, log_id) not in self._known:
                 await self._create(pool, log_id, year, mon, lock_timeout=None)
                 self._known.add((year, mon, log_id))
-        year, mon = last
-        ahead = (year + mon // 12, mon % 12 + 1, log_id)
+        ahead = (*_next_month(*last), log_id)
         if ahead in self._known or time.monotonic() < self._retry_at.get(ahead, 0.0):
             return
         try:
@@ -387,7 +386,7 @@ class Partitions:
         lock_timeout: str | None,
     ) -> None:
         start = datetime(year, mon, 1, tzinfo=UTC)
-        end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+        end = datetime(*_next_month(year, mon), 1, tzinfo=UTC)
         name = partition_name(year, mon)
         # Names and bounds are built from integers and a digest; the log id is quoted as a
         # literal. Each statement is its own short transaction: DDL must not widen the seal
@@ -418,6 +417,10 @@ class Partitions:
                 lock_timeout,
                 blocked_by=f"{name}_default",
             )
+
+
+def _next_month(year: int, month: int) -> tuple[int, int]:
+    return year + month // 12, month % 12 + 1
 
 
 @contextlib.asynccontextmanager
