@@ -65,6 +65,31 @@ def test_timestamp_must_be_a_date_time() -> None:
     assert codes(errors) == [("BadFormatDateTime", "/e/timestamp")]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-01-02T03:04:05Z\n",  # a trailing newline
+        "\uff12\uff10\uff12\uff14-01-02T03:04:05Z",  # fullwidth digits
+        "2024-01-02T03:04:05.123Z ",
+        "2024-01-02T03:04:05+\u0660\u0661:00",  # Arabic-Indic digits in the offset
+        "2024-01-02T03:04:05.1234567890Z",  # more than nanoseconds
+    ],
+)
+def test_a_date_time_is_ascii_and_nothing_more(value: str) -> None:
+    errors = validate_event({"message": "m", "timestamp": value}, "/e")
+    assert codes(errors) == [("BadFormatDateTime", "/e/timestamp")]
+    assert not STANDARD.valid({"message": "m", "timestamp": value})
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-01-02 03:04", "2024-01-02t03:04:05z", "2024-01-02T03:04:05.123456789-0130"],
+)
+def test_the_date_time_spellings_pangea_accepts_are_accepted(value: str) -> None:
+    assert validate_event({"message": "m", "timestamp": value}, "/e") == []
+    assert STANDARD.valid({"message": "m", "timestamp": value})
+
+
 def test_signature_and_public_key_come_together() -> None:
     assert validate_signature_fields({"signature": "c2ln", "public_key": "k"}, "") == []
     assert codes(validate_signature_fields({"signature": "c2ln"}, "")) == [
