@@ -19,8 +19,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from auditlog.cli import write_signing_key
+from auditlog.db import fetch_tiles
 from auditlog.envelope import Envelope
 from auditlog.hashing import get_hasher
+from auditlog.integrate import tiles_to_fetch
 from auditlog.kafka import dlq_topic, ensure_topics
 from auditlog.note import NoteSigner
 from auditlog.policy import parse_policy
@@ -137,6 +139,46 @@ async def test_a_stale_head_is_fenced_in_the_database(
     await check_exactly_once(
         services, topic, [i.envelope.event_hash.hex() for i in items], _vkey(fleet)
     )
+
+
+async def test_each_seal_extends_the_log_from_the_tiles_the_last_one_wrote(
+    services: Services,
+) -> None:
+    # A seal does not read back the right-edge tiles its previous seal wrote: the head it
+    # returns carries them. They must be exactly what the database holds, and a log sealed
+    # from heads loaded afresh each time (tiles read back) must come out the same.
+    hasher = get_hasher("rfc6962-sha256")
+    signer = NoteSigner.generate("edge.auditlog.test")
+    topic = f"edge-{secrets.token_hex(4)}"
+    batches = [200, 100, 300, 1, 65_536 - 601, 70]  # across tile edges, up to a level-2 tile
+    items = [_item(i) for i in range(sum(batches))]
+    pool = await connect_pool(services.database_url, max_size=2)
+    try:
+        await Partitions().ensure(pool, f"{topic}-0", [items[0].received_us])
+        await Partitions().ensure(pool, f"{topic}-1", [items[0].received_us])
+        carried = await load_head(pool, topic, 0, "edge.auditlog.test", hasher)
+        start = 0
+        for n in batches:
+            async with pool.acquire() as conn:
+                result = await seal(
+                    conn, carried, hasher, signer, items[start : start + n], start + n
+                )
+                reread = await load_head(pool, topic, 1, "edge.auditlog.test", hasher)
+                assert reread.edge is None
+                fresh = await seal(
+                    conn, reread, hasher, signer, items[start : start + n], start + n
+                )
+            carried = result.head
+            start += n
+            assert carried.edge is not None
+            assert (carried.size, carried.root) == (fresh.head.size, fresh.head.root)
+            stored = await fetch_tiles(pool, carried.log_id, tiles_to_fetch(carried.size))
+            assert dict(carried.edge) == stored
+    finally:
+        await pool.execute(
+            "DELETE FROM events WHERE log_id = ANY($1)", [f"{topic}-0", f"{topic}-1"]
+        )
+        await pool.close()
 
 
 async def test_rows_in_the_default_partition_do_not_stop_sealing(services: Services) -> None:
