@@ -1,12 +1,22 @@
-"""The sealer's client-side cost of `COPY` per events row, by how `received_at` is sent.
+"""The cost of the sealer's `COPY` per events row: the client's, by how `received_at` is sent,
+and PostgreSQL's, by the table the rows are copied into.
 
-    .venv/bin/python -m bench.bench_copy [--rows 100000] [--batch 2000] [--rounds 2]
+    .venv/bin/python -m bench.bench_copy [--rows 100000] [--batch 2000] [--rounds 2] \
+        [--tenants 125]
 
-Copies ``--rows`` rows shaped like the sealer's (18 columns, one timestamp set) in batches of
-``--batch`` into a temporary table of the local stack's database, and prints the client CPU
-(``time.process_time``) per row three ways: a ``datetime`` through asyncpg's own
+Client: copies ``--rows`` rows shaped like the sealer's (18 columns, one timestamp set) in
+batches of ``--batch`` into a temporary table of the local stack's database, and prints the
+client CPU (``time.process_time``) per row three ways: a ``datetime`` through asyncpg's own
 ``timestamptz`` codec, a ``datetime`` through the sealer's (sealer/timestamps.py), and the
-integer the sealer actually sends through the sealer's. PostgreSQL's side is not measured.
+integer the sealer actually sends through the sealer's.
+
+Server: in a scratch database with the migrated schema (without the substring-search index),
+copies ``--rows`` rows of a fresh log per round (``--tenants`` tenants taking turns, as a
+sealer's partition sees them), one transaction per batch, into ``events`` as the sealer does
+(PostgreSQL routes every row to its month, then to the log's leaf) and into the log's leaf
+directly (to see what that routing costs), alternating, and prints the backend's CPU per row
+(from ``/proc``; so PostgreSQL must run on this machine, as the local stack does) and the size
+of the ``(tenant_id, received_at)`` index per row.
 """
 
 from __future__ import annotations
@@ -14,14 +24,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
+import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from auditlog import stack
+from auditlog import db, search_index, stack
 from sealer import timestamps
-from sealer.store import EVENT_COLUMNS
+from sealer.store import EVENT_COLUMNS, Partitions, partition_name
 
 _TABLE = (
     "CREATE TEMPORARY TABLE copy_bench (log_id text, idx bigint, event_hash bytea,"
@@ -31,13 +45,15 @@ _TABLE = (
 )
 
 
-def _rows(n: int) -> list[tuple[object, ...]]:
+def _rows(
+    n: int, log_id: str = "audit.events-0", salt: str = "", tenants: int = 1
+) -> list[tuple[object, ...]]:
     base = datetime(2026, 11, 26, tzinfo=UTC)
     envelope = b'{"event":{"action":"read","actor":"user-1","message":"m"}}' * 6
     return [
-        ("audit.events-0", i, hashlib.sha256(str(i).encode()).digest(), envelope,
-         base + timedelta(microseconds=i), i, "tenant-1", "user-1", "read", "doc-1", "ok",
-         "10.0.0.1", f"event {i}", None, None, None, None, None)
+        (log_id, i, hashlib.sha256(f"{salt}{i}".encode()).digest(), envelope,
+         base + timedelta(microseconds=i), i, f"tenant-{i % tenants}", "user-1", "read",
+         "doc-1", "ok", "10.0.0.1", f"event {i}", None, None, None, None, None)
         for i in range(n)
     ]  # fmt: skip
 
@@ -79,11 +95,75 @@ async def _run(url: str, n: int, batch: int, rounds: int) -> None:
         await sealer.close()
 
 
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def _server(admin_url: str, n: int, batch: int, rounds: int, tenants: int) -> None:
+    name = f"auditlog_bench_copy_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(urlunsplit(urlsplit(admin_url)._replace(path="/" + name)))
+    try:
+        await db.migrate(conn)
+        await search_index.drop(conn)
+        await timestamps.register(conn)
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        try:
+            _process_cpu(pid)
+        except OSError:
+            print("server: skipped, PostgreSQL's backend is not a process of this machine")
+            return
+        received = timestamps.micros(datetime.now(UTC))
+        month = timestamps.month(received)
+        partitions = Partitions()
+        for r in range(rounds):
+            for routed in (True, False):
+                log_id = f"bench.copy-{r}-{'routed' if routed else 'leaf'}"
+                await partitions.ensure(conn, log_id, [received])
+                rows = [
+                    (*row[:4], received + i, *row[5:])
+                    for i, row in enumerate(_rows(n, log_id, f"{log_id} ", tenants))
+                ]
+                table = "events" if routed else partition_name(*month, log_id)
+                began = _process_cpu(pid)
+                for start in range(0, n, batch):
+                    async with conn.transaction():
+                        await conn.copy_records_to_table(
+                            table, columns=EVENT_COLUMNS, records=rows[start : start + batch]
+                        )
+                per_row = (_process_cpu(pid) - began) / n
+                index_bytes = await conn.fetchval(
+                    "SELECT pg_relation_size(indexrelid) FROM pg_index"
+                    " WHERE indrelid = $1::regclass"
+                    " AND pg_get_indexdef(indexrelid) LIKE '%(tenant_id, received_at)'",
+                    partition_name(*month, log_id),
+                )
+                label = "into events (routed)" if routed else "into the log's leaf directly"
+                print(
+                    f"{label:30s} {per_row * 1e6:5.2f} µs of PostgreSQL CPU per row"
+                    f" ((tenant_id, received_at) index: {index_bytes / n:.0f} bytes per row)"
+                )
+    finally:
+        await conn.close()
+        await db.drop_database(admin_url, name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=125,
+        help="tenants among the server section's rows (bench_sealer's 500 over 4 partitions)",
+    )
     args = parser.parse_args()
     cfg = stack.StackConfig.from_env()
     started = not stack.is_running(cfg)
@@ -91,6 +171,7 @@ def main() -> None:
         stack.start(cfg)
     try:
         asyncio.run(_run(cfg.database_url, args.rows, args.batch, args.rounds))
+        asyncio.run(_server(cfg.database_url, args.rows, args.batch, args.rounds, args.tenants))
     finally:
         if started:
             stack.stop(cfg)
