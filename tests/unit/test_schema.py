@@ -85,7 +85,7 @@ def test_a_date_time_is_ascii_and_nothing_more(value: str) -> None:
     "value",
     ["2024-01-02 03:04", "2024-01-02t03:04:05z", "2024-01-02T03:04:05.123456789-0130"],
 )
-def test_the_date_time_spellings_pangea_accepts_are_accepted(value: str) -> None:
+def test_the_looser_date_time_spellings_stay_accepted(value: str) -> None:
     assert validate_event({"message": "m", "timestamp": value}, "/e") == []
     assert STANDARD.valid({"message": "m", "timestamp": value})
 
