@@ -24,16 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import os
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from auditlog import db, search_index, stack
+from bench.harness import database_url, process_cpu
 from sealer import timestamps
 from sealer.store import EVENT_COLUMNS, Partitions, partition_name
 
@@ -95,11 +93,6 @@ async def _run(url: str, n: int, batch: int, rounds: int) -> None:
         await sealer.close()
 
 
-def _process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 async def _server(admin_url: str, n: int, batch: int, rounds: int, tenants: int) -> None:
     name = f"auditlog_bench_copy_{secrets.token_hex(3)}"
     admin = await asyncpg.connect(admin_url)
@@ -107,14 +100,14 @@ async def _server(admin_url: str, n: int, batch: int, rounds: int, tenants: int)
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    conn = await asyncpg.connect(urlunsplit(urlsplit(admin_url)._replace(path="/" + name)))
+    conn = await asyncpg.connect(database_url(admin_url, name))
     try:
         await db.migrate(conn)
         await search_index.drop(conn)
         await timestamps.register(conn)
         pid = await conn.fetchval("SELECT pg_backend_pid()")
         try:
-            _process_cpu(pid)
+            process_cpu(pid)
         except OSError:
             print("server: skipped, PostgreSQL's backend is not a process of this machine")
             return
@@ -130,13 +123,13 @@ async def _server(admin_url: str, n: int, batch: int, rounds: int, tenants: int)
                     for i, row in enumerate(_rows(n, log_id, f"{log_id} ", tenants))
                 ]
                 table = "events" if routed else partition_name(*month, log_id)
-                began = _process_cpu(pid)
+                began = process_cpu(pid)
                 for start in range(0, n, batch):
                     async with conn.transaction():
                         await conn.copy_records_to_table(
                             table, columns=EVENT_COLUMNS, records=rows[start : start + batch]
                         )
-                per_row = (_process_cpu(pid) - began) / n
+                per_row = (process_cpu(pid) - began) / n
                 index_bytes = await conn.fetchval(
                     "SELECT pg_relation_size(indexrelid) FROM pg_index"
                     " WHERE indrelid = $1::regclass"

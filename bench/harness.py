@@ -118,6 +118,13 @@ def build_go_tool(name: str) -> Path | None:
     return binary
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) a process has spent so far, from ``/proc``; OSError when
+    it is not a process of this machine (or is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
     """CPU seconds spent by groups of processes between two readings (Linux ``/proc``).
 
@@ -131,7 +138,6 @@ class CpuMeter:
     def __init__(self) -> None:
         self._first: dict[int, tuple[str, float]] = {}
         self._last: dict[int, tuple[str, float]] = {}
-        self._tick = os.sysconf("SC_CLK_TCK")
         self._postgres_uid = _uid("postgres")
 
     def _group(self, pid: int) -> str | None:
@@ -160,10 +166,9 @@ class CpuMeter:
             if group is None:
                 continue
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                seconds = process_cpu(pid)
             except OSError:
                 continue
-            seconds = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
             self._first.setdefault(pid, (group, seconds))
             self._last[pid] = (group, seconds)
 
@@ -231,7 +236,8 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def _with_db(url: str, name: str) -> str:
+def database_url(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
@@ -241,7 +247,7 @@ async def _setup(admin_url: str, name: str, kafka: str, topic: str, partitions: 
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    conn = await asyncpg.connect(_with_db(admin_url, name))
+    conn = await asyncpg.connect(database_url(admin_url, name))
     try:
         await db.migrate(conn)
         token, _ = await create_token(conn, "bench", {"log", "search"})
@@ -274,7 +280,7 @@ def bench_stack(workdir: Path, partitions: int) -> Iterator[Bench]:
     write_signing_key(key, "bench.auditlog.test")
     token = asyncio.run(_setup(cfg.database_url, name, cfg.kafka_bootstrap, topic, partitions))
     bench = Bench(
-        cfg.kafka_bootstrap, _with_db(cfg.database_url, name), topic, token, key, workdir, []
+        cfg.kafka_bootstrap, database_url(cfg.database_url, name), topic, token, key, workdir, []
     )
     try:
         yield bench
