@@ -138,27 +138,30 @@ async def load_head(
 
 # What a seal writes after the event rows. Each tile and bundle appears once per seal, as one
 # statement's ON CONFLICT DO UPDATE requires. Bundles only grow, so a seal appends its
-# length-prefixed entries in SQL instead of reading the partial bundle back.
-_TILES_AND_BUNDLES = (
-    "t AS (INSERT INTO tiles (log_id, level, idx, data)"
-    " SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bytea[])"
-    " ON CONFLICT (log_id, level, idx) DO UPDATE SET data = EXCLUDED.data),"
-    " b AS (INSERT INTO bundles (log_id, idx, data)"
-    " SELECT $1, * FROM unnest($5::bigint[], $6::bytea[])"
-    " ON CONFLICT (log_id, idx) DO UPDATE SET data = bundles.data || EXCLUDED.data)"
-)
-_WRITE_TILES = f"WITH {_TILES_AND_BUNDLES} SELECT 1"
-_SEAL_REST = (
-    f"WITH {_TILES_AND_BUNDLES},"  # noqa: S608 - constants only, never input
-    " c AS (INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $7, $8, $9))"
-    " UPDATE logs SET size = $7, root = $8, next_offset = $10, checkpoint = $9,"
-    " updated_at = now() WHERE log_id = $1"
-)
-_PUBLISH = (
-    "WITH c AS (INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $2, $3, $4))"
+# length-prefixed entries in SQL instead of reading the partial bundle back. Parameters: $1 the
+# log id, then the tile and bundle columns from ``$first`` on.
+def _tiles_and_bundles(first: int) -> str:
+    level, index, data, bundle, entries = (f"${first + i}" for i in range(5))
+    return (
+        "t AS (INSERT INTO tiles (log_id, level, idx, data)"  # noqa: S608 - numbers, no input
+        f" SELECT $1, * FROM unnest({level}::int[], {index}::bigint[], {data}::bytea[])"
+        " ON CONFLICT (log_id, level, idx) DO UPDATE SET data = EXCLUDED.data),"
+        " b AS (INSERT INTO bundles (log_id, idx, data)"
+        f" SELECT $1, * FROM unnest({bundle}::bigint[], {entries}::bytea[])"
+        " ON CONFLICT (log_id, idx) DO UPDATE SET data = bundles.data || EXCLUDED.data)"
+    )
+
+
+# The checkpoint and the head: $1 log id, $2 size, $3 root, $4 note, $5 next offset.
+_CHECKPOINT_AND_HEAD = (
+    "c AS (INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $2, $3, $4))"
     " UPDATE logs SET size = $2, root = $3, next_offset = $5, checkpoint = $4,"
     " updated_at = now() WHERE log_id = $1"
 )
+# Built from the constants above only, never from input.
+_WRITE_TILES = f"WITH {_tiles_and_bundles(2)} SELECT 1"
+_PUBLISH = f"WITH {_CHECKPOINT_AND_HEAD}"
+_SEAL_REST = f"WITH {_tiles_and_bundles(6)}, {_CHECKPOINT_AND_HEAD}"
 
 
 def _tile_columns(
@@ -256,12 +259,12 @@ async def seal(
             await conn.execute(
                 _SEAL_REST,
                 head.log_id,
-                *_tile_columns(tiles),
-                *_bundle_columns(bundles),
                 result.size,
                 result.root,
                 note,
                 next_offset,
+                *_tile_columns(tiles),
+                *_bundle_columns(bundles),
             )
         else:
             await conn.execute(
