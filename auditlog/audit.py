@@ -80,7 +80,7 @@ KINDS: Final = (
     "no-verified-checkpoint",  # nothing signed by a trusted key: nothing can be trusted
 )
 
-# Searchable columns the sealer derives from the envelope (sealer/store.py `event_row`).
+# Searchable columns the sealer derives from the envelope (sealer/rows.py `prepare`).
 COLUMN_NAMES: Final = (
     "tenant_id",
     "actor",

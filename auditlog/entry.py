@@ -43,6 +43,7 @@ __all__ = [
     "DIGEST_ENTRY_SIZE",
     "MAX_ENTRY_SIZE",
     "digest_of_entry",
+    "entry_and_leaf",
     "entry_leaf_hash",
     "is_digest_entry",
     "leaf_hash",
@@ -86,6 +87,13 @@ def entry_leaf_hash(hasher: LogHasher, entry: bytes) -> bytes:
     if hasher.event_hash_leaves and is_digest_entry(entry):
         return digest_of_entry(entry)
     return hasher.hash_leaf(entry)
+
+
+def entry_and_leaf(hasher: LogHasher, canonical_envelope: bytes) -> tuple[bytes, bytes]:
+    """``(log_entry(envelope), leaf_hash(hasher, envelope))``, the entry made once (the sealer
+    needs both for every record)."""
+    entry = log_entry(canonical_envelope)
+    return entry, hasher.hash_leaf(canonical_envelope if hasher.event_hash_leaves else entry)
 
 
 def leaf_hash(hasher: LogHasher, canonical_envelope: bytes) -> bytes:

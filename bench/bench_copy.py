@@ -33,7 +33,8 @@ import asyncpg
 from auditlog import db, search_index, stack
 from bench.harness import database_url, process_cpu
 from sealer import timestamps
-from sealer.store import EVENT_COLUMNS, Partitions, partition_name
+from sealer.rows import EVENT_COLUMNS
+from sealer.store import Partitions, partition_name
 
 _TABLE = (
     "CREATE TEMPORARY TABLE copy_bench (log_id text, idx bigint, event_hash bytea,"

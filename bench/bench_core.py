@@ -13,7 +13,7 @@ built from tiles (with and without a node cache) and verified, each for random i
 
 Envelope: canonical bytes and leaf hash of a typical Pangea-style event, from bytes
 (``Envelope.from_bytes``) and from an object, and the sealer's whole per-record work around
-them (``sealer.records.decode``, ``sealer.store.event_row``).
+them (``sealer.records.decode``, ``sealer.rows.prepare``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from auditlog.integrate import integrate, tiles_to_fetch
 from auditlog.proof import Node, inclusion_proof, inclusion_tiles, verify_inclusion
 from auditlog.tiles import TileID
 from sealer.records import Sealable, decode
-from sealer.store import event_row
+from sealer.rows import prepare
 
 CHECKPOINTS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
@@ -174,7 +174,11 @@ def bench_envelope(samples: int) -> None:
     )
     item = decode(record)
     assert isinstance(item, Sealable)
-    timed("sealer: the events row of a record", samples, lambda i: event_row("t-0", i, item, raw))
+    timed(
+        "sealer: prepare a record (events row, log entry, leaf hash)",
+        samples,
+        lambda _: prepare(item, sha),
+    )
     timed("leaf_hash rfc6962-sha256", samples, lambda _: leaf_hash(sha, raw))
     timed("sha256 of the envelope (event hash)", samples, lambda _: hashlib.sha256(raw).digest())
 

@@ -42,6 +42,7 @@ from auditlog.schema import NO_CUSTOM_SCHEMAS, Schemas, load_schemas
 from auditlog.settings import SettingsError, describe
 from sealer.batcher import Batch, Batcher
 from sealer.records import Record, Rejected, Sealable, decode
+from sealer.rows import prepare
 from sealer.settings import Settings
 from sealer.store import (
     Fenced,
@@ -234,11 +235,20 @@ class Sealer:
         # after that seal ended). A few hundred at a time: decoding thousands at once held the
         # event loop for up to ~25 ms, and every seal under way waits for the loop between its
         # round trips.
-        schemas = self.schemas
-        items = [decode(r, schemas) for r in records[:DECODE_CHUNK]]
+        # Each sealable record's row, entry and leaf hash are made here too (sealer/rows.py):
+        # its seal, on the path from the batch closing to its commit, only numbers the rows.
+        items = self._judge(records[:DECODE_CHUNK])
         for start in range(DECODE_CHUNK, len(records), DECODE_CHUNK):
             await asyncio.sleep(0)
-            items += [decode(r, schemas) for r in records[start : start + DECODE_CHUNK]]
+            items += self._judge(records[start : start + DECODE_CHUNK])
+        return items
+
+    def _judge(self, records: list[Record]) -> list[Judged]:
+        schemas, hasher = self.schemas, self.hasher
+        items = [decode(r, schemas) for r in records]
+        for item in items:
+            if type(item) is Sealable:
+                item.prepared = prepare(item, hasher)
         return items
 
     async def seal_loop(self) -> None:

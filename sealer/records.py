@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
@@ -29,6 +29,9 @@ from auditlog.schema import (
     validate_signature_fields,
 )
 from sealer.timestamps import received_micros
+
+if TYPE_CHECKING:
+    from sealer.rows import Prepared
 
 MAX_RECORD_BYTES = 1024 * 1024
 CANONICAL_PREFIX = b'{"event":'
@@ -50,7 +53,7 @@ class Record(Protocol):
 
 
 # Not frozen: a frozen dataclass's __init__ costs three times as much, and the sealer builds
-# one of these per record. Nothing mutates them after decode().
+# one of these per record. Only the fetch loop sets `prepared`, once, after decode().
 @dataclass(slots=True)
 class Sealable:
     offset: int
@@ -58,6 +61,9 @@ class Sealable:
     received_us: int  # received_at in microseconds since 2000 (sealer/timestamps.py)
     idempotency_key: str | None
     config_id: str | None = None
+    # Its row, entry and leaf hash, worked out by the fetch loop while the batch fills
+    # (sealer/rows.py); a seal makes them itself when this is None.
+    prepared: Prepared | None = None
 
 
 @dataclass(slots=True)

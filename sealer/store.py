@@ -20,9 +20,7 @@ import structlog
 
 from auditlog import db
 from auditlog.checkpoint import Checkpoint
-from auditlog.columns import TEXT_COLUMNS, searchable_values
 from auditlog.db import fetch_tiles
-from auditlog.entry import leaf_hash, log_entry
 from auditlog.errors import AuditLogError
 from auditlog.hashing import LogHasher
 from auditlog.integrate import integrate, tiles_to_fetch
@@ -34,6 +32,7 @@ from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle
 from auditlog.witness_client import Witness, cosign_checkpoint
 from sealer import timestamps
 from sealer.records import Sealable
+from sealer.rows import EVENT_COLUMNS, prepared
 from sealer.timestamps import month
 
 DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -227,20 +226,17 @@ async def seal(
         edge = head.edge
         if edge is None or not all(tile in edge for tile in wanted):
             edge = await fetch_tiles(conn, head.log_id, wanted)
-        canon = [item.envelope.canonical for item in items]
-        leaves = [leaf_hash(hasher, c) for c in canon]
-        result = integrate(hasher, head.size, edge, leaves)
+        ready = [prepared(item, hasher) for item in items]
+        result = integrate(hasher, head.size, edge, [p.leaf for p in ready])
 
+        log_id, size = head.log_id, head.size
         await conn.copy_records_to_table(
             "events",
             columns=EVENT_COLUMNS,
-            records=[
-                event_row(head.log_id, head.size + i, item, canon[i])
-                for i, item in enumerate(items)
-            ],
+            records=[(log_id, size + i, *p.tail) for i, p in enumerate(ready)],
         )
         tiles = list(result.tiles.items())
-        bundles = _bundle_rows(head.size, [log_entry(c) for c in canon])
+        bundles = _bundle_rows(size, [p.entry for p in ready])
         keyed = [
             (_tenant(item), item.idempotency_key, head.log_id, head.size + i)
             for i, item in enumerate(items)
@@ -352,27 +348,6 @@ async def forget_expired_keys(pool: asyncpg.Pool, window: timedelta) -> int:
         "DELETE FROM idempotency_keys WHERE sealed_at < now() - $1::interval", window
     )
     return int(status.split()[-1])
-
-
-EVENT_COLUMNS = [
-    "log_id", "idx", "event_hash", "envelope", "received_at", "kafka_offset",
-    *(column for column, _ in TEXT_COLUMNS), "event_time", "idempotency_key", "config_id",
-]  # fmt: skip
-
-
-def event_row(log_id: str, index: int, item: Sealable, canonical: bytes) -> tuple[object, ...]:
-    """One ``events`` row, in :data:`EVENT_COLUMNS` order."""
-    return (
-        log_id,
-        index,
-        item.envelope.event_hash,
-        canonical,
-        item.received_us,
-        item.offset,
-        *searchable_values(item.envelope.event),
-        item.idempotency_key,
-        item.config_id,
-    )
 
 
 class Partitions:

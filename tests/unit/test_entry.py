@@ -12,6 +12,7 @@ from auditlog.entry import (
     DIGEST_ENTRY_SIZE,
     MAX_ENTRY_SIZE,
     digest_of_entry,
+    entry_and_leaf,
     entry_leaf_hash,
     is_digest_entry,
     leaf_hash,
@@ -91,6 +92,7 @@ def test_leaf_hash_agrees_with_the_entry_in_the_bundle(scheme: str, size: int) -
     hasher = get_hasher(scheme)
     env = envelope_of_size(size)
     assert leaf_hash(hasher, env) == entry_leaf_hash(hasher, log_entry(env))
+    assert entry_and_leaf(hasher, env) == (log_entry(env), leaf_hash(hasher, env))
 
 
 @pytest.mark.parametrize("size", [200, MAX_ENTRY_SIZE + 1])

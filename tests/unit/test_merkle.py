@@ -7,6 +7,7 @@ implies and at the (wider) final width, since stored partial tiles grow in place
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -245,6 +246,23 @@ def test_integrate_needs_exact_edge_tiles() -> None:
         integrate(hasher, 300, log.final, [b"short"])
     empty = integrate(hasher, 300, log.final, [])
     assert (empty.size, empty.root, empty.tiles) == (300, log.roots[300], {})
+
+
+def test_integrate_leaves_no_garbage_for_the_cyclic_collector() -> None:
+    # The sealer integrates every batch: a reference cycle per call kept each seal's tiles
+    # alive until a collection freed thousands of them at once, pausing the sealer.
+    hasher = get_hasher("rfc6962-sha256")
+    leaves = leaves_for(hasher, 70_000)
+    log = build(hasher, leaves[:65_000], [65_000])
+    gc.collect()
+    gc.disable()
+    try:
+        result = integrate(hasher, 65_000, log.final, leaves[65_000:])
+        assert len(result.tiles) > 2  # filled tiles at two levels, and the partial ones
+        del result
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_proofs_need_their_tiles() -> None:

@@ -1,0 +1,62 @@
+"""What a sealable record becomes in PostgreSQL, worked out while its batch fills.
+
+A record's ``events`` row (but for its log and index, which only its seal knows), its log entry
+and its leaf hash depend on the record alone. The fetch loop computes them as it decodes
+(:func:`prepare`): a record waits up to the batch age for its batch to close anyway, whereas
+whatever is left for the seal lies between a batch closing and its commit, inside the
+transaction, on the latency every event sees. The seal then only numbers the rows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from auditlog.columns import TEXT_COLUMNS, searchable_values
+from auditlog.entry import entry_and_leaf
+from auditlog.hashing import LogHasher
+
+if TYPE_CHECKING:
+    from sealer.records import Sealable
+
+EVENT_COLUMNS = [
+    "log_id", "idx", "event_hash", "envelope", "received_at", "kafka_offset",
+    *(column for column, _ in TEXT_COLUMNS), "event_time", "idempotency_key", "config_id",
+]  # fmt: skip
+
+
+class Prepared(NamedTuple):
+    """A record's share of its seal, for logs of hash scheme ``scheme``."""
+
+    scheme: str
+    leaf: bytes  # its leaf hash
+    entry: bytes  # its log entry, as its entry bundle holds it
+    tail: tuple[object, ...]  # its events row after (log_id, idx), in EVENT_COLUMNS order
+
+
+def prepare(item: Sealable, hasher: LogHasher) -> Prepared:
+    envelope = item.envelope
+    canonical = envelope.canonical
+    entry, leaf = entry_and_leaf(hasher, canonical)
+    tail = (
+        envelope.event_hash,
+        canonical,
+        item.received_us,
+        item.offset,
+        *searchable_values(envelope.event),
+        item.idempotency_key,
+        item.config_id,
+    )
+    return Prepared(hasher.name, leaf, entry, tail)
+
+
+def prepared(item: Sealable, hasher: LogHasher) -> Prepared:
+    """``item``'s preparation for ``hasher``'s logs: the fetch loop's, or made now."""
+    done = item.prepared
+    if done is not None and done.scheme == hasher.name:
+        return done
+    return prepare(item, hasher)
+
+
+def event_row(log_id: str, index: int, item: Sealable, hasher: LogHasher) -> tuple[object, ...]:
+    """One ``events`` row, in :data:`EVENT_COLUMNS` order."""
+    return (log_id, index, *prepared(item, hasher).tail)
