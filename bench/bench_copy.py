@@ -2,7 +2,7 @@
 and PostgreSQL's, by the table the rows are copied into.
 
     .venv/bin/python -m bench.bench_copy [--rows 100000] [--batch 2000] [--rounds 2] \
-        [--tenants 125]
+        [--tenants 125] [--drop-index NAME ...]
 
 Client: copies ``--rows`` rows shaped like the sealer's (18 columns, one timestamp set) in
 batches of ``--batch`` into a temporary table of the local stack's database, and prints the
@@ -16,7 +16,8 @@ sealer's partition sees them), one transaction per batch, into ``events`` as the
 (PostgreSQL routes every row to its month, then to the log's leaf) and into the log's leaf
 directly (to see what that routing costs), alternating, and prints the backend's CPU per row
 (from ``/proc``; so PostgreSQL must run on this machine, as the local stack does) and the size
-of the ``(tenant_id, received_at)`` index per row.
+of the ``(tenant_id, received_at)`` index per row. ``--drop-index`` copies without an index of
+``events`` (its cost is the difference to a run with it).
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ async def _run(url: str, n: int, batch: int, rounds: int) -> None:
         await sealer.close()
 
 
-async def _server(admin_url: str, n: int, batch: int, rounds: int, tenants: int) -> None:
+async def _server(
+    admin_url: str, n: int, batch: int, rounds: int, tenants: int, drop: list[str]
+) -> None:
     name = f"auditlog_bench_copy_{secrets.token_hex(3)}"
     admin = await asyncpg.connect(admin_url)
     try:
@@ -105,6 +108,9 @@ async def _server(admin_url: str, n: int, batch: int, rounds: int, tenants: int)
     try:
         await db.migrate(conn)
         await search_index.drop(conn)
+        for index in drop:
+            await conn.execute(f'DROP INDEX "{index}"')
+            print(f"server: without index {index}")
         await timestamps.register(conn)
         pid = await conn.fetchval("SELECT pg_backend_pid()")
         try:
@@ -138,9 +144,10 @@ async def _server(admin_url: str, n: int, batch: int, rounds: int, tenants: int)
                     partition_name(*month, log_id),
                 )
                 label = "into events (routed)" if routed else "into the log's leaf directly"
+                size = "none" if index_bytes is None else f"{index_bytes / n:.0f} bytes per row"
                 print(
                     f"{label:30s} {per_row * 1e6:5.2f} µs of PostgreSQL CPU per row"
-                    f" ((tenant_id, received_at) index: {index_bytes / n:.0f} bytes per row)"
+                    f" ((tenant_id, received_at) index: {size})"
                 )
     finally:
         await conn.close()
@@ -158,6 +165,13 @@ def main() -> None:
         default=125,
         help="tenants among the server section's rows (bench_sealer's 500 over 4 partitions)",
     )
+    parser.add_argument(
+        "--drop-index",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="server section: copy without this index of events (what it costs)",
+    )
     args = parser.parse_args()
     cfg = stack.StackConfig.from_env()
     started = not stack.is_running(cfg)
@@ -165,7 +179,11 @@ def main() -> None:
         stack.start(cfg)
     try:
         asyncio.run(_run(cfg.database_url, args.rows, args.batch, args.rounds))
-        asyncio.run(_server(cfg.database_url, args.rows, args.batch, args.rounds, args.tenants))
+        asyncio.run(
+            _server(
+                cfg.database_url, args.rows, args.batch, args.rounds, args.tenants, args.drop_index
+            )
+        )
     finally:
         if started:
             stack.stop(cfg)
