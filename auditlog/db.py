@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -72,6 +73,28 @@ async def connect_pool(
     if pool is None:  # pragma: no cover - create_pool returns None only when awaited lazily
         raise AuditLogError("could not create a PostgreSQL pool")
     return pool
+
+
+def database_url(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+async def create_database(admin_url: str, name: str) -> str:
+    """Create database ``name`` with the migrated schema (scratch databases of tests and
+    benchmarks); returns its URL."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = database_url(admin_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
 
 
 async def drop_database(admin_url: str, name: str, attempts: int = 20) -> None:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from auditlog import db, search_index, stack
-from bench.harness import database_url, process_cpu
+from bench.harness import process_cpu
 from sealer import timestamps
 from sealer.rows import EVENT_COLUMNS
 from sealer.store import Partitions, partition_name
@@ -99,14 +99,8 @@ async def _server(
     admin_url: str, n: int, batch: int, rounds: int, tenants: int, drop: list[str]
 ) -> None:
     name = f"auditlog_bench_copy_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(admin_url)
+    conn = await asyncpg.connect(await db.create_database(admin_url, name))
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(database_url(admin_url, name))
-    try:
-        await db.migrate(conn)
         await search_index.drop(conn)
         for index in drop:
             await conn.execute(f'DROP INDEX "{index}"')

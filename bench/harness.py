@@ -23,7 +23,6 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
@@ -236,20 +235,9 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def database_url(url: str, name: str) -> str:
-    """``url`` pointing at database ``name`` instead."""
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
 async def _setup(admin_url: str, name: str, kafka: str, topic: str, partitions: int) -> str:
-    conn = await asyncpg.connect(admin_url)
+    conn = await asyncpg.connect(await db.create_database(admin_url, name))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(database_url(admin_url, name))
-    try:
-        await db.migrate(conn)
         token, _ = await create_token(conn, "bench", {"log", "search"})
     finally:
         await conn.close()
@@ -280,7 +268,7 @@ def bench_stack(workdir: Path, partitions: int) -> Iterator[Bench]:
     write_signing_key(key, "bench.auditlog.test")
     token = asyncio.run(_setup(cfg.database_url, name, cfg.kafka_bootstrap, topic, partitions))
     bench = Bench(
-        cfg.kafka_bootstrap, database_url(cfg.database_url, name), topic, token, key, workdir, []
+        cfg.kafka_bootstrap, db.database_url(cfg.database_url, name), topic, token, key, workdir, []
     )
     try:
         yield bench

@@ -19,7 +19,6 @@ import secrets
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -78,26 +77,10 @@ def _infrastructure() -> Iterator[tuple[str, str]]:
             stack.stop(cfg)
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-async def _create_database(admin_url: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+async def _create_database(admin_url: str, name: str) -> str:
     from auditlog import db
 
-    conn = await asyncpg.connect(_with_database(admin_url, name))
-    try:
-        await db.migrate(conn)
-    finally:
-        await conn.close()
+    return await db.create_database(admin_url, name)
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
@@ -128,10 +111,10 @@ def services() -> Iterator[Services]:
     topic = f"audit.test-{suffix}"
     name = f"auditlog_test_{suffix}"
     with _infrastructure() as (kafka, admin_url):
-        asyncio.run(_create_database(admin_url, name))
+        url = asyncio.run(_create_database(admin_url, name))
         asyncio.run(ensure_topics(kafka, topic, partitions=2))
         try:
-            yield Services(kafka, _with_database(admin_url, name), topic)
+            yield Services(kafka, url, topic)
         finally:
             asyncio.run(delete_topics(kafka, [topic, dlq_topic(topic)]))
             asyncio.run(_drop_database(admin_url, name))

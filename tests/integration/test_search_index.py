@@ -21,7 +21,7 @@ from auditlog.search_query import parse_query
 from query.search_sql import Filter, SqlParams, compile_filter
 from sealer.store import Partitions, partition_name
 from sealer.timestamps import micros
-from tests.conftest import Services, _create_database, _drop_database, _with_database
+from tests.conftest import Services, _create_database, _drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +48,7 @@ QUERIES = {
 @pytest.fixture
 def database(services: Services) -> Iterator[str]:
     name = f"search_index_{secrets.token_hex(4)}"
-    asyncio.run(_create_database(services.database_url, name))
-    url = _with_database(services.database_url, name)
+    url = asyncio.run(_create_database(services.database_url, name))
     asyncio.run(_insert(url))
     try:
         yield url
