@@ -194,6 +194,10 @@ def render_server_properties(cfg: StackConfig) -> str:
         # second of acknowledged events instead of the kernel's ~30 s (docs/local-stack.md).
         "log.flush.interval.ms": "1000",
         "log.flush.scheduler.interval.ms": "1000",
+        # A deleted topic's files are removed this long after the deletion (default 60 s, for
+        # reads still under way). Tests and benchmarks delete their scratch topics; a minute
+        # later, unlinking them took CPU from whatever ran then (docs/performance.md).
+        "log.segment.delete.delay.ms": "1000",
     }
     header = "# Written by `auditlog stack start` on every start; set AUDITLOG_STACK_* to change.\n"
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())

@@ -117,6 +117,8 @@ def test_server_properties_describe_one_loopback_kraft_node() -> None:
     # One broker: its logs are flushed every second, since no replica would survive it.
     assert props["log.flush.interval.ms"] == "1000"
     assert props["log.flush.scheduler.interval.ms"] == "1000"
+    # Scratch topics' files go with their deletion, not a minute into whatever runs next.
+    assert props["log.segment.delete.delay.ms"] == "1000"
     # Nothing may listen beyond loopback.
     assert "0.0.0.0" not in stack.render_server_properties(cfg)
 
