@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -225,20 +225,26 @@ def cmd_token(args: argparse.Namespace) -> int:
     return asyncio.run(_token(args))
 
 
-async def _search_index(args: argparse.Namespace) -> int:
+async def _switch_index(
+    args: argparse.Namespace,
+    label: str,
+    state: Callable[[Any], Awaitable[str]],
+    create: Callable[[Any], Awaitable[None]],
+    drop: Callable[[Any], Awaitable[None]],
+    error: type[Exception],
+) -> int:
+    """``status``, ``create`` or ``drop`` one optional index (auditlog.partitioned_index)."""
     import asyncpg
-
-    from auditlog import search_index
 
     conn = await asyncpg.connect(_database_url(args))
     try:
         if args.action == "create":
-            await search_index.create(conn)
+            await create(conn)
         elif args.action == "drop":
-            await search_index.drop(conn)
-        print(f"search index: {await search_index.state(conn)}")
-    except search_index.SearchIndexError as exc:
-        print(f"search index: {exc}", file=sys.stderr)
+            await drop(conn)
+        print(f"{label}: {await state(conn)}")
+    except error as exc:
+        print(f"{label}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await conn.close()
@@ -246,7 +252,19 @@ async def _search_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search_index(args: argparse.Namespace) -> int:
-    return asyncio.run(_search_index(args))
+    from auditlog import search_index as ix
+
+    return asyncio.run(
+        _switch_index(args, "search index", ix.state, ix.create, ix.drop, ix.SearchIndexError)
+    )
+
+
+def cmd_hash_index(args: argparse.Namespace) -> int:
+    from auditlog import hash_index as ix
+
+    return asyncio.run(
+        _switch_index(args, "hash index", ix.state, ix.create, ix.drop, ix.HashIndexError)
+    )
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -838,7 +856,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 
 def _add_database_parsers(sub: Any) -> None:
-    """The commands that change the database: schema, tokens, the search index."""
+    """The commands that change the database: schema, tokens, the optional indexes."""
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--database-url")
     mig.set_defaults(func=cmd_migrate)
@@ -864,6 +882,16 @@ def _add_database_parsers(sub: Any) -> None:
     six.add_argument("action", choices=("status", "create", "drop"))
     six.add_argument("--database-url")
     six.set_defaults(func=cmd_search_index)
+
+    hix = sub.add_parser(
+        "hash-index",
+        help="the event-hash index: status, create (while the sealers run), drop",
+        description="hash: receipts by hash alone, costlier sealing; none: cheaper sealing,"
+        " a receipt by hash needs ?received_at= (docs/query.md)",
+    )
+    hix.add_argument("action", choices=("status", "create", "drop"))
+    hix.add_argument("--database-url")
+    hix.set_defaults(func=cmd_hash_index)
 
 
 # -- argument parsing ---------------------------------------------------------------------

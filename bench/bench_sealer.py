@@ -1,7 +1,7 @@
 """Sealer throughput from a pre-filled topic, and produce→sealed latency end to end.
 
     .venv/bin/python -m bench.bench_sealer [--events 200000] [--sealers 2] [--rate 20000]
-        [--search-index trigram|none]
+        [--search-index trigram|none] [--hash-index hash|none]
 
 Phase 1 fills a topic with `--events` canonical envelopes, then starts `--sealers` sealer
 processes and times how long they take to seal everything. Phase 2 keeps the sealers running
@@ -12,7 +12,8 @@ producer when the envelope was built). Phase 2 starts once the sealers' consumer
 stable with every member, and ends with each sealer's event-loop lag (from its metrics
 listener). At the end it checks that every event was sealed exactly once and that none went to
 the dead-letter topic. ``--search-index none`` seals without the substring-search index, as
-``auditlog search-index drop`` leaves a deployment; ``--drop-index`` and ``--sql`` change the
+``auditlog search-index drop`` leaves a deployment, and ``--hash-index none`` without the
+event-hash index (``auditlog hash-index drop``); ``--drop-index`` and ``--sql`` change the
 scratch schema before sealing, to measure what an index (or an index option) costs.
 Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 
@@ -42,7 +43,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from auditlog import search_index
+from auditlog import hash_index, search_index
 from auditlog.kafka import dlq_topic
 from auditlog.producer import AuditProducer
 from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, free_port, percentile
@@ -328,11 +329,17 @@ def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None
         raise
 
 
-async def _drop_search_index(url: str) -> None:
+async def _drop_optional_indexes(url: str, search: bool, hashes: bool) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await search_index.drop(conn)
-        print(f"search index: {await search_index.state(conn)}")
+        if search:
+            await search_index.drop(conn)
+        if hashes:
+            await hash_index.drop(conn)
+        print(
+            f"search index: {await search_index.state(conn)},"
+            f" hash index: {await hash_index.state(conn)}"
+        )
     finally:
         await conn.close()
 
@@ -360,6 +367,13 @@ def main() -> None:
         default="trigram",
         help="seal with the substring-search index (as migrated) or without it (as after"
         " `auditlog search-index drop`)",
+    )
+    parser.add_argument(
+        "--hash-index",
+        choices=("hash", "none"),
+        default="hash",
+        help="seal with the event-hash index (as migrated) or without it (as after"
+        " `auditlog hash-index drop`; receipts by hash then need received_at)",
     )
     parser.add_argument(
         "--log-level", default="warning", help="the sealers' (info logs one line per batch)"
@@ -390,8 +404,11 @@ def main() -> None:
         return _fill_go(kafkaload, bench, n, tag, rate)
 
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
-        if args.search_index == "none":
-            asyncio.run(_drop_search_index(bench.database_url))
+        asyncio.run(
+            _drop_optional_indexes(
+                bench.database_url, args.search_index == "none", args.hash_index == "none"
+            )
+        )
         for name in args.drop_index or ():
             asyncio.run(_execute(bench.database_url, f"DROP INDEX {name}"))
             print(f"sealing without index {name}")

@@ -26,15 +26,25 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auditlog import db, stalls
-from auditlog.errors import TileError
+from auditlog.envelope import parse_received_at
+from auditlog.errors import InvalidEvent, TileError
 from auditlog.observability import configure_logging
-from auditlog.pangea_http import PangeaResponse, not_found, success, unauthorized, unavailable
+from auditlog.pangea_http import (
+    PangeaResponse,
+    error_item,
+    not_found,
+    success,
+    unauthorized,
+    unavailable,
+    validation_error,
+)
 from auditlog.receipt import Receipt
 from auditlog.settings import describe
 from auditlog.tiles import TILE_WIDTH, decode_bundle, encode_bundle, parse_tile_path
 from auditlog.tokens import TokenCache, TokenInfo
 from auditlog.webapp import service_app
 from query import downloads, openapi, roots, search
+from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
 from query.roots import IMMUTABLE, text
@@ -146,18 +156,28 @@ async def receipt_by_hash(request: Request) -> Response:
         digest = b""
     if len(digest) != HASH_SIZE:
         return not_found(request, "an event hash is 64 hex characters")
+    received = request.query_params.get("received_at")
+    try:
+        received_at = None if received is None else parse_received_at(received)
+    except InvalidEvent as exc:
+        return validation_error(request, [error_item("InvalidString", str(exc), "received_at")])
     token = await authorize(request)
     if token is None:
         return unauthorized(request)
-    # The tenant condition is part of the lookup, so a tenant's receipt is found even when
-    # another tenant logged an identical envelope.
-    row = await state(request).pool.fetchrow(
-        "SELECT log_id, idx, tenant_id FROM events"
-        " WHERE event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
-        ' ORDER BY log_id COLLATE "C" LIMIT 1',
-        digest,
-        token.tenant_id,
-    )
+    st = state(request)
+    if received_at is None and not await st.hash_index.available():
+        return validation_error(
+            request,
+            [
+                error_item(
+                    "MissingRequired",
+                    "this deployment keeps no event-hash index (auditlog hash-index):"
+                    " pass received_at, the envelope's, to find the event by time",
+                    "received_at",
+                )
+            ],
+        )
+    row = await find_by_hash(st.pool, digest, token.tenant_id, received_at)
     return await _receipt(request, token, row)
 
 
@@ -258,7 +278,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
             ]
             try:
                 heads = HeadCache(pool, ttl=settings.head_ttl_seconds, spawn=background.create_task)
-                yield {"query": QueryState(settings, pool, TokenCache(pool), proofs, heads)}
+                hashes = HashIndexProbe(pool, ttl=settings.hash_index_ttl_seconds)
+                yield {"query": QueryState(settings, pool, TokenCache(pool), proofs, heads, hashes)}
             finally:
                 for task in tasks:
                     task.cancel()

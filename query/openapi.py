@@ -302,7 +302,13 @@ def document() -> dict[str, Any]:
             )
         },
         "/v1/receipts/{hash}": {
-            "get": _native("Receipt of an event by its hash", _TEXT, [_path("hash")], auth=True)
+            "get": _native(
+                "Receipt of an event by its hash; with the envelope's `received_at`, found by"
+                " time (needed where `auditlog hash-index drop` removed the hash index)",
+                _TEXT,
+                [_path("hash"), _query("received_at", False, _STR)],
+                auth=True,
+            )
         },
         "/v1/proofs/consistency": {
             "get": _native(

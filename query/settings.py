@@ -25,6 +25,8 @@ class Settings:
     pool_size: int = 8
     # How long a receipt may reuse a log's signed head instead of reading it again; 0: never.
     head_ttl_seconds: float = 1.0
+    # How long the query service trusts what it read about the event-hash index (hash_index).
+    hash_index_ttl_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,4 +47,5 @@ class Settings:
             node_cache_nodes=env.integer("QUERY_NODE_CACHE", 65536, minimum=0),
             pool_size=env.integer("QUERY_POOL_SIZE", 8, minimum=1),
             head_ttl_seconds=env.number("QUERY_HEAD_TTL_SECONDS", 1.0, minimum=0.0),
+            hash_index_ttl_seconds=env.number("QUERY_HASH_INDEX_TTL_SECONDS", 10.0, minimum=0.0),
         )

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from auditlog import pangea_http
 from auditlog.tokens import TokenCache, TokenInfo
+from query.hashes import HashIndexProbe
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
 from query.settings import Settings
@@ -23,6 +24,7 @@ class QueryState:
     tokens: TokenCache
     proofs: ProofBuilder
     heads: HeadCache
+    hash_index: HashIndexProbe
 
 
 def state(request: Request) -> QueryState:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from pangea.config import PangeaConfig
@@ -30,6 +31,7 @@ from pangea.services import Audit
 from pangea.services.audit import util as pangea_util
 from pangea.services.audit.models import EventVerification
 
+from auditlog import hash_index
 from auditlog.hashing import PANGEA_SHA256
 from auditlog.kafka import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
@@ -77,6 +79,8 @@ def _start(services: Services, work: Path, topic: str) -> tuple[list[subprocess.
         "AUDITLOG_PORT": str(port),
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        # The hash index is dropped and rebuilt below: receipts must see it at once.
+        "AUDITLOG_QUERY_HASH_INDEX_TTL_SECONDS": "0",
     }
     return start_pipeline(work, env)
 
@@ -438,6 +442,21 @@ def test_consistency_proofs_come_with_the_signed_checkpoint(deployment: Deployme
         assert "status" in bad.json()
 
 
+def _verify_receipt(deployment: Deployment, tmp_path: Path, name: str, receipt: str) -> None:
+    (tmp_path / "receipt").write_text(receipt)
+    (tmp_path / "envelope.json").write_text(json.dumps(deployment.envelopes[name]))
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "auditlog.cli", "verify", "receipt",
+            str(tmp_path / "receipt"), "--entry", str(tmp_path / "envelope.json"),
+            "--key", str(deployment.vkey_file), "--hash-scheme", PANGEA_SHA256,
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert deployment.hashes[name] in done.stdout
+
+
 def test_receipts_by_hash_and_index_verify_offline(deployment: Deployment, tmp_path: Path) -> None:
     headers = {"Authorization": f"Bearer {deployment.token}"}
     log_id = f"{deployment.topic}-0"
@@ -452,18 +471,45 @@ def test_receipts_by_hash_and_index_verify_offline(deployment: Deployment, tmp_p
         )
         assert by_index.status_code == 200
         for receipt in (by_hash.text, by_index.text):
-            (tmp_path / "receipt").write_text(receipt)
-            (tmp_path / "envelope.json").write_text(json.dumps(deployment.envelopes[name]))
-            done = subprocess.run(
-                [
-                    sys.executable, "-m", "auditlog.cli", "verify", "receipt",
-                    str(tmp_path / "receipt"), "--entry", str(tmp_path / "envelope.json"),
-                    "--key", str(deployment.vkey_file), "--hash-scheme", PANGEA_SHA256,
-                ],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            assert done.returncode == 0, done.stdout + done.stderr
-            assert deployment.hashes[name] in done.stdout
+            _verify_receipt(deployment, tmp_path, name, receipt)
+
+
+async def _hash_index(database_url: str, keep: bool) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await (hash_index.create(conn, lambda _: None) if keep else hash_index.drop(conn))
+    finally:
+        await conn.close()
+
+
+def test_receipts_by_hash_at_received_at_also_without_the_hash_index(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {deployment.token}"}
+    name = "nedry"
+    url = f"{deployment.base_url}/v1/receipts/{deployment.hashes[name]}"
+    at = {"received_at": str(deployment.envelopes[name]["received_at"])}
+    assert httpx.get(url, params=at, headers=headers).status_code == 200
+    elsewhen = httpx.get(
+        url, params={"received_at": "2001-01-01T00:00:00.000000Z"}, headers=headers
+    )
+    assert elsewhen.status_code == 404
+    malformed = httpx.get(url, params={"received_at": "yesterday"}, headers=headers)
+    assert malformed.status_code == 400
+    assert malformed.json()["status"] == "ValidationError"
+
+    asyncio.run(_hash_index(deployment.services.database_url, keep=False))
+    try:
+        refused = httpx.get(url, headers=headers)
+        assert refused.status_code == 400
+        assert refused.json()["status"] == "ValidationError"
+        assert "received_at" in refused.json()["summary"]
+        found = httpx.get(url, params=at, headers=headers)
+        assert found.status_code == 200
+        _verify_receipt(deployment, tmp_path, name, found.text)
+    finally:
+        asyncio.run(_hash_index(deployment.services.database_url, keep=True))
+    assert httpx.get(url, headers=headers).status_code == 200
 
 
 def test_openapi_document_is_served(deployment: Deployment) -> None:
