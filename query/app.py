@@ -160,7 +160,7 @@ async def receipt_by_hash(request: Request) -> Response:
     try:
         received_at = None if received is None else parse_received_at(received)
     except InvalidEvent as exc:
-        return validation_error(request, [error_item("InvalidString", str(exc), "received_at")])
+        return validation_error(request, [error_item("BadFormatDateTime", str(exc), "received_at")])
     token = await authorize(request)
     if token is None:
         return unauthorized(request)
@@ -170,7 +170,7 @@ async def receipt_by_hash(request: Request) -> Response:
             request,
             [
                 error_item(
-                    "MissingRequired",
+                    "FieldRequired",
                     "this deployment keeps no event-hash index (auditlog hash-index):"
                     " pass received_at, the envelope's, to find the event by time",
                     "received_at",
