@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -180,3 +182,19 @@ def test_an_interrupted_build_is_incomplete_and_not_used(database: str) -> None:
             assert await probe.available()
 
     asyncio.run(run())
+
+
+def test_the_command_reports_drops_and_builds_it(database: str) -> None:
+    def command(action: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "auditlog.cli", "hash-index", action,
+             "--database-url", database],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    assert command("status") == "hash index: hash"
+    assert command("drop") == "hash index: none"
+    assert command("status") == "hash index: none"
+    assert command("create") == "hash index: hash"
