@@ -4,14 +4,14 @@ Some of ``events``' indexes serve one kind of lookup and cost every sealed event
 PostgreSQL's time, so operators may keep them or not (:mod:`auditlog.search_index`,
 :mod:`auditlog.hash_index`). Either way the work is the same:
 
-:func:`drop` removes the index (a moment's exclusive lock on ``events``: seals under way finish
-first and the next ones wait for it). :func:`create` builds it while the sealers run: the parent
+``drop`` removes the index (a moment's exclusive lock on ``events``: seals under way finish
+first and the next ones wait for it). ``create`` builds it while the sealers run: the parent
 index is declared on ``events`` alone, each partition's index is built ``CONCURRENTLY`` and then
 attached (declaring and attaching take brief locks; the builds let writes go on), and
 partitions created meanwhile get theirs at creation. A month split by log is itself
 partitioned, so its index is declared on it alone in the same way, built leaf by leaf, and
-attached when complete. An interrupted build leaves the index invalid (:func:`valid` is False);
-running :func:`create` again finishes it.
+attached when complete. An interrupted build leaves the index invalid (``valid`` is False);
+running ``create`` again finishes it.
 """
 
 from __future__ import annotations
