@@ -89,6 +89,16 @@ async def _drop_database(admin_url: str, name: str) -> None:
     await db.drop_database(admin_url, name)
 
 
+@contextlib.contextmanager
+def scratch_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new database ``name`` on ``admin_url``'s server, dropped on exit; yields its URL."""
+    url = asyncio.run(_create_database(admin_url, name))
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_database(admin_url, name))
+
+
 async def delete_topics(bootstrap: str, topics: list[str]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -110,11 +120,9 @@ def services() -> Iterator[Services]:
     suffix = secrets.token_hex(4)
     topic = f"audit.test-{suffix}"
     name = f"auditlog_test_{suffix}"
-    with _infrastructure() as (kafka, admin_url):
-        url = asyncio.run(_create_database(admin_url, name))
+    with _infrastructure() as (kafka, admin_url), scratch_database(admin_url, name) as url:
         asyncio.run(ensure_topics(kafka, topic, partitions=2))
         try:
             yield Services(kafka, url, topic)
         finally:
             asyncio.run(delete_topics(kafka, [topic, dlq_topic(topic)]))
-            asyncio.run(_drop_database(admin_url, name))

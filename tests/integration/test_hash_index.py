@@ -22,7 +22,7 @@ from auditlog import hash_index
 from query.hashes import _BY_HASH_AT, HashIndexProbe, find_by_hash
 from sealer.store import Partitions, partition_name
 from sealer.timestamps import micros
-from tests.conftest import Services, _create_database, _drop_database
+from tests.conftest import Services, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +50,9 @@ def _hash(idx: int) -> bytes:
 
 @pytest.fixture
 def database(services: Services) -> Iterator[str]:
-    name = f"hash_index_{secrets.token_hex(4)}"
-    url = asyncio.run(_create_database(services.database_url, name))
-    asyncio.run(_insert(url))
-    try:
+    with scratch_database(services.database_url, f"hash_index_{secrets.token_hex(4)}") as url:
+        asyncio.run(_insert(url))
         yield url
-    finally:
-        asyncio.run(_drop_database(services.database_url, name))
 
 
 @asynccontextmanager

@@ -21,7 +21,7 @@ from auditlog.search_query import parse_query
 from query.search_sql import Filter, SqlParams, compile_filter
 from sealer.store import Partitions, partition_name
 from sealer.timestamps import micros
-from tests.conftest import Services, _create_database, _drop_database
+from tests.conftest import Services, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,9 @@ QUERIES = {
 
 @pytest.fixture
 def database(services: Services) -> Iterator[str]:
-    name = f"search_index_{secrets.token_hex(4)}"
-    url = asyncio.run(_create_database(services.database_url, name))
-    asyncio.run(_insert(url))
-    try:
+    with scratch_database(services.database_url, f"search_index_{secrets.token_hex(4)}") as url:
+        asyncio.run(_insert(url))
         yield url
-    finally:
-        asyncio.run(_drop_database(services.database_url, name))
 
 
 @asynccontextmanager
