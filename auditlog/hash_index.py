@@ -3,8 +3,8 @@
 ``GET /v1/receipts/{hash}`` finds an event by its hash alone through a hash index on
 ``events.event_hash`` (migration 0001). Event hashes are random, so each sealed event inserts
 into a random page of that index: the one index of ``events`` whose cost grows with the log
-(cache misses, then a full-page image of most of its pages after every checkpoint): about a
-quarter of what PostgreSQL spends per sealed event (docs/performance.md). A receipt asked for
+(cache misses, then a full-page image of most of its pages after every checkpoint): a seventh
+to a third of what PostgreSQL spends per sealed event (docs/performance.md). A receipt asked for
 with the event's ``received_at`` (the envelope's, which anyone holding the envelope has) needs
 no hash index: it is looked up by time. So operators choose:
 
