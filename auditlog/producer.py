@@ -9,7 +9,7 @@ It builds and hashes envelopes exactly as the ingest service does (same validati
 canonical bytes), and :meth:`AuditProducer.log` returns the event hash only after Kafka
 acknowledged the record (``acks=all``, idempotent producer): a returned hash is durable.
 
-Errors: :class:`auditlog.errors.InvalidEvent` for an event the standard schema rejects (its
+Errors: :class:`auditlog.core.errors.InvalidEvent` for an event the standard schema rejects (its
 ``errors`` attribute lists Pangea-style error items), :class:`ProducerUnavailable` (a
 ``Pushback``) when Kafka does not acknowledge in time or too many events are in flight.
 """
@@ -24,17 +24,17 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from auditlog.envelope import Envelope, format_received_at
-from auditlog.errors import InvalidEvent, Pushback
-from auditlog.kafka import make_producer, record_key
-from auditlog.pangea_http import error_item
-from auditlog.schema import (
+from auditlog.core.envelope import Envelope, format_received_at
+from auditlog.core.errors import InvalidEvent, Pushback
+from auditlog.core.schema import (
     NO_CUSTOM_SCHEMAS,
     Schemas,
+    error_item,
     validate_event,
     validate_signature_fields,
 )
-from auditlog.settings import DEFAULT_TOPIC
+from auditlog.kafka.clients import make_producer, record_key
+from auditlog.runtime.settings import DEFAULT_TOPIC
 
 
 class ProducerUnavailable(Pushback):

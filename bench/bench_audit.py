@@ -24,14 +24,20 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from auditlog.audit import LogAuditor, StoredCheckpoint, StoredEvent, StoredHead, expected_columns
-from auditlog.checkpoint import Checkpoint
-from auditlog.entry import leaf_hash, log_entry
-from auditlog.envelope import Envelope, format_received_at
-from auditlog.hashing import get_hasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.note import NoteSigner, sign_note
-from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle
+from auditlog.core.audit import (
+    LogAuditor,
+    StoredCheckpoint,
+    StoredEvent,
+    StoredHead,
+    expected_columns,
+)
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.entry import leaf_hash, log_entry
+from auditlog.core.envelope import Envelope, format_received_at
+from auditlog.core.hashing import get_hasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.note import NoteSigner, sign_note
+from auditlog.core.tiles import TILE_WIDTH, TileID, encode_bundle
 
 ORIGIN = "bench.auditlog.test/audit.events/0"
 

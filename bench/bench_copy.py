@@ -31,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from auditlog import db, search_index, stack
+from auditlog.devstack import stack
+from auditlog.pg import db, search_index
 from bench.harness import process_cpu
 from sealer import timestamps
 from sealer.rows import EVENT_COLUMNS

@@ -30,12 +30,12 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from auditlog.entry import leaf_hash
-from auditlog.envelope import Envelope
-from auditlog.hashing import HASH_SCHEMES, LogHasher, get_hasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.proof import Node, inclusion_proof, inclusion_tiles, verify_inclusion
-from auditlog.tiles import TileID
+from auditlog.core.entry import leaf_hash
+from auditlog.core.envelope import Envelope
+from auditlog.core.hashing import HASH_SCHEMES, LogHasher, get_hasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.proof import Node, inclusion_proof, inclusion_tiles, verify_inclusion
+from auditlog.core.tiles import TileID
 from sealer.records import Sealable, decode
 from sealer.rows import prepare
 

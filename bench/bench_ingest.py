@@ -4,7 +4,7 @@
 
 Phases: bulk (`/v2/log`, 1,000 events a request, 4 clients), single events (`/v1/log`, closed
 loop with `--concurrency` clients), and a paced open loop at `--rate` requests/s for latency.
-The load generator (`auditlog.loadtest`, aiohttp) runs on the same machine, so it competes with
+The load generator (`auditlog.loadtest.run`, aiohttp) runs on the same machine, so it competes with
 ingest, Kafka and PostgreSQL for the two cores: the figures are a floor for one ingest process.
 """
 
@@ -14,7 +14,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from auditlog.loadtest import closed_loop, open_loop
+from auditlog.loadtest.run import closed_loop, open_loop
 from bench.harness import bench_stack, free_port, wait_http
 
 

@@ -39,12 +39,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from auditlog import search_index
-from auditlog.checkpoint import Checkpoint
-from auditlog.hashing import RFC6962_SHA256, get_hasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.note import NoteSigner, sign_note
-from auditlog.tiles import TileID
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.hashing import RFC6962_SHA256, get_hasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.note import NoteSigner, sign_note
+from auditlog.core.tiles import TileID
+from auditlog.pg import search_index
 from bench.harness import (
     Bench,
     Stalls,

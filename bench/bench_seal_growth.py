@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from auditlog.envelope import Envelope, format_received_at
-from auditlog.hashing import get_hasher
-from auditlog.note import NoteSigner
+from auditlog.core.envelope import Envelope, format_received_at
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteSigner
 from bench.harness import CpuMeter, bench_stack
 from sealer.records import Sealable
 from sealer.store import Partitions, connect_pool, load_head, seal

@@ -20,7 +20,7 @@ Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 The events are published by ``bench/kafkaload`` (Go, franz-go), built with ``go build`` on first
 use into ``.auditlog/cache/go/`` under a hash of its sources, so an edit rebuilds it. It sends
 exactly the records the Python producer library would (same canonical envelope bytes, key and
-producer settings; its Go test pins the bytes to vectors from ``auditlog.envelope``), but for a
+producer settings; its Go test pins the bytes to vectors from ``auditlog.core.envelope``), but for a
 few µs of CPU per event instead of ~25 µs: the Python producer cannot keep up with 30k events/s
 here, and what it spends is taken from the sealers being measured. Without ``go`` on
 PATH the bench says so and falls back to the Python producer library.
@@ -43,8 +43,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from auditlog import hash_index, search_index
-from auditlog.kafka import dlq_topic
+from auditlog.kafka.clients import dlq_topic
+from auditlog.pg import hash_index, search_index
 from auditlog.producer import AuditProducer
 from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, free_port, percentile
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE
@@ -271,7 +271,7 @@ def _scrape(port: int) -> dict[str, float]:
 
 def _phase_report(before: dict[str, float], after: dict[str, float]) -> str:
     """Mean batch size, batch age and seal time over the phase, and how late the event loop
-    woke its 20 ms watcher (``auditlog.stalls``): every record decoded and every row built
+    woke its 20 ms watcher (``auditlog.runtime.stalls``): every record decoded and every row built
     runs on that loop, between the seals' round trips."""
     d = {k: v - before.get(k, 0.0) for k, v in after.items()}
     parts = []

@@ -27,10 +27,11 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from auditlog import db, stack
-from auditlog.cli import write_signing_key
-from auditlog.kafka import dlq_topic, ensure_topics
-from auditlog.tokens import create_token
+from auditlog.cli.main import write_signing_key
+from auditlog.devstack import stack
+from auditlog.kafka.clients import dlq_topic, ensure_topics
+from auditlog.pg import db
+from auditlog.pg.tokens import create_token
 
 
 @dataclass
@@ -301,8 +302,9 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 class Stalls:
     """What a service wrote to its log about stalls since the last call (the warnings in
-    ``EVENTS``, see ``auditlog.stalls`` and ``query.heads``), with the time the process waited
-    for a CPU (``/proc/<pid>/schedstat``) and the machine's CPU and I/O pressure (PSI)."""
+    ``EVENTS``, see ``auditlog.runtime.stalls`` and ``query.heads``), with the time the
+    process waited for a CPU (``/proc/<pid>/schedstat``) and the machine's CPU and I/O pressure
+    (PSI)."""
 
     EVENTS = ("gc_pause", "event_loop_stall", "slow_head_read")
 

@@ -28,26 +28,32 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from auditlog import db, requests_store
-from auditlog.client_signature import verify_event_signature
-from auditlog.envelope import Envelope, canonical_json, format_received_at
-from auditlog.errors import InvalidEvent, Pushback
-from auditlog.kafka import make_producer, record_key
-from auditlog.observability import configure_logging
-from auditlog.pangea_http import (
+from auditlog.core.client_signature import verify_event_signature
+from auditlog.core.envelope import Envelope, canonical_json, format_received_at
+from auditlog.core.errors import InvalidEvent, Pushback
+from auditlog.core.schema import (
+    Schema,
+    Schemas,
+    error_item,
+    validate_event,
+    validate_signature_fields,
+)
+from auditlog.kafka.clients import make_producer, record_key
+from auditlog.pg import db
+from auditlog.pg.tokens import TokenCache, TokenInfo
+from auditlog.runtime.observability import configure_logging
+from auditlog.runtime.settings import describe, load_schemas
+from auditlog.web import requests_store
+from auditlog.web.app import service_app
+from auditlog.web.pangea import (
     PangeaResponse,
     authorized_json,
     bearer_token,
-    error_item,
     success,
     unauthorized,
     unavailable,
     validation_error,
 )
-from auditlog.schema import Schema, Schemas, load_schemas, validate_event, validate_signature_fields
-from auditlog.settings import describe
-from auditlog.tokens import TokenCache, TokenInfo
-from auditlog.webapp import service_app
 from ingest.settings import Settings
 
 log = structlog.get_logger("ingest")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditlog.settings import (
+from auditlog.runtime.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_KAFKA_BOOTSTRAP,
     DEFAULT_TOPIC,

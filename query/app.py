@@ -25,24 +25,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from auditlog import db, stalls
-from auditlog.envelope import parse_received_at
-from auditlog.errors import InvalidEvent, TileError
-from auditlog.observability import configure_logging
-from auditlog.pangea_http import (
+from auditlog.core.envelope import parse_received_at
+from auditlog.core.errors import InvalidEvent, TileError
+from auditlog.core.receipt import Receipt
+from auditlog.core.schema import error_item
+from auditlog.core.tiles import TILE_WIDTH, decode_bundle, encode_bundle, parse_tile_path
+from auditlog.pg import db
+from auditlog.pg.tokens import TokenCache, TokenInfo
+from auditlog.runtime import stalls
+from auditlog.runtime.observability import configure_logging
+from auditlog.runtime.settings import describe
+from auditlog.web.app import service_app
+from auditlog.web.pangea import (
     PangeaResponse,
-    error_item,
     not_found,
     success,
     unauthorized,
     unavailable,
     validation_error,
 )
-from auditlog.receipt import Receipt
-from auditlog.settings import describe
-from auditlog.tiles import TILE_WIDTH, decode_bundle, encode_bundle, parse_tile_path
-from auditlog.tokens import TokenCache, TokenInfo
-from auditlog.webapp import service_app
 from query import downloads, openapi, roots, search
 from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache

@@ -37,9 +37,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from auditlog import requests_store
-from auditlog.pangea_http import error_item, not_found, success, unauthorized, validation_error
-from auditlog.search_query import SearchQueryError, parse_time_bound
+from auditlog.core.schema import error_item
+from auditlog.core.search_query import SearchQueryError, parse_time_bound
+from auditlog.web import requests_store
+from auditlog.web.pangea import not_found, success, unauthorized, validation_error
 from query import events as event_rows
 from query import snapshot as snapshots
 from query.search import load_owned

@@ -1,6 +1,6 @@
 """Finding a sealed event by its hash: through the event-hash index, or at its ``received_at``.
 
-The hash index is optional (:mod:`auditlog.hash_index`). With the event's ``received_at`` (its
+The hash index is optional (:mod:`auditlog.pg.hash_index`). With the event's ``received_at`` (its
 envelope's, which whoever holds the envelope to verify a receipt has), the lookup reads the
 time-ordered index instead, and only the month that time falls in; without it, only the hash
 index can find the event, and a deployment without one refuses rather than reading every event.
@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from auditlog import hash_index
+from auditlog.pg import hash_index
 
 # An event's row for a receipt. The tenant condition is part of the lookup, so a tenant's
 # receipt is found even when another tenant logged an identical envelope.

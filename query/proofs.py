@@ -23,12 +23,11 @@ from typing import Generic, TypeVar
 import asyncpg
 from prometheus_client import Counter
 
-from auditlog import pangea_proof
-from auditlog.compact import fold_roots
-from auditlog.db import fetch_tiles
-from auditlog.errors import MalformedProof, TileError
-from auditlog.hashing import HASH_SIZE, LogHasher, get_hasher
-from auditlog.proof import (
+from auditlog.core import pangea_proof
+from auditlog.core.compact import fold_roots
+from auditlog.core.errors import MalformedProof, TileError
+from auditlog.core.hashing import HASH_SIZE, LogHasher, get_hasher
+from auditlog.core.proof import (
     Node,
     Range,
     consistency_proof,
@@ -39,8 +38,9 @@ from auditlog.proof import (
     root_from_tiles,
     root_tiles,
 )
-from auditlog.proof import consistency_tiles as native_consistency_tiles
-from auditlog.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
+from auditlog.core.proof import consistency_tiles as native_consistency_tiles
+from auditlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
+from auditlog.pg.db import fetch_tiles
 
 TILE_READS = Counter("auditlog_query_tile_reads_total", "Tiles read", ["source"])
 _TILES_FROM_CACHE = TILE_READS.labels("cache")

@@ -24,14 +24,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auditlog.hashing import PANGEA_SHA256
-from auditlog.pangea_http import (
-    PangeaResponse,
-    error_item,
-    not_found,
-    success,
-    validation_error,
-)
+from auditlog.core.hashing import PANGEA_SHA256
+from auditlog.core.schema import error_item
+from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
 from query.proofs import LogHead, load_head
 from query.snapshot import checkpoint_url, rfc3339
 from query.state import authorized_json, public_base, state

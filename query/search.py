@@ -25,15 +25,10 @@ from prometheus_client import Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auditlog.pangea_http import (
-    PangeaResponse,
-    error_item,
-    not_found,
-    success,
-    validation_error,
-)
-from auditlog.search_query import SearchQueryError, parse_query, parse_time_bound
-from auditlog.tokens import TokenInfo
+from auditlog.core.schema import error_item
+from auditlog.core.search_query import SearchQueryError, parse_query, parse_time_bound
+from auditlog.pg.tokens import TokenInfo
+from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
 from query import events as event_rows
 from query import snapshot as snapshots
 from query.search_sql import ORDER_BY, RESTRICTABLE, Filter, SqlParams, compile_filter, order_clause

@@ -1,14 +1,15 @@
 """Search queries as parameterized SQL over ``events``.
 
 Every value travels as a bind parameter; the only text spliced into SQL is column names and
-operators chosen from fixed tables here. The translation keeps :func:`auditlog.search_query.matches`
-semantics exactly (tests/integration/test_query_search_sql.py checks it against PostgreSQL):
+operators chosen from fixed tables here. The translation keeps
+:func:`auditlog.core.search_query.matches` semantics exactly
+(tests/integration/test_query_search_sql.py checks it against PostgreSQL):
 
 * contains is ``LIKE '%v%'`` with ``\\``, ``%`` and ``_`` escaped, which is case-sensitive and
   byte-exact under any deterministic collation; a value of three characters or more is also
   looked up (whole, or by its most telling word, see :func:`_index_key`) in
-  :data:`auditlog.columns.SEARCH_TEXT` (all text fields joined, trigram-indexed by migration
-  0003 unless the deployment dropped that index, see :mod:`auditlog.search_index`), which lets
+  :data:`auditlog.core.columns.SEARCH_TEXT` (all text fields joined, trigram-indexed by migration
+  0003 unless the deployment dropped that index, see :mod:`auditlog.pg.search_index`), which lets
   PostgreSQL find the few candidate rows by index before checking the field itself;
 * a missing field makes ``LIKE`` NULL; NULL works as false under AND and OR, and negation is
   ``IS NOT TRUE`` so that ``-actor:x`` keeps events without an actor;
@@ -24,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from auditlog.columns import SEARCH_TEXT
-from auditlog.search_query import TEXT_FIELDS, And, Expr, Not, Or, Term
+from auditlog.core.columns import SEARCH_TEXT
+from auditlog.core.search_query import TEXT_FIELDS, And, Expr, Not, Or, Term
 
 __all__ = [
     "COLUMNS",

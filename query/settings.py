@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from auditlog.settings import DEFAULT_DATABASE_URL, DEFAULT_TOPIC, Env, Secret, SettingsError
+from auditlog.runtime.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_TOPIC,
+    Env,
+    Secret,
+    SettingsError,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from auditlog.hashing import PANGEA_SHA256
+from auditlog.core.hashing import PANGEA_SHA256
 from query.proofs import LogHead, head_from_row
 
 

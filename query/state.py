@@ -9,8 +9,8 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auditlog import pangea_http
-from auditlog.tokens import TokenCache, TokenInfo
+from auditlog.pg.tokens import TokenCache, TokenInfo
+from auditlog.web import pangea as pangea_http
 from query.hashes import HashIndexProbe
 from query.heads import HeadCache
 from query.proofs import ProofBuilder

@@ -32,14 +32,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from auditlog import db, stalls
-from auditlog.hashing import LogHasher, get_hasher
-from auditlog.kafka import dlq_topic, make_producer
-from auditlog.note import NoteSigner
-from auditlog.observability import configure_logging
-from auditlog.policy import parse_policy
-from auditlog.schema import NO_CUSTOM_SCHEMAS, Schemas, load_schemas
-from auditlog.settings import SettingsError, describe
+from auditlog.core.hashing import LogHasher, get_hasher
+from auditlog.core.note import NoteSigner
+from auditlog.core.policy import parse_policy
+from auditlog.core.schema import NO_CUSTOM_SCHEMAS, Schemas
+from auditlog.kafka.clients import dlq_topic, make_producer
+from auditlog.pg import db
+from auditlog.runtime import stalls
+from auditlog.runtime.observability import configure_logging
+from auditlog.runtime.settings import SettingsError, describe, load_schemas
 from sealer.batcher import Batch, Batcher
 from sealer.records import Record, Rejected, Sealable, decode
 from sealer.rows import prepare

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from auditlog.envelope import Envelope, format_received_at
-from auditlog.errors import InvalidEvent, NonCanonicalEnvelope
-from auditlog.schema import (
+from auditlog.core.envelope import Envelope, format_received_at
+from auditlog.core.errors import InvalidEvent, NonCanonicalEnvelope
+from auditlog.core.schema import (
     NO_CUSTOM_SCHEMAS,
     Schema,
     Schemas,

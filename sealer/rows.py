@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from auditlog.columns import TEXT_COLUMNS, searchable_values
-from auditlog.entry import entry_and_leaf
-from auditlog.hashing import LogHasher
+from auditlog.core.columns import TEXT_COLUMNS, searchable_values
+from auditlog.core.entry import entry_and_leaf
+from auditlog.core.hashing import LogHasher
 
 if TYPE_CHECKING:
     from sealer.records import Sealable

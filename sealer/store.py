@@ -18,18 +18,18 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
-from auditlog import db
-from auditlog.checkpoint import Checkpoint
-from auditlog.db import fetch_tiles
-from auditlog.errors import AuditLogError
-from auditlog.hashing import LogHasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.kafka import log_id as make_log_id
-from auditlog.note import NoteSigner, sign_note
-from auditlog.policy import Policy
-from auditlog.proof import consistency_proof, consistency_tiles
-from auditlog.tiles import TILE_WIDTH, TileID, encode_bundle
-from auditlog.witness_client import Witness, cosign_checkpoint
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.errors import AuditLogError
+from auditlog.core.hashing import LogHasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.note import NoteSigner, sign_note
+from auditlog.core.policy import Policy
+from auditlog.core.proof import consistency_proof, consistency_tiles
+from auditlog.core.tiles import TILE_WIDTH, TileID, encode_bundle
+from auditlog.kafka.clients import log_id as make_log_id
+from auditlog.pg import db
+from auditlog.pg.db import fetch_tiles
+from auditlog.verify.witness_client import Witness, cosign_checkpoint
 from sealer import timestamps
 from sealer.records import Sealable
 from sealer.rows import EVENT_COLUMNS, prepared

@@ -47,7 +47,7 @@ def micros(dt: datetime) -> int:
 
 def received_micros(received_at: str) -> int:
     """An envelope's ``received_at`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``, already checked by
-    :func:`auditlog.envelope.parse_received_at`) in microseconds since :data:`EPOCH`.
+    :func:`auditlog.core.envelope.parse_received_at`) in microseconds since :data:`EPOCH`.
 
     Events arrive thousands to a second, so the whole seconds are computed once per second seen.
     """

@@ -64,7 +64,7 @@ def _infrastructure() -> Iterator[tuple[str, str]]:
             url = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
             yield k.get_bootstrap_server(), url
         return
-    from auditlog import stack
+    from auditlog.devstack import stack
 
     cfg = stack.StackConfig.from_env()
     started = not stack.is_running(cfg)
@@ -78,13 +78,13 @@ def _infrastructure() -> Iterator[tuple[str, str]]:
 
 
 async def _create_database(admin_url: str, name: str) -> str:
-    from auditlog import db
+    from auditlog.pg import db
 
     return await db.create_database(admin_url, name)
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
-    from auditlog import db
+    from auditlog.pg import db
 
     await db.drop_database(admin_url, name)
 
@@ -115,7 +115,7 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    from auditlog.kafka import dlq_topic, ensure_topics
+    from auditlog.kafka.clients import dlq_topic, ensure_topics
 
     suffix = secrets.token_hex(4)
     topic = f"audit.test-{suffix}"

@@ -24,16 +24,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditlog import pangea_proof
-from auditlog.checkpoint import Checkpoint
-from auditlog.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
-from auditlog.envelope import Envelope
-from auditlog.hashing import HASH_SCHEMES, LogHasher, get_hasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.note import NoteSigner, sign_note
-from auditlog.proof import Node, consistency_proof, inclusion_proof, root_from_tiles
-from auditlog.receipt import Receipt
-from auditlog.tiles import TileID, encode_bundle, entries_path, tile_path
+from auditlog.core import pangea_proof
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
+from auditlog.core.envelope import Envelope
+from auditlog.core.hashing import HASH_SCHEMES, LogHasher, get_hasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.note import NoteSigner, sign_note
+from auditlog.core.proof import Node, consistency_proof, inclusion_proof, root_from_tiles
+from auditlog.core.receipt import Receipt
+from auditlog.core.tiles import TileID, encode_bundle, entries_path, tile_path
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 RECEIVED_AT = "2024-02-29T23:59:59.999999Z"

@@ -54,7 +54,7 @@ def _free_port() -> int:
 async def _token(url: str, scopes: set[str], tenant: str | None = None) -> str:
     import asyncpg
 
-    from auditlog.tokens import create_token
+    from auditlog.pg.tokens import create_token
 
     conn = await asyncpg.connect(url)
     try:
@@ -113,7 +113,7 @@ def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
 def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     work = tmp_path_factory.mktemp("pipeline")
     key = work / "log.skey"
-    from auditlog.cli import write_signing_key
+    from auditlog.cli.main import write_signing_key
 
     vkey = write_signing_key(key, "e2e.auditlog.test")
     schemas = work / "schemas.json"

@@ -31,9 +31,9 @@ from pangea.services import Audit
 from pangea.services.audit import util as pangea_util
 from pangea.services.audit.models import EventVerification
 
-from auditlog import hash_index
-from auditlog.hashing import PANGEA_SHA256
-from auditlog.kafka import dlq_topic, ensure_topics
+from auditlog.core.hashing import PANGEA_SHA256
+from auditlog.kafka.clients import dlq_topic, ensure_topics
+from auditlog.pg import hash_index
 from tests.conftest import Services, delete_topics
 from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
 from tests.unit.test_search_query import EXPECTED, REFERENCE_EVENTS
@@ -63,7 +63,7 @@ def _wire_event(name: str) -> dict[str, object]:
 
 
 def _start(services: Services, work: Path, topic: str) -> tuple[list[subprocess.Popen[bytes]], str]:
-    from auditlog.cli import write_signing_key
+    from auditlog.cli.main import write_signing_key
 
     key = work / "log.skey"
     write_signing_key(key, ORIGIN)
@@ -273,8 +273,8 @@ def test_root_of_every_size_is_consistent_with_the_one_before(deployment: Deploy
 
 
 def test_the_search_root_is_the_signed_checkpoint(deployment: Deployment) -> None:
-    from auditlog.checkpoint import Checkpoint
-    from auditlog.note import NoteVerifier, open_note
+    from auditlog.core.checkpoint import Checkpoint
+    from auditlog.core.note import NoteVerifier, open_note
 
     body = _post(deployment, "/v1/search", {"query": "", "limit": 1}).json()["result"]
     verifier = NoteVerifier.from_vkey(deployment.vkey_file.read_text().strip())
@@ -381,8 +381,8 @@ def test_bad_download_and_export_requests(deployment: Deployment) -> None:
 
 
 def _checkpoint(d: Deployment, note: str) -> object:
-    from auditlog.checkpoint import Checkpoint
-    from auditlog.note import NoteVerifier, open_note
+    from auditlog.core.checkpoint import Checkpoint
+    from auditlog.core.note import NoteVerifier, open_note
 
     verifier = NoteVerifier.from_vkey(d.vkey_file.read_text().strip())
     return Checkpoint.from_text(open_note(note, [verifier]).text)
@@ -391,8 +391,8 @@ def _checkpoint(d: Deployment, note: str) -> object:
 def test_consistency_proofs_come_with_the_signed_checkpoint(deployment: Deployment) -> None:
     import base64
 
-    from auditlog.hashing import get_hasher
-    from auditlog.proof import verify_consistency
+    from auditlog.core.hashing import get_hasher
+    from auditlog.core.proof import verify_consistency
 
     audit = _audit(deployment)
     log_id = f"{deployment.topic}-0"

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import asyncpg
 
-from auditlog.checkpoint import Checkpoint
-from auditlog.hashing import get_hasher
-from auditlog.note import NoteSigner, NoteVerifier, open_note
-from auditlog.producer import AuditProducer
-from auditlog.proof import (
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteSigner, NoteVerifier, open_note
+from auditlog.core.proof import (
     consistency_proof,
     consistency_tiles,
     root_from_tiles,
     root_tiles,
     verify_consistency,
 )
-from auditlog.tiles import TileID
+from auditlog.core.tiles import TileID
+from auditlog.producer import AuditProducer
 from tests.conftest import Services
 
 

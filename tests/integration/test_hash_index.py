@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from auditlog import hash_index
+from auditlog.pg import hash_index
 from query.hashes import _BY_HASH_AT, HashIndexProbe, find_by_hash
 from sealer.store import Partitions, partition_name
 from sealer.timestamps import micros

@@ -7,10 +7,10 @@ import hashlib
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from auditlog.envelope import Envelope
-from auditlog.kafka import dlq_topic, ensure_topics
+from auditlog.core.envelope import Envelope
+from auditlog.core.schema import parse_schemas
+from auditlog.kafka.clients import dlq_topic, ensure_topics
 from auditlog.producer import AuditProducer, EventRejected
-from auditlog.schema import parse_schemas
 from tests.conftest import Services, delete_topics
 
 pytestmark = pytest.mark.integration

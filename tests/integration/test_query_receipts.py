@@ -1,7 +1,7 @@
 """Receipts from the query service's caches, on PostgreSQL: proofs, heads and checkpoints agree.
 
 * ``ProofBuilder.inclusion`` (tile and tile-interior caches) gives exactly the proofs of the pure
-  core (:func:`auditlog.proof.inclusion_proof`, checked against the RFC reference in the unit
+  core (:func:`auditlog.core.proof.inclusion_proof`, checked against the RFC reference in the unit
   tests) for every kind of leaf, at many sizes, while stored tiles grow and caches evict.
 * ``HeadCache`` reuses a head only within its TTL and only for entries below its size, shares
   one read among concurrent requests, and never mixes a size with another head's checkpoint.
@@ -25,14 +25,14 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from auditlog.checkpoint import Checkpoint
-from auditlog.hashing import PANGEA_SHA256, RFC6962_SHA256, LogHasher, get_hasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.note import NoteSigner, open_note, sign_note
-from auditlog.proof import inclusion_proof, root_from_tiles, verify_inclusion
-from auditlog.receipt import Receipt
-from auditlog.tiles import TileID
-from auditlog.tokens import create_token
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.hashing import PANGEA_SHA256, RFC6962_SHA256, LogHasher, get_hasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.note import NoteSigner, open_note, sign_note
+from auditlog.core.proof import inclusion_proof, root_from_tiles, verify_inclusion
+from auditlog.core.receipt import Receipt
+from auditlog.core.tiles import TileID
+from auditlog.pg.tokens import create_token
 from query.app import create_app, lifespan
 from query.heads import HeadCache
 from query.proofs import LogHead, ProofBuilder

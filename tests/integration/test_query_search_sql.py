@@ -2,7 +2,7 @@
 
 The reference events are written as ``events`` rows of a log of their own; every query (the
 hand-written grammar forms and generated trees) must select exactly the events that
-:func:`auditlog.search_query.matches` selects, and every ordering must sort as Python does.
+:func:`auditlog.core.search_query.matches` selects, and every ordering must sort as Python does.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from auditlog.search_query import Expr, matches, parse_query
+from auditlog.core.search_query import Expr, matches, parse_query
 from query.search_sql import ORDER_BY, Filter, SqlParams, compile_filter, order_clause
 from tests.conftest import Services
 from tests.unit.test_search_query import EXPECTED, REFERENCE_EVENTS, render, trees

@@ -18,14 +18,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from auditlog.cli import write_signing_key
-from auditlog.db import fetch_tiles
-from auditlog.envelope import Envelope
-from auditlog.hashing import get_hasher
-from auditlog.integrate import tiles_to_fetch
-from auditlog.kafka import dlq_topic, ensure_topics
-from auditlog.note import NoteSigner
-from auditlog.policy import parse_policy
+from auditlog.cli.main import write_signing_key
+from auditlog.core.envelope import Envelope
+from auditlog.core.hashing import get_hasher
+from auditlog.core.integrate import tiles_to_fetch
+from auditlog.core.note import NoteSigner
+from auditlog.core.policy import parse_policy
+from auditlog.kafka.clients import dlq_topic, ensure_topics
+from auditlog.pg.db import fetch_tiles
 from auditlog.producer import AuditProducer
 from sealer.records import Sealable
 from sealer.store import Fenced, Partitions, connect_pool, load_head, partition_name, seal

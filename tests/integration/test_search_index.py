@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from auditlog import search_index
-from auditlog.search_query import parse_query
+from auditlog.core.search_query import parse_query
+from auditlog.pg import search_index
 from query.search_sql import Filter, SqlParams, compile_filter
 from sealer.store import Partitions, partition_name
 from sealer.timestamps import micros

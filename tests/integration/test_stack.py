@@ -17,8 +17,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from auditlog import stack
-from auditlog.stack import StackConfig
+from auditlog.devstack import stack
+from auditlog.devstack.stack import StackConfig
 
 pytestmark = pytest.mark.integration
 
@@ -134,9 +134,9 @@ def test_ingest_answers_503_while_kafka_is_down_and_loses_no_acked_event(
 
     import httpx
 
-    from auditlog import db
-    from auditlog.kafka import ensure_topics
-    from auditlog.tokens import create_token
+    from auditlog.kafka.clients import ensure_topics
+    from auditlog.pg import db
+    from auditlog.pg.tokens import create_token
 
     async def prepare() -> str:
         conn = await asyncpg.connect(started.database_url)

@@ -26,11 +26,11 @@ import asyncpg
 import httpx
 import pytest
 
-from auditlog.checkpoint import Checkpoint
-from auditlog.envelope import Envelope, format_received_at
-from auditlog.hashing import get_hasher
-from auditlog.note import NoteSigner, sign_note
-from auditlog.tiles import decode_bundle, encode_bundle
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.envelope import Envelope, format_received_at
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteSigner, sign_note
+from auditlog.core.tiles import decode_bundle, encode_bundle
 from sealer.records import Sealable
 from sealer.store import connect_pool, load_head, seal
 from sealer.timestamps import micros
@@ -120,7 +120,7 @@ async def _admin(admin_url: str, sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def pristine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
-    from auditlog import db
+    from auditlog.pg import db
 
     admin_url = services.database_url
     template = f"tamper_tpl_{secrets.token_hex(4)}"

@@ -14,18 +14,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auditlog.checkpoint import Checkpoint
-from auditlog.cosignature import CosignatureVerifier, verified_cosigners
-from auditlog.entry import leaf_hash
-from auditlog.envelope import Envelope
-from auditlog.hashing import get_hasher
-from auditlog.integrate import integrate
-from auditlog.note import NoteSigner, sign_note
-from auditlog.policy import parse_policy
-from auditlog.proof import consistency_proof, inclusion_proof
-from auditlog.receipt import Receipt
-from auditlog.tiles import TileID
-from auditlog.witness_client import (
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.cosignature import CosignatureVerifier, verified_cosigners
+from auditlog.core.entry import leaf_hash
+from auditlog.core.envelope import Envelope
+from auditlog.core.hashing import get_hasher
+from auditlog.core.integrate import integrate
+from auditlog.core.note import NoteSigner, sign_note
+from auditlog.core.policy import parse_policy
+from auditlog.core.proof import consistency_proof, inclusion_proof
+from auditlog.core.receipt import Receipt
+from auditlog.core.tiles import TileID
+from auditlog.verify.witness_client import (
     Witness,
     WitnessConflict,
     WitnessError,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from auditlog.hashing import LogHasher
+from auditlog.core.hashing import LogHasher
 
 
 def largest_power_of_two_below(n: int) -> int:

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from blake3 import blake3
 
-from auditlog.entry import (
+from auditlog.core.entry import (
     DIGEST_ENTRY_PREFIX,
     DIGEST_ENTRY_SIZE,
     MAX_ENTRY_SIZE,
@@ -18,10 +18,10 @@ from auditlog.entry import (
     leaf_hash,
     log_entry,
 )
-from auditlog.envelope import Envelope
-from auditlog.errors import InvalidEvent, TileError, UnknownHashScheme
-from auditlog.hashing import HASH_SCHEMES, get_hasher
-from auditlog.tiles import decode_bundle, encode_bundle
+from auditlog.core.envelope import Envelope
+from auditlog.core.errors import InvalidEvent, TileError, UnknownHashScheme
+from auditlog.core.hashing import HASH_SCHEMES, get_hasher
+from auditlog.core.tiles import decode_bundle, encode_bundle
 
 RECEIVED_AT = "2024-01-02T03:04:05.000006Z"
 

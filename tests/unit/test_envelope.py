@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditlog.envelope import Envelope, canonical_json, format_received_at, parse_received_at
-from auditlog.errors import InvalidEvent, NonCanonicalEnvelope
+from auditlog.core.envelope import Envelope, canonical_json, format_received_at, parse_received_at
+from auditlog.core.errors import InvalidEvent, NonCanonicalEnvelope
 
 RECEIVED_AT = "2023-06-05T17:01:28.026682Z"
 

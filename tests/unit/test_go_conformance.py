@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
-from auditlog.checkpoint import Checkpoint
-from auditlog.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
-from auditlog.envelope import Envelope
-from auditlog.hashing import get_hasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.note import NoteSigner, NoteVerifier, open_note, sign_note
-from auditlog.proof import (
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
+from auditlog.core.envelope import Envelope
+from auditlog.core.hashing import get_hasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.note import NoteSigner, NoteVerifier, open_note, sign_note
+from auditlog.core.proof import (
     Node,
     consistency_proof,
     inclusion_proof,
@@ -37,7 +37,7 @@ from auditlog.proof import (
     verify_consistency,
     verify_inclusion,
 )
-from auditlog.tiles import TileID, encode_bundle, entries_path, parse_tile_path, tile_path
+from auditlog.core.tiles import TileID, encode_bundle, entries_path, parse_tile_path, tile_path
 
 pytestmark = pytest.mark.conformance
 

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditlog.compact import CompactRange
-from auditlog.errors import MalformedProof, ProofError, RootMismatch, TileError
-from auditlog.hashing import HASH_SCHEMES, LogHasher, get_hasher
-from auditlog.integrate import integrate, tiles_to_fetch
-from auditlog.proof import (
+from auditlog.core.compact import CompactRange
+from auditlog.core.errors import MalformedProof, ProofError, RootMismatch, TileError
+from auditlog.core.hashing import HASH_SCHEMES, LogHasher, get_hasher
+from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.proof import (
     Node,
     consistency_proof,
     consistency_tiles,
@@ -31,7 +31,7 @@ from auditlog.proof import (
     verify_consistency,
     verify_inclusion,
 )
-from auditlog.tiles import TileID
+from auditlog.core.tiles import TileID
 from tests.unit.rfc6962_reference import ReferenceTree
 
 N = 256

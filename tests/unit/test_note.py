@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 
-from auditlog.checkpoint import Checkpoint
-from auditlog.entry import leaf_hash
-from auditlog.envelope import Envelope
-from auditlog.errors import (
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.entry import leaf_hash
+from auditlog.core.envelope import Envelope
+from auditlog.core.errors import (
     InvalidEvent,
     MalformedNote,
     MalformedProof,
@@ -21,9 +21,9 @@ from auditlog.errors import (
     RootMismatch,
     SignatureError,
 )
-from auditlog.hashing import HASH_SCHEMES, get_hasher
-from auditlog.integrate import integrate
-from auditlog.note import (
+from auditlog.core.hashing import HASH_SCHEMES, get_hasher
+from auditlog.core.integrate import integrate
+from auditlog.core.note import (
     MAX_SIGNATURES,
     NoteSignature,
     NoteSigner,
@@ -32,9 +32,9 @@ from auditlog.note import (
     parse_note,
     sign_note,
 )
-from auditlog.proof import inclusion_proof
-from auditlog.receipt import Receipt, verify_receipt
-from auditlog.tiles import TileID
+from auditlog.core.proof import inclusion_proof
+from auditlog.core.receipt import Receipt, verify_receipt
+from auditlog.core.tiles import TileID
 
 # Known-answer vectors from golang.org/x/mod/sumdb/note's documentation examples.
 GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from auditlog import pangea_proof as pp
-from auditlog.entry import leaf_hash
-from auditlog.envelope import Envelope
-from auditlog.errors import MalformedProof, RootMismatch
-from auditlog.hashing import get_hasher
-from auditlog.integrate import integrate
-from auditlog.proof import Node
-from auditlog.tiles import TileID
+from auditlog.core import pangea_proof as pp
+from auditlog.core.entry import leaf_hash
+from auditlog.core.envelope import Envelope
+from auditlog.core.errors import MalformedProof, RootMismatch
+from auditlog.core.hashing import get_hasher
+from auditlog.core.integrate import integrate
+from auditlog.core.proof import Node
+from auditlog.core.tiles import TileID
 from tests.unit.rfc6962_reference import ReferenceTree
 
 sdk = pytest.importorskip("pangea.services.audit.util", reason="pangea-sdk is a dev dependency")

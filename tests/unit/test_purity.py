@@ -18,23 +18,23 @@ import pytest
 import auditlog
 
 CORE_MODULES = [
-    "auditlog.errors",
-    "auditlog.envelope",
-    "auditlog.hashing",
-    "auditlog.entry",
-    "auditlog.tiles",
-    "auditlog.compact",
-    "auditlog.integrate",
-    "auditlog.proof",
-    "auditlog.note",
-    "auditlog.checkpoint",
-    "auditlog.receipt",
-    "auditlog.pangea_proof",
-    "auditlog.audit",
-    "auditlog.columns",
-    "auditlog.cosignature",
-    "auditlog.policy",
-    "auditlog.consistency",
+    "auditlog.core.errors",
+    "auditlog.core.envelope",
+    "auditlog.core.hashing",
+    "auditlog.core.entry",
+    "auditlog.core.tiles",
+    "auditlog.core.compact",
+    "auditlog.core.integrate",
+    "auditlog.core.proof",
+    "auditlog.core.note",
+    "auditlog.core.checkpoint",
+    "auditlog.core.receipt",
+    "auditlog.core.pangea_proof",
+    "auditlog.core.audit",
+    "auditlog.core.columns",
+    "auditlog.core.cosignature",
+    "auditlog.core.policy",
+    "auditlog.core.consistency",
 ]
 
 FORBIDDEN = [
@@ -149,15 +149,15 @@ def test_the_checks_catch_impurity() -> None:
     assert "socket" in forbidden_modules_loaded_by("http.client")
     source = (
         "import socket\nfrom asyncio import run\nfrom . import x\n"
-        "from auditlog.db import y\nimport auditlog.stack\n"
+        "from auditlog.pg.db import y\nimport auditlog.devstack.stack\n"
         "def f():\n    import subprocess\n    open('x')\n"
     )
     assert impurities(source) == [
         "imports socket",
         "imports asyncio",
         "imports .",
-        "imports non-core auditlog.db",
-        "imports non-core auditlog.stack",
+        "imports non-core auditlog.pg.db",
+        "imports non-core auditlog.devstack.stack",
         "imports subprocess",
         "calls open()",
     ]

@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from auditlog.envelope import Envelope
+from auditlog.core.envelope import Envelope
 from sealer.records import MAX_RECORD_BYTES, Rejected, Sealable, decode
 from sealer.timestamps import micros
 
@@ -65,7 +65,7 @@ def test_garbage_of_every_kind_is_rejected_with_a_reason() -> None:
 
 
 def test_custom_schema_records_follow_their_config_id() -> None:
-    from auditlog.schema import parse_schemas
+    from auditlog.core.schema import parse_schemas
 
     schemas = parse_schemas(
         {

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditlog.schema import (
+from auditlog.core.schema import (
     STANDARD,
     STANDARD_FIELDS,
     SchemaConfigError,
-    load_schemas,
     parse_schemas,
     validate_event,
     validate_signature_fields,
 )
+from auditlog.runtime.settings import load_schemas
 
 
 def codes(errors: list[dict[str, str]]) -> list[tuple[str, str]]:

@@ -7,8 +7,8 @@ import asyncio
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from auditlog.hashing import get_hasher
-from auditlog.note import NoteSigner
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteSigner
 from sealer.main import Sealer
 from sealer.settings import Settings
 from sealer.store import LogHead

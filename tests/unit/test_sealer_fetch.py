@@ -8,9 +8,9 @@ from typing import NamedTuple
 
 from aiokafka import TopicPartition
 
-from auditlog.envelope import Envelope
-from auditlog.hashing import get_hasher
-from auditlog.note import NoteSigner
+from auditlog.core.envelope import Envelope
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteSigner
 from sealer.main import Judged, SealBatch, Sealer
 from sealer.records import Sealable, decode
 from sealer.settings import Settings

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 
-from auditlog.envelope import Envelope, format_received_at
-from auditlog.hashing import get_hasher
-from auditlog.note import NoteSigner
+from auditlog.core.envelope import Envelope, format_received_at
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteSigner
 from sealer.batcher import Batch
 from sealer.main import SealBatch, Sealer
 from sealer.records import Sealable

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from auditlog.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
-from auditlog.envelope import Envelope
-from auditlog.hashing import HASH_SCHEMES, get_hasher
+from auditlog.core.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
+from auditlog.core.envelope import Envelope
+from auditlog.core.hashing import HASH_SCHEMES, get_hasher
 from sealer.records import Sealable
 from sealer.rows import EVENT_COLUMNS, event_row, prepare, prepared
 from sealer.timestamps import micros

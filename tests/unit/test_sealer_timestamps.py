@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from auditlog.envelope import format_received_at, parse_received_at
+from auditlog.core.envelope import format_received_at, parse_received_at
 from sealer import timestamps
 from sealer.timestamps import EPOCH, decode, encode, micros, received_micros
 

@@ -15,7 +15,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
 def _served() -> set[tuple[str, str]]:
-    out: set[tuple[str, str]] = {("/metrics", "get")}  # added by auditlog.webapp.build_app
+    out: set[tuple[str, str]] = {("/metrics", "get")}  # added by auditlog.web.app.build_app
     for route in [*ingest_app.routes(), *query_app.routes()]:
         assert isinstance(route, Route)
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)

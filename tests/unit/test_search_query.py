@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auditlog.search_query import (
+from auditlog.core.search_query import (
     TEXT_FIELDS,
     And,
     Expr,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from auditlog.settings import Secret, SettingsError, describe, masked_url
+from auditlog.runtime.settings import Secret, SettingsError, describe, masked_url
 from ingest.settings import Settings as IngestSettings
 from sealer.settings import Settings as SealerSettings
 

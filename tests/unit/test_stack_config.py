@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from auditlog import stack
-from auditlog.stack import StackConfig, StackError
+from auditlog.devstack import stack
+from auditlog.devstack.stack import StackConfig, StackError
 
 
 def _free_ports(count: int) -> list[int]:

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from auditlog import stalls
+from auditlog.runtime import stalls
 
 
 def _count(histogram_name: str, **labels: str) -> float:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditlog.errors import MalformedProof, TileError
-from auditlog.tiles import (
+from auditlog.core.errors import MalformedProof, TileError
+from auditlog.core.tiles import (
     TileID,
     decode_bundle,
     encode_bundle,

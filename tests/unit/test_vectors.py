@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from auditlog.hashing import get_hasher
-from auditlog.integrate import integrate
-from auditlog.note import NoteSigner, NoteVerifier
-from auditlog.receipt import Receipt, verify_receipt
+from auditlog.core.hashing import get_hasher
+from auditlog.core.integrate import integrate
+from auditlog.core.note import NoteSigner, NoteVerifier
+from auditlog.core.receipt import Receipt, verify_receipt
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 VECTORS = ROOT / "tests" / "vectors"

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from auditlog.errors import Pushback
-from auditlog.pangea_http import new_request_id
-from auditlog.webapp import build_app
+from auditlog.core.errors import Pushback
+from auditlog.web.app import build_app
+from auditlog.web.pangea import new_request_id
 
 FAILURES: dict[str, Exception] = {
     "pushback": Pushback("too many in flight"),

@@ -8,9 +8,9 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditlog.checkpoint import Checkpoint
-from auditlog.consistency import Rollback, verify_checkpoints
-from auditlog.cosignature import (
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.consistency import Rollback, verify_checkpoints
+from auditlog.core.cosignature import (
     AddCheckpoint,
     CosignatureVerifier,
     Cosigner,
@@ -18,12 +18,12 @@ from auditlog.cosignature import (
     decide_add_checkpoint,
     verified_cosigners,
 )
-from auditlog.errors import MalformedNote, MalformedProof, RootMismatch, SignatureError
-from auditlog.hashing import get_hasher
-from auditlog.note import NoteSigner, NoteVerifier, parse_note, sign_note
-from auditlog.policy import PolicyError, QuorumNotMet, parse_policy
-from auditlog.proof import consistency_proof
-from auditlog.tiles import TileID
+from auditlog.core.errors import MalformedNote, MalformedProof, RootMismatch, SignatureError
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteSigner, NoteVerifier, parse_note, sign_note
+from auditlog.core.policy import PolicyError, QuorumNotMet, parse_policy
+from auditlog.core.proof import consistency_proof
+from auditlog.core.tiles import TileID
 
 HASHER = get_hasher("rfc6962-sha256")
 ORIGIN = "example.test/log"
@@ -32,7 +32,7 @@ LOG = NoteSigner.generate("example.test")
 
 def tree(n: int) -> tuple[bytes, dict[TileID, bytes]]:
     """Root and tiles of a log of ``n`` leaves (n < 65536)."""
-    from auditlog.integrate import integrate
+    from auditlog.core.integrate import integrate
 
     leaves = [HASHER.hash_leaf(str(i).encode()) for i in range(n)]
     result = integrate(HASHER, 0, {}, leaves)

@@ -1,0 +1,7 @@
+"""``python -m auditlog.cli`` runs the ``auditlog`` command."""
+
+import sys
+
+from auditlog.cli import main
+
+sys.exit(main())

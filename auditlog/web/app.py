@@ -1,0 +1,99 @@
+"""The ASGI application shell shared by ingest, query and ``auditlog serve``.
+
+Every HTTP answer, errors included, is a Pangea JSON envelope, because the official SDK parses
+every body it receives; each request gets a ``prq_`` id, one log line and a latency sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from auditlog.core.errors import Pushback
+from auditlog.runtime.observability import RequestLogMiddleware, metrics_endpoint
+from auditlog.web.pangea import PangeaResponse, new_request_id, unavailable
+
+log = structlog.get_logger("http")
+
+
+class RequestIdMiddleware:
+    """Stamps each request with a Pangea ``prq_`` id and its arrival time."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})
+            scope["state"]["request_id"] = new_request_id()
+            scope["state"]["request_time"] = (
+                datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            )
+        await self.app(scope, receive, send)
+
+
+async def _not_found(request: Request, _: Exception) -> Response:
+    return PangeaResponse(request, "NotFound", None, f"{request.url.path} not found")
+
+
+async def _method_not_allowed(request: Request, _: Exception) -> Response:
+    return PangeaResponse(request, "NotFound", None, f"{request.method} not allowed here")
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # A dependency is down or overloaded: the client should retry, and must not think the
+    # request was wrong. The one mapping of Pushback (and lost databases) to HTTP.
+    log.warning("unavailable", path=request.url.path, error=type(exc).__name__)
+    return unavailable(request, "Service temporarily unavailable, retry later")
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    log.error("unhandled", path=request.url.path, exc_info=exc)
+    return PangeaResponse(request, "InternalError", None, "Internal error")
+
+
+def service_app(
+    route_list: Sequence[BaseRoute],
+    resources: Callable[[], AbstractAsyncContextManager[dict[str, Any]]],
+    service: str,
+) -> Starlette:
+    """An app whose lifespan opens ``resources()`` and hands its state to the handlers."""
+
+    @contextlib.asynccontextmanager
+    async def app_lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with resources() as state:
+            yield state
+
+    return build_app(route_list, app_lifespan, service)
+
+
+def build_app(route_list: Sequence[BaseRoute], app_lifespan: Any, service: str) -> Starlette:
+    return Starlette(
+        routes=[*route_list, Route("/metrics", metrics_endpoint, methods=["GET"])],
+        lifespan=app_lifespan,
+        middleware=[
+            Middleware(RequestLogMiddleware, service=service),
+            Middleware(RequestIdMiddleware),
+        ],
+        exception_handlers={
+            404: _not_found,
+            405: _method_not_allowed,
+            500: _internal,
+            Pushback: _unavailable,
+            asyncpg.PostgresConnectionError: _unavailable,
+            asyncpg.CannotConnectNowError: _unavailable,
+            asyncpg.InterfaceError: _unavailable,
+            OSError: _unavailable,
+        },
+    )
