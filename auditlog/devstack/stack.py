@@ -73,7 +73,7 @@ KAFKA_READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 PG_START_TIMEOUT = 60
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _POM = _REPO_ROOT / "deploy" / "local" / "pom.xml"
 _LOG4J_CONFIG = _REPO_ROOT / "deploy" / "local" / "log4j2.properties"
 
