@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.11+ and installs the project with its dev extra.
-# Idempotent: reinstalls only when pyproject.toml changed since the last run.
+# Creates .venv with Python 3.11+ and installs the project with its dev extra, every package at
+# the version constraints.txt pins (build back-ends too, through PIP_CONSTRAINT).
+# Idempotent: reinstalls only when pyproject.toml or constraints.txt changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,10 +34,12 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+export PIP_CONSTRAINT="$PWD/constraints.txt"
 if [ ! -f "$stamp" ]; then
     echo "bootstrap: installing auditlog and its dev dependencies into .venv"
     if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+        .venv/bin/python -m pip install --quiet setuptools wheel &&
         .venv/bin/python -m pip install --quiet -e '.[dev]'; } >.venv/pip.log 2>&1; then
         cat .venv/pip.log >&2
         echo "bootstrap: pip install failed (log above, also in .venv/pip.log)" >&2
