@@ -1,0 +1,1 @@
+"""Kafka client settings shared by ingest, the producer library and the sealer."""
