@@ -16,6 +16,7 @@ from auditlog.runtime.settings import (
 
 DEFAULT_MAX_IN_FLIGHT = 4096
 DEFAULT_SEND_TIMEOUT = 5.0
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,8 @@ class Settings:
     # How long a request waits for Kafka's ack before answering 503 (Kafka down is not a hang).
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     schemas_file: Path | None = None  # custom schemas per config_id (docs/ingest.md)
+    # Larger bodies are refused while they are read (413 ValidationError), never parsed.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "info"
 
     @classmethod
@@ -44,5 +47,8 @@ class Settings:
             max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             send_timeout=env.number("INGEST_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT, minimum=0.1),
             schemas_file=env.path("SCHEMAS_FILE"),
+            max_body_bytes=env.integer(
+                "INGEST_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024
+            ),
             log_level=env.text("LOG_LEVEL", "info"),
         )

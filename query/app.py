@@ -290,4 +290,6 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
 
 def create_app(settings: Settings) -> Starlette:
     configure_logging(settings.log_level)
-    return service_app(routes(), lambda: lifespan(settings), "query")
+    return service_app(
+        routes(), lambda: lifespan(settings), "query", max_body_bytes=settings.max_body_bytes
+    )

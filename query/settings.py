@@ -33,6 +33,8 @@ class Settings:
     head_ttl_seconds: float = 1.0
     # How long the query service trusts what it read about the event-hash index (hash_index).
     hash_index_ttl_seconds: float = 10.0
+    # Search, results and export requests are small; larger bodies are refused while read.
+    max_body_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,4 +56,5 @@ class Settings:
             pool_size=env.integer("QUERY_POOL_SIZE", 8, minimum=1),
             head_ttl_seconds=env.number("QUERY_HEAD_TTL_SECONDS", 1.0, minimum=0.0),
             hash_index_ttl_seconds=env.number("QUERY_HASH_INDEX_TTL_SECONDS", 10.0, minimum=0.0),
+            max_body_bytes=env.integer("QUERY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,6 +31,7 @@ from auditlog.core.cosignature import AddCheckpoint, Cosigner, WitnessAnswer, de
 from auditlog.core.errors import NoteError
 from auditlog.core.hashing import LogHasher
 from auditlog.core.note import NoteVerifier
+from auditlog.web.limits import BodyLimit, BodyTooLarge
 
 __all__ = ["WitnessState", "create_app"]
 
@@ -108,9 +110,7 @@ def create_app(
     cosigner: Cosigner,
 ) -> Starlette:
     async def add_checkpoint(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return Response("request too large\n", status_code=413)
+        body = await request.body()  # at most MAX_BODY: BodyLimit refuses more while reading
         try:
             parsed = AddCheckpoint.from_text(body.decode("utf-8"))
         except (UnicodeDecodeError, NoteError) as exc:
@@ -138,4 +138,14 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, max_bytes=MAX_BODY, too_large=_too_large)],
+        exception_handlers={BodyTooLarge: _body_too_large},
     )
+
+
+def _too_large(_: Request, limit: int) -> Response:
+    return Response(f"request body exceeds {limit} bytes\n", status_code=413)
+
+
+async def _body_too_large(request: Request, _: Exception) -> Response:
+    return _too_large(request, MAX_BODY)

@@ -21,10 +21,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auditlog.core.errors import Pushback
+from auditlog.core.schema import error_item
 from auditlog.runtime.observability import RequestLogMiddleware, metrics_endpoint
-from auditlog.web.pangea import PangeaResponse, new_request_id, unavailable
+from auditlog.web.limits import BodyLimit, BodyTooLarge
+from auditlog.web.pangea import PangeaResponse, new_request_id, unavailable, validation_error
 
 log = structlog.get_logger("http")
+
+# The largest body a Pangea request needs is a /v2/log of 1,000 events: 4 MiB keeps events of
+# ~4 KiB each, what real audit events stay well under. Services take their own setting.
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class RequestIdMiddleware:
@@ -58,6 +64,20 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return unavailable(request, "Service temporarily unavailable, retry later")
 
 
+def body_too_large(request: Request, limit: int) -> Response:
+    """Pangea's ValidationError for a body past the limit, as HTTP 413."""
+    response = validation_error(
+        request, [error_item("AboveMaxLength", f"request body exceeds {limit} bytes", "/")]
+    )
+    response.status_code = 413
+    return response
+
+
+async def _body_too_large(request: Request, exc: Exception) -> Response:
+    limit = exc.limit if isinstance(exc, BodyTooLarge) else 0
+    return body_too_large(request, limit)
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     log.error("unhandled", path=request.url.path, exc_info=exc)
     return PangeaResponse(request, "InternalError", None, "Internal error")
@@ -67,6 +87,8 @@ def service_app(
     route_list: Sequence[BaseRoute],
     resources: Callable[[], AbstractAsyncContextManager[dict[str, Any]]],
     service: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
     """An app whose lifespan opens ``resources()`` and hands its state to the handlers."""
 
@@ -75,21 +97,30 @@ def service_app(
         async with resources() as state:
             yield state
 
-    return build_app(route_list, app_lifespan, service)
+    return build_app(route_list, app_lifespan, service, max_body_bytes=max_body_bytes)
 
 
-def build_app(route_list: Sequence[BaseRoute], app_lifespan: Any, service: str) -> Starlette:
+def build_app(
+    route_list: Sequence[BaseRoute],
+    app_lifespan: Any,
+    service: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Starlette:
+    # Middleware runs outermost first: the request id exists before the body limit answers.
     return Starlette(
         routes=[*route_list, Route("/metrics", metrics_endpoint, methods=["GET"])],
         lifespan=app_lifespan,
         middleware=[
             Middleware(RequestLogMiddleware, service=service),
             Middleware(RequestIdMiddleware),
+            Middleware(BodyLimit, max_bytes=max_body_bytes, too_large=body_too_large),
         ],
         exception_handlers={
             404: _not_found,
             405: _method_not_allowed,
             500: _internal,
+            BodyTooLarge: _body_too_large,
             Pushback: _unavailable,
             asyncpg.PostgresConnectionError: _unavailable,
             asyncpg.CannotConnectNowError: _unavailable,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -82,3 +83,57 @@ def test_a_forked_child_draws_fresh_request_ids() -> None:
     os.waitpid(pid, 0)
     assert child != new_request_id()
     assert child.startswith("prq_")
+
+
+
+HANDLED: list[int] = []
+
+
+async def echo_length(request: Request) -> Response:
+    HANDLED.append(1)
+    return Response(str(len(await request.body())))
+
+
+def limited_client(limit: int) -> httpx.AsyncClient:
+    app = build_app(
+        [Route("/echo", echo_length, methods=["POST"])], None, "test", max_body_bytes=limit
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_a_body_within_the_limit_reaches_the_handler() -> None:
+    async with limited_client(1024) as http:
+        resp = await http.post("/echo", content=b"x" * 1024)
+    assert resp.status_code == 200
+    assert resp.text == "1024"
+
+
+async def test_a_body_announced_too_large_is_refused_before_the_handler_runs() -> None:
+    HANDLED.clear()
+    async with limited_client(1024) as http:
+        resp = await http.post("/echo", content=b"x" * 1025)
+    assert resp.status_code == 413
+    payload = resp.json()
+    assert payload["status"] == "ValidationError"
+    assert payload["request_id"].startswith("prq_")
+    assert payload["result"]["errors"] == [
+        {"code": "AboveMaxLength", "detail": "request body exceeds 1024 bytes", "source": "/"}
+    ]
+    assert HANDLED == []
+
+
+async def test_a_streamed_body_is_refused_when_it_passes_the_limit() -> None:
+    offered: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            offered.append(1)
+            yield b"y" * 512
+
+    async with limited_client(2048) as http:
+        resp = await http.post("/echo", content=chunks())
+    assert resp.status_code == 413
+    assert resp.json()["result"]["errors"][0]["code"] == "AboveMaxLength"
+    # The limit stops the reading: a chunk past it at most, not the 100 offered.
+    assert len(offered) <= 6, len(offered)
