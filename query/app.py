@@ -44,6 +44,7 @@ from auditlog.web.pangea import (
     unavailable,
     validation_error,
 )
+from auditlog.web.params import non_negative_int
 from query import downloads, openapi, roots, search
 from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache
@@ -183,11 +184,8 @@ async def receipt_by_hash(request: Request) -> Response:
 
 
 async def receipt_by_index(request: Request) -> Response:
-    try:
-        index = int(request.path_params["index"])
-    except ValueError:
-        index = -1
-    if index < 0:
+    index = non_negative_int(request.path_params["index"])
+    if index is None:
         return not_found(request, "an index is a non-negative integer")
     token = await authorize(request)
     if token is None:

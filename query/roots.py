@@ -27,6 +27,7 @@ from starlette.responses import Response
 from auditlog.core.hashing import PANGEA_SHA256
 from auditlog.core.schema import error_item
 from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
+from auditlog.web.params import non_negative_int
 from query.proofs import LogHead, load_head
 from query.snapshot import checkpoint_url, rfc3339
 from query.state import authorized_json, public_base, state
@@ -116,9 +117,8 @@ async def root(request: Request) -> Response:
 
 async def checkpoint_at(request: Request) -> Response:
     """The signed checkpoint a log published at one size: immutable once it exists."""
-    try:
-        size = int(request.path_params["size"])
-    except ValueError:
+    size = non_negative_int(request.path_params["size"])
+    if size is None:
         return not_found(request, "a size is a non-negative integer")
     note = await state(request).pool.fetchval(
         "SELECT note FROM checkpoints WHERE log_id = $1 AND size = $2",
@@ -134,9 +134,8 @@ def _size_param(request: Request, name: str) -> int | str | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit():
-        return f"'{name}' must be a non-negative integer"
-    return int(raw)
+    value = non_negative_int(raw)
+    return f"'{name}' must be a non-negative integer" if value is None else value
 
 
 async def consistency(request: Request) -> Response:

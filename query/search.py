@@ -285,7 +285,10 @@ async def results(request: Request) -> Response:
         return validation_error(request, errs)
     assert isinstance(result_id, str)
     st = state(request)
-    row = await load_owned(st, token, result_id, slice_from=offset + 1, slice_to=offset + limit)
+    # A result set never holds more than MAX_RESULTS, so a larger offset is past any of them;
+    # clamped, it cannot overflow the slice bounds in SQL, and BadOffset follows below.
+    start = min(offset, MAX_RESULTS)
+    row = await load_owned(st, token, result_id, slice_from=start + 1, slice_to=start + limit)
     if row is None:
         return not_found(request, f"search result {result_id} not found or expired")
     if offset > row["count"]:

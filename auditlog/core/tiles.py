@@ -44,6 +44,8 @@ __all__ = [
 TILE_HEIGHT: Final = 8
 TILE_WIDTH: Final = 1 << TILE_HEIGHT
 MAX_LEVEL: Final = 63
+# A log's size is a PostgreSQL bigint, so no tile index reaches past its level-0 tiles'.
+MAX_TILE_INDEX: Final = (2**63 - 1) >> TILE_HEIGHT
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -142,6 +144,8 @@ def parse_tile_path(path: str) -> tuple[int | None, int, int]:
         if not digits.isascii() or not digits.isdigit():
             raise TileError(f"bad index element {group!r} in tile path {path!r}")
         index = index * 1000 + int(digits)
+        if index > MAX_TILE_INDEX:
+            raise TileError(f"tile index beyond any log in {path!r}")
     expected = entries_path(index, width) if level is None else tile_path(level, index, width)
     if expected != path:
         # Catches redundant leading groups such as x000/005.

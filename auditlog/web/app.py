@@ -78,6 +78,15 @@ async def _body_too_large(request: Request, exc: Exception) -> Response:
     return body_too_large(request, limit)
 
 
+async def _bad_value(request: Request, exc: Exception) -> Response:
+    # PostgreSQL's class 22 (a value out of range, malformed for its type): the request carried
+    # it, so retrying cannot help. The edges validate what they take; this is the net under them.
+    log.warning("bad_value", path=request.url.path, error=type(exc).__name__)
+    return validation_error(
+        request, [error_item("InvalidValue", "a value in the request is out of range", "/")]
+    )
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     log.error("unhandled", path=request.url.path, exc_info=exc)
     return PangeaResponse(request, "InternalError", None, "Internal error")
@@ -122,6 +131,7 @@ def build_app(
             500: _internal,
             BodyTooLarge: _body_too_large,
             Pushback: _unavailable,
+            asyncpg.DataError: _bad_value,
             asyncpg.PostgresConnectionError: _unavailable,
             asyncpg.CannotConnectNowError: _unavailable,
             asyncpg.InterfaceError: _unavailable,

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from auditlog.core.errors import MalformedProof, TileError
 from auditlog.core.tiles import (
+    MAX_TILE_INDEX,
     TileID,
     decode_bundle,
     encode_bundle,
@@ -111,3 +112,11 @@ def test_split_hashes() -> None:
         split_hashes(b"a" * 33)
     with pytest.raises(TileError):
         split_hashes(b"a" * 32 * 257)
+
+
+def test_a_tile_index_beyond_any_log_is_a_tile_error() -> None:
+    assert parse_tile_path(tile_path(0, MAX_TILE_INDEX))[1] == MAX_TILE_INDEX
+    with pytest.raises(TileError, match="beyond any log"):
+        parse_tile_path(tile_path(0, MAX_TILE_INDEX + 1))
+    with pytest.raises(TileError, match="beyond any log"):
+        parse_tile_path("tile/0/" + "x999/" * 400 + "999")

@@ -22,6 +22,7 @@ FAILURES: dict[str, Exception] = {
     "refused": ConnectionRefusedError("database down"),
     "pg": asyncpg.CannotConnectNowError("the database system is starting up"),
     "bug": RuntimeError("a bug"),
+    "value": asyncpg.DataError("value out of int64 range"),
 }
 
 
@@ -137,3 +138,13 @@ async def test_a_streamed_body_is_refused_when_it_passes_the_limit() -> None:
     assert resp.json()["result"]["errors"][0]["code"] == "AboveMaxLength"
     # The limit stops the reading: a chunk past it at most, not the 100 offered.
     assert len(offered) <= 6, len(offered)
+
+
+async def test_a_value_postgresql_rejects_is_a_validation_error_not_a_retry() -> None:
+    async with client() as http:
+        resp = await http.get("/fail/value")
+    assert resp.status_code == 400
+    assert "retry-after" not in resp.headers
+    body = resp.json()
+    assert body["status"] == "ValidationError"
+    assert body["result"]["errors"][0]["code"] == "InvalidValue"
