@@ -39,7 +39,7 @@ def test_size_70000_needs_the_tiles_the_spec_lists() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     st.one_of(st.none(), st.integers(0, 63)),
-    st.integers(0, 2**56),
+    st.integers(0, MAX_TILE_INDEX),
     st.integers(1, 256),
 )
 def test_paths_round_trip(level: int | None, index: int, width: int) -> None:
