@@ -115,6 +115,31 @@ class IngestState:
             raise KafkaUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
         EVENTS.inc(len(envelopes))
 
+    async def start_async(
+        self,
+        request_id: str,
+        token_id: str,
+        envelopes: list[Envelope],
+        headers: list[Headers],
+        result: dict[str, Any],
+    ) -> None:
+        """Reserve slots, record the pending request, publish in the background.
+
+        Raises Pushback when full, and whatever the request store raises; either way no slot
+        stays claimed (a slot lost per failed insert had ingest answering 503 for good once a
+        database outage had eaten them all).
+        """
+        self.reserve(len(envelopes))
+        try:
+            await requests_store.create(self.pool, request_id, token_id, "log_async")
+        except BaseException:
+            self.release(len(envelopes))
+            raise
+        self.tasks.create_task(
+            self.publish_async(request_id, envelopes, headers, result),
+            name=f"log-async-{request_id}",
+        )
+
     async def publish_async(
         self,
         request_id: str,
@@ -367,17 +392,12 @@ async def log_v2_async(request: Request) -> Response:
     token, envelopes, headers, verbose = bulk.token, bulk.envelopes, bulk.headers, bulk.verbose
     state = _state(request)
     request_id: str = request.state.request_id
+    results = {"results": [_result(e, verbose) for e in envelopes]}
     try:
-        state.reserve(len(envelopes))
-    except Pushback:
+        await state.start_async(request_id, token.token_id, envelopes, headers, results)
+    except InFlightFull:
         REJECTED.labels("InFlightFull").inc()
         return unavailable(request, "Service temporarily unavailable, retry later")
-    await requests_store.create(state.pool, request_id, token.token_id, "log_async")
-    results = {"results": [_result(e, verbose) for e in envelopes]}
-    state.tasks.create_task(
-        state.publish_async(request_id, envelopes, headers, results),
-        name=f"log-async-{request_id}",
-    )
     return requests_store.accepted(request, request_id)
 
 
