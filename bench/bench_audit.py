@@ -23,6 +23,7 @@ import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from auditlog.core.audit import (
     LogAuditor,
@@ -38,6 +39,11 @@ from auditlog.core.hashing import get_hasher
 from auditlog.core.integrate import integrate, tiles_to_fetch
 from auditlog.core.note import NoteSigner, sign_note
 from auditlog.core.tiles import TILE_WIDTH, TileID, encode_bundle
+
+try:
+    from bench import results
+except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
+    import results  # type: ignore[no-redef, import-not-found]
 
 ORIGIN = "bench.auditlog.test/audit.events/0"
 
@@ -96,7 +102,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1_000, help="entries per checkpoint")
     parser.add_argument("--scheme", default="rfc6962-sha256")
     parser.add_argument("--mode", choices=["rows", "bundles", "tiles"], default="rows")
+    results.add_option(parser)
     args = parser.parse_args()
+    run_started = results.now()
 
     started = time.perf_counter()
     rows, tiles, bundles, notes, head, signer = build(args.entries, args.batch, args.scheme)
@@ -122,10 +130,36 @@ def main() -> int:
     result = auditor.finish()
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures: dict[str, Any] = {
+        "build": {"entries": args.entries, "seconds": built, "checkpoints": len(notes)},
+        "audit": {
+            "mode": args.mode,
+            "scheme": args.scheme,
+            "entries": result.entries,
+            "checkpoints_verified": result.checkpoints,
+            "findings": len(result.findings),
+            "first_findings": [str(f) for f in result.findings[:3]],
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "cpu_us_per_entry": cpu / max(result.entries, 1) * 1e6,
+            "entries_per_min_per_core_cpu": result.entries / cpu * 60,
+            "entries_per_min_wall": result.entries / wall * 60,
+        },
+        "peak_rss_mib": rss,
+    }
+    path = results.write(
+        "bench_audit",
+        run_started,
+        vars(args),
+        figures,
+        args.results_dir,
+        status="findings" if result.findings else "ok",
+    )
     if result.findings:
         print(f"unexpected findings: {result.findings[:3]}", file=sys.stderr)
+        print(f"result: {path}")
         return 1
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"audited {result.entries:,} entries ({args.mode}, {args.scheme}), "
         f"{result.checkpoints:,} checkpoints verified, 0 findings"
@@ -135,6 +169,7 @@ def main() -> int:
     print(f"  {result.entries / wall * 60:,.0f} entries per minute (wall)")
     print(f"  peak RSS {rss:,.0f} MiB (the in-memory log included)")
     print(f"  python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus")
+    print(f"result: {path}")
     return 0
 
 

@@ -28,11 +28,13 @@ import hashlib
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from auditlog.devstack import stack
 from auditlog.pg import db, search_index
+from bench import results
 from bench.harness import process_cpu
 from sealer import timestamps
 from sealer.rows import EVENT_COLUMNS
@@ -70,7 +72,8 @@ async def _copy_cpu(conn: asyncpg.Connection, rows: list[tuple[object, ...]], ba
     return (time.process_time() - began) / len(rows)
 
 
-async def _run(url: str, n: int, batch: int, rounds: int) -> None:
+async def _run(url: str, n: int, batch: int, rounds: int) -> list[dict[str, Any]]:
+    figures: list[dict[str, Any]] = []
     plain = await asyncpg.connect(url)
     sealer = await asyncpg.connect(url)
     try:
@@ -87,18 +90,22 @@ async def _run(url: str, n: int, batch: int, rounds: int) -> None:
             ("datetime, the sealer's codec", sealer, with_datetimes),
             ("integer, the sealer's codec", sealer, with_integers),
         ]
-        for _ in range(rounds):
+        for r in range(rounds):
             for name, conn, rows in ways:
                 per_row = await _copy_cpu(conn, rows, batch)
                 print(f"{name:30s} {per_row * 1e6:5.2f} µs of client CPU per row")
+                figures.append({"round": r, "way": name, "client_cpu_us_per_row": per_row * 1e6})
     finally:
         await plain.close()
         await sealer.close()
+    return figures
 
 
 async def _server(
     admin_url: str, n: int, batch: int, rounds: int, tenants: int, drop: list[str]
-) -> None:
+) -> dict[str, Any]:
+    """PostgreSQL's CPU per row; the figures as printed (``skipped`` says why there are none)."""
+    figures: dict[str, Any] = {"skipped": None, "copies": []}
     name = f"auditlog_bench_copy_{secrets.token_hex(3)}"
     conn = await asyncpg.connect(await db.create_database(admin_url, name))
     try:
@@ -112,7 +119,8 @@ async def _server(
             process_cpu(pid)
         except OSError:
             print("server: skipped, PostgreSQL's backend is not a process of this machine")
-            return
+            figures["skipped"] = "PostgreSQL's backend is not a process of this machine"
+            return figures
         received = timestamps.micros(datetime.now(UTC))
         month = timestamps.month(received)
         partitions = Partitions()
@@ -144,9 +152,20 @@ async def _server(
                     f"{label:30s} {per_row * 1e6:5.2f} µs of PostgreSQL CPU per row"
                     f" ((tenant_id, received_at) index: {size})"
                 )
+                figures["copies"].append(
+                    {
+                        "round": r,
+                        "into": "events (routed)" if routed else "the log's leaf directly",
+                        "postgres_cpu_us_per_row": per_row * 1e6,
+                        "tenant_time_index_bytes_per_row": (
+                            None if index_bytes is None else index_bytes / n
+                        ),
+                    }
+                )
     finally:
         await conn.close()
         await db.drop_database(admin_url, name)
+    return figures
 
 
 def main() -> None:
@@ -167,14 +186,16 @@ def main() -> None:
         metavar="NAME",
         help="server section: copy without this index of events (what it costs)",
     )
+    results.add_option(parser)
     args = parser.parse_args()
+    started_at = results.now()
     cfg = stack.StackConfig.from_env()
     started = not stack.is_running(cfg)
     if started:
         stack.start(cfg)
     try:
-        asyncio.run(_run(cfg.database_url, args.rows, args.batch, args.rounds))
-        asyncio.run(
+        client = asyncio.run(_run(cfg.database_url, args.rows, args.batch, args.rounds))
+        server = asyncio.run(
             _server(
                 cfg.database_url, args.rows, args.batch, args.rounds, args.tenants, args.drop_index
             )
@@ -182,6 +203,9 @@ def main() -> None:
     finally:
         if started:
             stack.stop(cfg)
+    figures = {"client": client, "server": server}
+    path = results.write("bench_copy", started_at, vars(args), figures, args.results_dir)
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

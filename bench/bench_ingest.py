@@ -13,9 +13,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
-from auditlog.loadtest.run import closed_loop, open_loop
+from auditlog.loadtest.run import LoadResult, closed_loop, open_loop
+from bench import results
 from bench.harness import bench_stack, free_port, wait_http
+
+
+def _figures(label: str, result: LoadResult) -> dict[str, Any]:
+    """What ``LoadResult.summary`` prints, and more of the latency distribution."""
+    return {
+        "phase": label,
+        "requests": result.requests,
+        "events": result.events,
+        "errors": result.errors,
+        "seconds": result.seconds,
+        "requests_per_s": result.requests / result.seconds,
+        "events_per_s": result.events / result.seconds,
+        "latency_ms": results.percentiles(list(result.latencies), 1000),
+        "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+    }
 
 
 def main() -> None:
@@ -24,7 +41,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--partitions", type=int, default=4)
+    results.add_option(parser)
     args = parser.parse_args()
+    started = results.now()
+    phases: list[dict[str, Any]] = []
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
         port = free_port()
         bench.spawn("ingest", AUDITLOG_PORT=str(port))
@@ -34,13 +54,21 @@ def main() -> None:
         bulk = asyncio.run(
             closed_loop(base, bench.token, seconds=args.seconds, concurrency=4, bulk=1000)
         )
-        print(bulk.summary("bulk /v2/log, 1000 events/request, 4 clients"))
+        label = "bulk /v2/log, 1000 events/request, 4 clients"
+        print(bulk.summary(label))
+        phases.append(_figures(label, bulk))
         single = asyncio.run(
             closed_loop(base, bench.token, seconds=args.seconds, concurrency=args.concurrency)
         )
-        print(single.summary(f"single /v1/log, {args.concurrency} clients"))
+        label = f"single /v1/log, {args.concurrency} clients"
+        print(single.summary(label))
+        phases.append(_figures(label, single))
         paced = asyncio.run(open_loop(base, bench.token, seconds=args.seconds, rate=args.rate))
-        print(paced.summary(f"paced /v1/log at {args.rate:g} requests/s"))
+        label = f"paced /v1/log at {args.rate:g} requests/s"
+        print(paced.summary(label))
+        phases.append(_figures(label, paced))
+    path = results.write("bench_ingest", started, vars(args), {"phases": phases}, args.results_dir)
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

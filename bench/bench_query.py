@@ -45,6 +45,7 @@ from auditlog.core.integrate import integrate, tiles_to_fetch
 from auditlog.core.note import NoteSigner, sign_note
 from auditlog.core.tiles import TileID
 from auditlog.pg import search_index
+from bench import results
 from bench.harness import (
     Bench,
     Stalls,
@@ -74,7 +75,7 @@ async def _secondary_indexes(bench: Bench) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSigner) -> None:
+async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSigner) -> float:
     """Tiles of a ``size``-leaf log (leaf i = H(i)), its log row and a signed checkpoint."""
     hasher = get_hasher(RFC6962_SHA256)
     origin = f"bench.auditlog.test/{topic}/0"
@@ -109,17 +110,19 @@ async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSi
             "INSERT INTO checkpoints (log_id, size, root, note) VALUES ($1, $2, $3, $4)",
             log_id, size, root, note,
         )  # fmt: skip
-        print(
-            f"log: {size:,} leaves; tiles built and stored in {time.perf_counter() - began:.1f} s"
-        )
+        built = time.perf_counter() - began
+        print(f"log: {size:,} leaves; tiles built and stored in {built:.1f} s")
     finally:
         await conn.close()
+    return built
 
 
 async def load_events(
     url: str, log_id: str, size: int, without: frozenset[str] = frozenset()
-) -> None:
-    """``size`` generated events, then the schema's secondary indexes but those in ``without``."""
+) -> dict[str, Any]:
+    """``size`` generated events, then the schema's secondary indexes but those in ``without``;
+    returns the seconds each step took."""
+    figures: dict[str, Any] = {"rows": size, "index_s": {}}
     conn = await asyncpg.connect(url)
     try:
         # pg_indexes spells a partitioned index "ON ONLY events", which would build the parent's
@@ -168,28 +171,34 @@ async def load_events(
                 hi,
             )
             print(f"  events: {hi:,} rows ({time.perf_counter() - began:.0f} s)", flush=True)
+        figures["load_s"] = time.perf_counter() - began
         print(f"events: {size:,} rows loaded in {time.perf_counter() - began:.0f} s")
         began = time.perf_counter()
         for name, definition in indexes:
             if name in without:
                 print(f"  index {name}: not built")
+                figures["index_s"][name] = None
                 continue
             t0 = time.perf_counter()
             await conn.execute(definition)
+            figures["index_s"][name] = time.perf_counter() - t0
             print(f"  index {name}: {time.perf_counter() - t0:.0f} s", flush=True)
         # VACUUM too: after a bulk load autovacuum would otherwise scan the 10M rows while the
         # measurements run; a table that grew over months has been vacuumed as it went.
         t0 = time.perf_counter()
         await conn.execute("VACUUM (ANALYZE) events")
+        figures["vacuum_analyze_s"] = time.perf_counter() - t0
         print(f"  vacuum and analyze: {time.perf_counter() - t0:.0f} s", flush=True)
+        figures["indexes_and_vacuum_s"] = time.perf_counter() - began
         print(f"indexes built in {time.perf_counter() - began:.0f} s")
     finally:
         await conn.close()
+    return figures
 
 
 async def in_process_proofs(
     url: str, log_id: str, size: int, seconds: float, tile_cache: int, warm: bool = False
-) -> None:
+) -> dict[str, Any]:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
     try:
@@ -213,18 +222,24 @@ async def in_process_proofs(
             await builder.inclusion(head, random.randrange(size))
             latencies.append(time.perf_counter() - began)
         state = "warmed" if warm else "cold"
-        _report(f"in-process ProofBuilder.inclusion (random leaf, {tile_cache} cached tiles,"
-                f" {state})", latencies, seconds)  # fmt: skip
+        return _report(f"in-process ProofBuilder.inclusion (random leaf, {tile_cache} cached"
+                       f" tiles, {state})", latencies, seconds)  # fmt: skip
     finally:
         await pool.close()
 
 
-def _report(what: str, latencies: list[float], seconds: float) -> None:
+def _report(what: str, latencies: list[float], seconds: float) -> dict[str, Any]:
     ms = [x * 1000 for x in latencies]
     print(
         f"{what}: {len(ms) / seconds:,.0f}/s  p50 {percentile(ms, 50):.2f} ms"
         f"  p95 {percentile(ms, 95):.2f} ms  p99 {percentile(ms, 99):.2f} ms  (n={len(ms):,})"
     )
+    return {
+        "what": what,
+        "per_s": len(ms) / seconds,
+        "seconds": seconds,
+        "latency_ms": results.percentiles(ms),
+    }
 
 
 def run_loadgen(binary: Path, url: str, token: str, seconds: float, *, concurrency: int = 0,
@@ -262,26 +277,32 @@ async def warm_tiles(base: str, token: str, log_id: str, size: int, concurrency:
 
 def loadgen_proofs(binary: Path, base: str, token: str, log_id: str, size: int, seconds: float,
                    concurrency: int, rates: list[float], warm: bool,
-                   stalls: Stalls) -> None:  # fmt: skip
+                   stalls: Stalls) -> list[dict[str, Any]]:  # fmt: skip
+    phases: list[dict[str, Any]] = []
     url = f"{base}/v1/logs/{log_id}/receipts/{{rand:{size}}}"
     if warm:
         asyncio.run(warm_tiles(base, token, log_id, size, concurrency))
     state = "warmed" if warm else "2 s warm-up"
     closed = run_loadgen(binary, url, token, seconds, concurrency=concurrency, warmup=2)
-    _report_loadgen(f"HTTP receipts, Go loadgen, {concurrency} closed-loop clients ({state})",
-                    closed)  # fmt: skip
+    what = f"HTTP receipts, Go loadgen, {concurrency} closed-loop clients ({state})"
+    _report_loadgen(what, closed)
     print(f"  {stalls.report()}")
+    phases.append({"what": what, "concurrency": concurrency, "loadgen": closed,
+                   "service": stalls.figures})  # fmt: skip
     for rate in (r for r in rates if r > 0):
         opened = run_loadgen(binary, url, token, seconds, rate=rate, warmup=2)
-        _report_loadgen(f"HTTP receipts, Go loadgen, open loop at {rate:,.0f}/s offered ({state})",
-                        opened)  # fmt: skip
+        what = f"HTTP receipts, Go loadgen, open loop at {rate:,.0f}/s offered ({state})"
+        _report_loadgen(what, opened)
         if opened["backlog"]:
             print(f"  {opened['backlog']:,} requests were still queued at the end: overloaded")
         print(f"  {stalls.report()}")
+        phases.append({"what": what, "offered_per_s": rate, "loadgen": opened,
+                       "service": stalls.figures})  # fmt: skip
+    return phases
 
 
 async def http_proofs(base: str, token: str, log_id: str, size: int, seconds: float,
-                      concurrency: int, warm: bool = False) -> None:  # fmt: skip
+                      concurrency: int, warm: bool = False) -> dict[str, Any]:  # fmt: skip
     latencies: list[float] = []
     errors = 0
     headers = {"Authorization": f"Bearer {token}"}
@@ -315,13 +336,14 @@ async def http_proofs(base: str, token: str, log_id: str, size: int, seconds: fl
         deadline = time.perf_counter() + seconds
         await asyncio.gather(*(worker(True) for _ in range(concurrency)))
     state = "warmed" if warm else "2 s warm-up"
-    _report(f"HTTP receipts, Python aiohttp client, {concurrency} concurrent clients ({state})",
-            latencies, seconds)  # fmt: skip
+    figures = _report(f"HTTP receipts, Python aiohttp client, {concurrency} concurrent clients"
+                      f" ({state})", latencies, seconds)  # fmt: skip
     if errors:
         print(f"  errors: {errors}")
+    return {**figures, "concurrency": concurrency, "errors": errors}
 
 
-async def http_search(base: str, token: str, size: int, rounds: int) -> None:
+async def http_search(base: str, token: str, size: int, rounds: int) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(7)
 
@@ -349,6 +371,7 @@ async def http_search(base: str, token: str, size: int, rounds: int) -> None:
         },
         "message:event (not selective: newest 10,000)": lambda: {"query": "message:event"},
     }
+    measured: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(headers=headers) as session:
         for name, make in cases.items():
             latencies: list[float] = []
@@ -366,6 +389,15 @@ async def http_search(base: str, token: str, size: int, rounds: int) -> None:
                 f"  p95 {percentile(latencies, 95):.0f} ms  max {max(latencies):.0f} ms"
                 f"  (n={rounds}, median count {sorted(counts)[len(counts) // 2]:,})"
             )
+            measured.append(
+                {
+                    "query": name,
+                    "latency_ms": results.percentiles(latencies),
+                    "median_count": sorted(counts)[len(counts) // 2],
+                    "counts": counts,
+                }
+            )
+    return measured
 
 
 def main() -> None:
@@ -405,7 +437,9 @@ def main() -> None:
         default="info",
         help="AUDITLOG_LOG_LEVEL of the measured query process (info: one line per request)",
     )
+    results.add_option(parser)
     args = parser.parse_args()
+    started = results.now()
     loadgen = build_go_tool("loadgen")
     if loadgen is None:
         print(
@@ -413,20 +447,30 @@ def main() -> None:
             " instead of bench/loadgen; it competes with the server for the same cores, and"
             " there is no open-loop phase"
         )
+    figures: dict[str, Any] = {"load_generator": "python" if loadgen is None else "loadgen"}
     with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
         log_id = bench.topic + "-0"
         signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
-        asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
+        figures["tiles_built_s"] = asyncio.run(
+            build_log(bench.database_url, log_id, bench.topic, args.events, signer)
+        )
         if args.no_search:
             without = frozenset(name for name, _ in asyncio.run(_secondary_indexes(bench)))
         elif args.search_index == "none":
             without = frozenset({search_index.INDEX})
         else:
             without = frozenset()
-        asyncio.run(load_events(bench.database_url, log_id, args.events, without))
-        print(f"machine idle again after {wait_idle():.0f} s")
+        figures["events"] = asyncio.run(
+            load_events(bench.database_url, log_id, args.events, without)
+        )
+        idle = wait_idle()
+        figures["idle_after_s"] = idle
+        print(f"machine idle again after {idle:.0f} s")
+        figures["tile_caches"] = []
         for tiles in args.tile_cache:
-            asyncio.run(
+            measured: dict[str, Any] = {"tile_cache": tiles}
+            figures["tile_caches"].append(measured)
+            measured["in_process"] = asyncio.run(
                 in_process_proofs(
                     bench.database_url, log_id, args.events, args.seconds, tiles, args.warm
                 )
@@ -441,15 +485,24 @@ def main() -> None:
             print(f"-- query process with AUDITLOG_QUERY_TILE_CACHE={tiles}")
             if loadgen is not None:
                 stalls = Stalls(bench.log_path(proc), proc.pid)
-                loadgen_proofs(loadgen, base, bench.token, log_id, args.events, args.seconds,
-                               args.concurrency, args.rate, args.warm, stalls)  # fmt: skip
+                measured["http"] = loadgen_proofs(
+                    loadgen, base, bench.token, log_id, args.events, args.seconds,
+                    args.concurrency, args.rate, args.warm, stalls,
+                )  # fmt: skip
             else:
-                asyncio.run(http_proofs(base, bench.token, log_id, args.events, args.seconds,
-                                        args.concurrency, args.warm))  # fmt: skip
+                python_client = asyncio.run(
+                    http_proofs(base, bench.token, log_id, args.events, args.seconds,
+                                args.concurrency, args.warm)
+                )  # fmt: skip
+                measured["http"] = [python_client]
             if tiles == args.tile_cache[-1] and not args.no_search:
-                asyncio.run(http_search(base, bench.token, args.events, args.search_rounds))
+                figures["search"] = asyncio.run(
+                    http_search(base, bench.token, args.events, args.search_rounds)
+                )
             proc.terminate()
             proc.wait(30)
+    path = results.write("bench_query", started, vars(args), figures, args.results_dir)
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

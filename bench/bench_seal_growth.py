@@ -30,6 +30,7 @@ from typing import Any
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
+from bench import results
 from bench.harness import CpuMeter, bench_stack
 from sealer.records import Sealable
 from sealer.store import Partitions, connect_pool, load_head, seal
@@ -108,7 +109,7 @@ class _Timed:
 
 def _report_breakdown(
     spent: dict[str, float], batches: int, events: int, cpu: dict[str, float]
-) -> None:
+) -> dict[str, Any]:
     print(f"per batch, mean of {batches} (ms):")
     for kind, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:<28} {seconds / batches * 1000:8.1f}")
@@ -117,6 +118,13 @@ def _report_breakdown(
         f" this process {cpu.get('bench', 0.0) / events * 1e6:.1f} µs"
         " (building the events included)"
     )
+    return {
+        "batches": batches,
+        "ms_per_batch_mean": {
+            kind: seconds / batches * 1000
+            for kind, seconds in sorted(spent.items(), key=lambda kv: -kv[1])
+        },
+    }
 
 
 async def _run(
@@ -126,7 +134,8 @@ async def _run(
     extra_btree: list[str],
     breakdown: bool = False,
     drop_index: list[str] | None = None,
-) -> None:
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {"milestones": [], "breakdown": None}
     pool = await connect_pool(url, max_size=2)
     try:
         for name in drop_index or ():
@@ -162,6 +171,15 @@ async def _run(
             head = result.head
             window = window[-50:]
             if mark is not None and head.size >= mark:
+                figures["milestones"].append(
+                    {
+                        "events": head.size,
+                        "median_ms_per_batch": statistics.median(window) * 1000,
+                        "batches_in_median": len(window),
+                        "events_per_s_in_transaction": batch / statistics.median(window),
+                        "events_per_s_overall": head.size / (time.perf_counter() - began),
+                    }
+                )
                 print(
                     f"at {head.size:>10,} events: median {statistics.median(window) * 1000:7.1f} ms"
                     f" per batch of {batch} ({batch / statistics.median(window):,.0f} events/s"
@@ -171,10 +189,19 @@ async def _run(
                 )
                 mark = next(marks, None)
         meter.sample()
+        cpu = meter.seconds()
+        figures.update(
+            events=head.size,
+            batches=batches,
+            seconds=time.perf_counter() - began,
+            cpu_s=cpu,
+            cpu_us_per_event={g: s / max(head.size, 1) * 1e6 for g, s in cpu.items()},
+        )
         if breakdown:
-            _report_breakdown(spent, batches, head.size, meter.seconds())
+            figures["breakdown"] = _report_breakdown(spent, batches, head.size, cpu)
     finally:
         await pool.close()
+    return figures
 
 
 def main() -> None:
@@ -195,17 +222,21 @@ def main() -> None:
         default=[],
         help="an events index to drop first, to measure its cost (e.g. events_search_text)",
     )
+    results.add_option(parser)
     args = parser.parse_args()
+    started = results.now()
     extra = [c for c in args.extra_btree.split(",") if c]
     allowed = {"actor", "action", "target", "status", "source", "tenant_id", "message"}
     if not set(extra) <= allowed:
         parser.error(f"--extra-btree columns must be among {sorted(allowed)}")
     with bench_stack(Path(".auditlog/bench"), 1) as bench:
-        asyncio.run(
+        figures = asyncio.run(
             _run(
                 bench.database_url, args.events, args.batch, extra, args.breakdown, args.drop_index
             )
         )
+    path = results.write("bench_seal_growth", started, vars(args), figures, args.results_dir)
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

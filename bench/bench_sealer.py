@@ -46,13 +46,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 from auditlog.kafka.clients import dlq_topic
 from auditlog.pg import hash_index, search_index
 from auditlog.producer import AuditProducer
+from bench import results
 from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, free_port, percentile
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE
 from sealer.settings import DEFAULT_GROUP_ID
 
 
-def _fill_go(binary: Path, bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
-    """:func:`_fill` through ``bench/kafkaload``; returns events/s achieved (until all acked)."""
+def _fill_go(
+    binary: Path, bench: Bench, n: int, tag: str, rate: float | None = None
+) -> dict[str, Any]:
+    """:func:`_fill` through ``bench/kafkaload``; returns what it reported, with ``rate`` the
+    events/s achieved (until all acked)."""
     cmd = [str(binary), "-brokers", bench.kafka, "-topic", bench.topic, "-count", str(n),
            "-tag", tag, "-rate", str(rate or 0)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -63,7 +67,7 @@ def _fill_go(binary: Path, bench: Bench, n: int, tag: str, rate: float | None = 
         )
     result: dict[str, Any] = json.loads(lines[-1])
     print(f"  kafkaload: {json.dumps(result)}")
-    return float(result["rate"])
+    return result
 
 
 async def _fill(bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
@@ -203,18 +207,25 @@ async def _latencies(url: str, tag: str) -> list[tuple[float, float]]:
     return timed
 
 
-def _windows(timed: list[tuple[float, float]], width: float = 10.0) -> str:
-    """p99 of each ``width``-second window of arrivals: whether a long run held its pace."""
+def _by_window(timed: list[tuple[float, float]], width: float = 10.0) -> list[dict[str, float]]:
+    """Latency of each ``width``-second window of arrivals: whether a long run held its pace."""
     by_window: dict[int, list[float]] = {}
     for t, s in timed:
         by_window.setdefault(int(t // width), []).append(s)
-    return ", ".join(
-        f"{k * width:.0f}-{(k + 1) * width:.0f} s: {percentile(v, 99) * 1000:.0f} ms"
+    return [
+        {"from_s": k * width, "to_s": (k + 1) * width, **results.percentiles(v, 1000)}
         for k, v in sorted(by_window.items())
+    ]
+
+
+def _windows(timed: list[tuple[float, float]], width: float = 10.0) -> str:
+    """p99 of each ``width``-second window of arrivals, as printed."""
+    return ", ".join(
+        f"{w['from_s']:.0f}-{w['to_s']:.0f} s: {w['p99']:.0f} ms" for w in _by_window(timed, width)
     )
 
 
-async def _maintenance(url: str) -> str:
+async def _maintenance(url: str) -> dict[str, int]:
     """What autovacuum did to the events partitions: its work competes with the seals."""
     conn = await asyncpg.connect(url)
     try:
@@ -225,7 +236,7 @@ async def _maintenance(url: str) -> str:
     finally:
         await conn.close()
     assert row is not None
-    return f"autovacuum ran {row['v']} vacuums and {row['a']} analyzes of events partitions"
+    return {"autovacuums": int(row["v"]), "autoanalyzes": int(row["a"])}
 
 
 async def _diagnose(bench: Bench) -> str:
@@ -269,35 +280,58 @@ def _scrape(port: int) -> dict[str, float]:
     return samples
 
 
-def _phase_report(before: dict[str, float], after: dict[str, float]) -> str:
+def _phase_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     """Mean batch size, batch age and seal time over the phase, and how late the event loop
     woke its 20 ms watcher (``auditlog.runtime.stalls``): every record decoded and every row built
-    runs on that loop, between the seals' round trips."""
+    runs on that loop, between the seals' round trips. Keys absent when there was nothing."""
     d = {k: v - before.get(k, 0.0) for k, v in after.items()}
-    parts = []
+    out: dict[str, Any] = {}
     batches = d.get("auditlog_sealer_seal_seconds_count", 0.0)
     if batches:
-        size = d["auditlog_sealer_batch_events_sum"] / batches
-        age = d["auditlog_sealer_batch_age_seconds_sum"] / batches * 1000
-        seal = d["auditlog_sealer_seal_seconds_sum"] / batches * 1000
-        wait = d.get("auditlog_sealer_seal_wait_seconds_sum", 0.0) / batches * 1000
-        parts.append(
-            f"{batches:,.0f} batches of {size:,.0f} events, {age:.0f} ms from first record"
-            f" fetched to sealed, of which waiting for a slot and the"
-            f" partition's previous seal {wait:.0f} ms, the seal itself {seal:.0f} ms (means)"
+        out["batches"] = batches
+        out["batch_events_mean"] = d["auditlog_sealer_batch_events_sum"] / batches
+        out["batch_age_ms_mean"] = d["auditlog_sealer_batch_age_seconds_sum"] / batches * 1000
+        out["seal_ms_mean"] = d["auditlog_sealer_seal_seconds_sum"] / batches * 1000
+        out["seal_wait_ms_mean"] = (
+            d.get("auditlog_sealer_seal_wait_seconds_sum", 0.0) / batches * 1000
         )
     ticks = d.get("auditlog_event_loop_lag_seconds_bucket{+Inf}", 0.0)
     if ticks:
-        late = ", ".join(
-            f"≥ {float(b) * 1000:g} ms {100 * (ticks - d[key]) / ticks:.1f} %"
+        out["event_loop_ticks"] = ticks
+        out["event_loop_late_percent"] = {
+            f">={float(b) * 1000:g}ms": 100 * (ticks - d[key]) / ticks
             for b in ("0.005", "0.01", "0.025", "0.05", "0.1")
             if (key := f"auditlog_event_loop_lag_seconds_bucket{{{b}}}") in d
-        )
-        parts.append(f"event loop late (of {ticks:,.0f} ticks): {late}")
+        }
     collections = d.get("auditlog_gc_pause_seconds_count", 0.0)
     if collections:
-        gc_ms = d["auditlog_gc_pause_seconds_sum"] * 1000
-        parts.append(f"cyclic GC {collections:,.0f} collections, {gc_ms:,.0f} ms in all")
+        out["gc_collections"] = collections
+        out["gc_pause_ms_total"] = d["auditlog_gc_pause_seconds_sum"] * 1000
+    return out
+
+
+def _phase_report(figures: dict[str, Any]) -> str:
+    """:func:`_phase_figures`, as printed."""
+    parts = []
+    if "batches" in figures:
+        parts.append(
+            f"{figures['batches']:,.0f} batches of {figures['batch_events_mean']:,.0f} events,"
+            f" {figures['batch_age_ms_mean']:.0f} ms from first record"
+            f" fetched to sealed, of which waiting for a slot and the"
+            f" partition's previous seal {figures['seal_wait_ms_mean']:.0f} ms,"
+            f" the seal itself {figures['seal_ms_mean']:.0f} ms (means)"
+        )
+    if "event_loop_ticks" in figures:
+        late = ", ".join(
+            f"≥ {bucket[2:-2]} ms {percent:.1f} %"
+            for bucket, percent in figures["event_loop_late_percent"].items()
+        )
+        parts.append(f"event loop late (of {figures['event_loop_ticks']:,.0f} ticks): {late}")
+    if "gc_collections" in figures:
+        parts.append(
+            f"cyclic GC {figures['gc_collections']:,.0f} collections,"
+            f" {figures['gc_pause_ms_total']:,.0f} ms in all"
+        )
     return "; ".join(parts) or "no batches and no event-loop ticks"
 
 
@@ -329,19 +363,21 @@ def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None
         raise
 
 
-async def _drop_optional_indexes(url: str, search: bool, hashes: bool) -> None:
+async def _drop_optional_indexes(url: str, search: bool, hashes: bool) -> dict[str, str]:
     conn = await asyncpg.connect(url)
     try:
         if search:
             await search_index.drop(conn)
         if hashes:
             await hash_index.drop(conn)
-        print(
-            f"search index: {await search_index.state(conn)},"
-            f" hash index: {await hash_index.state(conn)}"
-        )
+        states = {
+            "search_index": f"{await search_index.state(conn)}",
+            "hash_index": f"{await hash_index.state(conn)}",
+        }
+        print(f"search index: {states['search_index']}, hash index: {states['hash_index']}")
     finally:
         await conn.close()
+    return states
 
 
 async def _execute(url: str, statement: str) -> None:
@@ -390,7 +426,9 @@ def main() -> None:
         metavar="STATEMENT",
         help="run this on the scratch database before sealing (experiments: index options)",
     )
+    results.add_option(parser)
     args = parser.parse_args()
+    started = results.now()
     kafkaload = build_go_tool("kafkaload")
     if kafkaload is None:
         print(
@@ -398,13 +436,20 @@ def main() -> None:
             " of bench/kafkaload; it takes ~25 µs of CPU per event from the sealers' cores"
         )
 
+    figures: dict[str, Any] = {"producer": "python" if kafkaload is None else "kafkaload"}
+    fills: list[dict[str, Any]] = []
+
     def fill(bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
         if kafkaload is None:
-            return asyncio.run(_fill(bench, n, tag, rate))
-        return _fill_go(kafkaload, bench, n, tag, rate)
+            achieved = asyncio.run(_fill(bench, n, tag, rate))
+            fills.append({"tag": tag, "count": n, "rate": achieved})
+            return achieved
+        reported = _fill_go(kafkaload, bench, n, tag, rate)
+        fills.append({"tag": tag, **reported})
+        return float(reported["rate"])
 
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
-        asyncio.run(
+        figures["indexes"] = asyncio.run(
             _drop_optional_indexes(
                 bench.database_url, args.search_index == "none", args.hash_index == "none"
             )
@@ -446,6 +491,17 @@ def main() -> None:
             f"{seconds:.1f} s = {sealed / seconds:,.0f} events/s"
         )
         cpu = meter.seconds()
+        figures["prefill"] = {"events": args.events, "events_per_s": produced}
+        figures["full_topic"] = {
+            "events": args.events,
+            "seconds": elapsed,
+            "events_per_s": args.events / elapsed,
+            "steady_events": sealed,
+            "steady_seconds": seconds,
+            "steady_events_per_s": sealed / seconds if seconds else None,
+            "cpu_s": cpu,
+            "cpu_us_per_event": {g: c / args.events * 1e6 for g, c in cpu.items()},
+        }
         print(
             f"  CPU while sealing the full topic, over {elapsed:.1f} s on {os.cpu_count()} cores: "
             + ", ".join(
@@ -457,6 +513,7 @@ def main() -> None:
 
         waited = asyncio.run(_group_settled(bench, args.sealers))
         print(f"  consumer group stable with {args.sealers} members ({waited:.1f} s more)")
+        figures["group_settled_s"] = waited
         before = [_scrape(port) for port in metrics_ports]
         total = args.events + int(args.rate * args.seconds)
         live = CpuMeter()
@@ -473,7 +530,11 @@ def main() -> None:
         )
         if args.seconds > 10:
             print(f"  p99 by arrival time: {_windows(timed)}")
-        print(f"  {asyncio.run(_maintenance(bench.database_url))} (both phases)")
+        maintenance = asyncio.run(_maintenance(bench.database_url))
+        print(
+            f"  autovacuum ran {maintenance['autovacuums']} vacuums and"
+            f" {maintenance['autoanalyzes']} analyzes of events partitions (both phases)"
+        )
         cpu = live.seconds()
         print(
             "  CPU per live event: "
@@ -482,16 +543,42 @@ def main() -> None:
                 for group in ("sealer", "postgres", "kafka", "load generator")
             )
         )
+        sealers = []
         for port, scraped in zip(metrics_ports, before, strict=True):
-            print(f"  sealer on :{port}: {_phase_report(scraped, _scrape(port))}")
+            phase = _phase_figures(scraped, _scrape(port))
+            sealers.append(phase)
+            print(f"  sealer on :{port}: {_phase_report(phase)}")
+        figures["live"] = {
+            "offered_events_per_s": args.rate,
+            "achieved_events_per_s": achieved,
+            "seconds": args.seconds,
+            "events": len(lat),
+            "latency_ms": results.percentiles(lat, 1000),
+            "windows_10s": _by_window(timed),
+            "cpu_s": cpu,
+            "cpu_us_per_event": {g: c / max(len(lat), 1) * 1e6 for g, c in cpu.items()},
+            "sealers": sealers,
+        }
+        figures["autovacuum_both_phases"] = maintenance
+        figures["fills"] = fills
         # More than produced would be duplicates; dead letters would be envelopes the sealer
         # did not accept as canonical, i.e. a producer that does not send what it should.
         sealed = asyncio.run(_count(bench.database_url))
         dead = asyncio.run(_dead_letters(bench))
         print(f"check: {sealed:,} events sealed of {total:,} produced, {dead} dead letters")
+        figures["check"] = {"sealed": sealed, "produced": total, "dead_letters": dead}
         if sealed != total or dead:
-            print(f"  {asyncio.run(_diagnose(bench))}")
+            diagnosis = asyncio.run(_diagnose(bench))
+            print(f"  {diagnosis}")
+            figures["check"]["diagnosis"] = diagnosis
+            path = results.write(
+                "bench_sealer", started, vars(args), figures, args.results_dir,
+                status="check failed",
+            )  # fmt: skip
+            print(f"result: {path}")
             raise SystemExit("check failed: sealed count differs from produced, or dead letters")
+    path = results.write("bench_sealer", started, vars(args), figures, args.results_dir)
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from auditlog.cli.main import write_signing_key
+from auditlog.cli.keys import write_signing_key
 from auditlog.devstack import stack
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from auditlog.pg import db
@@ -313,6 +313,7 @@ class Stalls:
         self.pid = pid
         self.offset = 0
         self.counters = self._counters()
+        self.figures: dict[str, object] = {}  # what the last report said, for bench/results
 
     def _counters(self) -> dict[str, float]:
         counters: dict[str, float] = {}
@@ -338,6 +339,13 @@ class Stalls:
                         values.append(float(json.loads(line)["ms"]))
         before, self.counters = self.counters, self._counters()
         delta = {k: self.counters[k] - before[k] for k in self.counters if k in before}
+        self.figures = {
+            "stalls_ms": {event: sorted(v) for event, v in found.items()},
+            "service_ran_s": delta.get("ran"),
+            "service_waited_for_cpu_s": delta.get("waited"),
+            "psi_some_cpu_s": delta.get("cpu"),
+            "psi_some_io_s": delta.get("io"),
+        }
         parts = [
             f"{len(v)} {event} >= 50 ms" + (f" (longest {max(v):.0f} ms)" if v else "")
             for event, v in found.items()
