@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -29,9 +29,6 @@ from auditlog.core.schema import (
     validate_signature_fields,
 )
 from sealer.timestamps import received_micros
-
-if TYPE_CHECKING:
-    from sealer.rows import Prepared
 
 MAX_RECORD_BYTES = 1024 * 1024
 CANONICAL_PREFIX = b'{"event":'
@@ -50,6 +47,16 @@ class Record(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> tuple[tuple[str, bytes], ...]: ...
+
+
+class Prepared(NamedTuple):
+    """A record's share of its seal, for logs of hash scheme ``scheme``: made by
+    ``sealer.rows.prepare``, which imports this module (never the other way round)."""
+
+    scheme: str
+    leaf: bytes  # its leaf hash
+    entry: bytes  # its log entry, as its entry bundle holds it
+    tail: tuple[object, ...]  # its events row after (log_id, idx), in rows.EVENT_COLUMNS order
 
 
 # Not frozen: a frozen dataclass's __init__ costs three times as much, and the sealer builds

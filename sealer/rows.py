@@ -4,33 +4,22 @@ A record's ``events`` row (but for its log and index, which only its seal knows)
 and its leaf hash depend on the record alone. The fetch loop computes them as it decodes
 (:func:`prepare`): a record waits up to the batch age for its batch to close anyway, whereas
 whatever is left for the seal lies between a batch closing and its commit, inside the
-transaction, on the latency every event sees. The seal then only numbers the rows.
+transaction, on the latency every event sees. The seal then only numbers the rows, inline:
+``(log_id, index, *prepared.tail)`` in sealer/store.py (a function per row, which looked up the
+preparation again, cost 0.2 µs more per event).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
-
 from auditlog.core.columns import TEXT_COLUMNS, searchable_values
 from auditlog.core.entry import entry_and_leaf
 from auditlog.core.hashing import LogHasher
-
-if TYPE_CHECKING:
-    from sealer.records import Sealable
+from sealer.records import Prepared, Sealable
 
 EVENT_COLUMNS = [
     "log_id", "idx", "event_hash", "envelope", "received_at", "kafka_offset",
     *(column for column, _ in TEXT_COLUMNS), "event_time", "idempotency_key", "config_id",
 ]  # fmt: skip
-
-
-class Prepared(NamedTuple):
-    """A record's share of its seal, for logs of hash scheme ``scheme``."""
-
-    scheme: str
-    leaf: bytes  # its leaf hash
-    entry: bytes  # its log entry, as its entry bundle holds it
-    tail: tuple[object, ...]  # its events row after (log_id, idx), in EVENT_COLUMNS order
 
 
 def prepare(item: Sealable, hasher: LogHasher) -> Prepared:
@@ -55,8 +44,3 @@ def prepared(item: Sealable, hasher: LogHasher) -> Prepared:
     if done is not None and done.scheme == hasher.name:
         return done
     return prepare(item, hasher)
-
-
-def event_row(log_id: str, index: int, item: Sealable, hasher: LogHasher) -> tuple[object, ...]:
-    """One ``events`` row, in :data:`EVENT_COLUMNS` order."""
-    return (log_id, index, *prepared(item, hasher).tail)

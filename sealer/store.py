@@ -230,6 +230,7 @@ async def seal(
         result = integrate(hasher, head.size, edge, [p.leaf for p in ready])
 
         log_id, size = head.log_id, head.size
+        # Each row built here from its preparation: no call per event (sealer/rows.py).
         await conn.copy_records_to_table(
             "events",
             columns=EVENT_COLUMNS,

@@ -1,4 +1,8 @@
-"""What a sealable record becomes: its events row, log entry and leaf hash (sealer/rows.py)."""
+"""What a sealable record becomes: its events row, log entry and leaf hash (sealer/rows.py).
+
+The seal (sealer/store.py) writes each row as ``(log_id, index, *prepared.tail)`` in
+``EVENT_COLUMNS`` order; these tests check the preparation that row is made of.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from auditlog.core.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
 from auditlog.core.envelope import Envelope
 from auditlog.core.hashing import HASH_SCHEMES, get_hasher
 from sealer.records import Sealable
-from sealer.rows import EVENT_COLUMNS, event_row, prepare, prepared
+from sealer.rows import EVENT_COLUMNS, prepare, prepared
 from sealer.timestamps import micros
 
 RECEIVED = datetime(2026, 11, 26, 15, 0, 1, 250000, tzinfo=UTC)
@@ -37,7 +41,7 @@ def _item(message: str = "hello", **extra: object) -> Sealable:
 
 def test_the_row_holds_every_column_in_order() -> None:
     item = _item()
-    row = event_row("audit.events-3", 9, item, get_hasher("rfc6962-sha256"))
+    row = ("audit.events-3", 9, *prepare(item, get_hasher("rfc6962-sha256")).tail)  # as seal()
     canonical = item.envelope.canonical
     assert dict(zip(EVENT_COLUMNS, row, strict=True)) == {
         "log_id": "audit.events-3",
