@@ -113,7 +113,7 @@ def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
 def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     work = tmp_path_factory.mktemp("pipeline")
     key = work / "log.skey"
-    from auditlog.cli.main import write_signing_key
+    from auditlog.cli.keys import write_signing_key
 
     vkey = write_signing_key(key, "e2e.auditlog.test")
     schemas = work / "schemas.json"

@@ -63,7 +63,7 @@ def _wire_event(name: str) -> dict[str, object]:
 
 
 def _start(services: Services, work: Path, topic: str) -> tuple[list[subprocess.Popen[bytes]], str]:
-    from auditlog.cli.main import write_signing_key
+    from auditlog.cli.keys import write_signing_key
 
     key = work / "log.skey"
     write_signing_key(key, ORIGIN)

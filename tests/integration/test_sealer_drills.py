@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from auditlog.cli.main import write_signing_key
+from auditlog.cli.keys import write_signing_key
 from auditlog.core.envelope import Envelope
 from auditlog.core.hashing import get_hasher
 from auditlog.core.integrate import tiles_to_fetch

@@ -1,0 +1,83 @@
+"""What every command group shares: exit codes, UsageError, and readers for argument values.
+
+Exit codes follow one rule everywhere: 0 success (verified), 1 verification failed (the reason
+and the record are printed), 2 usage, configuration or I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from auditlog.core.hashing import LogHasher
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# What ``add_subparsers()`` returns; argparse has no public name for it.
+Subparsers = argparse._SubParsersAction
+
+
+class UsageError(Exception):
+    """Bad arguments or unreadable input: exit code 2."""
+
+
+def read_arg_file(value: str, what: str) -> str:
+    """Read ``value`` as a path ('-' for stdin)."""
+    if value == "-":
+        return sys.stdin.read()
+    try:
+        return Path(value).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {value!r}: {exc.strerror}") from exc
+
+
+def vkeys(values: Sequence[str]) -> list[Any]:
+    """Verifier keys given inline (``name+hash+key``) or as key files."""
+    from auditlog.core.errors import NoteError
+    from auditlog.core.note import NoteVerifier
+
+    out = []
+    for value in values:
+        text = value
+        if "+" not in value or Path(value).exists():
+            text = read_arg_file(value, "key").strip()
+        try:
+            out.append(NoteVerifier.from_vkey(text))
+        except NoteError as exc:
+            raise UsageError(f"not a verifier key: {exc}") from exc
+    return out
+
+
+def policy(path: str | None) -> Any:
+    """The C2SP tlog-policy in ``path``, or None without one."""
+    from auditlog.core.policy import PolicyError, parse_policy
+
+    if path is None:
+        return None
+    try:
+        return parse_policy(read_arg_file(path, "policy"))
+    except PolicyError as exc:
+        raise UsageError(f"policy {path}: {exc}") from exc
+
+
+def hasher(name: str) -> LogHasher:
+    from auditlog.core.errors import UnknownHashScheme
+    from auditlog.core.hashing import get_hasher
+
+    try:
+        return get_hasher(name)
+    except UnknownHashScheme as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def database_url(args: argparse.Namespace) -> str:
+    """--database-url when given, else AUDITLOG_DATABASE_URL, else the local default."""
+    from auditlog.runtime.settings import DEFAULT_DATABASE_URL, Env
+
+    return str(
+        getattr(args, "database_url", None) or Env().text("DATABASE_URL", DEFAULT_DATABASE_URL)
+    )

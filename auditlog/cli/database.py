@@ -1,0 +1,148 @@
+"""The commands that change the database: migrate, token, search-index and hash-index."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from auditlog.cli.args import EXIT_FAILED, EXIT_OK, Subparsers, UsageError, database_url
+
+
+async def _migrate(url: str) -> list[str]:
+    import asyncpg
+
+    from auditlog.pg import db
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = asyncio.run(_migrate(database_url(args)))
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return EXIT_OK
+
+
+async def _token(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from auditlog.pg import tokens
+
+    conn = await asyncpg.connect(database_url(args))
+    try:
+        if args.token_cmd == "create":  # noqa: S105 - a subcommand name, not a secret
+            scopes = {s.strip() for s in args.scope.split(",") if s.strip()}
+            try:
+                secret, info = await tokens.create_token(conn, args.name, scopes, args.tenant)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+            print(
+                f"token id {info.token_id} scopes {','.join(sorted(info.scopes))}"
+                f"{' tenant ' + info.tenant_id if info.tenant_id else ''}"
+            )
+            print(secret)
+        elif args.token_cmd == "list":  # noqa: S105
+            for r in await tokens.list_tokens(conn):
+                state = "revoked" if r["revoked_at"] else "active"
+                print(
+                    f"{r['token_id']}\t{r['name']}\t{','.join(r['scopes'])}\t"
+                    f"{r['tenant_id'] or '-'}\t{state}\t{r['created_at']:%Y-%m-%d %H:%M}"
+                )
+        else:
+            if not await tokens.revoke_token(conn, args.token_id):
+                print(f"no active token {args.token_id}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"revoked {args.token_id}")
+    finally:
+        await conn.close()
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    return asyncio.run(_token(args))
+
+
+async def _switch_index(
+    args: argparse.Namespace,
+    label: str,
+    state: Callable[[Any], Awaitable[str]],
+    create: Callable[[Any], Awaitable[None]],
+    drop: Callable[[Any], Awaitable[None]],
+    error: type[Exception],
+) -> int:
+    """``status``, ``create`` or ``drop`` one optional index (auditlog.pg.partitioned_index)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url(args))
+    try:
+        if args.action == "create":
+            await create(conn)
+        elif args.action == "drop":
+            await drop(conn)
+        print(f"{label}: {await state(conn)}")
+    except error as exc:
+        print(f"{label}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await conn.close()
+    return EXIT_OK
+
+
+def cmd_search_index(args: argparse.Namespace) -> int:
+    from auditlog.pg import search_index as ix
+
+    return asyncio.run(
+        _switch_index(args, "search index", ix.state, ix.create, ix.drop, ix.SearchIndexError)
+    )
+
+
+def cmd_hash_index(args: argparse.Namespace) -> int:
+    from auditlog.pg import hash_index as ix
+
+    return asyncio.run(
+        _switch_index(args, "hash index", ix.state, ix.create, ix.drop, ix.HashIndexError)
+    )
+
+
+def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--database-url")
+    mig.set_defaults(func=cmd_migrate)
+
+    tok = sub.add_parser("token", help="manage API tokens")
+    tok.add_argument("--database-url")
+    toks = tok.add_subparsers(dest="token_cmd", required=True)
+    create = toks.add_parser("create")
+    create.add_argument("--scope", required=True, help="comma list of log,search,admin")
+    create.add_argument("--tenant", help="bind the token to one tenant_id")
+    create.add_argument("--name", default="token")
+    toks.add_parser("list")
+    revoke = toks.add_parser("revoke")
+    revoke.add_argument("token_id")
+    tok.set_defaults(func=cmd_token)
+
+    six = sub.add_parser(
+        "search-index",
+        help="the substring-search index: status, create (while the sealers run), drop",
+        description="trigram: fast search, costlier sealing; none: cheaper sealing, search"
+        " reads its time range (docs/query.md)",
+    )
+    six.add_argument("action", choices=("status", "create", "drop"))
+    six.add_argument("--database-url")
+    six.set_defaults(func=cmd_search_index)
+
+    hix = sub.add_parser(
+        "hash-index",
+        help="the event-hash index: status, create (while the sealers run), drop",
+        description="hash: receipts by hash alone, costlier sealing; none: cheaper sealing,"
+        " a receipt by hash needs ?received_at= (docs/query.md)",
+    )
+    hix.add_argument("action", choices=("status", "create", "drop"))
+    hix.add_argument("--database-url")
+    hix.set_defaults(func=cmd_hash_index)
