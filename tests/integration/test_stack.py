@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from auditlog.devstack import stack
-from auditlog.devstack.stack import StackConfig
+from auditlog.devstack.config import StackConfig
+from auditlog.devstack.postgres import pg_data_dir
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
         yield cfg
     finally:
         stack.stop(cfg, echo=print)
-        pg_root = stack.pg_data_dir(cfg).parent
+        pg_root = pg_data_dir(cfg).parent
         if not pg_root.is_relative_to(cfg.home):
             shutil.rmtree(pg_root, ignore_errors=True)
 

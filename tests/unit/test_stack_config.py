@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from auditlog.devstack import stack
-from auditlog.devstack.stack import StackConfig, StackError
+from auditlog.devstack.config import StackConfig, StackError
+from auditlog.devstack.host import port_in_use
+from auditlog.devstack.kafka import render_server_properties
+from auditlog.devstack.postgres import pg_data_dir
 
 
 def _free_ports(count: int) -> list[int]:
@@ -101,7 +104,7 @@ def _properties(text: str) -> dict[str, str]:
 
 def test_server_properties_describe_one_loopback_kraft_node() -> None:
     cfg = StackConfig(home=Path("/srv/al"), kafka_port=29092, controller_port=29093)
-    props = _properties(stack.render_server_properties(cfg))
+    props = _properties(render_server_properties(cfg))
     assert props["process.roles"] == "broker,controller"
     assert props["node.id"] == "1"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:29093"
@@ -120,19 +123,19 @@ def test_server_properties_describe_one_loopback_kraft_node() -> None:
     # Scratch topics' files go with their deletion, not a minute into whatever runs next.
     assert props["log.segment.delete.delay.ms"] == "1000"
     # Nothing may listen beyond loopback.
-    assert "0.0.0.0" not in stack.render_server_properties(cfg)
+    assert "0.0.0.0" not in render_server_properties(cfg)
 
 
 def test_server_properties_escape_backslashes_in_paths() -> None:
-    props = _properties(stack.render_server_properties(StackConfig(home=Path("/a\\b"))))
+    props = _properties(render_server_properties(StackConfig(home=Path("/a\\b"))))
     assert props["log.dirs"] == "/a\\\\b/kafka/data"
 
 
 def test_port_in_use_sees_a_listener(listener: socket.socket) -> None:
     port = listener.getsockname()[1]
-    assert stack.port_in_use(port)
+    assert port_in_use(port)
     listener.close()
-    assert not stack.port_in_use(port)
+    assert not port_in_use(port)
 
 
 def test_start_names_the_port_its_owner_and_the_variable(
@@ -180,7 +183,7 @@ def test_stop_without_a_home_says_so_and_creates_nothing(tmp_path: Path) -> None
 
 
 def test_pg_data_dir_defaults_under_home(tmp_path: Path) -> None:
-    assert stack.pg_data_dir(StackConfig(home=tmp_path)) == tmp_path / "pg" / "data"
+    assert pg_data_dir(StackConfig(home=tmp_path)) == tmp_path / "pg" / "data"
 
 
 def test_main_rejects_unknown_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,104 @@
+"""What the local stack is configured by: its home, its loopback ports, and the fixed names.
+
+`StackConfig` comes from ``AUDITLOG_HOME`` and ``AUDITLOG_STACK_*`` (or is built directly by
+tests); `StackError` is the one error a user can act on, raised by every module of the stack;
+`ComponentStatus` is what each server's status check answers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "AUDITLOG_HOME"
+KAFKA_PORT_ENV = "AUDITLOG_STACK_KAFKA_PORT"
+CONTROLLER_PORT_ENV = "AUDITLOG_STACK_CONTROLLER_PORT"
+PG_PORT_ENV = "AUDITLOG_STACK_PG_PORT"
+
+DEFAULT_KAFKA_PORT = 19092
+DEFAULT_CONTROLLER_PORT = 19093
+DEFAULT_PG_PORT = 54329
+
+HOST = "127.0.0.1"
+PG_ROLE = "auditlog"
+PG_PASSWORD = "auditlog"  # noqa: S105 - a loopback-only development cluster
+PG_DATABASE = "auditlog"
+
+# How long a server gets to exit after SIGTERM or a fast shutdown before it is forced.
+STOP_TIMEOUT = 30.0
+
+Echo = Callable[[str], None]
+
+
+class StackError(Exception):
+    """The local stack cannot be installed, started, stopped or inspected; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """Where the stack keeps its state and which loopback ports it uses."""
+
+    home: Path
+    kafka_port: int = DEFAULT_KAFKA_PORT
+    controller_port: int = DEFAULT_CONTROLLER_PORT
+    pg_port: int = DEFAULT_PG_PORT
+
+    def __post_init__(self) -> None:
+        # Subprocesses run in other directories, and pg_ctl normalises "..": the home path must
+        # be absolute and normal for process command lines to match it.
+        object.__setattr__(self, "home", Path(os.path.abspath(self.home)))
+        ports = {
+            KAFKA_PORT_ENV: self.kafka_port,
+            CONTROLLER_PORT_ENV: self.controller_port,
+            PG_PORT_ENV: self.pg_port,
+        }
+        for env_var, port in ports.items():
+            if not 1 <= port <= 65535:
+                raise StackError(f"port {port} is out of range; set {env_var} to 1..65535")
+        if len(set(ports.values())) != len(ports):
+            raise StackError(
+                f"the stack needs three different ports, got kafka {self.kafka_port}, "
+                f"controller {self.controller_port}, postgres {self.pg_port}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackConfig:
+        raw_home = environ.get(HOME_ENV, "")
+        home = Path(raw_home).expanduser() if raw_home else Path.cwd() / ".auditlog"
+        return cls(
+            home=home,
+            kafka_port=_port_from_env(environ, KAFKA_PORT_ENV, DEFAULT_KAFKA_PORT),
+            controller_port=_port_from_env(environ, CONTROLLER_PORT_ENV, DEFAULT_CONTROLLER_PORT),
+            pg_port=_port_from_env(environ, PG_PORT_ENV, DEFAULT_PG_PORT),
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{HOST}:{self.kafka_port}"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://{PG_ROLE}:{PG_PASSWORD}@{HOST}:{self.pg_port}/{PG_DATABASE}"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    """One server of the stack; `running` means up and answering, `pid` is set whenever the
+    process exists (it may be up but not answering yet)."""
+
+    name: str
+    running: bool
+    pid: int | None
+    detail: str
+
+
+def _port_from_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise StackError(f"{name}={raw!r} is not a port number") from None

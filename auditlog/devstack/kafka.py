@@ -1,0 +1,340 @@
+"""The stack's Kafka broker: one KRaft node (broker and controller in one JVM) on loopback.
+
+Its jars come from Maven Central through ``deploy/local/pom.xml`` into ``<home>/kafka/libs``
+(fetched again when the pom changes), its ``server.properties`` is rendered from `StackConfig` on
+every start, its storage is formatted once, and it runs in the background as the current user,
+recognised afterwards by its pid file and command line. It is ready when it answers an
+ApiVersions request, not when its port accepts connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import socket
+import struct
+import time
+import uuid
+from base64 import urlsafe_b64encode
+from dataclasses import dataclass
+from pathlib import Path
+
+from auditlog.devstack.config import HOST, ComponentStatus, Echo, StackConfig, StackError
+from auditlog.devstack.host import (
+    cmdline,
+    pid_alive,
+    port_in_use,
+    port_owner,
+    run,
+    tail,
+    terminate,
+    write_if_changed,
+)
+from auditlog.devstack.java import ensure_java
+
+KAFKA_READY_TIMEOUT = 90.0
+
+# This file is auditlog/devstack/kafka.py: the repository root is two levels up.
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_POM = _REPO_ROOT / "deploy" / "local" / "pom.xml"
+_LOG4J_CONFIG = _REPO_ROOT / "deploy" / "local" / "log4j2.properties"
+
+POM_CHANGED = "kafka: deploy/local/pom.xml changed; stop and start the stack to use it"
+
+
+def render_server_properties(cfg: StackConfig) -> str:
+    """The broker's server.properties for a single combined broker+controller node."""
+    kafka_dir = cfg.home / "kafka"
+    # Java properties treat a backslash as an escape, even in values.
+    log_dirs = str(kafka_dir / "data").replace("\\", "\\\\")
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{HOST}:{cfg.controller_port}",
+        "listeners": f"PLAINTEXT://{HOST}:{cfg.kafka_port},CONTROLLER://{HOST}:{cfg.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{cfg.kafka_port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": log_dirs,
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        # The default 50 partitions make the first consumer group wait while they are created.
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # Topics are created on purpose (with their partition count) by the services and tests.
+        "auto.create.topics.enable": "false",
+        # One broker and short-lived test consumers: waiting for more members only slows tests.
+        "group.initial.rebalance.delay.ms": "0",
+        # One broker has no replica to outlive it, so acks=all means "in its page cache": fsync
+        # each partition's log every second, which bounds what a power cut can take to about a
+        # second of acknowledged events instead of the kernel's ~30 s (docs/local-stack.md).
+        "log.flush.interval.ms": "1000",
+        "log.flush.scheduler.interval.ms": "1000",
+        # A deleted topic's files are removed this long after the deletion (default 60 s, for
+        # reads still under way). Tests and benchmarks delete their scratch topics; a minute
+        # later, unlinking them took CPU from whatever ran then (docs/performance.md).
+        "log.segment.delete.delay.ms": "1000",
+    }
+    header = "# Written by `auditlog stack start` on every start; set AUDITLOG_STACK_* to change.\n"
+    return header + "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+@dataclass(frozen=True, slots=True)
+class _KafkaFiles:
+    root: Path
+    libs: Path
+    libs_stamp: Path
+    properties: Path
+    data: Path
+    log: Path
+    out: Path
+    pid: Path
+
+
+def _files(cfg: StackConfig) -> _KafkaFiles:
+    root = cfg.home / "kafka"
+    return _KafkaFiles(
+        root=root,
+        libs=root / "libs",
+        libs_stamp=root / "libs.pom-sha256",
+        properties=root / "server.properties",
+        data=root / "data",
+        log=root / "kafka.log",
+        out=root / "kafka.out",
+        pid=root / "kafka.pid",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Installing
+
+
+def jars_current(cfg: StackConfig) -> bool:
+    """Whether ``<home>/kafka/libs`` came from the pom as it is now."""
+    files = _files(cfg)
+    try:
+        stamp = files.libs_stamp.read_text().strip()
+    except OSError:
+        return False
+    return files.libs.is_dir() and stamp == _pom_digest()
+
+
+def prepare(cfg: StackConfig, echo: Echo) -> str:
+    """Java, the jars, server.properties and formatted storage; returns the `java` to run."""
+    current = jars_current(cfg)
+    java = ensure_java(echo, need_mvn=not current)
+    if not current:
+        _fetch_jars(cfg, echo)
+    write_if_changed(_files(cfg).properties, render_server_properties(cfg))
+    _ensure_formatted(cfg, java, echo)
+    return java
+
+
+def _pom_digest() -> str:
+    if not _POM.is_file():
+        raise StackError(
+            f"{_POM} not found; the local stack runs from a source checkout of auditlog"
+        )
+    return hashlib.sha256(_POM.read_bytes()).hexdigest()
+
+
+def _fetch_jars(cfg: StackConfig, echo: Echo) -> None:
+    files = _files(cfg)
+    digest = _pom_digest()
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("mvn not found; install maven")
+    echo("fetching Kafka jars with mvn (first run only)…")
+    files.root.mkdir(parents=True, exist_ok=True)
+    # Old and new jar versions side by side on one classpath would mix classes: swap whole dirs.
+    staging = files.root / "libs.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+        ],
+        what=f"mvn dependency:copy-dependencies -f {_POM}",
+        timeout=1800,
+    )
+    shutil.rmtree(files.libs, ignore_errors=True)
+    staging.rename(files.libs)
+    files.libs_stamp.write_text(f"{digest}\n")
+
+
+def _jvm_command(java: str, files: _KafkaFiles, *options: str) -> list[str]:
+    return [
+        java,
+        *options,
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
+        f"-Dkafka.logs.dir={files.root}",
+        "-cp",
+        str(files.libs / "*"),
+    ]
+
+
+def _ensure_formatted(cfg: StackConfig, java: str, echo: Echo) -> None:
+    files = _files(cfg)
+    # meta.properties is the format tool's own marker; deleting the data dir re-formats.
+    if (files.data / "meta.properties").is_file():
+        return
+    echo("kafka: formatting storage (first run only)…")
+    run(
+        [
+            *_jvm_command(java, files, "-Xmx256m"),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            _new_cluster_id(),
+            "-c",
+            str(files.properties),
+        ],
+        what="kafka storage format",
+    )
+
+
+def _new_cluster_id() -> str:
+    # Same shape as `kafka-storage random-uuid` (a base64url Uuid), without paying a JVM start.
+    while True:
+        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def running_pid(cfg: StackConfig) -> int | None:
+    """The pid of this home's broker, or None when it is not running."""
+    files = _files(cfg)
+    try:
+        pid = int(files.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    # A pid file outlives reboots; the pid may now belong to anything.
+    if pid_alive(pid):
+        command = cmdline(pid)
+        if "kafka.Kafka" in command and str(files.properties) in command:
+            return pid
+    return None
+
+
+def launch(cfg: StackConfig, java: str) -> int:
+    """Start the broker in the background and return its pid; `wait_until_answering` follows."""
+    files = _files(cfg)
+    command = [
+        *_jvm_command(
+            java, files, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError"
+        ),
+        "kafka.Kafka",
+        str(files.properties),
+    ]
+    # sh puts the JVM in the background and exits, so the broker is never our child: it leaves
+    # no zombie behind in a long-lived caller and no running Popen to warn about at exit.
+    launcher = 'out="$1"; shift; "$@" >"$out" 2>&1 </dev/null & echo $!'
+    result = run(
+        ["sh", "-c", launcher, "sh", str(files.out), *command],
+        what="starting kafka",
+        new_session=True,
+        timeout=30,
+    )
+    pid = int(result.stdout.strip())
+    files.pid.write_text(f"{pid}\n")
+    return pid
+
+
+def wait_until_answering(cfg: StackConfig, pid: int, echo: Echo) -> None:
+    """Return once the broker serves requests; stop it and raise if it does not in time."""
+    deadline = time.monotonic() + KAFKA_READY_TIMEOUT
+    while not _answers(cfg.kafka_port):
+        if not pid_alive(pid):
+            _files(cfg).pid.unlink(missing_ok=True)
+            raise _failure(cfg, "kafka exited while starting")
+        if time.monotonic() > deadline:
+            terminate(pid, "kafka", echo)
+            _files(cfg).pid.unlink(missing_ok=True)
+            raise _failure(
+                cfg,
+                f"kafka did not answer on {cfg.kafka_bootstrap} within "
+                f"{KAFKA_READY_TIMEOUT:.0f}s (stopped it)",
+            )
+        time.sleep(0.2)
+
+
+def _failure(cfg: StackConfig, problem: str) -> StackError:
+    files = _files(cfg)
+    message = f"{problem}; last lines of {files.log}:\n{tail(files.log)}"
+    with contextlib.suppress(OSError):
+        if files.out.read_text().strip():
+            message += f"\n{files.out}:\n{tail(files.out, 10)}"
+    return StackError(message)
+
+
+def stop(cfg: StackConfig, echo: Echo) -> None:
+    """SIGTERM, then SIGKILL after a timeout; says so when the broker is not running."""
+    pid = running_pid(cfg)
+    if pid is None:
+        echo("kafka: not running")
+    else:
+        terminate(pid, "kafka", echo)
+        echo(f"kafka: stopped (pid {pid})")
+    _files(cfg).pid.unlink(missing_ok=True)
+
+
+def status(cfg: StackConfig) -> ComponentStatus:
+    files = _files(cfg)
+    pid = running_pid(cfg)
+    if pid is None:
+        detail = "not running"
+        if port_in_use(cfg.kafka_port):
+            detail += f"; {cfg.kafka_bootstrap} is taken ({port_owner(cfg.kafka_port)})"
+        return ComponentStatus("kafka", running=False, pid=None, detail=detail)
+    if _answers(cfg.kafka_port):
+        detail = f"answering on {cfg.kafka_bootstrap}; log {files.log}"
+        return ComponentStatus("kafka", running=True, pid=pid, detail=detail)
+    detail = f"process up but not answering on {cfg.kafka_bootstrap}; see {files.log}"
+    return ComponentStatus("kafka", running=False, pid=pid, detail=detail)
+
+
+def _answers(port: int, timeout: float = 2.0) -> bool:
+    """An ApiVersions v0 round trip. A TCP connect alone proves little: the broker binds its
+    port long before it serves requests, and the kernel accepts into the backlog meanwhile."""
+    client_id = b"auditlog-stack"
+    correlation_id = 0x5A17
+    header = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(header)) + header)
+            (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
+            body = _recv_exactly(sock, size)
+    except OSError:
+        return False
+    if len(body) < 6:
+        return False
+    answered_id, error_code = struct.unpack_from(">ih", body)
+    # 35 (UNSUPPORTED_VERSION) is still an answer from a serving broker.
+    return answered_id == correlation_id and error_code in {0, 35}
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise ConnectionResetError("kafka closed the connection")
+        chunks += chunk
+    return bytes(chunks)
