@@ -9,9 +9,9 @@ from aiokafka.errors import CommitFailedError
 
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
-from sealer.main import Sealer
 from sealer.settings import Settings
 from sealer.store import LogHead
+from sealer.worker import Sealer
 
 TP0 = TopicPartition("audit.commits", 0)
 TP1 = TopicPartition("audit.commits", 1)

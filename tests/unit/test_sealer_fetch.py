@@ -11,10 +11,10 @@ from aiokafka import TopicPartition
 from auditlog.core.envelope import Envelope
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
-from sealer.main import Judged, SealBatch, Sealer
 from sealer.records import Sealable, decode
 from sealer.settings import Settings
 from sealer.store import LogHead
+from sealer.worker import Judged, SealBatch, Sealer
 
 TP0 = TopicPartition("audit.fetch", 0)
 TP1 = TopicPartition("audit.fetch", 1)

@@ -11,11 +11,11 @@ from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
 from sealer.batcher import Batch
-from sealer.main import SealBatch, Sealer
 from sealer.records import Sealable
 from sealer.settings import Settings
 from sealer.store import LogHead, SealResult
 from sealer.timestamps import micros
+from sealer.worker import SealBatch, Sealer
 
 
 def _sealable(offset: int) -> Sealable:
