@@ -142,7 +142,7 @@ async def _run(
             # What an index costs the sealer: seal without it (an experiment, not a setting).
             await pool.execute(f"DROP INDEX {name}")
         for column in extra_btree:
-            # What an index for exact search would cost the sealer (docs/performance.md).
+            # What an index for exact search would cost the sealer (bench/JOURNAL.md).
             await pool.execute(f"CREATE INDEX bench_eq_{column} ON events ({column})")
         hasher = get_hasher("rfc6962-sha256")
         signer = NoteSigner.generate("bench.auditlog.test")
