@@ -19,7 +19,9 @@ csv
     a header, then one line per event: ``hash, log, leaf_index, received_at, timestamp, actor,
     action, target, status, source, tenant_id, message, new, old, envelope`` (the canonical
     envelope JSON, which is what the hash covers), plus ``membership_proof`` when verbose on a
-    Pangea-verifiable snapshot.
+    Pangea-verifiable snapshot. A field cell that starts with ``= + - @``, a tab or a carriage
+    return gets a leading ``'`` so that no spreadsheet runs it as a formula; the envelope
+    column (JSON, starting with ``{``) is never changed, and stays what the hash covers.
 """
 
 from __future__ import annotations
@@ -200,13 +202,23 @@ async def request_status(request: Request) -> Response:
 # Serving files -----------------------------------------------------------------------------
 
 
+# Spreadsheets run a cell that starts with one of these as a formula (OWASP's CSV injection);
+# tab and carriage return too, as some of them strip those first.
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def _csv_line(ev: event_rows.SealedEvent, proof: str | None) -> str:
     env = json.loads(ev.envelope)  # stdlib: big integers in custom fields stay exact
     event = env.get("event", {})
 
     def field(name: str) -> str:
         value = event.get(name)
-        return value if isinstance(value, str) else ""
+        return spreadsheet_safe(value) if isinstance(value, str) else ""
 
     row = [
         ev.event_hash.hex(), ev.log_id, str(ev.idx), env.get("received_at", ""),

@@ -69,7 +69,12 @@ async def _prepare_dev(env: dict[str, str], token: str | None) -> str:
     conn = await asyncpg.connect(url)
     try:
         await db.migrate(conn)
-        secret, _ = await tokens.create_token(conn, "dev", {"log", "search", "admin"}, token=token)
+        scopes = {"log", "search", "admin"}
+        try:
+            secret, _ = await tokens.create_token(conn, "dev", scopes, token=token)
+        except tokens.TokenRevoked:
+            # The dev.env token was revoked on purpose: mint a new one rather than revive it.
+            secret, _ = await tokens.create_token(conn, "dev", scopes)
     finally:
         await conn.close()
     await ensure_topics(env["AUDITLOG_KAFKA_BOOTSTRAP"], env["AUDITLOG_TOPIC"])

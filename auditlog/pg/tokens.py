@@ -3,20 +3,30 @@
 A token looks like ``alt_<id>_<secret>``; only ``sha256(token)`` is stored, so a database dump
 gives nobody a usable token. The services resolve a presented token through :class:`TokenCache`,
 which keeps positive and negative answers for a few seconds so that a flood of requests costs
-one query per token, while a revocation still takes effect within ``ttl`` seconds.
+one query per token, while a revocation still takes effect within ``ttl`` seconds (and keeps
+known tokens working through a short database outage; see the class).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
 SCOPES = ("log", "search", "admin")
+
+_V = TypeVar("_V")
+
+
+class TokenRevoked(ValueError):  # noqa: N818 - reads as a verdict
+    """The secret belongs to a revoked token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +51,12 @@ async def create_token(
     tenant_id: str | None = None,
     token: str | None = None,
 ) -> tuple[str, TokenInfo]:
-    """Store a new token and return (secret token, info). ``token`` lets dev set-ups reuse one."""
+    """Store a new token and return (secret token, info).
+
+    ``token`` lets development set-ups keep one secret across runs: an existing, valid token
+    with that secret is returned as it is. A revoked one raises :class:`TokenRevoked`: creating
+    a token must never bring a revoked secret back to life.
+    """
     unknown = scopes - set(SCOPES)
     if unknown or not scopes:
         raise ValueError(f"scopes must be a non-empty subset of {SCOPES}, got {sorted(scopes)}")
@@ -50,7 +65,7 @@ async def create_token(
     await conn.execute(
         "INSERT INTO api_tokens (token_id, token_hash, name, scopes, tenant_id)"
         " VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (token_hash) DO UPDATE SET revoked_at = NULL",
+        " ON CONFLICT (token_hash) DO NOTHING",
         token_id,
         hash_token(secret),
         name,
@@ -58,7 +73,8 @@ async def create_token(
         tenant_id,
     )
     info = await lookup_token(conn, secret)
-    assert info is not None  # just written
+    if info is None:
+        raise TokenRevoked("that token was revoked; it cannot be created again")
     return secret, info
 
 
@@ -90,25 +106,85 @@ async def revoke_token(conn: asyncpg.Connection | asyncpg.Pool, token_id: str) -
     return bool(status.endswith(" 1"))
 
 
-class TokenCache:
-    """Bounded, short-lived cache in front of :func:`lookup_token`."""
+# Errors that mean "the database cannot answer now", as opposed to an answer.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
 
-    def __init__(self, pool: asyncpg.Pool, *, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+# Our tokens are ~60 characters; anything far longer is not one, and is not worth a query.
+MAX_TOKEN_LENGTH = 512
+
+
+class TokenCache:
+    """A bounded, short-lived cache in front of :func:`lookup_token`.
+
+    - A known token is trusted for ``ttl`` seconds, then looked up again, so a revocation takes
+      effect within ``ttl``.
+    - While PostgreSQL cannot answer, a token that was valid within the last ``grace`` seconds
+      is still accepted (so ingest keeps taking events that need only Kafka through a restart
+      of the database); a token never seen, or last seen longer ago, is refused by the error.
+      At worst a revocation therefore takes ``ttl + grace`` seconds, and only during an outage.
+    - Unknown tokens are remembered apart from known ones, so a flood of made-up tokens evicts
+      no real one, and at most ``max_lookups`` lookups run at once, so such a flood holds at
+      most that many database connections.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl: float = 5.0,
+        grace: float = 60.0,
+        max_entries: int = 10_000,
+        max_lookups: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
+        self._clock = clock
         self._ttl = ttl
+        self._grace = grace
         self._max = max_entries
+        self._lookups = asyncio.Semaphore(max_lookups)
         # Keyed by the token itself: the process holds every token it is sent anyway, and
         # hashing it (what the database stores) only on a miss keeps a hit to a dict lookup.
-        self._entries: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
+        # Values: when the answer was read (monotonic seconds), and the answer.
+        self._known: OrderedDict[str, tuple[float, TokenInfo]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
 
     async def resolve(self, token: str) -> TokenInfo | None:
-        now = time.monotonic()
-        hit = self._entries.get(token)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        info = await lookup_token(self._pool, token)
-        self._entries[token] = (now + self._ttl, info)
-        self._entries.move_to_end(token)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        """The token's grant, None for no valid token; raises one of :data:`UNREACHABLE` when
+        the database cannot answer and the token is not known within the grace window."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
+        now = self._clock()
+        known = self._known.get(token)
+        if known is not None and now - known[0] < self._ttl:
+            return known[1]
+        refused_at = self._unknown.get(token)
+        if refused_at is not None and now - refused_at < self._ttl:
+            return None
+        try:
+            async with self._lookups:
+                info = await lookup_token(self._pool, token)
+        except UNREACHABLE:
+            if known is not None and now - known[0] < self._ttl + self._grace:
+                return known[1]
+            raise
+        read_at = self._clock()
+        if info is None:
+            self._known.pop(token, None)
+            self._remember(self._unknown, token, read_at)
+        else:
+            self._unknown.pop(token, None)
+            self._remember(self._known, token, (read_at, info))
         return info
+
+    def _remember(self, entries: OrderedDict[str, _V], token: str, value: _V) -> None:
+        entries[token] = value
+        entries.move_to_end(token)
+        while len(entries) > self._max:
+            entries.popitem(last=False)
