@@ -104,10 +104,13 @@ class RequestLogMiddleware:
             series[0].inc()
             series[1].observe(elapsed)
             state = scope.get("state")
+            # The route template, never the path: paths can carry secrets (download capability
+            # URLs) and event hashes. Only a path no route matched is logged, cut short.
+            path = str(scope.get("path", ""))[:200] if route is None else None
             self.log.info(
                 "request",
                 method=scope.get("method"),
-                path=scope.get("path"),
+                path=path,
                 route=route_name,
                 status=status,
                 ms=round(elapsed * 1000, 3),

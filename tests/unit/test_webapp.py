@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
+import structlog.testing
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -148,3 +149,22 @@ async def test_a_value_postgresql_rejects_is_a_validation_error_not_a_retry() ->
     body = resp.json()
     assert body["status"] == "ValidationError"
     assert body["result"]["errors"][0]["code"] == "InvalidValue"
+
+
+async def secret_page(_: Request) -> Response:
+    return Response("ok")
+
+
+async def test_request_logs_name_the_route_never_a_path_secret() -> None:
+    app = build_app([Route("/v1/downloads/{secret}/{name}", secret_page)], None, "test")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with structlog.testing.capture_logs() as logs:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            assert (await http.get("/v1/downloads/s3cr3t-capability/a.csv")).status_code == 200
+            assert (await http.get("/nowhere/" + "x" * 500)).status_code == 404
+    requests = [entry for entry in logs if entry["event"] == "request"]
+    assert len(requests) == 2
+    assert "s3cr3t-capability" not in repr(requests[0])
+    assert requests[0]["route"] == "/v1/downloads/{secret}/{name}"
+    assert requests[1]["route"] == "unmatched"
+    assert len(requests[1]["path"]) == 200
