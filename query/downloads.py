@@ -350,19 +350,26 @@ async def serve_download(request: Request) -> Response:
     if row is None or name != file_name(row["kind"], row["source_id"], row["format"]):
         return not_found(request, "no such download, or it expired")
     kind, source_id, fmt = row["kind"], row["source_id"], row["format"]
+    # A download is only as alive as the token that made its search or export: revoking the
+    # token ends every capability URL it minted (the URL is a bearer secret too).
     if kind == "search":
         src = await st.pool.fetchrow(
-            "SELECT is_verbose, snapshot::text AS snapshot FROM search_results WHERE id = $1",
+            "SELECT s.is_verbose, s.snapshot::text AS snapshot FROM search_results s"
+            " JOIN api_tokens t ON t.token_id = s.token_id"
+            " WHERE s.id = $1 AND t.revoked_at IS NULL",
             source_id,
         )
     else:
         src = await st.pool.fetchrow(
-            "SELECT params::text AS params, tenant_id, snapshot::text AS snapshot FROM exports"
-            " WHERE request_id = $1",
+            "SELECT e.params::text AS params, e.tenant_id, e.snapshot::text AS snapshot"
+            " FROM exports e JOIN api_tokens t ON t.token_id = e.token_id"
+            " WHERE e.request_id = $1 AND t.revoked_at IS NULL",
             source_id,
         )
     if src is None:
-        return not_found(request, "the search or export behind this download expired")
+        return not_found(
+            request, "the search or export behind this download expired or its token was revoked"
+        )
     snap = snapshots.Snapshot.from_json(orjson.loads(src["snapshot"]))
     params = orjson.loads(src["params"]) if kind == "export" else {}
     verbose = bool(src["is_verbose"]) if kind == "search" else bool(params["verbose"])

@@ -58,15 +58,24 @@ def accepted(request: Request, request_id: str) -> Response:
     )
 
 
+def _may_read(token: TokenInfo, owner_id: str, owner_tenant: str | None) -> bool:
+    """The token that made a request reads it; so does an admin, within its own tenant when
+    it is bound to one (a tenant's admin is no admin of the other tenants)."""
+    if owner_id == token.token_id:
+        return True
+    return token.allows("admin") and token.tenant_id in (None, owner_tenant)
+
+
 async def answer(
     request: Request, pool: asyncpg.Pool, token: TokenInfo, request_id: str
 ) -> Response:
     row = await pool.fetchrow(
-        "SELECT token_id, status, result, summary FROM async_requests"
-        " WHERE request_id = $1 AND expires_at > now()",
+        "SELECT r.token_id, r.status, r.result, r.summary, t.tenant_id AS owner_tenant"
+        " FROM async_requests r LEFT JOIN api_tokens t ON t.token_id = r.token_id"
+        " WHERE r.request_id = $1 AND r.expires_at > now()",
         request_id,
     )
-    if row is None or (row["token_id"] != token.token_id and not token.allows("admin")):
+    if row is None or not _may_read(token, row["token_id"], row["owner_tenant"]):
         return not_found(request, f"request {request_id} not found")
     if row["status"] == "pending":
         return accepted(request, request_id)
