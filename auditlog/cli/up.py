@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from auditlog.cli.args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers, UsageError
+from auditlog.cli.files import write_private
 from auditlog.cli.keys import write_signing_key
 
 
@@ -38,6 +39,8 @@ def _quiet_echo(line: str) -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As uvicorn binds: the previous run's connections in TIME_WAIT do not hold the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -120,8 +123,7 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linea
         token_file = cfg.home / "dev-token"
         old_token = token_file.read_text().strip() if token_file.exists() else None
         token = asyncio.run(_prepare_dev(env, old_token))
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
+        write_private(token_file, token + "\n")
         exe = [sys.executable, "-m", "auditlog.cli"]
         logs = cfg.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -153,7 +155,8 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linea
             "AUDITLOG_DATABASE_URL": cfg.database_url,
             "AUDITLOG_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
         }
-        (cfg.home / "dev.env").write_text("".join(f"{k}={v}\n" for k, v in dev_env.items()))
+        # It holds the admin token and the database URL with its password.
+        write_private(cfg.home / "dev.env", "".join(f"{k}={v}\n" for k, v in dev_env.items()))
         print(f"auditlog is up: {base}  (logs in {logs})")
         for key, value in dev_env.items():
             print(f"  {key}={value}")
