@@ -498,7 +498,9 @@ def routes() -> list[BaseRoute]:
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     log.info("starting", **describe(settings))
     schemas = load_schemas(settings.schemas_file)
-    pool = await db.connect_pool(settings.database_url.value, max_size=4)
+    # Token lookups and the request store are point reads and writes: a statement past 2 s
+    # means the database is in trouble, and the token cache's grace window covers known tokens.
+    pool = await db.connect_pool(settings.database_url.value, max_size=4, statement_timeout=2.0)
     try:
         await db.check_schema(pool)
         producer = make_producer(settings.kafka_bootstrap)

@@ -261,7 +261,10 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     # held cursors), so the pool skips asyncpg's per-release reset query: a round trip per
     # query that was a tenth of a receipt's cost. Open transactions are still rolled back.
     pool = await db.connect_pool(
-        settings.database_url.value, max_size=settings.pool_size, reset_session=False
+        settings.database_url.value,
+        max_size=settings.pool_size,
+        reset_session=False,
+        statement_timeout=settings.statement_timeout_seconds,
     )
     try:
         await db.check_schema(pool)

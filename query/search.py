@@ -213,6 +213,9 @@ async def search(request: Request) -> Response:
             st.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
+            # For this transaction only: the pool's shorter bound is for point reads.
+            timeout_ms = round(st.settings.search_timeout_seconds * 1000)
+            await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
             snap, keys = await run(conn, spec, st.settings.topic)
         result_id = new_result_id()
         expires_at = now + timedelta(hours=st.settings.result_ttl_hours)

@@ -35,6 +35,10 @@ class Settings:
     hash_index_ttl_seconds: float = 10.0
     # Search, results and export requests are small; larger bodies are refused while read.
     max_body_bytes: int = 1024 * 1024
+    # PostgreSQL cancels a statement that runs longer: receipts, tiles, roots and pages take
+    # milliseconds, so a few seconds means something is wrong; searches may take longer.
+    statement_timeout_seconds: float = 5.0
+    search_timeout_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -57,4 +61,6 @@ class Settings:
             head_ttl_seconds=env.number("QUERY_HEAD_TTL_SECONDS", 1.0, minimum=0.0),
             hash_index_ttl_seconds=env.number("QUERY_HASH_INDEX_TTL_SECONDS", 10.0, minimum=0.0),
             max_body_bytes=env.integer("QUERY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+            statement_timeout_seconds=env.number("QUERY_STATEMENT_TIMEOUT", 5.0, minimum=0.1),
+            search_timeout_seconds=env.number("QUERY_SEARCH_TIMEOUT", 15.0, minimum=0.1),
         )

@@ -55,9 +55,12 @@ async def connect_pool(
     max_size: int = 10,
     reset_session: bool = True,
     init: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]] | None = None,
+    statement_timeout: float | None = None,
 ) -> asyncpg.Pool:
     """A pool; ``reset_session=False`` only for callers that never change session state, and
-    ``init`` run on each new connection (type codecs).
+    ``init`` run on each new connection (type codecs). ``statement_timeout`` (seconds) bounds
+    every statement of the pool's sessions: PostgreSQL cancels a longer one, and the caller
+    gets ``asyncpg.QueryCanceledError``.
 
     asyncpg resets every connection it takes back (``RESET ALL``, ``UNLISTEN *``, advisory
     locks, ``CLOSE ALL``) with one more round trip per acquire; a service that never sets any
@@ -69,6 +72,11 @@ async def connect_pool(
         max_size=max_size,
         reset=None if reset_session else _keep_session,
         init=init,
+        server_settings=(
+            {"statement_timeout": str(round(statement_timeout * 1000))}
+            if statement_timeout
+            else None
+        ),
     )
     if pool is None:  # pragma: no cover - create_pool returns None only when awaited lazily
         raise AuditLogError("could not create a PostgreSQL pool")

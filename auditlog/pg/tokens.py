@@ -113,6 +113,7 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    asyncpg.QueryCanceledError,  # past the pool's statement timeout: a database in trouble
 )
 
 # Our tokens are ~60 characters; anything far longer is not one, and is not worth a query.

@@ -78,6 +78,15 @@ async def _body_too_large(request: Request, exc: Exception) -> Response:
     return body_too_large(request, limit)
 
 
+async def _too_slow(request: Request, exc: Exception) -> Response:
+    # PostgreSQL cancelled a statement past the service's statement timeout (or an operator
+    # cancelled it): not the client's mistake, and a retry may well succeed.
+    log.warning("statement_cancelled", path=request.url.path, error=type(exc).__name__)
+    return unavailable(
+        request, "The query ran past its time limit; narrow it (time range, fields) or retry"
+    )
+
+
 async def _bad_value(request: Request, exc: Exception) -> Response:
     # PostgreSQL's class 22 (a value out of range, malformed for its type): the request carried
     # it, so retrying cannot help. The edges validate what they take; this is the net under them.
@@ -132,6 +141,7 @@ def build_app(
             BodyTooLarge: _body_too_large,
             Pushback: _unavailable,
             asyncpg.DataError: _bad_value,
+            asyncpg.QueryCanceledError: _too_slow,
             asyncpg.PostgresConnectionError: _unavailable,
             asyncpg.CannotConnectNowError: _unavailable,
             asyncpg.InterfaceError: _unavailable,

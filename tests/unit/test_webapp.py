@@ -24,6 +24,7 @@ FAILURES: dict[str, Exception] = {
     "pg": asyncpg.CannotConnectNowError("the database system is starting up"),
     "bug": RuntimeError("a bug"),
     "value": asyncpg.DataError("value out of int64 range"),
+    "slow": asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
 }
 
 
@@ -37,7 +38,7 @@ def client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
-@pytest.mark.parametrize("kind", ["pushback", "refused", "pg"])
+@pytest.mark.parametrize("kind", ["pushback", "refused", "pg", "slow"])
 async def test_outages_and_overload_are_503_with_retry_after(kind: str) -> None:
     async with client() as http:
         resp = await http.get(f"/fail/{kind}")
