@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from auditlog.core.envelope import Envelope
-from ingest.app import InFlightFull, IngestState
+from ingest.publisher import InFlightFull, IngestState
 from ingest.settings import Settings
 
 

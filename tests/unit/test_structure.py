@@ -59,7 +59,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "pg": frozenset({"core", "runtime"}),
     "kafka": frozenset({"core", "runtime"}),
     "web": frozenset({"core", "runtime", "pg"}),
-    "verify": frozenset({"core", "runtime", "pg"}),
+    "verify": frozenset({"core", "runtime", "pg", "web"}),  # the witness is an HTTP server
     "devstack": frozenset({"core", "runtime"}),
     "loadtest": frozenset({"core", "runtime"}),
     "producer": frozenset({"core", "runtime", "kafka"}),
