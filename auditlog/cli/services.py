@@ -14,6 +14,9 @@ from typing import Any
 from auditlog.cli.args import EXIT_OK, EXIT_USAGE, Subparsers
 
 
+UVICORN_MAX_CONCURRENCY = 4096
+
+
 def run_uvicorn(app: Any, host: str, port: int) -> int:
     """Serve ``app`` until stopped; every HTTP command (and the witness) runs this way."""
     import uvicorn
@@ -27,6 +30,13 @@ def run_uvicorn(app: Any, host: str, port: int) -> int:
         loop="auto",
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # Last-resort bounds under the services' own (body limits, in-flight slots, timeouts):
+        # past this many open connections and tasks uvicorn answers 503 itself, and an idle
+        # keep-alive connection is closed after 5 s, so idle or slow clients cannot hold
+        # every file descriptor.
+        limit_concurrency=UVICORN_MAX_CONCURRENCY,
+        timeout_keep_alive=5,
+        backlog=2048,
     )
     return EXIT_OK
 
