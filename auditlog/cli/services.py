@@ -13,7 +13,6 @@ from typing import Any
 
 from auditlog.cli.args import EXIT_OK, EXIT_USAGE, Subparsers
 
-
 UVICORN_MAX_CONCURRENCY = 4096
 
 
