@@ -10,11 +10,11 @@ does not exist (404) is ``None``, because a missing tile is a finding, not an I/
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import json
 import socket
 import urllib.parse
+import zlib
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -24,6 +24,23 @@ from auditlog.core.errors import NoteError
 from auditlog.core.tiles import TILE_WIDTH, entries_path, tile_path
 
 __all__ = ["ConsistencyAnswer", "ReadApi", "ReadApiError"]
+
+
+# The largest answer a verifier needs: a full entry bundle of 256 large envelopes. Compressed or
+# not, nothing bigger is read: a hostile server cannot make a verifier hold more.
+MAX_BODY = 64 * 1024 * 1024
+
+
+def _gunzip(data: bytes, what: str) -> bytes:
+    """Decompress at most MAX_BODY bytes (a few KiB of gzip can expand to gigabytes)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, MAX_BODY + 1)
+    except zlib.error as exc:
+        raise ReadApiError(f"{what}: malformed gzip: {exc}") from exc
+    if len(out) > MAX_BODY or inflater.unconsumed_tail:
+        raise ReadApiError(f"{what}: answer inflates past {MAX_BODY} bytes")
+    return out
 
 
 class ReadApiError(Exception):
@@ -90,15 +107,18 @@ class ReadApi:
             try:
                 conn.request("GET", self._prefix + path, headers=headers)
                 resp = conn.getresponse()
-                body = resp.read()
+                body = resp.read(MAX_BODY + 1)
             except (OSError, http.client.HTTPException) as exc:
                 # A keep-alive connection the server closed meanwhile: retry once on a new one.
                 self.close()
                 if attempt == 2 or isinstance(exc, socket.timeout):
                     raise ReadApiError(f"GET {self.base_url}{path}: {exc}") from exc
                 continue
+            if len(body) > MAX_BODY:
+                self.close()
+                raise ReadApiError(f"GET {self.base_url}{path}: answer past {MAX_BODY} bytes")
             if resp.getheader("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
+                body = _gunzip(body, f"GET {self.base_url}{path}")
             if resp.getheader("Connection", "").lower() == "close":
                 self.close()
             return resp.status, body, resp.getheader("Content-Type") or ""

@@ -53,7 +53,8 @@ def _post(url: str, body: bytes, timeout: float) -> tuple[int, bytes, str]:
         path = parts.path.rstrip("/") + "/add-checkpoint"
         conn.request("POST", path, body=body, headers={"Content-Type": "text/plain"})
         resp = conn.getresponse()
-        return resp.status, resp.read(), resp.getheader("Content-Type") or ""
+        # A witness answers a cosignature or a checkpoint: 64 KiB is far more than either.
+        return resp.status, resp.read(64 * 1024), resp.getheader("Content-Type") or ""
     finally:
         conn.close()
 
