@@ -97,16 +97,6 @@ def find_modules(packages: Iterable[str] = PROJECT) -> dict[str, Path]:
 class Import(NamedTuple):
     target: str  # the module imported, absolute, as precise as the statement says
     line: int
-    type_checking: bool
-
-
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    inside: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for statement in node.body:
-                inside.update(id(n) for n in ast.walk(statement))
-    return inside
 
 
 def imports_of(
@@ -118,7 +108,6 @@ def imports_of(
     relative imports are resolved against ``module``.
     """
     known = set(known)
-    type_checking = _type_checking_nodes(tree)
     found: list[Import] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Import | ast.ImportFrom):
@@ -135,7 +124,7 @@ def imports_of(
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 targets.append(sub if sub in known else base)
-        found += [Import(t, node.lineno, id(node) in type_checking) for t in dict.fromkeys(targets)]
+        found += [Import(target, node.lineno) for target in dict.fromkeys(targets)]
     return found
 
 
@@ -370,12 +359,13 @@ def test_every_import_follows_the_rooms() -> None:
 
 
 # -- 3. no import cycles ------------------------------------------------------------------------
-def module_graph() -> dict[str, set[str]]:
-    modules = project()
+def module_graph(modules: Mapping[str, tuple[bool, ast.Module]]) -> dict[str, set[str]]:
+    """Module -> the project modules it imports; ``modules`` maps each module of the project to
+    (whether it is a package, its AST)."""
     graph: dict[str, set[str]] = {}
-    for name in modules:
+    for name, (is_package, tree) in modules.items():
         edges = graph.setdefault(name, set())
-        for imported in project_imports(name):
+        for imported in imports_of(tree, name, is_package, modules):
             target = imported.target
             while target not in modules and "." in target:
                 target = target.rsplit(".", 1)[0]
@@ -385,7 +375,9 @@ def module_graph() -> dict[str, set[str]]:
 
 
 def test_no_import_cycles() -> None:
-    found = cycles(module_graph())
+    found = cycles(
+        module_graph({n: (p.name == "__init__.py", t) for n, (p, t) in project().items()})
+    )
     assert not found, "import cycles (make the dependency run one way):\n" + "\n".join(
         " -> ".join(cycle) for cycle in found
     )
@@ -450,6 +442,14 @@ def test_the_cycle_check_catches_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c", "d"}, "c": {"a"}, "d": set(), "e": {"e"}, "f": {"a"}}
     assert cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+    # Imports under TYPE_CHECKING count; a package's __init__ importing its modules does not.
+    modules = {
+        "sealer": (True, "from sealer import records, rows\n"),
+        "sealer.records": (False, "if TYPE_CHECKING:\n    from sealer.rows import Prepared\n"),
+        "sealer.rows": (False, "def f():\n    from .records import Sealable\n"),
+    }
+    graph = module_graph({name: (pkg, ast.parse(src)) for name, (pkg, src) in modules.items()})
+    assert cycles(graph) == [["sealer.records", "sealer.rows", "sealer.records"]]
 
 
 def test_the_length_check_catches_a_long_module() -> None:
