@@ -13,11 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from auditlog.core.schema import error_item
 from auditlog.pg.tokens import TokenCache, TokenInfo
+from auditlog.web.ratelimit import Limits
+
+RATE_LIMITED = Counter("auditlog_rate_limited_total", "Requests refused by a rate limit", ["limit"])
 
 STATUS_HTTP = {
     "Success": 200,
@@ -117,6 +121,34 @@ def unavailable(request: Request, summary: str, retry_after: int = 1) -> PangeaR
     )
 
 
+def too_many_requests(request: Request, summary: str, retry_after: int) -> PangeaResponse:
+    """Pangea's ``TooManyRequests`` (the SDK's RateLimitException), HTTP 429 with Retry-After."""
+    return PangeaResponse(
+        request,
+        "TooManyRequests",
+        None,
+        summary,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def throttle(
+    request: Request, limits: Limits, token: TokenInfo, cost: float, *, charge: bool = True
+) -> Response | None:
+    """Charge ``cost`` to the token (and its tenant); the 429 to send when a limit refuses.
+    ``charge=False`` only asks whether ``cost`` would be admitted."""
+    admit = limits.admit if charge else limits.check
+    refusal = admit(token.token_id, token.tenant_id, cost)
+    if refusal is None:
+        return None
+    RATE_LIMITED.labels(refusal.scope).inc()
+    return too_many_requests(
+        request,
+        f"Rate limit of this {refusal.scope} exceeded; retry in {refusal.retry_after} s",
+        refusal.retry_after,
+    )
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -151,12 +183,21 @@ async def authorize(request: Request, tokens: TokenCache, scope: str) -> TokenIn
 
 
 async def authorized_json(
-    request: Request, tokens: TokenCache, scope: str
+    request: Request,
+    tokens: TokenCache,
+    scope: str,
+    limits: Limits | None = None,
+    cost: float = 1,
 ) -> tuple[TokenInfo, dict[str, Any]] | Response:
-    """Authorize, then parse the body: the grant and the body, or the response to send."""
+    """Authorize, charge ``cost`` to ``limits`` (none: no limit), then parse the body: the
+    grant and the body, or the response to send. A refused request's body is never read."""
     info = await authorize(request, tokens, scope)
     if info is None:
         return unauthorized(request)
+    if limits is not None:
+        refused = throttle(request, limits, info, cost)
+        if refused is not None:
+            return refused
     body, errors = parse_json_object(await request.body())
     if body is None:
         return validation_error(request, errors)
