@@ -44,13 +44,16 @@ from auditlog.web import requests_store
 from auditlog.web.app import service_app
 from auditlog.web.pangea import (
     PangeaResponse,
-    authorized_json,
+    authorize,
     bearer_token,
+    parse_json_object,
     success,
+    throttle,
     unauthorized,
     unavailable,
     validation_error,
 )
+from auditlog.web.ratelimit import Limits
 from ingest.publisher import Headers, InFlightFull, IngestState
 from ingest.settings import Settings
 
@@ -120,6 +123,8 @@ def _build_envelope(
 MAX_BULK = 1000
 MAX_IDEMPOTENCY_KEY = 256
 MAX_CONFIG_ID = 64
+
+
 def _headers(
     idempotency_key: object, config_id: object, pointer: str, errors: list[dict[str, str]]
 ) -> Headers:
@@ -155,12 +160,31 @@ def _result(envelope: Envelope, verbose: bool) -> dict[str, Any]:
     return result
 
 
-async def _prelude(request: Request) -> tuple[TokenInfo, dict[str, Any]] | Response:
-    """Authorize (log scope) and parse; the grant and body, or the response to send instead."""
-    granted = await authorized_json(request, _state(request).tokens, "log")
-    if isinstance(granted, Response):
-        REJECTED.labels("unauthorized" if granted.status_code == 401 else "validation").inc()
-    return granted
+async def _prelude(
+    request: Request, items: str | None = None
+) -> tuple[TokenInfo, dict[str, Any]] | Response:
+    """Authorize (log scope), rate-limit and parse; the grant and body, or the response to send
+    instead. The rate limits count events: one per entry of the body's ``items`` list (every
+    entry, valid or not), one for a request without it. A token already past its limit is
+    refused before its body is read; an unknown token never reaches the limits."""
+    state = _state(request)
+    token = await authorize(request, state.tokens, "log")
+    if token is None:
+        REJECTED.labels("unauthorized").inc()
+        return unauthorized(request)
+    refused = throttle(request, state.limits, token, 1, charge=False)
+    if refused is None:
+        body, errors = parse_json_object(await request.body())
+        if body is None:
+            REJECTED.labels("validation").inc()
+            return validation_error(request, errors)
+        listed = body.get(items) if items else None
+        cost = len(listed) if isinstance(listed, list) and listed else 1
+        refused = throttle(request, state.limits, token, cost)
+        if refused is None:
+            return token, body
+    REJECTED.labels("rate_limited").inc()
+    return refused
 
 
 async def _publish_or_503(
@@ -253,7 +277,7 @@ class _Bulk:
 
 async def _bulk_prelude(request: Request) -> _Bulk | Response:
     """Authorize, parse and validate a bulk request; or the response to send instead."""
-    granted = await _prelude(request)
+    granted = await _prelude(request, "events")
     if isinstance(granted, Response):
         return granted
     token, body = granted
@@ -295,6 +319,9 @@ async def request_status(request: Request) -> Response:
     info = await _state(request).tokens.resolve(token) if token else None
     if info is None:
         return unauthorized(request)
+    refused = throttle(request, _state(request).limits, info, 1)
+    if refused is not None:
+        return refused
     return await requests_store.answer(
         request, _state(request).pool, info, request.path_params["request_id"]
     )
@@ -334,7 +361,7 @@ def _auth0_event(log_entry: dict[str, Any]) -> dict[str, str]:
 
 
 async def log_stream(request: Request) -> Response:
-    granted = await _prelude(request)
+    granted = await _prelude(request, "logs")
     if isinstance(granted, Response):
         return granted
     token, body = granted
@@ -398,7 +425,15 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
             # Background log_async publishes live in this group: shutdown waits for them
             # before the producer stops.
             async with asyncio.TaskGroup() as tasks:
-                state = IngestState(settings, producer, TokenCache(pool), pool, tasks, schemas)
+                state = IngestState(
+                    settings,
+                    producer,
+                    TokenCache(pool),
+                    pool,
+                    tasks,
+                    schemas,
+                    limits=Limits.of(settings.rate_limits),
+                )
                 yield {"ingest": state}
         finally:
             await producer.stop()

@@ -1,17 +1,18 @@
 """Publishing to Kafka with a bound on what waits for its acknowledgement.
 
-:class:`IngestState` is what the ingest handlers share: the producer, the token cache, the pool
-and the in-flight slots. A request claims one slot per event before it sends and gives them
-back when Kafka answered (or did not in time): past ``AUDITLOG_INGEST_MAX_IN_FLIGHT`` waiting
-events, a request gets :class:`InFlightFull` (503 with ``Retry-After``) instead of a queue that
-grows without bound. A send that Kafka did not acknowledge within ``AUDITLOG_INGEST_SEND_TIMEOUT``
-is :class:`KafkaUnavailable`; both are :class:`~auditlog.core.errors.Pushback`.
+:class:`IngestState` is what the ingest handlers share: the producer, the token cache, the pool,
+the rate limits (checked before a request claims anything) and the in-flight slots. A request
+claims one slot per event before it sends and gives them back when Kafka answered (or did not
+in time): past ``AUDITLOG_INGEST_MAX_IN_FLIGHT`` waiting events, a request gets
+:class:`InFlightFull` (503 with ``Retry-After``) instead of a queue that grows without bound. A
+send that Kafka did not acknowledge within ``AUDITLOG_INGEST_SEND_TIMEOUT`` is
+:class:`KafkaUnavailable`; both are :class:`~auditlog.core.errors.Pushback`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ from auditlog.core.schema import Schemas
 from auditlog.kafka.clients import record_key
 from auditlog.pg.tokens import TokenCache
 from auditlog.web import requests_store
+from auditlog.web.ratelimit import Limits
 from ingest.settings import Settings
 
 log = structlog.get_logger("ingest")
@@ -54,6 +56,8 @@ class IngestState:
     tasks: asyncio.TaskGroup
     schemas: Schemas
     in_flight: int = 0
+    # Events a second per token and tenant, charged before a request claims slots or Kafka.
+    limits: Limits = field(default_factory=Limits.unlimited)
 
     def reserve(self, n: int) -> None:
         """Claim ``n`` in-flight slots or push back; :meth:`release` gives them back."""

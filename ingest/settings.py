@@ -13,10 +13,16 @@ from auditlog.runtime.settings import (
     Env,
     Secret,
 )
+from auditlog.web.ratelimit import RateSettings
 
 DEFAULT_MAX_IN_FLIGHT = 4096
 DEFAULT_SEND_TIMEOUT = 5.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+# Events a second per token and per tenant, in each ingest process: twice what one process
+# acknowledges on the benchmark machine (bench_ingest: 44k events/s bulk), so no benchmark is
+# ever throttled; the burst (default two seconds' worth) absorbs spikes.
+DEFAULT_EVENTS_PER_SECOND = 100_000
+DEFAULT_RATE_LIMITS = RateSettings.defaults(DEFAULT_EVENTS_PER_SECOND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,9 @@ class Settings:
     schemas_file: Path | None = None  # custom schemas per config_id (docs/ingest.md)
     # Larger bodies are refused while they are read (413 ValidationError), never parsed.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Token buckets in events a second (0: none) and bursts, per token and per tenant
+    # (docs/ingest.md#rate-limits).
+    rate_limits: RateSettings = DEFAULT_RATE_LIMITS
     log_level: str = "info"
 
     @classmethod
@@ -50,5 +59,6 @@ class Settings:
             max_body_bytes=env.integer(
                 "INGEST_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024
             ),
+            rate_limits=RateSettings.from_env(env, "INGEST", DEFAULT_EVENTS_PER_SECOND),
             log_level=env.text("LOG_LEVEL", "info"),
         )
