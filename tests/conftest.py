@@ -22,6 +22,22 @@ from dataclasses import dataclass
 
 import pytest
 
+# Fuzz and hostile-input runs report here, whatever their kind: name -> (inputs tried, 5xx
+# answers or crashes). pytest_terminal_summary prints one line per name, so the counts show in
+# every run, without -s.
+FUZZ_TALLIES: dict[str, tuple[int, int]] = {}
+
+
+def record_fuzz(name: str, tried: int, failures: int) -> None:
+    """Add a run's counts to the summary line of ``name``."""
+    before = FUZZ_TALLIES.get(name, (0, 0))
+    FUZZ_TALLIES[name] = (before[0] + tried, before[1] + failures)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, (tried, failures) in sorted(FUZZ_TALLIES.items()):
+        terminalreporter.write_line(f"{name}: {tried} tried, {failures} 5xx or crashes")
+
 
 @dataclass(frozen=True)
 class Services:
