@@ -40,18 +40,18 @@ from auditlog.web.pangea import (
     PangeaResponse,
     not_found,
     success,
-    unauthorized,
     unavailable,
     validation_error,
 )
 from auditlog.web.params import non_negative_int
+from auditlog.web.ratelimit import Limits
 from query import downloads, openapi, roots, search
 from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
 from query.roots import IMMUTABLE, text
 from query.settings import Settings
-from query.state import QueryState, authorize, state
+from query.state import COST_READ, QueryState, admitted, state
 
 log = structlog.get_logger("query")
 
@@ -100,9 +100,9 @@ async def tile(request: Request) -> Response:
     pool = state(request).pool
     if level is None:
         # Entry bundles carry the events themselves: the same rights as search.
-        token = await authorize(request)
-        if token is None:
-            return unauthorized(request)
+        token = await admitted(request, COST_READ)
+        if isinstance(token, Response):
+            return token
         if token.tenant_id is not None:
             return PangeaResponse(
                 request,
@@ -163,9 +163,9 @@ async def receipt_by_hash(request: Request) -> Response:
         received_at = None if received is None else parse_received_at(received)
     except InvalidEvent as exc:
         return validation_error(request, [error_item("BadFormatDateTime", str(exc), "received_at")])
-    token = await authorize(request)
-    if token is None:
-        return unauthorized(request)
+    token = await admitted(request, COST_READ)
+    if isinstance(token, Response):
+        return token
     st = state(request)
     if received_at is None and not await st.hash_index.available():
         return validation_error(
@@ -187,9 +187,9 @@ async def receipt_by_index(request: Request) -> Response:
     index = non_negative_int(request.path_params["index"])
     if index is None:
         return not_found(request, "an index is a non-negative integer")
-    token = await authorize(request)
-    if token is None:
-        return unauthorized(request)
+    token = await admitted(request, COST_READ)
+    if isinstance(token, Response):
+        return token
     if token.tenant_id is None:
         # Every sealed entry is this token's to see, and the signed head alone says whether the
         # entry is sealed (index < size): no row to read.
@@ -281,7 +281,12 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
             try:
                 heads = HeadCache(pool, ttl=settings.head_ttl_seconds, spawn=background.create_task)
                 hashes = HashIndexProbe(pool, ttl=settings.hash_index_ttl_seconds)
-                yield {"query": QueryState(settings, pool, TokenCache(pool), proofs, heads, hashes)}
+                limits = Limits.of(settings.rate_limits)
+                yield {
+                    "query": QueryState(
+                        settings, pool, TokenCache(pool), proofs, heads, hashes, limits
+                    )
+                }
             finally:
                 for task in tasks:
                     task.cancel()

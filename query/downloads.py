@@ -41,13 +41,24 @@ from starlette.responses import Response, StreamingResponse
 
 from auditlog.core.schema import error_item
 from auditlog.core.search_query import SearchQueryError, parse_time_bound
+from auditlog.pg.tokens import TokenInfo
 from auditlog.web import requests_store
-from auditlog.web.pangea import not_found, success, unauthorized, validation_error
+from auditlog.web.pangea import not_found, success, throttle, unauthorized, validation_error
+from query import caps
 from query import events as event_rows
 from query import snapshot as snapshots
 from query.search import load_owned
 from query.search_sql import Filter, SqlParams, compile_filter, order_clause
-from query.state import QueryState, authorize, authorized_json, public_base, state
+from query.state import (
+    COST_PAGE,
+    COST_READ,
+    COST_SEARCH,
+    QueryState,
+    authorize,
+    authorized_json,
+    public_base,
+    state,
+)
 
 CHUNK: Final = 1000
 FORMATS: Final = ("csv", "json")
@@ -67,21 +78,30 @@ def file_name(kind: str, source_id: str, fmt: str) -> str:
 
 
 async def _mint(
-    request: Request, kind: str, source_id: str, fmt: str, not_after: datetime | None
+    request: Request,
+    token: TokenInfo,
+    kind: str,
+    source_id: str,
+    fmt: str,
+    not_after: datetime | None,
 ) -> Response:
     st = state(request)
+    full = await caps.refuse_at_cap(request, st, token, caps.DOWNLOADS)
+    if full is not None:
+        return full
     expires_at = datetime.now(UTC) + timedelta(minutes=st.settings.download_ttl_minutes)
     if not_after is not None:
         expires_at = min(expires_at, not_after)
     secret = secrets.token_urlsafe(32)
     await st.pool.execute(
-        "INSERT INTO downloads (secret_hash, kind, source_id, format, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO downloads (secret_hash, kind, source_id, format, expires_at, token_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         _secret_hash(secret),
         kind,
         source_id,
         fmt,
         expires_at,
+        token.token_id,
     )
     url = f"{public_base(request)}/v1/downloads/{secret}/{file_name(kind, source_id, fmt)}"
     return success(request, {"dest_url": url, "expires_at": snapshots.rfc3339(expires_at)})
@@ -93,7 +113,7 @@ def _format(body: dict[str, Any]) -> str | None:
 
 
 async def download_results(request: Request) -> Response:
-    granted = await authorized_json(request)
+    granted = await authorized_json(request, COST_PAGE)
     if isinstance(granted, Response):
         return granted
     token, body = granted
@@ -116,7 +136,7 @@ async def download_results(request: Request) -> Response:
         expires = await st.pool.fetchval(
             "SELECT expires_at FROM search_results WHERE id = $1", result_id
         )
-        return await _mint(request, "search", result_id, fmt, expires)
+        return await _mint(request, token, "search", result_id, fmt, expires)
     if isinstance(request_id, str):
         expires = await st.pool.fetchval(
             "SELECT expires_at FROM exports WHERE request_id = $1 AND token_id = $2"
@@ -126,7 +146,7 @@ async def download_results(request: Request) -> Response:
         )
         if expires is None:
             return not_found(request, f"export {request_id} not found or expired")
-        return await _mint(request, "export", request_id, fmt, expires)
+        return await _mint(request, token, "export", request_id, fmt, expires)
     return validation_error(request, [error_item("InvalidString", "the id must be a string", "/")])
 
 
@@ -162,7 +182,7 @@ def _export_params(
 
 async def export(request: Request) -> Response:
     """Record an export and answer 202; ``GET /request/{id}`` then returns ``{}``."""
-    granted = await authorized_json(request)
+    granted = await authorized_json(request, COST_SEARCH)
     if isinstance(granted, Response):
         return granted
     token, body = granted
@@ -171,6 +191,9 @@ async def export(request: Request) -> Response:
     if params is None:
         return validation_error(request, errors)
     st = state(request)
+    full = await caps.refuse_at_cap(request, st, token, caps.EXPORTS)
+    if full is not None:
+        return full
     request_id: str = request.state.request_id
     snap = await snapshots.take(st.pool, st.settings.topic)
     await st.pool.execute(
@@ -194,6 +217,9 @@ async def request_status(request: Request) -> Response:
     token = await authorize(request, "log") or await authorize(request, "search")
     if token is None:
         return unauthorized(request)
+    refused = throttle(request, state(request).limits, token, COST_READ)
+    if refused is not None:
+        return refused
     return await requests_store.answer(
         request, state(request).pool, token, request.path_params["request_id"]
     )
@@ -276,7 +302,11 @@ class _Writer:
         return bytes(out)
 
 
-async def _search_chunks(st: QueryState, result_id: str) -> AsyncIterator[list[event_rows.Key]]:
+async def _search_chunks(
+    st: QueryState, result_id: str, overhead: int
+) -> AsyncIterator[list[event_rows.SealedEvent]]:
+    """A result set's events in order, CHUNK keys read at a time, and of those as many as fit
+    in max_page_bytes per chunk."""
     start = 1
     while True:
         row = await st.pool.fetchrow(
@@ -288,12 +318,24 @@ async def _search_chunks(st: QueryState, result_id: str) -> AsyncIterator[list[e
         )
         if row is None or not row["idxs"]:
             return
-        yield list(zip(row["log_ids"], row["idxs"], row["received_ats"], strict=True))
+        keys = list(zip(row["log_ids"], row["idxs"], row["received_ats"], strict=True))
+        while keys:
+            found = await event_rows.fetch(
+                st.pool, keys, max_bytes=st.settings.max_page_bytes, overhead=overhead
+            )
+            if not found:
+                break
+            yield found
+            keys = keys[event_rows.consumed(keys, found) :]
         start += CHUNK
 
 
 async def _export_chunks(
-    st: QueryState, params: dict[str, Any], tenant: str | None, snap: snapshots.Snapshot
+    st: QueryState,
+    params: dict[str, Any],
+    tenant: str | None,
+    snap: snapshots.Snapshot,
+    overhead: int,
 ) -> AsyncIterator[list[event_rows.SealedEvent]]:
     descending = params["order"] == "desc"
     flt = Filter(
@@ -302,9 +344,10 @@ async def _export_chunks(
         (),
         tenant,
     )
-    sql_params = SqlParams(first=6)
+    sql_params = SqlParams(first=8)
     where = compile_filter(None, flt, sql_params)
     after = "<" if descending else ">"
+    order = order_clause("received_at", descending, "e.")
     cursor: tuple[Any, ...] | None = None
     while True:
         keyset = (
@@ -312,17 +355,25 @@ async def _export_chunks(
             if cursor
             else " AND $3::timestamptz IS NULL AND $4::text IS NULL AND $5::bigint IS NULL"
         )
-        # Fixed fragments only; every value is a parameter.
+        # Fixed fragments only; every value is a parameter. Of the next CHUNK rows, those whose
+        # envelopes fit in max_bytes (always one) come back: the keyset goes on from the last.
         rows = await st.pool.fetch(
-            "SELECT e.log_id, e.idx, e.received_at, e.event_hash, e.envelope"  # noqa: S608
-            " FROM events e"
-            " JOIN unnest($1::text[], $2::bigint[]) AS s(log_id, size)"
-            " ON e.log_id = s.log_id AND e.idx < s.size"
-            f" WHERE {where}{keyset}"
-            f" ORDER BY {order_clause('received_at', descending, 'e.')} LIMIT {CHUNK}",
+            "SELECT log_id, idx, received_at, event_hash, envelope FROM ("  # noqa: S608
+            "  SELECT e.*, sum(octet_length(e.envelope) + $7::bigint) OVER w AS upto,"
+            "    row_number() OVER w AS n FROM ("
+            "    SELECT e.log_id, e.idx, e.received_at, e.event_hash, e.envelope"
+            "    FROM events e"
+            "    JOIN unnest($1::text[], $2::bigint[]) AS s(log_id, size)"
+            "    ON e.log_id = s.log_id AND e.idx < s.size"
+            f"    WHERE {where}{keyset}"
+            f"    ORDER BY {order} LIMIT {CHUNK}"
+            f"  ) e WINDOW w AS (ORDER BY {order})"
+            f") e WHERE upto <= $6::bigint OR n = 1 ORDER BY {order}",
             [h.log_id for h in snap.heads],
             [h.size for h in snap.heads],
             *(cursor or (None, None, None)),
+            st.settings.max_page_bytes,
+            overhead,
             *sql_params.values,
         )
         if not rows:
@@ -377,12 +428,16 @@ async def serve_download(request: Request) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         yield writer.head()
-        if kind == "search":
-            async for keys in _search_chunks(st, source_id):
-                yield await writer.chunk(await event_rows.fetch(st.pool, keys))
-        else:
-            async for found in _export_chunks(st, params, src["tenant_id"], snap):
-                yield await writer.chunk(found)
+        # Chunks of at most max_page_bytes of envelopes: a result set of large events is
+        # streamed, never held whole.
+        overhead = event_rows.overhead_bytes(snap, verbose)
+        chunks = (
+            _search_chunks(st, source_id, overhead)
+            if kind == "search"
+            else _export_chunks(st, params, src["tenant_id"], snap, overhead)
+        )
+        async for found in chunks:
+            yield await writer.chunk(found)
         yield writer.tail()
 
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import orjson
@@ -28,24 +28,70 @@ class SealedEvent:
     envelope: bytes  # canonical bytes, as hashed
 
 
-async def fetch(conn: asyncpg.Pool | asyncpg.Connection, keys: Sequence[Key]) -> list[SealedEvent]:
-    """The events behind ``keys``, in the same order."""
+# The JSON a page holds per event besides its envelope: hash, log id, leaf index, keys and
+# punctuation (a generous bound); a Pangea membership proof adds PROOF_ITEM_BYTES a tree level.
+EVENT_OVERHEAD_BYTES: Final = 256
+PROOF_ITEM_BYTES: Final = len("l:") + 64 + len(",")
+
+
+def overhead_bytes(snapshot: Snapshot, verbose: bool) -> int:
+    """What one rendered event of ``snapshot`` holds besides its envelope, at most."""
+    head = snapshot.pangea
+    proof = PROOF_ITEM_BYTES * head.size.bit_length() if verbose and head is not None else 0
+    return EVENT_OVERHEAD_BYTES + proof
+
+
+async def fetch(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    keys: Sequence[Key],
+    *,
+    max_bytes: int | None = None,
+    overhead: int = EVENT_OVERHEAD_BYTES,
+) -> list[SealedEvent]:
+    """The events behind ``keys``, in the same order.
+
+    With ``max_bytes``, only the first events whose envelopes (plus ``overhead`` each) fit in
+    that many bytes, and always the first: PostgreSQL sums the stored sizes (without reading
+    the envelopes) and sends only the envelopes that fit, so a page of large events never
+    comes into this process whole. The caller goes on from ``keys[consumed(keys, result):]``.
+    """
     if not keys:
         return []
     rows = await conn.fetch(
-        "SELECT e.log_id, e.idx, e.event_hash, e.envelope"
-        " FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY"
-        "   AS k(log_id, idx, received_at, ord)"
-        " JOIN events e ON e.log_id = k.log_id AND e.idx = k.idx AND e.received_at = k.received_at"
-        " ORDER BY k.ord",
+        "SELECT log_id, idx, event_hash, envelope FROM ("
+        "  SELECT k.ord, e.log_id, e.idx, e.event_hash, e.envelope,"
+        "    sum(octet_length(e.envelope) + $5::bigint) OVER w AS upto,"
+        "    row_number() OVER w AS n"
+        "  FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY"
+        "    AS k(log_id, idx, received_at, ord)"
+        "  JOIN events e"
+        "    ON e.log_id = k.log_id AND e.idx = k.idx AND e.received_at = k.received_at"
+        "  WINDOW w AS (ORDER BY k.ord)"
+        ") page WHERE $4::bigint IS NULL OR upto <= $4 OR n = 1"
+        " ORDER BY ord",
         [k[0] for k in keys],
         [k[1] for k in keys],
         [k[2] for k in keys],
+        max_bytes,
+        overhead,
     )
     return [
         SealedEvent(r["log_id"], r["idx"], bytes(r["event_hash"]), bytes(r["envelope"]))
         for r in rows
     ]
+
+
+def consumed(keys: Sequence[Key], found: Sequence[SealedEvent]) -> int:
+    """How many of ``keys`` a :func:`fetch` of them that returned ``found`` covered: the
+    position after the last event returned (a key without a row, which a sealed log never has,
+    is passed over rather than asked for again)."""
+    if not found:
+        return 0
+    last = found[-1]
+    for position in range(len(found) - 1, len(keys)):
+        if keys[position][0] == last.log_id and keys[position][1] == last.idx:
+            return position + 1
+    return len(keys)
 
 
 async def render(

@@ -30,7 +30,7 @@ from auditlog.web.pangea import PangeaResponse, not_found, success, validation_e
 from auditlog.web.params import non_negative_int
 from query.proofs import LogHead, load_head
 from query.snapshot import checkpoint_url, rfc3339
-from query.state import authorized_json, public_base, state
+from query.state import COST_PAGE, authorized_json, public_base, state
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -69,7 +69,7 @@ async def _root_log(request: Request, tree_name: str | None) -> LogHead | Respon
 
 
 async def root(request: Request) -> Response:
-    granted = await authorized_json(request)
+    granted = await authorized_json(request, COST_PAGE)
     if isinstance(granted, Response):
         return granted
     _, body = granted

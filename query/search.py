@@ -6,6 +6,11 @@ event found lies inside the snapshot's trees. The keys, the snapshot and the tok
 are stored as a result set (``pas_...``); ``/v1/results`` slices the stored keys, so pages never
 shift or repeat while the log grows, and proofs stay against the same root.
 
+A page (the search's first, or ``/v1/results``) holds at most ``limit`` events and at most
+``AUDITLOG_QUERY_MAX_PAGE_BYTES`` of them (always one): PostgreSQL sums the envelopes' sizes and
+sends only those that fit, so a page of large events is never built whole. ``count`` stays the
+result set's size; a client paging by offset goes on from ``offset + len(events)``.
+
 Tenant isolation: a tenant-bound token's search always carries ``tenant_id = <its tenant>``, and
 a result set can be paged or downloaded only by the token that created it; to any other token it
 does not exist (NotFound, as for an unknown id).
@@ -29,10 +34,11 @@ from auditlog.core.schema import error_item
 from auditlog.core.search_query import SearchQueryError, parse_query, parse_time_bound
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
+from query import caps
 from query import events as event_rows
 from query import snapshot as snapshots
 from query.search_sql import ORDER_BY, RESTRICTABLE, Filter, SqlParams, compile_filter, order_clause
-from query.state import QueryState, authorized_json, public_base, state
+from query.state import COST_PAGE, COST_SEARCH, QueryState, authorized_json, public_base, state
 
 SEARCH_SECONDS = Histogram(
     "auditlog_query_search_seconds", "Time to run a search and store its result set"
@@ -187,7 +193,14 @@ async def _page(
     snap: snapshots.Snapshot,
     verbose: bool,
 ) -> dict[str, Any]:
-    events = await event_rows.fetch(st.pool, keys)
+    # At most max_page_bytes of events (always one): a client paging by offset goes on from
+    # offset + len(events), which is where this page stopped (docs/query.md#pages).
+    events = await event_rows.fetch(
+        st.pool,
+        keys,
+        max_bytes=st.settings.max_page_bytes,
+        overhead=event_rows.overhead_bytes(snap, verbose),
+    )
     result: dict[str, Any] = {
         "events": await event_rows.render(events, snap, verbose, st.proofs),
     }
@@ -199,7 +212,7 @@ async def _page(
 
 
 async def search(request: Request) -> Response:
-    granted = await authorized_json(request)
+    granted = await authorized_json(request, COST_SEARCH)
     if isinstance(granted, Response):
         return granted
     token, body = granted
@@ -208,6 +221,9 @@ async def search(request: Request) -> Response:
     if spec is None:
         return validation_error(request, errors)
     st = state(request)
+    full = await caps.refuse_at_cap(request, st, token, caps.RESULT_SETS)
+    if full is not None:
+        return full
     with SEARCH_SECONDS.time():
         async with (
             st.pool.acquire() as conn,
@@ -268,7 +284,7 @@ def row_keys(row: asyncpg.Record) -> list[event_rows.Key]:
 
 
 async def results(request: Request) -> Response:
-    granted = await authorized_json(request)
+    granted = await authorized_json(request, COST_PAGE)
     if isinstance(granted, Response):
         return granted
     token, body = granted

@@ -12,6 +12,15 @@ from auditlog.runtime.settings import (
     Secret,
     SettingsError,
 )
+from auditlog.web.ratelimit import RateSettings
+
+# Cost units a second per token and per tenant, in each query process (docs/query.md#rate-limits:
+# a receipt costs 1, a search 20). Above what one process serves on the benchmark machine
+# (bench_query: 6.2k receipts/s in a closed loop, searches one after another), so no benchmark is
+# ever throttled; the burst (default two seconds' worth) absorbs spikes.
+DEFAULT_UNITS_PER_SECOND = 20_000
+DEFAULT_RATE_LIMITS = RateSettings.defaults(DEFAULT_UNITS_PER_SECOND)
+DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,14 @@ class Settings:
     # milliseconds, so a few seconds means something is wrong; searches may take longer.
     statement_timeout_seconds: float = 5.0
     search_timeout_seconds: float = 15.0
+    # Token buckets in cost units a second (0: none) and bursts, per token and per tenant.
+    rate_limits: RateSettings = DEFAULT_RATE_LIMITS
+    # What one token may keep stored at once (live, unexpired); 0: no cap.
+    max_result_sets: int = 1000
+    max_exports: int = 100
+    max_downloads: int = 1000
+    # A search or results page stops adding events past this many bytes (at least one event).
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,4 +80,11 @@ class Settings:
             max_body_bytes=env.integer("QUERY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             statement_timeout_seconds=env.number("QUERY_STATEMENT_TIMEOUT", 5.0, minimum=0.1),
             search_timeout_seconds=env.number("QUERY_SEARCH_TIMEOUT", 15.0, minimum=0.1),
+            rate_limits=RateSettings.from_env(env, "QUERY", DEFAULT_UNITS_PER_SECOND),
+            max_result_sets=env.integer("QUERY_MAX_RESULT_SETS", 1000, minimum=0),
+            max_exports=env.integer("QUERY_MAX_EXPORTS", 100, minimum=0),
+            max_downloads=env.integer("QUERY_MAX_DOWNLOADS", 1000, minimum=0),
+            max_page_bytes=env.integer(
+                "QUERY_MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, minimum=64 * 1024
+            ),
         )

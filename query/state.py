@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import asyncpg
 from starlette.requests import Request
@@ -11,10 +11,18 @@ from starlette.responses import Response
 
 from auditlog.pg.tokens import TokenCache, TokenInfo
 from auditlog.web import pangea as pangea_http
+from auditlog.web.ratelimit import Limits
 from query.hashes import HashIndexProbe
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
 from query.settings import Settings
+
+# What a request costs against the token's (and tenant's) rate limit, in units: about what it
+# costs the service. Searches run a query over the log and store a result set; exports and file
+# downloads stream whole result sets; pages read up to 10,000 stored events.
+COST_READ: Final = 1  # a receipt, an entry bundle, a request poll
+COST_PAGE: Final = 5  # /v1/results, /v1/root, /v1/download_results
+COST_SEARCH: Final = 20  # /v1/search, /v1/export, a file download
 
 
 @dataclass(slots=True)
@@ -25,6 +33,7 @@ class QueryState:
     proofs: ProofBuilder
     heads: HeadCache
     hash_index: HashIndexProbe
+    limits: Limits = field(default_factory=Limits.unlimited)
 
 
 def state(request: Request) -> QueryState:
@@ -36,9 +45,20 @@ async def authorize(request: Request, scope: str = "search") -> TokenInfo | None
     return await pangea_http.authorize(request, state(request).tokens, scope)
 
 
-async def authorized_json(request: Request) -> tuple[TokenInfo, dict[str, Any]] | Response:
-    """A search-scope grant and the JSON body, or the response to send instead."""
-    return await pangea_http.authorized_json(request, state(request).tokens, "search")
+async def admitted(request: Request, cost: int, scope: str = "search") -> TokenInfo | Response:
+    """The grant of a token with ``scope``, charged ``cost``; or 401, or 429 past its limit."""
+    token = await authorize(request, scope)
+    if token is None:
+        return pangea_http.unauthorized(request)
+    return pangea_http.throttle(request, state(request).limits, token, cost) or token
+
+
+async def authorized_json(
+    request: Request, cost: int
+) -> tuple[TokenInfo, dict[str, Any]] | Response:
+    """A search-scope grant charged ``cost`` and the JSON body, or the response to send."""
+    st = state(request)
+    return await pangea_http.authorized_json(request, st.tokens, "search", st.limits, cost)
 
 
 def public_base(request: Request) -> str:
