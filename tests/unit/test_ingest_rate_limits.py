@@ -5,7 +5,7 @@ and the token table, on a clock driven by hand)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -71,7 +71,7 @@ async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, Claims, Producer, C
     async with asyncio.TaskGroup() as tasks:
         state = Claims(
             Settings(max_in_flight=10_000),
-            producer,  # type: ignore[arg-type]
+            producer,
             Tokens(),  # type: ignore[arg-type]
             None,  # type: ignore[arg-type]  # the request store is never reached here
             tasks,
@@ -80,7 +80,7 @@ async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, Claims, Producer, C
         )
         app = build_app(routes(), None, "ingest")
 
-        async def with_state(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def with_state(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "http":
                 scope["state"] = {"ingest": state}
             await app(scope, receive, send)
