@@ -392,6 +392,8 @@ async def serve_download(request: Request) -> Response:
     """A capability URL: no token, the secret in the path is the right to read."""
     st = state(request)
     secret = request.path_params["secret"]
+    if not secret.isascii():  # minted secrets are URL-safe base64; nothing else can match
+        return not_found(request, "no such download, or it expired")
     row = await st.pool.fetchrow(
         "SELECT kind, source_id, format FROM downloads WHERE secret_hash = $1"
         " AND expires_at > now()",

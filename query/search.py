@@ -137,7 +137,7 @@ def parse_spec(
     if order not in ("asc", "desc"):
         errors.add("NotEnumMember", "'/order' must be 'asc' or 'desc'", "/order")
     order_by = body.get("order_by", "received_at")
-    if order_by not in ORDER_BY:
+    if not isinstance(order_by, str) or order_by not in ORDER_BY:  # a list is unhashable
         allowed = ", ".join(sorted(ORDER_BY))
         errors.add("NotEnumMember", f"'/order_by' must be one of {allowed}", "/order_by")
     verbose = body.get("verbose", True)
