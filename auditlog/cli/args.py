@@ -64,6 +64,28 @@ def policy(path: str | None) -> Any:
         raise UsageError(f"policy {path}: {exc}") from exc
 
 
+def max_cosignature_age(args: argparse.Namespace, log_policy: Any) -> int | None:
+    """--max-cosignature-age in seconds, checked: it bounds a policy's witnesses, so needs one."""
+    value = getattr(args, "max_cosignature_age", None)
+    if value is None:
+        return None
+    if value < 0:
+        raise UsageError("--max-cosignature-age must not be negative")
+    if log_policy is None:
+        raise UsageError("--max-cosignature-age bounds a policy's witnesses: give --policy")
+    return int(value)
+
+
+def freshness(args: argparse.Namespace, log_policy: Any) -> Any:
+    """The cosignature freshness bound as of now (this machine's clock), or None."""
+    import time
+
+    from auditlog.core.cosignature import Freshness
+
+    max_age = max_cosignature_age(args, log_policy)
+    return None if max_age is None else Freshness(int(time.time()), max_age)
+
+
 def hasher(name: str) -> LogHasher:
     from auditlog.core.errors import UnknownHashScheme
     from auditlog.core.hashing import get_hasher

@@ -1,6 +1,9 @@
 """``auditlog verify``: a receipt for an envelope, or one checkpoint extending another, offline.
 
-These trust only the verifier keys (and the policy) given on the command line.
+These trust only the verifier keys (and the policy) given on the command line. ``--origin`` pins
+the one log a receipt or checkpoint may come from; a policy's ``log`` lines pin the origins their
+keys may sign (the key name, or below it); ``--max-cosignature-age`` makes stale witness
+cosignatures not count toward the policy's quorum.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from auditlog.cli.args import (
     EXIT_OK,
     Subparsers,
     UsageError,
+    freshness,
     hasher,
     policy,
     read_arg_file,
@@ -21,16 +25,18 @@ from auditlog.cli.args import (
 
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
+    import sys
+
     from auditlog.core.envelope import Envelope
     from auditlog.core.errors import AuditLogError, InvalidEvent
     from auditlog.core.receipt import Receipt, verify_receipt
 
     log_policy = policy(args.policy)
-    verifiers = vkeys(args.key or [])
-    if log_policy is not None:
-        verifiers = [*verifiers, *log_policy.logs]
+    keys = vkeys(args.key or [])
+    verifiers = [*keys, *log_policy.logs] if log_policy is not None else keys
     if not verifiers:
         raise UsageError("give the log's verifier key with --key (or a policy with a log line)")
+    fresh = freshness(args, log_policy)
     log_hasher = hasher(args.hash_scheme)
     try:
         envelope_obj = json.loads(read_arg_file(args.entry, "envelope"))
@@ -42,10 +48,13 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     try:
         envelope = Envelope.from_obj(envelope_obj)
         receipt = Receipt.from_text(receipt_text)
-        verified = verify_receipt(receipt, envelope.canonical, verifiers, log_hasher)
-        # Fail closed: with a policy, the log's signature alone is not enough.
+        verified = verify_receipt(receipt, envelope.canonical, verifiers, log_hasher, args.origin)
+        # Fail closed: with a policy, the log's signature alone is not enough, and a policy log
+        # key signs only the origins its name covers (keys from --key are pinned by --origin).
         cosigned = (
-            log_policy.verify(receipt.checkpoint, verifiers) if log_policy is not None else None
+            log_policy.verify(receipt.checkpoint, keys, args.origin, fresh)
+            if log_policy is not None
+            else None
         )
     except InvalidEvent as exc:
         print(f"FAILED: the envelope is not a valid audit envelope: {exc}")
@@ -63,6 +72,12 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    if args.origin is None:
+        print(
+            f"note: the origin was not pinned; --origin {cp.origin} accepts this log's receipts"
+            " only, not those of any log the key signs",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -124,10 +139,18 @@ def cmd_verify_consistency(args: argparse.Namespace) -> int:
         raise UsageError("give the log's verifier key with --key (or a policy with a log line)")
     old_note = read_arg_file(args.old, "old checkpoint")
     new_note = read_arg_file(args.new, "new checkpoint")
+    fresh = freshness(args, log_policy)
     proof = _consistency_proof(args, old_note, new_note)
     try:
         result = verify_checkpoints(
-            old_note, new_note, proof, verifiers, hasher(args.hash_scheme), log_policy
+            old_note,
+            new_note,
+            proof,
+            verifiers,
+            hasher(args.hash_scheme),
+            log_policy,
+            origin=args.origin,
+            freshness=fresh,
         )
     except AuditLogError as exc:
         print(f"FAILED: {type(exc).__name__}: {exc}")
@@ -147,8 +170,15 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     rec.add_argument("--entry", required=True, help="the event's envelope as JSON (file)")
     rec.add_argument("--key", action="append", help="verifier key or key file (repeatable)")
     rec.add_argument("--hash-scheme", default="rfc6962-sha256")
+    rec.add_argument("--origin", help="accept only a checkpoint of this log (its origin line)")
     rec.add_argument(
         "--policy", help="C2SP tlog-policy file: also require its witness quorum (fail closed)"
+    )
+    rec.add_argument(
+        "--max-cosignature-age",
+        type=int,
+        metavar="SECONDS",
+        help="with --policy: witness cosignatures older than this do not count toward the quorum",
     )
     rec.set_defaults(func=cmd_verify_receipt)
 
@@ -162,5 +192,12 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         "--log", help="log id at --url (default: the log with the checkpoint's origin)"
     )
     con.add_argument("--hash-scheme", default="rfc6962-sha256")
+    con.add_argument("--origin", help="accept only checkpoints of this log (its origin line)")
     con.add_argument("--policy", help="C2SP tlog-policy file both checkpoints must satisfy")
+    con.add_argument(
+        "--max-cosignature-age",
+        type=int,
+        metavar="SECONDS",
+        help="with --policy: the new checkpoint's witness cosignatures must be this recent",
+    )
     con.set_defaults(func=cmd_verify_consistency)

@@ -31,13 +31,16 @@ from auditlog.core.proof import verify_consistency
 
 __all__ = [
     "ALG_COSIGNATURE_V1",
+    "FUTURE_SKEW",
     "MAX_PROOF_LINES",
     "AddCheckpoint",
     "CosignatureVerifier",
     "Cosigner",
+    "Freshness",
     "WitnessAnswer",
     "cosigned_message",
     "decide_add_checkpoint",
+    "split_fresh",
     "verified_cosigners",
 ]
 
@@ -45,6 +48,9 @@ ALG_COSIGNATURE_V1: Final = 0x04
 MAX_PROOF_LINES: Final = 63
 _MAX_TIMESTAMP: Final = (1 << 63) - 1
 _SIG_PREFIX: Final = "\u2014 "
+# How far a cosignature's timestamp may run ahead of the verifier's clock (clock skew); beyond
+# it the spec lets verifiers reject it, and a freshness bound does.
+FUTURE_SKEW: Final = 300
 
 
 def cosigned_message(text: str, timestamp: int) -> bytes:
@@ -174,6 +180,49 @@ def verified_cosigners(note: str, witnesses: Mapping[str, CosignatureVerifier]) 
             raise SignatureError(f"cosignature by witness {sig.name} does not verify")
         out[label] = timestamp
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How recent a cosignature must be to count: a verifier's bound on witness timestamps.
+
+    A cosignature/v1 says "as of this time, this was the largest tree I saw". One older than
+    ``max_age`` seconds before ``now`` says nothing about the log's recent behaviour, and one more
+    than ``future_skew`` seconds after ``now`` comes from a witness whose clock cannot be trusted.
+    ``now`` is given by the caller (POSIX seconds): the core reads no clock.
+    """
+
+    now: int
+    max_age: int
+    future_skew: int = FUTURE_SKEW
+
+    def __post_init__(self) -> None:
+        if self.max_age < 0 or self.future_skew < 0:
+            raise ValueError("freshness bounds must not be negative")
+
+    def problem(self, timestamp: int) -> str | None:
+        """Why a cosignature made at ``timestamp`` does not count, or None when it does."""
+        age = self.now - timestamp
+        if age > self.max_age:
+            return f"{age} s old, the bound is {self.max_age} s"
+        if -age > self.future_skew:
+            return f"{-age} s in the future, beyond the {self.future_skew} s clock skew allowed"
+        return None
+
+
+def split_fresh(
+    cosigners: Mapping[str, int], freshness: Freshness
+) -> tuple[dict[str, int], dict[str, str]]:
+    """(label -> timestamp of the fresh cosignatures, label -> why each other one is stale)."""
+    fresh: dict[str, int] = {}
+    stale: dict[str, str] = {}
+    for label, timestamp in cosigners.items():
+        problem = freshness.problem(timestamp)
+        if problem is None:
+            fresh[label] = timestamp
+        else:
+            stale[label] = problem
+    return fresh, stale
 
 
 # -- tlog-witness add-checkpoint ------------------------------------------------------------

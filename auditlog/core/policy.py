@@ -12,9 +12,16 @@ once per group, exactly one quorum line. Verification fails closed: a checkpoint
 a listed log signed it *and* the quorum of valid cosignatures is met; a cosignature line that
 claims a listed witness but does not verify fails the whole checkpoint.
 
-Log keys are not matched to the checkpoint origin by name: this project names its log key after
-the origin *prefix* (one key signs every partition's log), so the key and the origin line are
-checked separately (``origin`` argument of :meth:`Policy.verify`).
+**What a log line pins.** The spec says a log vkey's key name "MUST correspond to the log's
+origin line". This project names its log key after the origin *prefix* (one key signs every
+partition's log, ``<name>/<topic>/<partition>``), so a ``log`` line's key is accepted only for
+checkpoints whose origin is its key name or starts with its key name and ``/``. A single origin
+is pinned by the caller (``origin`` argument of :meth:`Policy.verify`, ``--origin``); the format
+has no line for it, and an unknown keyword would make the file unreadable to other verifiers.
+Keys a caller adds outside the policy (``extra_logs``) are not pinned by name.
+
+**Freshness.** The format has no line for it either: a bound on cosignature age is the caller's
+(:class:`~auditlog.core.cosignature.Freshness`); stale cosignatures do not count toward the quorum.
 """
 
 from __future__ import annotations
@@ -23,11 +30,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from auditlog.core.checkpoint import Checkpoint
-from auditlog.core.cosignature import CosignatureVerifier, verified_cosigners
+from auditlog.core.cosignature import (
+    CosignatureVerifier,
+    Freshness,
+    split_fresh,
+    verified_cosigners,
+)
 from auditlog.core.errors import NoteError, OriginMismatch, SignatureError
-from auditlog.core.note import NoteVerifier, open_note
+from auditlog.core.note import Note, NoteVerifier, open_note
 
-__all__ = ["Policy", "PolicyError", "QuorumNotMet", "VerifiedCheckpoint", "parse_policy"]
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "QuorumNotMet",
+    "StaleCosignatures",
+    "VerifiedCheckpoint",
+    "key_covers_origin",
+    "parse_policy",
+]
 
 NONE = "none"
 
@@ -40,6 +60,15 @@ class QuorumNotMet(SignatureError):  # noqa: N818 - reads as a verdict, like the
     """The checkpoint is signed by a listed log but not cosigned by a quorum of witnesses."""
 
 
+class StaleCosignatures(QuorumNotMet):
+    """The quorum is met only by counting cosignatures outside the freshness bound."""
+
+
+def key_covers_origin(key_name: str, origin: str) -> bool:
+    """Whether a log key named ``key_name`` may sign checkpoints of ``origin``."""
+    return origin == key_name or origin.startswith(key_name + "/")
+
+
 @dataclass(frozen=True, slots=True)
 class _Group:
     threshold: int
@@ -49,7 +78,8 @@ class _Group:
 @dataclass(frozen=True, slots=True)
 class VerifiedCheckpoint:
     checkpoint: Checkpoint
-    cosigners: dict[str, int]  # witness name -> cosignature timestamp
+    cosigners: dict[str, int]  # witness name -> timestamp, the cosignatures that counted
+    stale: dict[str, str] = field(default_factory=dict)  # witness name -> why it did not count
 
 
 @dataclass(slots=True)
@@ -77,8 +107,14 @@ class Policy:
         note: str,
         extra_logs: Sequence[NoteVerifier] = (),
         origin: str | None = None,
+        freshness: Freshness | None = None,
     ) -> VerifiedCheckpoint:
-        """Check ``note`` against the policy; raises SignatureError / QuorumNotMet / NoteError."""
+        """Check ``note`` against the policy.
+
+        Raises SignatureError / MalformedNote for the note, OriginMismatch when ``origin`` is
+        given and differs or when only policy log keys whose name does not cover the origin
+        signed it, QuorumNotMet (StaleCosignatures when only stale cosignatures would meet it).
+        """
         logs = [*self.logs, *extra_logs]
         if not logs:
             raise SignatureError("the policy lists no log key and none was given")
@@ -86,13 +122,39 @@ class Policy:
         checkpoint = Checkpoint.from_text(opened.text)
         if origin is not None and checkpoint.origin != origin:
             raise OriginMismatch(f"checkpoint is for {checkpoint.origin!r}, expected {origin!r}")
+        self._check_signer_covers(opened, checkpoint.origin)
         cosigners = verified_cosigners(note, self.witnesses)
+        stale: dict[str, str] = {}
+        if freshness is not None:
+            cosigners, stale = split_fresh(cosigners, freshness)
         if not self.satisfied(cosigners):
             have = ", ".join(sorted(cosigners)) or "none"
+            why = "; ".join(f"{name} {problem}" for name, problem in sorted(stale.items()))
+            if stale and self.satisfied({*cosigners, *stale}):
+                raise StaleCosignatures(
+                    f"witness quorum {self.quorum!r} is met only by stale cosignatures ({why})"
+                )
             raise QuorumNotMet(
-                f"witness quorum {self.quorum!r} not met (valid cosignatures from: {have})"
+                f"witness quorum {self.quorum!r} not met (valid cosignatures from: {have}"
+                + (f"; stale: {why})" if stale else ")")
             )
-        return VerifiedCheckpoint(checkpoint, cosigners)
+        return VerifiedCheckpoint(checkpoint, cosigners, stale)
+
+    def _check_signer_covers(self, opened: Note, origin: str) -> None:
+        """At least one good signature must be by a key allowed to sign ``origin``.
+
+        A policy log key may sign only the origins its name covers; a key the caller added
+        (not listed in the policy) is the caller's own pin and is not judged by name.
+        """
+        pinned = {(log.name, log.key_id) for log in self.logs}
+        for sig in opened.signatures:
+            if (sig.name, sig.key_id) not in pinned or key_covers_origin(sig.name, origin):
+                return
+        names = ", ".join(sorted({sig.name for sig in opened.signatures}))
+        raise OriginMismatch(
+            f"checkpoint for {origin!r} is signed only by policy log key {names}, which signs"
+            " only its own name and the origins below it (<name>/...)"
+        )
 
 
 def _fields(line: str) -> list[str]:
