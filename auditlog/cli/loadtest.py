@@ -23,9 +23,11 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         rate=args.rate,
         concurrency=args.concurrency,
         bulk=args.bulk,
+        templated=args.templated,
     )
     shape = f"{args.rate:g} requests/s" if args.rate else f"{args.concurrency} clients"
     kind = f"/v2/log x{args.bulk}" if args.bulk > 1 else "/v1/log"
+    kind += ", templated events" if args.templated else ", realistic events"
     print(result.summary(f"{kind}, {shape}, {args.seconds:g} s"))
     return EXIT_OK if result.errors == 0 else EXIT_FAILED
 
@@ -38,4 +40,9 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     lt.add_argument("--rate", type=float, help="open loop at this many requests/s")
     lt.add_argument("--concurrency", type=int, default=64, help="closed-loop clients")
     lt.add_argument("--bulk", type=int, default=1, help="events per request (/v2/log when > 1)")
+    lt.add_argument(
+        "--templated",
+        action="store_true",
+        help="send one templated event pattern (a best case) instead of realistic events",
+    )
     lt.set_defaults(func=cmd_loadtest)

@@ -8,7 +8,9 @@ by itself:
 * open loop: requests start at a fixed ``rate`` whatever the answers (what latency does a
   client see at that rate?). Requests that cannot start on time are counted, not queued.
 
-``--bulk N`` sends ``/v2/log`` requests of N events instead of single ``/v1/log`` events.
+``--bulk N`` sends ``/v2/log`` requests of N events instead of single ``/v1/log`` events. The
+events are realistic (:mod:`auditlog.loadtest.events`: ids, addresses, paths and free text,
+~420-byte envelopes at the median); ``--templated`` sends the old best case instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+
+from auditlog.loadtest.events import EventGenerator
 
 MAX_REQUESTS = 10_000_000
 
@@ -48,19 +52,38 @@ class LoadResult:
         )
 
 
-def request_body(bulk: int, seq: int = 0) -> tuple[str, bytes, int]:
-    """(path, body, events) of one request: a single event, or a bulk of ``bulk`` events."""
-    event = {
-        "message": "Security updated",
-        "action": "Off",
-        "actor": "dennis.nedry@ingen.com",
-        "target": "Visitor center",
-        "status": f"load {seq}",
-    }
-    if bulk <= 1:
-        return "/v1/log", orjson.dumps({"event": event}), 1
-    events = [{"event": {**event, "status": f"load {seq}.{i}"}} for i in range(bulk)]
-    return "/v2/log", orjson.dumps({"events": events}), bulk
+class Bodies:
+    """Request bodies of realistic events (:mod:`auditlog.loadtest.events`), built before the
+    load starts and sent in turn, so that making events costs the measurement nothing.
+
+    ``pool_events`` events are made (about 0.5 KiB each) and cut into requests of ``bulk``
+    events (``/v2/log``) or one event each (``/v1/log``); after the last, the first comes again
+    (the server stamps ``received_at``, so every sealed envelope is still distinct).
+    ``templated`` makes the old best case: one message pattern and a counter.
+    """
+
+    def __init__(
+        self, bulk: int, *, templated: bool = False, seed: int = 0, pool_events: int = 20_000
+    ) -> None:
+        generator = EventGenerator(seed, templated=templated)
+        self.events_per_request = max(1, bulk)
+        requests = max(1, pool_events // self.events_per_request)
+        if self.events_per_request == 1:
+            self.path = "/v1/log"
+            self._bodies = [orjson.dumps({"event": generator.event()}) for _ in range(requests)]
+        else:
+            self.path = "/v2/log"
+            per_request = range(self.events_per_request)
+            self._bodies = [
+                orjson.dumps({"events": [{"event": generator.event()} for _ in per_request]})
+                for _ in range(requests)
+            ]
+        self._next = 0
+
+    def next(self) -> bytes:
+        body = self._bodies[self._next]
+        self._next = (self._next + 1) % len(self._bodies)
+        return body
 
 
 class _Tally:
@@ -104,9 +127,15 @@ def _session(token: str, connections: int) -> aiohttp.ClientSession:
 
 
 async def closed_loop(
-    base_url: str, token: str, *, seconds: float, concurrency: int, bulk: int = 1
+    base_url: str,
+    token: str,
+    *,
+    seconds: float,
+    concurrency: int,
+    bulk: int = 1,
+    templated: bool = False,
 ) -> LoadResult:
-    path, body, events = request_body(bulk)
+    bodies = Bodies(bulk, templated=templated)
     tally = _Tally()
     deadline = time.perf_counter() + seconds
     async with _session(token, concurrency) as session:
@@ -114,7 +143,9 @@ async def closed_loop(
         async def client() -> None:
             sent = 0
             while time.perf_counter() < deadline and sent < MAX_REQUESTS:
-                await tally.send(session, base_url + path, body, events)
+                await tally.send(
+                    session, base_url + bodies.path, bodies.next(), bodies.events_per_request
+                )
                 sent += 1
 
         began = time.perf_counter()
@@ -123,9 +154,16 @@ async def closed_loop(
 
 
 async def open_loop(
-    base_url: str, token: str, *, seconds: float, rate: float, bulk: int = 1
+    base_url: str,
+    token: str,
+    *,
+    seconds: float,
+    rate: float,
+    bulk: int = 1,
+    templated: bool = False,
 ) -> LoadResult:
-    path, body, events = request_body(bulk)
+    bodies = Bodies(bulk, templated=templated)
+    url = base_url + bodies.path
     tally = _Tally()
     total = min(MAX_REQUESTS, int(seconds * rate))
     async with _session(token, 1024) as session:
@@ -135,7 +173,11 @@ async def open_loop(
             delay = began + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(tally.send(session, base_url + path, body, events)))
+            tasks.append(
+                asyncio.create_task(
+                    tally.send(session, url, bodies.next(), bodies.events_per_request)
+                )
+            )
         await asyncio.gather(*tasks)
         return tally.result(max(seconds, time.perf_counter() - began))
 
@@ -148,9 +190,19 @@ def run(
     rate: float | None,
     concurrency: int,
     bulk: int,
+    templated: bool = False,
 ) -> LoadResult:
     if rate is not None:
-        return asyncio.run(open_loop(base_url, token, seconds=seconds, rate=rate, bulk=bulk))
+        return asyncio.run(
+            open_loop(base_url, token, seconds=seconds, rate=rate, bulk=bulk, templated=templated)
+        )
     return asyncio.run(
-        closed_loop(base_url, token, seconds=seconds, concurrency=concurrency, bulk=bulk)
+        closed_loop(
+            base_url,
+            token,
+            seconds=seconds,
+            concurrency=concurrency,
+            bulk=bulk,
+            templated=templated,
+        )
     )

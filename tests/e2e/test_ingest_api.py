@@ -261,3 +261,4 @@ def test_loadtest_command_reports_throughput_and_latency(pipeline: Pipeline) -> 
         assert done.returncode == 0, done.stdout + done.stderr
         assert "requests/s" in done.stdout
         assert "errors 0" in done.stdout
+        assert "realistic events" in done.stdout
