@@ -28,17 +28,22 @@ class SealedEvent:
     envelope: bytes  # canonical bytes, as hashed
 
 
-# The JSON a page holds per event besides its envelope: hash, log id, leaf index, keys and
-# punctuation (a generous bound); a Pangea membership proof adds PROOF_ITEM_BYTES a tree level.
-EVENT_OVERHEAD_BYTES: Final = 256
+# The JSON a page holds per event besides its envelope and log id: hash, leaf index, keys and
+# punctuation (up to 130 bytes; a bound). A Pangea membership proof adds PROOF_BYTES and
+# PROOF_ITEM_BYTES a tree level.
+EVENT_OVERHEAD_BYTES: Final = 160
+PROOF_BYTES: Final = len(',"membership_proof":"","published":true')
 PROOF_ITEM_BYTES: Final = len("l:") + 64 + len(",")
 
 
 def overhead_bytes(snapshot: Snapshot, verbose: bool) -> int:
     """What one rendered event of ``snapshot`` holds besides its envelope, at most."""
+    log_id = max((len(h.log_id) for h in snapshot.heads), default=0)
     head = snapshot.pangea
-    proof = PROOF_ITEM_BYTES * head.size.bit_length() if verbose and head is not None else 0
-    return EVENT_OVERHEAD_BYTES + proof
+    proof = 0
+    if verbose and head is not None:
+        proof = PROOF_BYTES + PROOF_ITEM_BYTES * head.size.bit_length()
+    return EVENT_OVERHEAD_BYTES + log_id + proof
 
 
 async def fetch(
