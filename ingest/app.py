@@ -371,7 +371,10 @@ async def log_stream(request: Request) -> Response:
             request,
             [error_item("InvalidLogs", "'/logs' must hold 1 to 1000 log-stream entries", "/logs")],
         )
-    items = [{"event": _auth0_event(e)} for e in logs if isinstance(e, dict)]
+    try:
+        items = [{"event": _auth0_event(e)} for e in logs if isinstance(e, dict)]
+    except InvalidEvent as exc:  # an entry's data that cannot be canonical JSON (too deep)
+        return validation_error(request, [error_item("InvalidEvent", str(exc), "/logs")])
     if len(items) != len(logs):
         return validation_error(
             request,
