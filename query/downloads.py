@@ -160,8 +160,11 @@ def _export_params(
         if value is None:
             params[key] = None
             continue
+        if not isinstance(value, str):  # str() of a deeply nested value recursed into a 500
+            errors.append(error_item("BadFormatDateTime", f"'/{key}' must be a string", f"/{key}"))
+            continue
         try:
-            params[key] = parse_time_bound(str(value), now).isoformat()
+            params[key] = parse_time_bound(value, now).isoformat()
         except SearchQueryError as exc:
             errors.append(error_item("BadFormatDateTime", f"'/{key}': {exc}", f"/{key}"))
     order = body.get("order", "asc")
