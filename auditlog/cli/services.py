@@ -82,7 +82,9 @@ def cmd_serve(_: argparse.Namespace) -> int:
     ingest_routes = ingest_app.routes()
     taken = {getattr(r, "path", None) for r in ingest_routes}
     query_routes = [r for r in query_app.routes() if getattr(r, "path", None) not in taken]
-    app = service_app([*ingest_routes, *query_routes], resources, "serve")
+    # One body limit for both: the larger, so serve refuses nothing either service alone takes.
+    limit = max(ingest_settings.max_body_bytes, query_settings.max_body_bytes)
+    app = service_app([*ingest_routes, *query_routes], resources, "serve", max_body_bytes=limit)
     return run_uvicorn(app, ingest_settings.host, ingest_settings.port)
 
 
