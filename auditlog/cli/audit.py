@@ -1,4 +1,8 @@
-"""``auditlog audit``: re-derive whole logs from PostgreSQL or the read API and report damage."""
+"""``auditlog audit``: re-derive whole logs from PostgreSQL or the read API and report damage.
+
+The verifier's memory (:mod:`auditlog.verify.trust_state`) is on by default, in a per-user file
+for this source and these keys, so a rollback or a vanished log is caught without asking.
+"""
 
 from __future__ import annotations
 
@@ -45,15 +49,9 @@ class _ProgressBar:
             sys.stderr.flush()
 
 
-def _trusted_checkpoints(state: dict[str, str]) -> dict[str, list[Any]]:
-    from auditlog.core.audit import StoredCheckpoint
-
-    return {origin: [StoredCheckpoint(note, source="state")] for origin, note in state.items()}
-
-
 async def _audit_database(
-    args: argparse.Namespace, verifiers: list[Any], state: dict[str, str], progress: _ProgressBar
-) -> list[Any]:
+    args: argparse.Namespace, verifiers: list[Any], state: Any, progress: _ProgressBar
+) -> Any:
     import asyncpg
 
     from auditlog.verify.audit_db import audit_database
@@ -67,7 +65,7 @@ async def _audit_database(
             conn,
             verifiers,
             log_ids=args.log or None,
-            extra_checkpoints=_trusted_checkpoints(state),
+            state=state,
             progress=progress,
             max_findings=args.max_findings,
         )
@@ -80,23 +78,22 @@ async def _audit_database(
 
 
 def _audit_api(
-    args: argparse.Namespace, verifiers: list[Any], state: dict[str, str], progress: _ProgressBar
-) -> list[Any]:
+    args: argparse.Namespace, verifiers: list[Any], state: Any, progress: _ProgressBar
+) -> Any:
     from auditlog.verify.audit_http import audit_api
     from auditlog.verify.read_api import ReadApi, ReadApiError
 
     token = args.token or os.environ.get("AUDITLOG_TOKEN") or None
     try:
         with ReadApi(args.url, token=token) as api:
-            results: list[Any] = audit_api(
+            return audit_api(
                 api,
                 verifiers,
                 log_ids=args.log or None,
-                extra_checkpoints=_trusted_checkpoints(state),
+                state=state,
                 progress=progress,
                 max_findings=args.max_findings,
             )
-            return results
     except LookupError as exc:
         raise UsageError(str(exc.args[0])) from exc
     except ReadApiError as exc:
@@ -119,29 +116,76 @@ def _print_audit(results: list[Any]) -> None:
         print("no logs to audit")
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    from auditlog.verify.trust_state import StateError, load_state, save_state
+def _state_path(args: argparse.Namespace, verifiers: list[Any]) -> Path | None:
+    """--state, or the per-user default for this source and these keys; None with --no-state."""
+    from auditlog.verify.trust_state import default_state_path
 
-    verifiers = vkeys(args.key)
-    state_path = Path(args.state) if args.state else None
+    if args.no_state:
+        if args.forget:
+            raise UsageError("--forget needs a state file (drop --no-state)")
+        return None
+    if args.state:
+        return Path(args.state)
+    source = args.url or database_url(args)
+    return default_state_path("audit", source, [v.vkey() for v in verifiers])
+
+
+def _load(state_path: Path | None, forget: list[str] | None) -> Any:
+    from auditlog.verify.trust_state import StateError, TrustState, load_state
+
     try:
-        state = load_state(state_path) if state_path else {}
+        state = load_state(state_path) if state_path is not None else TrustState()
     except StateError as exc:
         raise UsageError(str(exc)) from exc
+    unknown = set(forget or ()) - set(state.logs)
+    if unknown:
+        raise UsageError(f"--forget: {', '.join(sorted(unknown))} is not remembered")
+    state.forget(forget or ())
+    return state
+
+
+def _save(state_path: Path | None, state: Any, run: Any, out: Any) -> None:
+    from auditlog.verify.trust_state import save_state
+
+    if state_path is None:
+        print(
+            "state: none (--no-state): a log rolled back with its history, or gone, is not caught",
+            file=out,
+        )
+        return
+    migrated = state.version != 2
+    run.learn(state)
+    try:
+        save_state(state_path, state)
+    except OSError as exc:
+        raise UsageError(f"cannot write state file {state_path}: {exc.strerror}") from exc
+    print(
+        f"state: {state_path} ({len(state.logs)} logs remembered"
+        + (", migrated from version 1)" if migrated else ")"),
+        file=out,
+    )
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    verifiers = vkeys(args.key)
+    state_path = _state_path(args, verifiers)
+    state = _load(state_path, args.forget)
     progress = _ProgressBar(args.progress if args.progress is not None else sys.stderr.isatty())
     try:
         if args.url:
-            results = _audit_api(args, verifiers, state, progress)
+            run = _audit_api(args, verifiers, state, progress)
         else:
-            results = asyncio.run(_audit_database(args, verifiers, state, progress))
+            run = asyncio.run(_audit_database(args, verifiers, state, progress))
     finally:
         progress.done()
+    results = run.logs
     findings = [f for r in results for f in r.findings]
     suppressed = sum(r.suppressed for r in results)
     if args.json:
         report = {
             "ok": not findings and not suppressed,
             "source": args.url or "database",
+            "state": str(state_path) if state_path is not None else None,
             "logs": [r.to_dict() for r in results],
             "findings": [f.to_dict() for f in findings],
             "suppressed": suppressed,
@@ -149,15 +193,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
     else:
         _print_audit(results)
-    if state_path is not None:
-        # Only a clean log's head is trusted; a damaged log keeps its last good checkpoint.
-        for r in results:
-            if not r.findings and not r.suppressed and r.head_note:
-                state[r.origin] = r.head_note
-        try:
-            save_state(state_path, state)
-        except OSError as exc:
-            raise UsageError(f"cannot write state file {state_path}: {exc.strerror}") from exc
+    # Only a clean log's head is trusted; a damaged log keeps its last good checkpoint.
+    _save(state_path, state, run, sys.stderr if args.json else sys.stdout)
     return EXIT_FAILED if findings or suppressed else EXIT_OK
 
 
@@ -175,7 +212,23 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="API token with search scope for entry bundles (--url mode;"
         " default AUDITLOG_TOKEN); without it only tiles and checkpoints are checked",
     )
-    aud.add_argument("--state", help="remember verified checkpoints here; catches rollbacks")
+    mem = aud.add_mutually_exclusive_group()
+    mem.add_argument(
+        "--state",
+        help="the verifier's memory: every log's origin, hash scheme and last verified"
+        " checkpoint (default: $XDG_STATE_HOME/auditlog/audit-<source>-<hash>.json)",
+    )
+    mem.add_argument(
+        "--no-state",
+        action="store_true",
+        help="remember nothing: rollbacks with history and vanished logs go unseen",
+    )
+    aud.add_argument(
+        "--forget",
+        action="append",
+        metavar="ORIGIN",
+        help="drop a remembered log on purpose (retired or moved) before auditing (repeatable)",
+    )
     aud.add_argument("--json", action="store_true", help="print a JSON report")
     aud.add_argument(
         "--progress",

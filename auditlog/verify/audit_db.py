@@ -8,7 +8,7 @@ by index range (the ``(log_id, idx)`` index), so memory is bounded by the block,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -24,6 +24,8 @@ from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteVerifier
 from auditlog.core.tiles import TILE_WIDTH, TileID
 from auditlog.pg.db import fetch_tiles
+from auditlog.verify.audit_state import AuditRun, audit_run, check_requested, remembered_history
+from auditlog.verify.trust_state import ListedLog, TrustState, reconcile
 
 __all__ = ["BLOCK_CHUNKS", "Progress", "audit_database"]
 
@@ -131,39 +133,37 @@ async def audit_database(
     verifiers: Sequence[NoteVerifier],
     *,
     log_ids: Sequence[str] | None = None,
-    extra_checkpoints: Mapping[str, Sequence[StoredCheckpoint]] | None = None,
+    state: TrustState | None = None,
     progress: Progress | None = None,
     max_findings: int = 10_000,
-) -> list[AuditedLog]:
+) -> AuditRun:
     """Audit every log (or ``log_ids``) in the database ``conn`` is connected to.
 
-    ``extra_checkpoints`` maps a log *origin* to signed checkpoints remembered from elsewhere
-    (an earlier audit's state file): a log rolled back below one of them is caught even when
-    its own checkpoint history was rolled back too. Unknown ``log_ids`` raise LookupError.
+    ``state`` is the verifier's memory (:mod:`auditlog.verify.trust_state`): a remembered log is
+    audited with the hash scheme remembered for it, never the ``logs`` table's, and with its
+    remembered checkpoint as signed history, so a log rolled back together with its own
+    checkpoint history is caught; a remembered log that is gone, renamed or re-schemed is a
+    finding. LookupError for a requested log id that is neither stored nor remembered.
     """
-    extra = extra_checkpoints or {}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await conn.fetch(
-            "SELECT log_id, origin, hash_scheme, size, root, checkpoint FROM logs"
-            " WHERE $1::text[] IS NULL OR log_id = ANY($1::text[]) ORDER BY log_id",
-            list(log_ids) if log_ids else None,
+            "SELECT log_id, origin, hash_scheme, size, root, checkpoint FROM logs ORDER BY log_id"
         )
-        missing = set(log_ids or ()) - {r["log_id"] for r in rows}
-        if missing:
-            raise LookupError(f"no such log: {', '.join(sorted(missing))}")
+        listing = [ListedLog(r["log_id"], r["origin"], r["hash_scheme"]) for r in rows]
+        check_requested(log_ids, listing, state)
+        reconciled = reconcile(state or TrustState(), listing, log_ids)
         results = []
         for r in rows:
+            if log_ids and r["log_id"] not in log_ids:
+                continue
             head = StoredHead(
                 r["log_id"],
                 r["origin"],
-                r["hash_scheme"],
+                reconciled.schemes[r["origin"]],
                 r["size"],
                 bytes(r["root"]),
                 r["checkpoint"],
             )
-            results.append(
-                await _audit_log(
-                    conn, head, verifiers, extra.get(head.origin, ()), progress, max_findings
-                )
-            )
-        return results
+            history = remembered_history(state, head.origin)
+            results.append(await _audit_log(conn, head, verifiers, history, progress, max_findings))
+        return audit_run(results, reconciled)

@@ -6,13 +6,13 @@ checked against each other, as from the database. Without one, the level-0 tiles
 the entries: the tile hierarchy and the root are still checked, the entries are not. Searchable
 columns and event rows never leave the server, so ``column-mismatch`` and row-level findings are
 database-only; and the API serves only the latest checkpoint, so history comes from the state
-file (see :mod:`auditlog.verify.trust_state`) that `auditlog audit --state` and
-`auditlog monitor` keep.
+file (see :mod:`auditlog.verify.trust_state`) that `auditlog audit` and `auditlog monitor` keep,
+which also pins each remembered log's hash scheme (``/v1/logs`` is not asked twice).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from auditlog.core.audit import AuditedLog, LogAuditor, StoredCheckpoint, StoredHead
 from auditlog.core.checkpoint import Checkpoint
@@ -21,7 +21,9 @@ from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteVerifier, parse_note
 from auditlog.core.tiles import TILE_WIDTH, TileID, tiles_for_size
 from auditlog.verify.audit_db import Progress
-from auditlog.verify.read_api import ReadApi
+from auditlog.verify.audit_state import AuditRun, audit_run, check_requested, remembered_history
+from auditlog.verify.read_api import ReadApi, ReadApiError
+from auditlog.verify.trust_state import ListedLog, TrustState, reconcile
 
 __all__ = ["audit_api"]
 
@@ -40,19 +42,19 @@ def _signed_size(note: str | None) -> int | None:
 
 def _audit_log(
     api: ReadApi,
-    listed: Mapping[str, object],
+    listed: ListedLog,
+    hash_scheme: str,
     verifiers: Sequence[NoteVerifier],
     extra: Sequence[StoredCheckpoint],
     progress: Progress | None,
     max_findings: int,
 ) -> AuditedLog:
-    log_id = str(listed["log"])
+    log_id = listed.log
     note = api.checkpoint(log_id)
-    listed_size = listed.get("size")
     size = _signed_size(note)
     if size is None:
-        size = listed_size if isinstance(listed_size, int) else 0
-    head = StoredHead(log_id, str(listed["origin"]), str(listed["hash_scheme"]), size, None, note)
+        size = listed.size or 0
+    head = StoredHead(log_id, listed.origin, hash_scheme, size, None, note)
     auditor = LogAuditor(
         head,
         get_hasher(head.hash_scheme),
@@ -90,21 +92,35 @@ def audit_api(
     verifiers: Sequence[NoteVerifier],
     *,
     log_ids: Sequence[str] | None = None,
-    extra_checkpoints: Mapping[str, Sequence[StoredCheckpoint]] | None = None,
+    state: TrustState | None = None,
     progress: Progress | None = None,
     max_findings: int = 10_000,
-) -> list[AuditedLog]:
-    """Audit every log the API lists (or ``log_ids``); LookupError for an unknown log id."""
-    extra = extra_checkpoints or {}
-    logs = api.logs()
-    known = {str(entry.get("log")) for entry in logs}
-    missing = set(log_ids or ()) - known
-    if missing:
-        raise LookupError(f"no such log: {', '.join(sorted(missing))}")
-    return [
+) -> AuditRun:
+    """Audit every log the API lists (or ``log_ids``), as :func:`audit_database` does.
+
+    The listing is read once; a remembered log's hash scheme comes from ``state``, never from
+    ``/v1/logs``. LookupError for a log id that is neither listed nor remembered.
+    """
+    listing = []
+    for entry in api.logs():
+        try:
+            log, origin, scheme = str(entry["log"]), str(entry["origin"]), str(entry["hash_scheme"])
+        except (KeyError, TypeError) as exc:
+            raise ReadApiError(f"GET /v1/logs: a log without {exc}") from exc
+        size = entry.get("size")
+        listing.append(ListedLog(log, origin, scheme, size if isinstance(size, int) else None))
+    check_requested(log_ids, listing, state)
+    reconciled = reconcile(state or TrustState(), listing, log_ids)
+    results = [
         _audit_log(
-            api, entry, verifiers, extra.get(str(entry.get("origin")), ()), progress, max_findings
+            api,
+            entry,
+            reconciled.schemes[entry.origin],
+            verifiers,
+            remembered_history(state, entry.origin),
+            progress,
+            max_findings,
         )
-        for entry in logs
-        if not log_ids or entry.get("log") in log_ids
+        for entry in reconciled.listed
     ]
+    return audit_run(results, reconciled)

@@ -8,8 +8,13 @@ server does not offer it), an equal size must have the same root, and a smaller 
 Only a checkpoint that passes replaces the trusted one. Anything else is an :class:`Alert`:
 printed as a JSON line on stderr and, if configured, POSTed as JSON to a webhook.
 
-The first checkpoint seen for a log is trusted on first use, as a witness does; pin an earlier
-one by writing it into the state file.
+The state remembers every origin it has seen with its hash scheme, so a log that drops out of
+``/v1/logs``, moves to another log id, or is listed with another hash scheme is an alert too
+(``missing-log``, ``renamed-log``, ``scheme-changed``), and a remembered log is always checked
+with the scheme remembered for it, never the one the server lists now.
+
+The first checkpoint (and scheme) seen for a log is trusted on first use, as a witness does;
+pin an earlier one by writing it into the state file.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from auditlog.core.consistency import Rollback, open_checkpoint, verify_checkpoints
+from auditlog.core.cosignature import Freshness
 from auditlog.core.errors import AuditLogError, NoteError, ProofError
 from auditlog.core.hashing import LogHasher, get_hasher
 from auditlog.core.note import NoteVerifier
@@ -32,7 +37,14 @@ from auditlog.core.policy import Policy
 from auditlog.core.proof import consistency_proof, consistency_tiles
 from auditlog.core.tiles import TILE_WIDTH, TileID, tiles_for_size
 from auditlog.verify.read_api import ReadApi, ReadApiError
-from auditlog.verify.trust_state import load_state, save_state
+from auditlog.verify.trust_state import (
+    ListedLog,
+    StateFinding,
+    TrustState,
+    load_state,
+    reconcile,
+    save_state,
+)
 
 __all__ = ["Alert", "check_log", "monitor_once", "proof_from_tiles", "run_monitor"]
 
@@ -41,7 +53,9 @@ __all__ = ["Alert", "check_log", "monitor_once", "proof_from_tiles", "run_monito
 class Alert:
     log: str
     origin: str
-    kind: str  # checkpoint-signature, rollback, fork, inconsistent, unreachable
+    # checkpoint-signature, rollback, fork, inconsistent, missing-log, renamed-log,
+    # scheme-changed; unreachable (the only one that is not fatal)
+    kind: str
     detail: str
     trusted_size: int | None
     seen_size: int | None
@@ -63,14 +77,19 @@ def proof_from_tiles(
 
 def check_log(
     api: ReadApi,
-    listed: dict[str, Any],
+    listed: ListedLog,
+    hash_scheme: str,
     verifiers: Sequence[NoteVerifier],
     trusted: str | None,
     policy: Policy | None = None,
+    freshness: Freshness | None = None,
 ) -> tuple[str | None, Alert | None]:
-    """One look at one log: (the note to trust from now on, or None to keep; an alert)."""
-    log, origin = str(listed["log"]), str(listed["origin"])
-    hasher = get_hasher(str(listed["hash_scheme"]))
+    """One look at one log: (the note to trust from now on, or None to keep; an alert).
+
+    ``hash_scheme`` is the scheme to check it with: the remembered one, not the listed one.
+    """
+    log, origin = listed.log, listed.origin
+    hasher = get_hasher(hash_scheme)
 
     def alert(kind: str, detail: str, old: int | None, new: int | None) -> tuple[None, Alert]:
         return None, Alert(log, origin, kind, detail, old, new)
@@ -83,14 +102,18 @@ def check_log(
             else alert("rollback", "the log no longer serves a checkpoint", None, None)
         )
     try:
-        new = open_checkpoint(note, verifiers, policy)
+        new = open_checkpoint(note, verifiers, policy, freshness=freshness)
     except AuditLogError as exc:
         return alert("checkpoint-signature", f"{type(exc).__name__}: {exc}", None, None)
     if new.origin != origin:
         return alert("checkpoint-signature", f"checkpoint names origin {new.origin!r}", None, None)
     if trusted is None:
         return note, None
-    old = open_checkpoint(trusted, verifiers)
+    try:
+        old = open_checkpoint(trusted, verifiers, origin=origin)
+    except AuditLogError as exc:
+        detail = f"the remembered checkpoint does not verify: {type(exc).__name__}: {exc}"
+        return alert("checkpoint-signature", detail, None, new.size)
     proof: list[bytes] = []
     if new.size > old.size:
         answer = api.consistency(log, old.size, new.size)
@@ -123,47 +146,76 @@ def _post_webhook(url: str, alert: Alert) -> None:
         print(json.dumps({"webhook_failed": url, "error": str(exc)}), file=sys.stderr)
 
 
+def _listing(api: ReadApi) -> list[ListedLog]:
+    out = []
+    for entry in api.logs():
+        try:
+            log, origin, scheme = str(entry["log"]), str(entry["origin"]), str(entry["hash_scheme"])
+        except (KeyError, TypeError) as exc:
+            raise ReadApiError(f"GET /v1/logs: a log without {exc}") from exc
+        size = entry.get("size")
+        out.append(ListedLog(log, origin, scheme, size if isinstance(size, int) else None))
+    return out
+
+
+def _state_alert(state: TrustState, listing: Sequence[ListedLog], f: StateFinding) -> Alert:
+    known = state.logs.get(f.origin)
+    seen = next((e.size for e in listing if e.log == f.log), None)
+    return Alert(f.log, f.origin, f.kind, f.detail, known.size() if known else None, seen)
+
+
 def monitor_once(
     api: ReadApi,
     verifiers: Sequence[NoteVerifier],
-    state_path: Path,
+    state: TrustState,
     *,
     log_ids: Sequence[str] | None = None,
     policy: Policy | None = None,
+    freshness: Freshness | None = None,
     emit: Callable[[Alert], None],
 ) -> tuple[int, list[Alert]]:
-    """Check every log once, persisting what is newly trusted; (logs checked, alerts)."""
-    state = load_state(state_path)
-    alerts: list[Alert] = []
-    checked = 0
-    for listed in api.logs():
-        if log_ids and listed.get("log") not in log_ids:
-            continue
-        origin = str(listed["origin"])
+    """Check every log once, learning into ``state`` what is newly trusted; (logs, alerts).
+
+    A remembered log the listing lost, moved or re-schemed is an alert; nothing is learned
+    about a log with such an alert, and a remembered log is never forgotten here.
+    """
+    listing = _listing(api)
+    reconciled = reconcile(state, listing, log_ids)
+    alerts = [_state_alert(state, listing, f) for f in reconciled.findings]
+    for alert in alerts:
+        emit(alert)
+    for listed in reconciled.listed:
+        scheme = reconciled.schemes[listed.origin]
+        known = state.logs.get(listed.origin)
+        trusted = known.checkpoint if known is not None else None
+        found: Alert | None
         try:
-            trust, alert = check_log(api, listed, verifiers, state.get(origin), policy)
-        except ReadApiError as exc:
-            alert, trust = (
-                Alert(str(listed["log"]), origin, "unreachable", str(exc), None, None),
-                None,
+            trust, found = check_log(
+                api, listed, scheme, verifiers, trusted, policy, freshness=freshness
             )
-        checked += 1
-        if alert is not None:
-            alerts.append(alert)
-            emit(alert)
-        if trust is not None:
-            state[origin] = trust
-    save_state(state_path, state)
-    return checked, alerts
+        except ReadApiError as exc:
+            trust = None
+            found = Alert(listed.log, listed.origin, "unreachable", str(exc), None, None)
+        if found is not None:
+            alerts.append(found)
+            emit(found)
+        if reconciled.flagged(listed.log):
+            continue
+        if found is None:
+            state.learn(listed.origin, listed.log, scheme, trust)
+        elif known is None:
+            state.learn(listed.origin, listed.log, scheme, None)
+    return len(reconciled.listed), alerts
 
 
 def run_monitor(
     api: ReadApi,
     verifiers: Sequence[NoteVerifier],
-    state_path: Path,
+    state_path: Path | None,
     *,
     log_ids: Sequence[str] | None = None,
     policy: Policy | None = None,
+    max_cosignature_age: int | None = None,
     webhook: str | None = None,
     interval: float = 10.0,
     once: bool = False,
@@ -171,6 +223,10 @@ def run_monitor(
     """Loop until an inconsistency (exit 1) or, with ``once``, after one round (0 or 1).
 
     An unreachable server is alerted but not fatal in a loop: the next round tries again.
+    The state is read from ``state_path`` before every round and written after it (with None,
+    it lives in memory for this process only). ``max_cosignature_age`` (seconds, needs a
+    ``policy``) is measured against this machine's clock each round: stale witness cosignatures
+    do not count toward the quorum.
     """
 
     def emit(alert: Alert) -> None:
@@ -178,11 +234,26 @@ def run_monitor(
         if webhook:
             _post_webhook(webhook, alert)
 
+    memory = TrustState()
     while True:
         try:
-            checked, alerts = monitor_once(
-                api, verifiers, state_path, log_ids=log_ids, policy=policy, emit=emit
+            freshness = (
+                Freshness(int(time.time()), max_cosignature_age)
+                if max_cosignature_age is not None
+                else None
             )
+            state = load_state(state_path) if state_path is not None else memory
+            checked, alerts = monitor_once(
+                api,
+                verifiers,
+                state,
+                log_ids=log_ids,
+                policy=policy,
+                freshness=freshness,
+                emit=emit,
+            )
+            if state_path is not None:
+                save_state(state_path, state)
         except ReadApiError as exc:
             emit(Alert("*", "*", "unreachable", str(exc), None, None))
             checked, alerts = 0, []

@@ -5,12 +5,17 @@ A pristine database is sealed once per test module with the sealer's own transac
 tiles) and kept as a template; each case clones it (``CREATE DATABASE ... TEMPLATE``), applies
 its damage in SQL and runs ``auditlog audit`` as a subprocess. The cases are in test_tamper.py
 (audits of the database) and test_tamper_read_api.py (through the public read API).
+
+Audits remember what they verified by default (a per-user state file); every subprocess here
+runs with ``XDG_STATE_HOME`` in the module's temporary directory (:func:`cli_env`), so the
+default state is exercised without writing into the real home directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -24,9 +29,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
+from auditlog.core.tiles import decode_bundle, encode_bundle
 from sealer.records import Sealable
 from sealer.store import connect_pool, load_head, seal
 from sealer.timestamps import micros
@@ -72,6 +79,12 @@ class Pristine:
     vkey_file: Path
     hashes: dict[tuple[str, int], str]  # (log, index) -> event hash hex
     notes: dict[int, str]  # size -> signed checkpoint of LOG
+    state_home: Path  # XDG_STATE_HOME of every audit and monitor run here
+
+
+def cli_env(pristine: Pristine) -> dict[str, str]:
+    """The environment of a CLI subprocess: default state files under the test's own dir."""
+    return {**os.environ, "XDG_STATE_HOME": str(pristine.state_home)}
 
 
 async def _seal_logs(
@@ -136,7 +149,7 @@ def sealed_template(
 
     hashes, notes = asyncio.run(build())
     try:
-        yield Pristine(admin_url, template, signer, vkey_file, hashes, notes)
+        yield Pristine(admin_url, template, signer, vkey_file, hashes, notes, work / "state")
     finally:
         asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
 
@@ -181,6 +194,7 @@ def audit(pristine: Pristine, *args: str, source: list[str]) -> tuple[int, dict[
         text=True,
         check=False,
         timeout=120,
+        env=cli_env(pristine),
     )  # fmt: skip
     report = json.loads(proc.stdout) if proc.stdout.startswith("{") else {}
     return proc.returncode, report, proc.stdout + proc.stderr
@@ -207,3 +221,37 @@ def assert_named(
 
 def assert_other_log_clean(report: dict[str, Any]) -> None:
     assert [f for f in report["findings"] if f["log"] != LOG] == []
+
+
+# -- damage several cases share ----------------------------------------------------------------
+async def roll_back_with_history(pristine: Pristine, conn: asyncpg.Connection) -> None:
+    """Everything a DBA would do to make size 316 of LOG look like the whole truth."""
+    root = Checkpoint.from_text(pristine.notes[316].split("\n\n")[0] + "\n").root
+    await conn.execute("DELETE FROM events WHERE log_id = $1 AND idx >= 316", LOG)
+    await conn.execute("DELETE FROM checkpoints WHERE log_id = $1 AND size > 316", LOG)
+    await conn.execute("DELETE FROM tiles WHERE log_id = $1 AND level = 0 AND idx = 2", LOG)
+    for level, idx, width in ((0, 1, 60), (1, 0, 1)):
+        data = await conn.fetchval(
+            "SELECT data FROM tiles WHERE log_id = $1 AND level = $2 AND idx = $3",
+            LOG, level, idx,
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE tiles SET data = $4 WHERE log_id = $1 AND level = $2 AND idx = $3",
+            LOG, level, idx, bytes(data)[: width * 32],
+        )  # fmt: skip
+    await conn.execute("DELETE FROM bundles WHERE log_id = $1 AND idx = 2", LOG)
+    data = await conn.fetchval("SELECT data FROM bundles WHERE log_id = $1 AND idx = 1", LOG)
+    await conn.execute(
+        "UPDATE bundles SET data = $2 WHERE log_id = $1 AND idx = 1",
+        LOG, encode_bundle(decode_bundle(bytes(data))[:60]),
+    )  # fmt: skip
+    await conn.execute(
+        "UPDATE logs SET size = 316, root = $2, checkpoint = $3 WHERE log_id = $1",
+        LOG, root, pristine.notes[316],
+    )  # fmt: skip
+
+
+async def delete_log(conn: asyncpg.Connection, log: str = LOG) -> None:
+    """Every row of one log, in every table: the log is simply not there any more."""
+    for table in ("events", "tiles", "bundles", "checkpoints", "logs"):
+        await conn.execute(f"DELETE FROM {table} WHERE log_id = $1", log)

@@ -33,8 +33,10 @@ from tests.integration.tamper_harness import (
     assert_named,
     assert_other_log_clean,
     audit,
+    cli_env,
     cloned,
     damage,
+    delete_log,
     sealed_template,
     sql,
 )
@@ -151,10 +153,10 @@ def test_api_audit_catches_a_rollback_with_its_state(
 
 
 # -- following a log: monitor and verify consistency --------------------------------------------
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(pristine: Pristine, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "auditlog.cli", *args],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True, text=True, check=False, timeout=60, env=cli_env(pristine),
     )  # fmt: skip
 
 
@@ -166,13 +168,16 @@ def test_verify_consistency_between_signed_checkpoints(
     old.write_text(pristine.notes[256])
     new.write_text(pristine.notes[SIZE])
     key = str(pristine.vkey_file)
-    fetched = cli("verify", "consistency", str(old), str(new), "--key", key, "--url", base)
+    fetched = cli(
+        pristine, "verify", "consistency", str(old), str(new), "--key", key, "--url", base
+    )
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     assert f"size {SIZE}" in fetched.stdout and "extends size 256" in fetched.stdout
     # The endpoint's body is a tlog-witness request body; it works offline as --proof.
     body = httpx.get(f"{base}/v1/proofs/consistency", params={"log": LOG, "from": 256}).text
     (tmp_path / "proof").write_text(body)
     offline = cli(
+        pristine,
         "verify",
         "consistency",
         str(old),
@@ -183,13 +188,16 @@ def test_verify_consistency_between_signed_checkpoints(
         str(tmp_path / "proof"),
     )
     assert offline.returncode == 0, offline.stdout + offline.stderr
-    backwards = cli("verify", "consistency", str(new), str(old), "--key", key, "--url", base)
+    backwards = cli(
+        pristine, "verify", "consistency", str(new), str(old), "--key", key, "--url", base
+    )
     assert backwards.returncode == 1 and "Rollback" in backwards.stdout
     fork = tmp_path / "fork.note"
     fork.write_text(
         sign_note(Checkpoint(f"{ORIGIN}/{TOPIC}/0", SIZE, bytes(32)).to_text(), [pristine.signer])
     )
     forked = cli(
+        pristine,
         "verify",
         "consistency",
         str(old),
@@ -200,7 +208,7 @@ def test_verify_consistency_between_signed_checkpoints(
         str(tmp_path / "proof"),
     )
     assert forked.returncode == 1 and "RootMismatch" in forked.stdout
-    assert cli("verify", "consistency", str(old), str(new), "--key", key).returncode == 2
+    assert cli(pristine, "verify", "consistency", str(old), str(new), "--key", key).returncode == 2
 
 
 class _Webhook:
@@ -249,9 +257,9 @@ def test_monitor_alerts_on_fork_foreign_signature_and_rollback(
         str(state),
         "--once",
     ]
-    first = cli(*monitor, "--log", LOG)
+    first = cli(pristine, *monitor, "--log", LOG)
     assert first.returncode == 0, first.stdout + first.stderr
-    trusted = json.loads(state.read_text())["logs"][f"{ORIGIN}/{TOPIC}/0"]
+    trusted = json.loads(state.read_text())["logs"][f"{ORIGIN}/{TOPIC}/0"]["checkpoint"]
     assert trusted == pristine.notes[SIZE]
     webhook = _Webhook()
     try:
@@ -283,12 +291,62 @@ def test_monitor_alerts_on_fork_foreign_signature_and_rollback(
                     " WHERE log_id = $1 AND level = 0 AND idx = 2",
                     LOG, bytes(range(32)),
                 )  # fmt: skip
-            seen = cli(*monitor, "--log", LOG, "--webhook", webhook.url)
+            seen = cli(pristine, *monitor, "--log", LOG, "--webhook", webhook.url)
             assert seen.returncode == 1, (kind, seen.stdout, seen.stderr)
             alert = json.loads(seen.stderr.strip().splitlines()[-1])["alert"]
             assert (alert["kind"], alert["log"]) == (kind, LOG), seen.stderr
             assert webhook.received[-1]["alert"]["kind"] == kind
             # What failed is never trusted: the state still holds the last good checkpoint.
-            assert json.loads(state.read_text())["logs"][f"{ORIGIN}/{TOPIC}/0"] == trusted
+            remembered = json.loads(state.read_text())["logs"][f"{ORIGIN}/{TOPIC}/0"]
+            assert remembered["checkpoint"] == trusted
+    finally:
+        webhook.close()
+
+
+# -- what only memory catches: a log gone from /v1/logs, a switched hash scheme ------------------
+def test_api_audit_names_a_switched_scheme_and_a_gone_log(
+    pristine: Pristine, query_api: tuple[str, str, str]
+) -> None:
+    base, token, clone = query_api
+    rc, report, out = audit(pristine, "--token", token, source=["--url", base])
+    assert rc == 0, out
+    assert Path(report["state"]).parent == pristine.state_home / "auditlog"
+    sql(clone, "UPDATE logs SET hash_scheme = 'pangea-sha256' WHERE log_id = $1", LOG)
+    rc, report, out = audit(pristine, "--token", token, source=["--url", base])
+    assert rc == 1, out
+    # Checked with the remembered scheme, not the listed one: the switch is the only finding.
+    assert [(f["log"], f["kind"]) for f in report["findings"]] == [(LOG, "scheme-changed")]
+    damage(clone, delete_log)
+    rc, report, out = audit(pristine, "--token", token, source=["--url", base])
+    assert rc == 1, out
+    assert [(f["log"], f["kind"]) for f in report["findings"]] == [(LOG, "missing-log")]
+
+
+def test_monitor_alerts_on_a_log_missing_from_the_listing(
+    pristine: Pristine, query_api: tuple[str, str, str]
+) -> None:
+    base, _, clone = query_api
+    monitor = ["monitor", "--url", base, "--key", str(pristine.vkey_file), "--once"]
+    first = cli(pristine, *monitor)  # the default state: per user, here under XDG_STATE_HOME
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"state: {pristine.state_home / 'auditlog'}/monitor-" in first.stdout
+    webhook = _Webhook()
+    try:
+        sql(clone, "UPDATE logs SET hash_scheme = 'rfc6962-blake3' WHERE log_id = $1", LOG)
+        switched = cli(pristine, *monitor, "--webhook", webhook.url)
+        assert switched.returncode == 1, switched.stdout + switched.stderr
+        alerts = [json.loads(line)["alert"] for line in switched.stderr.strip().splitlines()]
+        assert [(a["kind"], a["log"]) for a in alerts] == [("scheme-changed", LOG)]
+        damage(clone, delete_log)
+        gone = cli(pristine, *monitor, "--webhook", webhook.url)
+        assert gone.returncode == 1, gone.stdout + gone.stderr
+        alerts = [json.loads(line)["alert"] for line in gone.stderr.strip().splitlines()]
+        assert [(a["kind"], a["log"], a["origin"]) for a in alerts] == [
+            ("missing-log", LOG, f"{ORIGIN}/{TOPIC}/0")
+        ]
+        assert alerts[0]["trusted_size"] == SIZE
+        assert [r["alert"]["kind"] for r in webhook.received] == ["scheme-changed", "missing-log"]
+        # Without memory, a log missing from the listing is not noticed.
+        assert cli(pristine, *monitor, "--no-state").returncode == 0
     finally:
         webhook.close()
