@@ -85,12 +85,12 @@ def _native(
     return op
 
 
-def _path(name: str, description: str = "") -> dict[str, Any]:
+def _path(name: str, description: str = "", schema: dict[str, Any] = _STR) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
-        "schema": _STR,
+        "schema": schema,
         "description": description,
     }
 
@@ -107,6 +107,8 @@ _ORDER_BY: Final = [
     "received_at", "timestamp", "actor", "action", "message", "source", "status", "target",
 ]  # fmt: skip
 _LOG = _path("log", "log id, `<topic>-<partition>`")
+_UINT63: Final = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_HASH: Final = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
 
 _SCHEMAS: Final[dict[str, Any]] = {
     "PangeaEnvelope": _obj(
@@ -283,7 +285,11 @@ def document() -> dict[str, Any]:
             "get": _native("The latest signed checkpoint (C2SP signed note)", _TEXT, [_LOG])
         },
         "/v1/logs/{log}/checkpoints/{size}": {
-            "get": _native("The signed checkpoint of one size", _TEXT, [_LOG, _path("size")])
+            "get": _native(
+                "The signed checkpoint of one size",
+                _TEXT,
+                [_LOG, _path("size", "a checkpointed tree size", _UINT63)],
+            )
         },
         "/v1/logs/{log}/tile/{rest}": {
             "get": _native(
@@ -297,7 +303,7 @@ def document() -> dict[str, Any]:
             "get": _native(
                 "Receipt (c2sp.org/tlog-proof@v1) of an entry",
                 _TEXT,
-                [_LOG, _path("index")],
+                [_LOG, _path("index", "the entry's index", _UINT63)],
                 auth=True,
             )
         },
@@ -306,7 +312,10 @@ def document() -> dict[str, Any]:
                 "Receipt of an event by its hash; with the envelope's `received_at`, found by"
                 " time (needed where `auditlog hash-index drop` removed the hash index)",
                 _TEXT,
-                [_path("hash"), _query("received_at", False, _STR)],
+                [
+                    _path("hash", "the event hash, hex", _HASH),
+                    _query("received_at", False, _STR),
+                ],
                 auth=True,
             )
         },
@@ -316,8 +325,8 @@ def document() -> dict[str, Any]:
                 _TEXT,
                 [
                     _query("log", True, _STR),
-                    _query("from", True, _INT),
-                    _query("to", False, _INT),
+                    _query("from", True, _UINT63),
+                    _query("to", False, _UINT63),
                 ],
             )
         },
