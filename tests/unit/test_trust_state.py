@@ -294,3 +294,28 @@ def test_monitor_migrates_a_version_1_memory(tmp_path: Path) -> None:
     # A rollback below the migrated checkpoint is still caught.
     api.notes["t-0"] = note(3)
     assert [a.kind for a in watch(api, state)] == ["rollback"]
+
+
+# -- usage errors come before any state is touched ---------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["audit", "--no-state", "--forget", A], "--forget needs a state file"),
+        (["audit", "--state", "s.json", "--no-state"], "not allowed with argument"),
+        (["monitor", "--url", "http://127.0.0.1:9", "--max-cosignature-age", "60"], "--policy"),
+        (["monitor", "--url", "http://127.0.0.1:9", "--no-state", "--forget", A], "--forget"),
+    ],
+)
+def test_state_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    done = subprocess.run(
+        [sys.executable, "-m", "auditlog.cli", *args, "--key", SIGNER.vkey()],
+        capture_output=True, text=True, check=False, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "s.json").exists()
