@@ -6,13 +6,21 @@ tests share) on the default ports is never touched, and this one is always stopp
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -124,17 +132,36 @@ def test_stop_then_start_keeps_the_installation(started: StackConfig) -> None:
     assert stack.is_running(started)
 
 
-# Last in this module: it takes the broker down and brings it back.
-def test_ingest_answers_503_while_kafka_is_down_and_loses_no_acked_event(
-    started: StackConfig, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    import asyncio
-    import os
-    import subprocess
-    import sys
+@dataclass
+class _Ingest:
+    """One `auditlog ingest` process on the module's stack, with a token of the log scope."""
 
-    import httpx
+    base: str
+    token: str
+    log: Path
 
+    def wait_ready(self, expect: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=5).status_code == expect:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"/readyz never answered {expect}:\n{self.log.read_text()[-2000:]}")
+
+    def log_event(self, i: int, token: str | None = None) -> httpx.Response:
+        return httpx.post(
+            f"{self.base}/v1/log",
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=15,
+            content=f'{{"event":{{"message":"outage {i}"}}}}'.encode(),
+        )
+
+
+@contextlib.contextmanager
+def _running_ingest(started: StackConfig, topic: str, workdir: Path) -> Iterator[_Ingest]:
     from auditlog.kafka.clients import ensure_topics
     from auditlog.pg import db
     from auditlog.pg.tokens import create_token
@@ -146,7 +173,7 @@ def test_ingest_answers_503_while_kafka_is_down_and_loses_no_acked_event(
             token, _ = await create_token(conn, "outage", {"log"})
         finally:
             await conn.close()
-        await ensure_topics(started.kafka_bootstrap, "audit.outage", partitions=1)
+        await ensure_topics(started.kafka_bootstrap, topic, partitions=1)
         return token
 
     token = asyncio.run(prepare())
@@ -157,11 +184,11 @@ def test_ingest_answers_503_while_kafka_is_down_and_loses_no_acked_event(
         **os.environ,
         "AUDITLOG_KAFKA_BOOTSTRAP": started.kafka_bootstrap,
         "AUDITLOG_DATABASE_URL": started.database_url,
-        "AUDITLOG_TOPIC": "audit.outage",
+        "AUDITLOG_TOPIC": topic,
         "AUDITLOG_PORT": str(port),
         "AUDITLOG_INGEST_SEND_TIMEOUT": "2",
     }
-    log = tmp_path_factory.mktemp("outage") / "ingest.log"
+    log = workdir / "ingest.log"
     with log.open("wb") as out:
         ingest = subprocess.Popen(
             [sys.executable, "-m", "auditlog.cli", "ingest"],
@@ -169,56 +196,68 @@ def test_ingest_answers_503_while_kafka_is_down_and_loses_no_acked_event(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {token}"}
-
-    def wait_ready(expect: int) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == expect:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"/readyz never answered {expect}:\n{log.read_text()[-2000:]}")
-
-    def log_event(i: int) -> httpx.Response:
-        return httpx.post(
-            f"{base}/v1/log",
-            headers=headers,
-            timeout=15,
-            content=f'{{"event":{{"message":"outage {i}"}}}}'.encode(),
-        )
-
-    acked: list[str] = []
     try:
-        wait_ready(200)
+        yield _Ingest(f"http://127.0.0.1:{port}", token, log)
+    finally:
+        ingest.terminate()
+        ingest.wait(20)
+
+
+def test_ingest_keeps_known_tokens_through_a_postgresql_restart(
+    started: StackConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Events need only Kafka: a token ingest knew keeps working while PostgreSQL is down
+    (the token cache's grace window), a token it never saw is refused as unavailable, not as
+    unauthorized, and everything works again once the database is back."""
+    from auditlog.devstack import postgres
+
+    workdir = tmp_path_factory.mktemp("pg-outage")
+    with _running_ingest(started, "audit.pg-outage", workdir) as ingest:
+        ingest.wait_ready(200)
+        assert ingest.log_event(0).status_code == 200  # the token is now known
+        postgres.stop(started, echo=print)
+        try:
+            time.sleep(6)  # past the token cache's 5-s TTL: the next request looks it up
+            during = ingest.log_event(1)
+            assert during.status_code == 200, during.text
+            stranger = ingest.log_event(2, token="alt_000000000000_never-seen")
+            assert stranger.status_code == 503, stranger.text
+            assert stranger.headers["retry-after"] == "1"
+        finally:
+            stack.start(started, echo=print)
+        after = ingest.log_event(3)
+        assert after.status_code == 200, after.text
+
+
+# Last in this module: it takes the broker down and brings it back.
+def test_ingest_answers_503_while_kafka_is_down_and_loses_no_acked_event(
+    started: StackConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    acked: list[str] = []
+    with _running_ingest(started, "audit.outage", tmp_path_factory.mktemp("outage")) as ingest:
+        ingest.wait_ready(200)
         for i in range(10):
-            resp = log_event(i)
+            resp = ingest.log_event(i)
             assert resp.status_code == 200, resp.text
             acked.append(resp.json()["result"]["hash"])
 
         stack.stop_kafka(started, echo=print)
-        wait_ready(503)
+        ingest.wait_ready(503)
         began = time.monotonic()
-        down = log_event(100)
+        down = ingest.log_event(100)
         assert time.monotonic() - began < 10, "a request hung while Kafka was down"
         assert down.status_code == 503
         assert down.json()["status"] == "ServiceNotAvailable"
         assert down.headers["retry-after"] == "1"
 
         stack.start(started, echo=print)
-        wait_ready(200)
+        ingest.wait_ready(200)
         for i in range(10, 20):
             deadline = time.monotonic() + 30
-            while (resp := log_event(i)).status_code == 503 and time.monotonic() < deadline:
+            while (resp := ingest.log_event(i)).status_code == 503 and time.monotonic() < deadline:
                 time.sleep(0.5)  # the producer reconnects on its own schedule
             assert resp.status_code == 200, resp.text
             acked.append(resp.json()["result"]["hash"])
-    finally:
-        ingest.terminate()
-        ingest.wait(20)
 
     async def on_topic() -> set[str]:
         import hashlib
