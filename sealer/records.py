@@ -6,19 +6,29 @@ Two shapes are accepted on the events topic (documented in docs/kafka-messages.m
 * a plain event object from any Kafka client: wrapped into an envelope whose ``received_at`` is
   the record's timestamp, then canonicalized.
 
-Anything else (not JSON, not an object, a non-canonical envelope, a schema violation, too large)
-becomes a :class:`Rejected` with the reason, which the sealer sends to the dead-letter topic.
+Anything else becomes a :class:`Rejected`, which the sealer sends to the dead-letter topic: its
+``reason`` is one of the codes below (the ``dlq-reason`` header), its ``detail`` says what
+exactly (``dlq-detail``). :func:`decode` never raises, whatever the record holds: one hostile
+record must not stop the sealer, or, restarted at the same offset, every sealer after it
+(tests/unit/test_records_fuzz.py throws every shape of input at it).
+
+A received time is only accepted within a window around the sealer's clock (:class:`Window`,
+``AUDITLOG_SEALER_MAX_PAST`` and ``AUDITLOG_SEALER_MAX_FUTURE``): each month a record is dated in
+gets its own partitions, so a record dated in the year 1 or 9999 would make the sealer create
+tables for it, and the last month of year 9999 has no month after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Final, NamedTuple, Protocol
 
 import orjson
 
+from auditlog.core.columns import TEXT_COLUMNS
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.errors import InvalidEvent, NonCanonicalEnvelope
 from auditlog.core.schema import (
@@ -28,10 +38,81 @@ from auditlog.core.schema import (
     validate_event,
     validate_signature_fields,
 )
-from sealer.timestamps import received_micros
+from sealer.timestamps import EPOCH, micros, received_micros
 
 MAX_RECORD_BYTES = 1024 * 1024
 CANONICAL_PREFIX = b'{"event":'
+
+# Dead-letter reasons, the ``dlq-reason`` header: stable codes to alert on and replay by.
+EMPTY_VALUE: Final = "empty-value"  # no value (a tombstone) or an empty one
+TOO_LARGE: Final = "too-large"  # more than MAX_RECORD_BYTES
+INVALID_HEADER: Final = "invalid-header"  # idempotency-key or config-id not storable text
+UNKNOWN_CONFIG_ID: Final = "unknown-config-id"  # no custom schema of that config-id
+NOT_JSON: Final = "not-json"  # not UTF-8 JSON (orjson's rules: nesting depth, number range)
+NOT_OBJECT: Final = "not-object"  # JSON, but an array, string, number, boolean or null
+NON_CANONICAL: Final = "non-canonical-envelope"  # an envelope spelled otherwise than canonically
+INVALID_ENVELOPE: Final = "invalid-envelope"  # envelope keys, received_at, signature fields
+INVALID_EVENT: Final = "invalid-event"  # the event breaks its schema
+OUT_OF_WINDOW: Final = "received-at-out-of-window"  # dated outside the sealer's window
+UNSTORABLE: Final = "unstorable-value"  # a value PostgreSQL cannot store or index (U+0000, ...)
+# Given by the sealer's worker, not by decode(): a record aiokafka could not parse at all, and a
+# record whose handling raised something no rule here foresaw (a bug: its traceback is logged).
+UNREADABLE: Final = "unreadable-record"
+SEALER_ERROR: Final = "sealer-error"
+REASONS: Final = (
+    EMPTY_VALUE, TOO_LARGE, INVALID_HEADER, UNKNOWN_CONFIG_ID, NOT_JSON, NOT_OBJECT,
+    NON_CANONICAL, INVALID_ENVELOPE, INVALID_EVENT, OUT_OF_WINDOW, UNSTORABLE, UNREADABLE,
+    SEALER_ERROR,
+)  # fmt: skip
+
+IDEMPOTENCY_KEY: Final = "idempotency-key"
+CONFIG_ID: Final = "config-id"
+# A btree entry holds at most ~2700 bytes: idempotency_keys is keyed by (tenant, key), and
+# events has an index on (tenant_id, received_at). Beyond these, a seal could never commit.
+MAX_IDEMPOTENCY_KEY_BYTES: Final = 1024
+MAX_CONFIG_ID_BYTES: Final = 256
+MAX_TENANT_BYTES: Final = 1024
+
+# The received times a window may reach: what a datetime (and a received_at) can spell.
+UNIX_2000_US: Final = 946_684_800_000_000  # 2000-01-01T00:00:00Z in microseconds since 1970
+FIRST_US: Final = micros(datetime(1, 1, 1, tzinfo=UTC))
+LAST_US: Final = micros(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+DEFAULT_MAX_PAST: Final = 10 * 365.25 * 86_400.0  # seconds: ten years
+DEFAULT_MAX_FUTURE: Final = 86_400.0  # seconds: a day
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The received times the sealer accepts, in microseconds since 2000 (sealer/timestamps.py),
+    both ends included."""
+
+    earliest: int
+    latest: int
+
+    @classmethod
+    def around(
+        cls,
+        now: float,
+        max_past: float = DEFAULT_MAX_PAST,
+        max_future: float = DEFAULT_MAX_FUTURE,
+    ) -> Window:
+        """From ``max_past`` seconds before ``now`` (seconds since 1970) to ``max_future`` after,
+        within what a ``received_at`` can spell."""
+        now_us = round(now * 1_000_000) - UNIX_2000_US
+        return cls(
+            min(LAST_US, max(FIRST_US, now_us - round(max_past * 1_000_000))),
+            max(FIRST_US, min(LAST_US, now_us + round(max_future * 1_000_000))),
+        )
+
+    def __contains__(self, received_us: object) -> bool:
+        return type(received_us) is int and self.earliest <= received_us <= self.latest
+
+    def describe(self) -> str:
+        return f"{_spelled(self.earliest)} to {_spelled(self.latest)}"
+
+
+def _spelled(received_us: int) -> str:
+    return format_received_at(EPOCH + timedelta(microseconds=received_us))
 
 
 class Record(Protocol):
@@ -46,7 +127,7 @@ class Record(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 class Prepared(NamedTuple):
@@ -76,14 +157,33 @@ class Sealable:
 @dataclass(slots=True)
 class Rejected:
     offset: int
-    reason: str
+    reason: str  # one of REASONS
     record: Record
+    detail: str = ""  # what exactly, for people: the dlq-detail header and the log
 
 
-def _header(record: Record, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name:
-            return value.decode("utf-8", "replace")
+class _BadHeader(Exception):  # noqa: N818 - a verdict, caught in decode()
+    pass
+
+
+def _header(headers: Sequence[tuple[str, bytes | None]], name: str, limit: int) -> str | None:
+    """The first header ``name`` as text; _BadHeader when it is not text PostgreSQL can store."""
+    for key, value in headers:
+        if key != name:
+            continue
+        if type(value) is not bytes:
+            raise _BadHeader(f"header {name} has no value")
+        if len(value) > limit:
+            raise _BadHeader(f"header {name} is {len(value)} bytes, the limit is {limit}")
+        try:
+            text = value.decode("utf-8")  # strictly: a lossy key could match another's
+        except UnicodeDecodeError as exc:
+            raise _BadHeader(
+                f"header {name} is not UTF-8: {exc.reason} at byte {exc.start}"
+            ) from None
+        if "\x00" in text:
+            raise _BadHeader(f"header {name} contains U+0000, which PostgreSQL text cannot hold")
+        return text
     return None
 
 
@@ -96,45 +196,76 @@ def _schema_errors(obj: Mapping[str, object], envelope: bool, schema: Schema) ->
     return None
 
 
-def decode(record: Record, schemas: Schemas = NO_CUSTOM_SCHEMAS) -> Sealable | Rejected:
+def _unstorable(event: Mapping[str, object]) -> str | None:
+    """Why PostgreSQL would refuse the event's searchable columns (every seal of its batch would
+    fail, and be retried forever), or None."""
+    for _, name in TEXT_COLUMNS:
+        value = event.get(name)
+        if isinstance(value, str) and "\x00" in value:
+            return f"'/event/{name}' contains U+0000, which a PostgreSQL text column cannot hold"
+    tenant = event.get("tenant_id")
+    if isinstance(tenant, str) and len(tenant.encode("utf-8", "surrogatepass")) > MAX_TENANT_BYTES:
+        return f"'/event/tenant_id' is longer than the {MAX_TENANT_BYTES} bytes its index holds"
+    return None
+
+
+def decode(
+    record: Record, schemas: Schemas = NO_CUSTOM_SCHEMAS, window: Window | None = None
+) -> Sealable | Rejected:
+    """``record`` as a sealable envelope or a dead letter; never raises.
+
+    ``window``: the received times accepted (by default ten years back to a day ahead of now).
+    """
     value = record.value
     if not value:
-        return Rejected(record.offset, "empty record value", record)
+        return Rejected(record.offset, EMPTY_VALUE, record, "the record has no value")
     if len(value) > MAX_RECORD_BYTES:
         return Rejected(
-            record.offset, f"record is {len(value)} bytes, limit {MAX_RECORD_BYTES}", record
+            record.offset,
+            TOO_LARGE,
+            record,
+            f"the value is {len(value)} bytes, the limit is {MAX_RECORD_BYTES}",
         )
+    if window is None:
+        window = Window.around(time.time())
     headers = record.headers
-    idempotency_key = _header(record, "idempotency-key") if headers else None
-    config_id = _header(record, "config-id") if headers else None
+    idempotency_key = config_id = None
+    if headers:
+        try:
+            idempotency_key = _header(headers, IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_BYTES)
+            config_id = _header(headers, CONFIG_ID, MAX_CONFIG_ID_BYTES)
+        except _BadHeader as exc:
+            return Rejected(record.offset, INVALID_HEADER, record, str(exc))
     schema = schemas.for_config(config_id)
     if schema is None:
-        return Rejected(record.offset, f"no audit schema for config-id {config_id!r}", record)
+        return Rejected(
+            record.offset, UNKNOWN_CONFIG_ID, record, f"no audit schema for config-id {config_id!r}"
+        )
     if value.startswith(CANONICAL_PREFIX):
         # The hot path: ingest and the producer library send canonical envelopes, whose
         # sorted keys always start with "event". Parsed once, by the strict constructor.
         try:
             envelope = Envelope.from_bytes(value)
         except NonCanonicalEnvelope as exc:
-            return Rejected(record.offset, f"invalid envelope: {exc}", record)
+            return Rejected(record.offset, NON_CANONICAL, record, str(exc))
         except InvalidEvent:
             pass  # not an envelope after all: judged below as what it claims to be
         else:
-            if (
-                schema.valid(envelope.event)
-                and envelope.signature is None
-                and envelope.public_key is None
-            ):
-                return Sealable(
-                    record.offset,
-                    envelope,
-                    # The envelope checked its received_at's spelling already.
-                    received_micros(envelope.received_at),
-                    idempotency_key,
-                    config_id,
-                )
-            return _Context(record, idempotency_key, config_id).seal(envelope, schema)
-    return _decode_json(value, schema, _Context(record, idempotency_key, config_id))
+            event = envelope.event
+            if schema.valid(event) and envelope.signature is None and envelope.public_key is None:
+                # The envelope checked its received_at's spelling already.
+                received_us = received_micros(envelope.received_at)
+                tenant = event.get("tenant_id")
+                if (
+                    window.earliest <= received_us <= window.latest
+                    and b"\\u0000" not in value  # how canonical JSON spells U+0000
+                    and (type(tenant) is not str or len(tenant) <= MAX_TENANT_BYTES // 4)
+                ):
+                    return Sealable(
+                        record.offset, envelope, received_us, idempotency_key, config_id
+                    )
+            return _Context(record, idempotency_key, config_id, window).seal(envelope, schema)
+    return _decode_json(value, schema, _Context(record, idempotency_key, config_id, window))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,47 +273,79 @@ class _Context:
     record: Record
     idempotency_key: str | None
     config_id: str | None
+    window: Window
 
-    def reject(self, reason: str) -> Rejected:
-        return Rejected(self.record.offset, reason, self.record)
+    def reject(self, reason: str, detail: str) -> Rejected:
+        return Rejected(self.record.offset, reason, self.record, detail)
 
     def seal(self, envelope: Envelope, schema: Schema) -> Sealable | Rejected:
+        """An envelope, checked in full."""
         reason = _schema_errors(envelope.to_dict(), envelope=True, schema=schema)
         if reason:
-            return self.reject(f"invalid event: {reason}")
+            return self.reject(INVALID_EVENT, reason)
+        received_us = received_micros(envelope.received_at)
+        if received_us not in self.window:
+            return self.reject(
+                OUT_OF_WINDOW,
+                f"received_at {envelope.received_at} is outside the sealer's window,"
+                f" {self.window.describe()}",
+            )
+        return self.accept(envelope, received_us)
+
+    def plain(self, event: dict[str, object]) -> Sealable | Rejected:
+        """A plain event, received when the record's timestamp says."""
+        timestamp = self.record.timestamp
+        received_us = timestamp * 1000 - UNIX_2000_US  # exact, where a float would round
+        if received_us not in self.window:
+            return self.reject(
+                OUT_OF_WINDOW,
+                f"the record's timestamp {timestamp} (ms since 1970) is outside the sealer's"
+                f" window, {self.window.describe()}",
+            )
+        try:
+            envelope = Envelope(event=event, received_at=_spelled(received_us))
+        except InvalidEvent as exc:
+            return self.reject(INVALID_EVENT, str(exc))
+        return self.accept(envelope, received_us)
+
+    def accept(self, envelope: Envelope, received_us: int) -> Sealable | Rejected:
+        problem = _unstorable(envelope.event)
+        if problem:
+            return self.reject(UNSTORABLE, problem)
         return Sealable(
-            self.record.offset,
-            envelope,
-            received_micros(envelope.received_at),
-            self.idempotency_key,
-            self.config_id,
+            self.record.offset, envelope, received_us, self.idempotency_key, self.config_id
         )
+
+
+_JSON_TYPES: Final = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
 
 
 def _decode_json(value: bytes, schema: Schema, context: _Context) -> Sealable | Rejected:
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return context.reject(f"value is not JSON: {exc}")
+        return context.reject(NOT_JSON, str(exc))
     if not isinstance(obj, dict):
-        return context.reject("value is not a JSON object")
-    try:
-        if "event" in obj and "received_at" in obj:
-            reason = _schema_errors(obj, envelope=True, schema=schema)
-            if reason:
-                return context.reject(f"invalid event: {reason}")
-            return context.seal(Envelope.from_bytes(value), schema)
-        reason = _schema_errors(obj, envelope=False, schema=schema)
+        kind = _JSON_TYPES.get(type(obj), "null")
+        return context.reject(NOT_OBJECT, f"the value is {kind}, not a JSON object")
+    if "event" in obj and "received_at" in obj:
+        reason = _schema_errors(obj, envelope=True, schema=schema)
         if reason:
-            return context.reject(f"invalid event: {reason}")
-        received = datetime.fromtimestamp(context.record.timestamp / 1000, UTC)
-        envelope = Envelope(event=obj, received_at=format_received_at(received))
-        return Sealable(
-            context.record.offset,
-            envelope,
-            received_micros(envelope.received_at),
-            context.idempotency_key,
-            context.config_id,
-        )
-    except InvalidEvent as exc:
-        return context.reject(f"invalid envelope: {exc}")
+            return context.reject(INVALID_EVENT, reason)
+        try:
+            envelope = Envelope.from_bytes(value)
+        except NonCanonicalEnvelope as exc:
+            return context.reject(NON_CANONICAL, str(exc))
+        except InvalidEvent as exc:
+            return context.reject(INVALID_ENVELOPE, str(exc))
+        return context.seal(envelope, schema)
+    reason = _schema_errors(obj, envelope=False, schema=schema)
+    if reason:
+        return context.reject(INVALID_EVENT, reason)
+    return context.plain(obj)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,15 @@ from auditlog.runtime.settings import (
     SettingsError,
 )
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MAX_SIZE
+from sealer.records import DEFAULT_MAX_FUTURE, DEFAULT_MAX_PAST
 
 DEFAULT_GROUP_ID = "auditlog-sealer"
 DEFAULT_HASH_SCHEME = "rfc6962-sha256"
 DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
 DEFAULT_SIGNING_KEY_FILE = ".auditlog/keys/log.skey"
+# A record waits in Kafka while no sealer runs, up to the topic's retention (7 days by default):
+# a window shorter than a day would turn an outage into dead letters.
+MIN_MAX_PAST = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,9 @@ class Settings:
     witness_timeout: float = 1.0
     schemas_file: Path | None = None  # custom schemas per config_id, as ingest's
     idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds
+    # Received times accepted, around the sealer's clock (sealer/records.py: Window); seconds.
+    max_past: float = DEFAULT_MAX_PAST
+    max_future: float = DEFAULT_MAX_FUTURE
     metrics_port: int = 0  # 0: no metrics listener
     log_level: str = "info"
 
@@ -60,6 +68,8 @@ class Settings:
             idempotency_window=env.number(
                 "IDEMPOTENCY_WINDOW", DEFAULT_IDEMPOTENCY_WINDOW, minimum=0
             ),
+            max_past=env.number("SEALER_MAX_PAST", DEFAULT_MAX_PAST, minimum=MIN_MAX_PAST),
+            max_future=env.number("SEALER_MAX_FUTURE", DEFAULT_MAX_FUTURE, minimum=0),
             metrics_port=env.integer("SEALER_METRICS_PORT", 0),
             log_level=env.text("LOG_LEVEL", "info"),
         )
@@ -73,3 +83,6 @@ class Settings:
             raise SettingsError("AUDITLOG_BATCH_MAX_AGE must be at most 60 seconds")
         if "/" in self.topic:
             raise SettingsError("AUDITLOG_TOPIC must not contain '/'")
+        for name, value in (("MAX_PAST", self.max_past), ("MAX_FUTURE", self.max_future)):
+            if not math.isfinite(value):
+                raise SettingsError(f"AUDITLOG_SEALER_{name} must be a finite number of seconds")

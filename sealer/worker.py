@@ -29,28 +29,28 @@ from prometheus_client import Counter, Gauge, Histogram
 from auditlog.core.hashing import LogHasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.schema import NO_CUSTOM_SCHEMAS, Schemas
-from auditlog.kafka.clients import dlq_topic
 from sealer.batcher import Batch, Batcher
-from sealer.records import Record, Rejected, Sealable, decode
+from sealer.deadletters import DeadLetters
+from sealer.partitions import Partitions
+from sealer.records import SEALER_ERROR, Record, Rejected, Sealable, Window, decode
 from sealer.rows import prepare
 from sealer.settings import Settings
 from sealer.store import (
     Fenced,
     LogHead,
     NotWitnessed,
-    Partitions,
     SealResult,
     Witnessing,
     forget_expired_keys,
     load_head,
     seal,
 )
+from sealer.unreadable import UNPARSEABLE, Unreadable, read_past_unreadable
 
 log = structlog.get_logger("sealer")
 
 SEALED_EVENTS = Counter("auditlog_sealer_events_total", "Events sealed", ["log"])
 SEALED_BATCHES = Counter("auditlog_sealer_batches_total", "Batches sealed", ["log"])
-DEAD_LETTERS = Counter("auditlog_sealer_dead_letters_total", "Records sent to the DLQ", ["log"])
 FENCED = Counter("auditlog_sealer_fenced_total", "Seals refused because the head moved", ["log"])
 SEAL_SECONDS = Histogram(
     "auditlog_sealer_seal_seconds",
@@ -114,14 +114,16 @@ class Sealer:
         schemas: Schemas = NO_CUSTOM_SCHEMAS,
         witnessing: Witnessing | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
-        self.dlq = dlq
+        self.dead_letters = DeadLetters(dlq)
         self.pool = pool
         self.hasher = hasher
         self.signer = signer
         self.clock = clock
+        self.wall_clock = wall_clock  # what received times are judged against (records.Window)
         self.heads: dict[TP, LogHead] = {}
         self.generation: dict[TP, int] = {}
         self.batcher: Batcher[TP, Judged] = Batcher(
@@ -179,9 +181,7 @@ class Sealer:
             while not self.stopping.is_set():
                 deadline = self.batcher.next_deadline(self._idle, BUSY_RECHECK)
                 wait = self.settings.batch_max_age if deadline is None else deadline
-                fetched = await self.consumer.getmany(
-                    timeout_ms=max(1, int(wait * 1000)), max_records=self.settings.batch_max_size
-                )
+                fetched = await self._fetch(max(1, int(wait * 1000)))
                 # Each partition's generation as these records were fetched, read before any
                 # await: a rebalance while this loop decodes or waits on a full hand-off queue
                 # resets partitions whose records are still in `fetched`, and those records,
@@ -203,6 +203,22 @@ class Sealer:
                 await self._hand_off(batch)
         finally:
             await self.handoff.put(None)  # tells the seal worker to finish
+
+    async def _fetch(self, timeout_ms: int) -> dict[TP, list[Record]]:
+        limit = self.settings.batch_max_size
+        try:
+            fetched: dict[TP, list[Record]] = await self.consumer.getmany(
+                timeout_ms=timeout_ms, max_records=limit
+            )
+        except UNPARSEABLE:
+            # A record aiokafka cannot parse (sealer/unreadable.py): read every partition again
+            # from its head, one record at a time, to find it and pass it by.
+            log.warning("unreadable_fetch", partitions=len(self.heads))
+            owned = list(self.heads)
+            for tp in owned:
+                self._rewind(tp)
+            return await read_past_unreadable(self.consumer, owned, limit)
+        return fetched
 
     def _idle(self, tp: TP) -> bool:
         """No batch of ``tp`` is queued or being sealed: its next one may close by age."""
@@ -228,11 +244,27 @@ class Sealer:
 
     def _judge(self, records: list[Record]) -> list[Judged]:
         schemas, hasher = self.schemas, self.hasher
-        items = [decode(r, schemas) for r in records]
-        for item in items:
-            if type(item) is Sealable:
-                item.prepared = prepare(item, hasher)
+        settings = self.settings
+        window = Window.around(self.wall_clock(), settings.max_past, settings.max_future)
+        items: list[Judged] = []
+        for record in records:
+            try:
+                item = decode(record, schemas, window)
+                if type(item) is Sealable:
+                    item.prepared = prepare(item, hasher)
+                elif type(record) is Unreadable:
+                    item = record.rejected()
+            except Exception as exc:  # noqa: BLE001 - no record may stop the sealer (below)
+                item = self._unforeseen(record, exc)
+            items.append(item)
         return items
+
+    def _unforeseen(self, record: Record, exc: Exception) -> Rejected:
+        """decode() and prepare() raise for no record (tests/unit/test_records_fuzz.py); should
+        one of them still raise, that is a bug, and the record a dead letter rather than the end
+        of the sealer, restarted at the same offset, and of every sealer after it."""
+        log.error("record_failed", offset=record.offset, exc_info=exc)
+        return Rejected(record.offset, SEALER_ERROR, record, f"{type(exc).__name__}: {exc}")
 
     async def seal_loop(self) -> None:
         async with asyncio.TaskGroup() as seals:
@@ -301,7 +333,7 @@ class Sealer:
         items = [d for d in records if isinstance(d, Sealable)]
         rejected = [d for d in records if isinstance(d, Rejected)]
         if rejected:
-            await self.dead_letter(tp, head, rejected)
+            await self.dead_letters.send(tp, head.log_id, rejected)
         next_offset = records[-1].offset + 1
         await self.partitions.ensure(self.pool, head.log_id, [item.received_us for item in items])
         try:
@@ -393,24 +425,6 @@ class Sealer:
             return  # revoked meanwhile
         self.heads[tp] = head
         self._rewind(tp)
-
-    async def dead_letter(self, tp: TP, head: LogHead, rejected: list[Rejected]) -> None:
-        """Park rejected records with their reason; acknowledged before their offsets are sealed."""
-        topic = dlq_topic(tp.topic)
-        futures = []
-        for item in rejected:
-            rec = item.record
-            headers = [
-                *(rec.headers or ()),
-                ("dlq-reason", item.reason.encode()),
-                ("dlq-topic", tp.topic.encode()),
-                ("dlq-partition", str(tp.partition).encode()),
-                ("dlq-offset", str(rec.offset).encode()),
-            ]
-            futures.append(await self.dlq.send(topic, rec.value, key=rec.key, headers=headers))
-            log.warning("dead_letter", log=head.log_id, offset=rec.offset, reason=item.reason)
-        await asyncio.gather(*futures)
-        DEAD_LETTERS.labels(head.log_id).inc(len(rejected))
 
     async def housekeeping(self) -> None:
         """Forget expired idempotency keys now and then."""

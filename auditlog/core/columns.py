@@ -44,15 +44,24 @@ SEARCH_TEXT: Final = (
 
 
 def event_time(value: object) -> datetime | None:
-    """The event's own ``timestamp`` as an aware datetime (naive means UTC); None if absent or
-    unparseable: it is searchable data, never a reason to refuse an event."""
+    """The event's own ``timestamp`` as an aware datetime (naive means UTC); None if absent,
+    unparseable or outside the years 1 to 9999 in UTC (``0001-01-01T00:00+01:00`` is, and no
+    ``datetime`` in UTC, nor a ``timestamptz`` from one, holds it): it is searchable data, never a
+    reason to refuse an event."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if not parsed.tzinfo:
+        return parsed.replace(tzinfo=UTC)
+    if parsed.year in (1, 9999):  # only there can an offset carry it out of range
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:
+            return None
+    return parsed
 
 
 _FIELDS: Final = tuple(field for _, field in TEXT_COLUMNS)

@@ -5,7 +5,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from auditlog.core.envelope import Envelope
-from sealer.records import MAX_RECORD_BYTES, Rejected, Sealable, decode
+from sealer.records import (
+    EMPTY_VALUE,
+    INVALID_ENVELOPE,
+    INVALID_EVENT,
+    MAX_RECORD_BYTES,
+    NON_CANONICAL,
+    NOT_JSON,
+    NOT_OBJECT,
+    REASONS,
+    TOO_LARGE,
+    UNKNOWN_CONFIG_ID,
+    Rejected,
+    Sealable,
+    decode,
+)
 from sealer.timestamps import micros
 
 
@@ -44,24 +58,30 @@ def test_a_non_canonical_envelope_is_rejected_not_rewritten() -> None:
     raw = b'{"received_at":"2024-05-06T07:08:09.123456Z", "event":{"message":"hi"}}'
     out = decode(FakeRecord(raw))
     assert isinstance(out, Rejected)
-    assert "canonical" in out.reason
+    assert out.reason == NON_CANONICAL
+    assert "canonical" in out.detail
 
 
 def test_garbage_of_every_kind_is_rejected_with_a_reason() -> None:
     cases = {
-        b"": "empty",
-        b"\xff\xfe": "not JSON",
-        b"[1,2]": "not a JSON object",
-        b'{"actor":"no message"}': "message",
-        b'{"message":"m","colour":"red"}': "colour",
-        b"x" * (MAX_RECORD_BYTES + 1): "limit",
-        b'{"event":{"message":"m"},"received_at":"yesterday"}': "received_at",
+        b"": (EMPTY_VALUE, "no value"),
+        b"\xff\xfe": (NOT_JSON, "utf-8"),
+        b"[1,2]": (NOT_OBJECT, "an array"),
+        b"null": (NOT_OBJECT, "null"),
+        b'{"actor":"no message"}': (INVALID_EVENT, "message"),
+        b'{"message":"m","colour":"red"}': (INVALID_EVENT, "colour"),
+        b"x" * (MAX_RECORD_BYTES + 1): (TOO_LARGE, "limit"),
+        b'{"event":{"message":"m"},"received_at":"yesterday"}': (INVALID_ENVELOPE, "received_at"),
+        b"[" * 2000 + b"]" * 2000: (NOT_JSON, "depth"),
+        b'{"message":' * 1100 + b'"m"' + b"}" * 1100: (NOT_JSON, "depth"),
     }
-    for value, needle in cases.items():
+    for value, (reason, needle) in cases.items():
         out = decode(FakeRecord(value))
         assert isinstance(out, Rejected), value[:40]
-        assert needle in out.reason, (value[:40], out.reason)
-    assert isinstance(decode(FakeRecord(None)), Rejected)
+        assert out.reason == reason, (value[:40], out)
+        assert needle in out.detail.lower(), (value[:40], out.detail)
+        assert out.reason in REASONS
+    assert decode(FakeRecord(None)).reason == EMPTY_VALUE  # type: ignore[union-attr]
 
 
 def test_custom_schema_records_follow_their_config_id() -> None:
@@ -83,4 +103,5 @@ def test_custom_schema_records_follow_their_config_id() -> None:
     assert isinstance(decode(FakeRecord(ok.canonical), schemas), Rejected)
     unknown = decode(FakeRecord(ok.canonical, headers=(("config-id", b"pci_x"),)), schemas)
     assert isinstance(unknown, Rejected)
-    assert "pci_x" in unknown.reason
+    assert unknown.reason == UNKNOWN_CONFIG_ID
+    assert "pci_x" in unknown.detail
