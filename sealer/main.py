@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import stat
 from pathlib import Path
 
 import structlog
@@ -65,6 +66,19 @@ def load_witnessing(settings: Settings) -> Witnessing | None:
 
 
 def load_signer(path: Path) -> NoteSigner:
+    """The checkpoint signing key; refused when others than its owner may read or write it.
+
+    Whoever reads it can sign checkpoints of every log: a key readable by a group or by
+    everyone is one copy away from a forged history, so the sealer does not start with it
+    (``auditlog keygen`` writes keys with mode 0600).
+    """
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SettingsError(
+            f"the signing key {path} (AUDITLOG_SIGNING_KEY_FILE) has mode {mode:04o}: its group"
+            f" or others may read or write it; make it private to the sealer's user with"
+            f" `chmod 600 {path}`"
+        )
     return NoteSigner.from_skey(path.read_text(encoding="utf-8").strip())
 
 
