@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auditlog.core.client_signature import verify_event_signature
+from auditlog.core.columns import TEXT_COLUMNS
 from auditlog.core.envelope import Envelope, canonical_json, format_received_at
 from auditlog.core.errors import InvalidEvent, Pushback
 from auditlog.core.schema import (
@@ -83,12 +84,25 @@ def _schema(request: Request, body: dict[str, Any], errors: list[dict[str, str]]
     return schema
 
 
+def _unstorable(event: object, pointer: str) -> list[dict[str, str]]:
+    """U+0000 in a searchable text field: PostgreSQL's text cannot hold it, so the sealer would
+    dead-letter the event after we acknowledged it. Refused here instead."""
+    if not isinstance(event, dict):
+        return []
+    return [
+        error_item("InvalidString", f"'{pointer}/{name}' contains U+0000", f"{pointer}/{name}")
+        for _, name in TEXT_COLUMNS
+        if isinstance(event.get(name), str) and "\x00" in event[name]
+    ]
+
+
 def _build_envelope(
     item: dict[str, Any], token: TokenInfo, pointer: str, received_at: str, schema: Schema
 ) -> tuple[Envelope | None, list[dict[str, str]]]:
     event = item.get("event")
     errors = validate_event(event, f"{pointer}/event", schema)
     errors += validate_signature_fields(item, pointer)
+    errors += _unstorable(event, f"{pointer}/event")
     if errors:
         return None, errors
     assert isinstance(event, dict)
