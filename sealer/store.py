@@ -101,22 +101,45 @@ async def connect_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
     )
 
 
+# A log's birth: its row and, in the same statement, its signed checkpoint of size 0.
+# $1 log id, $2 origin, $3 topic, $4 partition, $5 hash scheme, $6 the empty root, $7 the note.
+_CREATE_LOG = (
+    "WITH created AS (INSERT INTO logs"
+    " (log_id, origin, topic, kafka_partition, hash_scheme, root, checkpoint)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (log_id) DO NOTHING RETURNING log_id)"
+    " INSERT INTO checkpoints (log_id, size, root, note) SELECT log_id, 0, $6, $7 FROM created"
+)
+
+
 async def load_head(
-    pool: asyncpg.Pool, topic: str, partition: int, origin_base: str, hasher: LogHasher
+    pool: asyncpg.Pool,
+    topic: str,
+    partition: int,
+    origin_base: str,
+    hasher: LogHasher,
+    *,
+    signer: NoteSigner | None = None,
 ) -> LogHead:
-    """The stored head of a partition's log, creating the log on first sight."""
+    """The stored head of a partition's log, creating the log on first sight.
+
+    A log is born with a signed checkpoint of size 0 and the empty tree's root (as Tessera's
+    logs are), published as its head and kept in its checkpoint history: an audit of a log that
+    nothing was sealed in yet then verifies what it signed instead of finding no checkpoint. It
+    is signed only at birth, never for a log found empty later. Without ``signer`` (some tests
+    and benchmarks) a log is born without it.
+    """
     log_id = make_log_id(topic, partition)
     origin = f"{origin_base}/{topic}/{partition}"
-    await pool.execute(
-        "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, root)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_id) DO NOTHING",
-        log_id,
-        origin,
-        topic,
-        partition,
-        hasher.name,
-        hasher.empty_root(),
-    )
+    root = hasher.empty_root()
+    if signer is None:
+        await pool.execute(
+            "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, root)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_id) DO NOTHING",
+            log_id, origin, topic, partition, hasher.name, root,
+        )  # fmt: skip
+    else:
+        note = sign_note(Checkpoint(origin, 0, root).to_text(), [signer])
+        await pool.execute(_CREATE_LOG, log_id, origin, topic, partition, hasher.name, root, note)
     row = await pool.fetchrow(
         "SELECT origin, hash_scheme, size, root, next_offset FROM logs WHERE log_id = $1", log_id
     )

@@ -153,7 +153,12 @@ class Sealer:
     async def assign(self, partitions: set[TP]) -> None:
         for tp in partitions:
             head = await load_head(
-                self.pool, tp.topic, tp.partition, self.settings.origin, self.hasher
+                self.pool,
+                tp.topic,
+                tp.partition,
+                self.settings.origin,
+                self.hasher,
+                signer=self.signer,
             )
             self.heads[tp] = head
             self._reset(tp)
@@ -420,7 +425,9 @@ class Sealer:
 
     async def reload(self, tp: TP) -> None:
         """After a fence: believe the database, and read again from its offset if still ours."""
-        head = await load_head(self.pool, tp.topic, tp.partition, self.settings.origin, self.hasher)
+        head = await load_head(
+            self.pool, tp.topic, tp.partition, self.settings.origin, self.hasher, signer=self.signer
+        )
         if tp not in self.heads:
             return  # revoked meanwhile
         self.heads[tp] = head

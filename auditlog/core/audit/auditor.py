@@ -66,6 +66,7 @@ class LogAuditor:
         self.expected_size = max([head.size, *self._checkpoints.signed])
         self._entries = EntryReader(hasher, entries_from, self.expected_size, self._findings)
         self._tree = RebuiltTree(hasher)
+        self._checkpoints.observe(self._tree.range)  # a log is born signed: size 0, empty root
         self._verdicts = Discrepancies(self._findings)
         self._tiles = StoredTiles(hasher, self._findings, self._verdicts)
         self._next_chunk = 0

@@ -39,7 +39,7 @@ class SignedCheckpoints:
         self.signed: dict[int, tuple[bytes, str]] = {}
         self.head_note: str | None = None  # the largest verified note
         self._check(checkpoints)
-        self._sizes = sorted(s for s in self.signed if s > 0)
+        self._sizes = sorted(self.signed)  # size 0 too: its root must be the empty tree's
         self._next = 0  # the first of _sizes the rebuilt tree has not reached yet
         self.results: dict[int, bool] = {}  # size -> did R reproduce the signed root
 
@@ -165,6 +165,14 @@ class SignedCheckpoints:
                     root,
                     f"signed checkpoint ({source}) is not a prefix of the signed checkpoint of "
                     f"size {matched_above}",
+                )
+            elif size == 0:
+                self.findings.add(
+                    "checkpoint-root-mismatch",
+                    size,
+                    root,
+                    f"a signed checkpoint of size 0 ({source}) names another root than the empty"
+                    " tree's",
                 )
             elif first_damage is None or first_damage >= size:
                 # Entry damage below this size already explains the root; only damage the
