@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import time
 from pathlib import Path
 
@@ -173,25 +174,68 @@ def test_tenant_bound_tokens_log_only_for_their_tenant(pipeline: Pipeline) -> No
 
 
 def test_auth0_log_stream(pipeline: Pipeline) -> None:
+    marker = secrets.token_hex(6)  # the session's log is shared: find our events by it
+    login = {
+        "date": "2024-05-01T10:00:00.000Z",
+        "type": "s",
+        "description": f"Success Login {marker}",
+        "client_id": "abc",
+        "client_name": "Park app",
+        "ip": "10.0.0.1",
+        "user_id": "auth0|123",
+        "user_name": "dennis",
+    }
+    failed = {"type": "f", "user_id": f"auth0|{marker}", "ip": "10.0.0.2"}  # no description
     payload = {
         "logs": [
-            {
-                "log_id": "90020230501",
-                "data": {
-                    "date": "2024-05-01T10:00:00.000Z",
-                    "type": "s",
-                    "description": "Success Login",
-                    "client_id": "abc",
-                    "client_name": "Park app",
-                    "ip": "10.0.0.1",
-                    "user_id": "auth0|123",
-                    "user_name": "dennis",
-                },
-            }
+            {"log_id": f"900{marker}", "data": login},
+            {"log_id": f"901{marker}", "data": failed},
         ]
     }
     response = _audit(pipeline).log_stream(payload)
     assert response.status == "Success"
+
+    # Both entries were sealed, mapped field by field (docs/ingest.md), with verifiable hashes.
+    expected = [
+        {
+            "message": f"Success Login {marker}",
+            "actor": "dennis",
+            "action": "s",
+            "source": "10.0.0.1",
+            "target": "Park app",
+            "timestamp": "2024-05-01T10:00:00.000Z",
+            "new": json.dumps(login, sort_keys=True, separators=(",", ":")),
+            "old": f"auth0 log_id 900{marker}",
+        },
+        {
+            "message": "f",
+            "actor": f"auth0|{marker}",
+            "action": "f",
+            "source": "10.0.0.2",
+            "new": json.dumps(failed, sort_keys=True, separators=(",", ":")),
+            "old": f"auth0 log_id 901{marker}",
+        },
+    ]
+    deadline = time.monotonic() + 30
+    while True:
+        found = _audit(pipeline).search(query=f'old:"{marker}"', order="asc", limit=10).result
+        assert found is not None
+        if len(found.events) == len(expected) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    sealed = sorted(
+        ((e.envelope.model_dump(exclude_none=True), e.hash) for e in found.events),  # type: ignore[union-attr]
+        key=lambda pair: str(pair[0]["event"].get("old")),
+    )
+    assert [envelope["event"] for envelope, _ in sealed] == expected
+    for envelope, event_hash in sealed:
+        assert _recompute(envelope) == event_hash
+        receipt = httpx.get(
+            f"{pipeline.base_url}/v1/receipts/{event_hash}",
+            headers={"Authorization": f"Bearer {pipeline.token}"},
+        )
+        assert receipt.status_code == 200
+        assert receipt.text.startswith("c2sp.org/tlog-proof@v1\n")
 
 
 async def test_the_asyncio_client_logs_too(pipeline: Pipeline) -> None:
