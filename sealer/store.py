@@ -119,26 +119,33 @@ async def load_head(
     hasher: LogHasher,
     *,
     signer: NoteSigner | None = None,
+    witnessing: Witnessing | None = None,
 ) -> LogHead:
     """The stored head of a partition's log, creating the log on first sight.
 
     A log is born with a signed checkpoint of size 0 and the empty tree's root (as Tessera's
     logs are), published as its head and kept in its checkpoint history: an audit of a log that
     nothing was sealed in yet then verifies what it signed instead of finding no checkpoint. It
-    is signed only at birth, never for a log found empty later. Without ``signer`` (some tests
-    and benchmarks) a log is born without it.
+    is signed only at birth, never for a log found empty later. With ``witnessing`` it is
+    published only once the witnesses' quorum cosigned it, like every checkpoint; without the
+    quorum (or without ``signer``: some tests and benchmarks) the log is born without one, and
+    its first seal publishes its first checkpoint.
     """
     log_id = make_log_id(topic, partition)
     origin = f"{origin_base}/{topic}/{partition}"
     root = hasher.empty_root()
-    if signer is None:
+    note = None
+    if signer is not None:
+        note = sign_note(Checkpoint(origin, 0, root).to_text(), [signer])
+        if witnessing is not None:
+            note = await _witnessed_birth(pool, log_id, note, witnessing)
+    if note is None:
         await pool.execute(
             "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, root)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_id) DO NOTHING",
             log_id, origin, topic, partition, hasher.name, root,
         )  # fmt: skip
     else:
-        note = sign_note(Checkpoint(origin, 0, root).to_text(), [signer])
         await pool.execute(_CREATE_LOG, log_id, origin, topic, partition, hasher.name, root, note)
     row = await pool.fetchrow(
         "SELECT origin, hash_scheme, size, root, next_offset FROM logs WHERE log_id = $1", log_id
@@ -156,6 +163,30 @@ async def load_head(
         bytes(row["root"]),
         row["next_offset"],
     )
+
+
+async def _witnessed_birth(
+    pool: asyncpg.Pool, log_id: str, note: str, witnessing: Witnessing
+) -> str | None:
+    """The birth checkpoint cosigned by the witnesses' quorum; None when the log exists already
+    (only a new log is shown to them at size 0) or the quorum was not met."""
+    if await pool.fetchval("SELECT true FROM logs WHERE log_id = $1", log_id):
+        return None
+
+    async def no_proof(old: int, new: int) -> list[bytes]:
+        return []  # from size 0 there is nothing to prove (never asked: old is always 0)
+
+    cosigned = await cosign_checkpoint(
+        note,
+        0,
+        witnessing.witnesses(log_id),
+        witnessing.policy,
+        no_proof,
+        seconds=witnessing.timeout,
+    )
+    if cosigned is None:
+        log.warning("birth_not_witnessed", log=log_id)
+    return cosigned
 
 
 # What a seal writes after the event rows. Each tile and bundle appears once per seal, as one

@@ -159,6 +159,7 @@ class Sealer:
                 self.settings.origin,
                 self.hasher,
                 signer=self.signer,
+                witnessing=self.witnessing,
             )
             self.heads[tp] = head
             self._reset(tp)
@@ -426,7 +427,13 @@ class Sealer:
     async def reload(self, tp: TP) -> None:
         """After a fence: believe the database, and read again from its offset if still ours."""
         head = await load_head(
-            self.pool, tp.topic, tp.partition, self.settings.origin, self.hasher, signer=self.signer
+            self.pool,
+            tp.topic,
+            tp.partition,
+            self.settings.origin,
+            self.hasher,
+            signer=self.signer,
+            witnessing=self.witnessing,
         )
         if tp not in self.heads:
             return  # revoked meanwhile

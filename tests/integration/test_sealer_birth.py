@@ -28,10 +28,11 @@ from auditlog.cli.keys import write_signing_key
 from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner, NoteVerifier, open_note
+from auditlog.core.policy import parse_policy
 from auditlog.kafka.clients import dlq_topic, ensure_topics
-from sealer.store import Partitions, connect_pool, load_head, seal
+from sealer.store import Partitions, Witnessing, connect_pool, load_head, seal
 from tests.conftest import Services, delete_topics, scratch_database
-from tests.integration.sealer_harness import SealerFleet, produce, wait_sealed
+from tests.integration.sealer_harness import SealerFleet, WitnessProcess, produce, wait_sealed
 from tests.integration.test_sealer_drills import _item
 
 pytestmark = pytest.mark.integration
@@ -235,3 +236,33 @@ async def test_an_emptied_log_is_still_caught(
     report = _audit(tmp_path, key, "--database-url", fresh.database_url)
     assert report["rc"] == 1, report
     assert "rollback" in {f["kind"] for f in report["findings"] if f["log"] == log_id}
+
+
+async def test_a_witnessed_log_is_born_cosigned_or_without_a_checkpoint(
+    fresh: Services, key: Path, signer: NoteSigner, tmp_path: Path
+) -> None:
+    hasher = get_hasher("rfc6962-sha256")
+    origin = f"{ORIGIN}/{fresh.topic}/0"
+    witness = WitnessProcess(tmp_path, origin, signer.vkey())
+    witness.start()
+    try:
+        text = f"log {signer.vkey()}\nwitness w1 {witness.vkey()} {witness.url}\nquorum w1\n"
+        policy = parse_policy(text)
+        pool = await connect_pool(fresh.database_url, max_size=2)
+        try:
+            born = await load_head(pool, fresh.topic, 0, ORIGIN, hasher, signer=signer,
+                                   witnessing=Witnessing(policy, 2.0))  # fmt: skip
+            witness.stop()  # no quorum for the next birth
+            orphan = await load_head(pool, fresh.topic, 1, ORIGIN, hasher, signer=signer,
+                                     witnessing=Witnessing(policy, 0.5))  # fmt: skip
+        finally:
+            await pool.close()
+    finally:
+        witness.stop()
+    rows = {r["log_id"]: r for r in await _logs(fresh.database_url)}
+    note = rows[born.log_id]["checkpoint"]
+    assert note == rows[born.log_id]["note"]
+    assert set(policy.verify(note, origin=origin).cosigners) == {"w1"}
+    assert policy.verify(note, origin=origin).checkpoint.size == 0
+    # Never published unwitnessed: the log waits for its first seal to publish a checkpoint.
+    assert (rows[orphan.log_id]["checkpoint"], rows[orphan.log_id]["note"]) == (None, None)
