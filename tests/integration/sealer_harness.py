@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -67,6 +69,18 @@ class SealerFleet:
 
     def logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.workdir.glob("sealer-*.log")))
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The JSON log lines ``"event": name`` of every sealer, each with its ``sealer`` index."""
+        found = []
+        for i, path in enumerate(sorted(self.workdir.glob("sealer-*.log"))):
+            for line in path.read_text().splitlines():
+                if not line.startswith("{"):
+                    continue
+                entry = json.loads(line)
+                if entry.get("event") == name:
+                    found.append({**entry, "sealer": i})
+        return found
 
     def close(self) -> None:
         for proc in self.procs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from auditlog.cli.keys import write_signing_key
-from auditlog.core.envelope import Envelope
+from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.integrate import tiles_to_fetch
 from auditlog.core.note import NoteSigner
@@ -110,10 +110,38 @@ async def test_two_sealers_on_one_partition_are_fenced(
     # between them, and it must keep the log single and consistent.
     fleet.start(group="twin-a")
     fleet.start(group="twin-b")
+    # Both own the partition, at size 0, before anything is produced: whichever seals second
+    # holds a head the other already moved, so at least one seal must be fenced.
+    await _wait_for(lambda: {e["sealer"] for e in fleet.events("assigned")} == {0, 1})
     hashes = await produce(services, topic, 3000, "twin")
     await wait_sealed(services, topic, len(hashes))
     await asyncio.sleep(1.0)
     await check_exactly_once(services, topic, hashes, _vkey(fleet))
+    fences = fleet.events("fenced")
+    assert fences, "two writers of one log and no seal was fenced"
+    # Never two checkpoints of one size: the sizes both sealers published are all different,
+    # and each is a checkpoint stored in the log's one consistent history (checked above).
+    sealed = [(e["size"], e["sealer"]) for e in fleet.events("sealed") if e["events"]]
+    sizes = [size for size, _ in sealed]
+    assert len(sizes) == len(set(sizes)), f"two seals published one size: {sorted(sealed)}"
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        stored = {
+            r["size"]
+            for r in await conn.fetch(
+                "SELECT size FROM checkpoints WHERE log_id = $1", f"{topic}-0"
+            )
+        }
+    finally:
+        await conn.close()
+    assert set(sizes) <= stored
+
+
+async def _wait_for(condition: Callable[[], bool], within: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("topic", [1], indirect=True)
@@ -181,23 +209,39 @@ async def test_each_seal_extends_the_log_from_the_tiles_the_last_one_wrote(
         await pool.close()
 
 
-async def test_rows_in_the_default_partition_do_not_stop_sealing(services: Services) -> None:
+async def test_rows_in_the_default_partition_do_not_stop_sealing(
+    services: Services, fleet: SealerFleet
+) -> None:
     # A month whose rows already sit in events_default cannot get its own partition; the
     # sealer must still seal (into the default partition) instead of retrying forever.
     month = datetime(2099, 3, 15, tzinfo=UTC)
-    pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=2)
-    assert pool is not None
-    log_id = f"blocked-{secrets.token_hex(4)}"
+    hasher = get_hasher("rfc6962-sha256")
+    signer = NoteSigner.from_skey(fleet.key_file.read_text().strip())
+    pool = await connect_pool(services.database_url, max_size=2)
+    blocker = f"blocked-{secrets.token_hex(4)}"
+    topic = f"default-{secrets.token_hex(4)}"
     try:
         await pool.execute(
             "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset)"
             " VALUES ($1, 0, $2, '{}', $3, 0)",
-            log_id, secrets.token_bytes(32), month,
+            blocker, secrets.token_bytes(32), micros(month),
         )  # fmt: skip
-        await Partitions().ensure(pool, log_id, [micros(month)])
+        head = await load_head(pool, topic, 0, "drill.auditlog.test", hasher, signer=signer)
+        env = Envelope(event={"message": "in 2099"}, received_at=format_received_at(month))
+        item = Sealable(0, env, received_micros(env.received_at), None)
+        partitions = Partitions()
+        await partitions.ensure(pool, head.log_id, [item.received_us])  # gives up, logs it
         assert not await pool.fetchval("SELECT to_regclass('events_2099_03') IS NOT NULL")
+        async with pool.acquire() as conn:
+            result = await seal(conn, head, hasher, signer, [item], 1)
+        assert result.head.size == 1
+        leaf = await pool.fetchval(
+            "SELECT tableoid::regclass::text FROM events WHERE log_id = $1", head.log_id
+        )
+        assert leaf == "events_default"
+        await check_exactly_once(services, topic, [env.event_hash.hex()], _vkey(fleet))
     finally:
-        await pool.execute("DELETE FROM events WHERE log_id = $1", log_id)
+        await pool.execute("DELETE FROM events WHERE log_id = ANY($1)", [blocker, f"{topic}-0"])
         await pool.close()
 
 
@@ -319,9 +363,8 @@ async def test_malformed_records_go_to_the_dead_letter_topic(
     by_offset = {int(dict(r.headers)["dlq-offset"]): r for r in dead}
     assert sorted(by_offset) == [1, 2, 3]
     reasons = {o: dict(r.headers)["dlq-reason"].decode() for o, r in by_offset.items()}
-    assert "not JSON" in reasons[1]
-    assert "canonical" in reasons[2]
-    assert "colour" in reasons[3]
+    assert reasons == {1: "not-json", 2: "non-canonical-envelope", 3: "invalid-event"}
+    assert "colour" in dict(by_offset[3].headers)["dlq-detail"].decode()
     assert by_offset[1].value == values[1]
     assert dict(by_offset[1].headers)["trace"] == b"t1"
     assert await sealed_count(services, topic) == 2
@@ -340,7 +383,8 @@ async def test_a_retried_event_with_the_same_idempotency_key_is_sealed_once(
     await wait_sealed(services, topic, 3)
     await asyncio.sleep(1.0)
     await check_exactly_once(services, topic, [first, other, plain], _vkey(fleet))
-    assert "duplicates" in fleet.logs()
+    # Exactly the one retry was skipped (every "sealed" line has the field; its sum counts).
+    assert sum(e["duplicates"] for e in fleet.events("sealed")) == 1
 
 
 @pytest.mark.parametrize("topic", [1], indirect=True)
