@@ -7,16 +7,25 @@ until Kafka acknowledged every one, so nothing is dropped silently (a crash in b
 the same dead letter twice, never zero times).
 
 The dead-letter topic may take smaller records than the events topic (its own
-``max.message.bytes``, or a value compressed well on one topic and not the other): a copy it
-refuses as too large is sent again without its value, with ``dlq-value-bytes`` and
-``dlq-value-sha256`` in its place. The record itself stays on the events topic, where
-``dlq-offset`` finds it, until the topic's retention removes it. Without this, the refusal
-would fail the seal, and every retry of it, and the partition would never move on.
+``max.message.bytes``, or a value compressed well on one topic and not the other). A value
+larger than the sealer's limit (1 MiB, Kafka's default record limit) goes without its value at
+once; any other copy the DLQ refuses as too large is sent again alone and, refused again,
+without its value: ``dlq-value-bytes`` and ``dlq-value-sha256`` take its place. The record
+itself stays on the events topic, where ``dlq-offset`` finds it, until the topic's retention
+removes it. A record with neither key nor value, which aiokafka cannot send, goes with an empty
+value. Without these, the refusal would fail the seal, and every retry of it, and the partition
+would never move on.
+
+The producer is not idempotent (sealer/main.py): aiokafka's idempotent producer, once Kafka
+refused one of its batches, answers every later batch of that partition with
+``OutOfOrderSequenceNumber``, so one oversized dead letter stalled every partition for good (the
+hostile-record drill found it). A retried send may write a dead letter twice, as a crash can.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from typing import Final
@@ -27,14 +36,18 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, R
 from prometheus_client import Counter
 
 from auditlog.kafka.clients import dlq_topic
-from sealer.records import Rejected
+from sealer.records import MAX_RECORD_BYTES, Rejected
 
 log = structlog.get_logger("sealer")
 
 DEAD_LETTERS = Counter("auditlog_sealer_dead_letters_total", "Records sent to the DLQ", ["log"])
 MAX_DETAIL_CHARS: Final = 1000
 # What Kafka answers for a record (or its batch) larger than the topic or the client allows.
-TOO_LARGE: Final = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+REFUSED_AS_TOO_LARGE: Final = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 Headers = list[tuple[str, bytes | None]]
 
@@ -62,6 +75,13 @@ def without_value(item: Rejected, headers: Headers) -> Headers:
     ]
 
 
+def _value(value: bytes | None, item: Rejected) -> bytes | None:
+    """What to send as the dead letter's value: aiokafka sends no record without a key and a
+    value (its assertion would fail the seal, every time), so one with neither (a keyless
+    tombstone, a record aiokafka could not read) gets an empty value."""
+    return b"" if value is None and item.record.key is None else value
+
+
 class DeadLetters:
     """Sends dead letters through one producer (acks=all, idempotent: auditlog/kafka)."""
 
@@ -81,19 +101,19 @@ class DeadLetters:
                 reason=item.reason,
                 detail=item.detail[:MAX_DETAIL_CHARS],
             )
-            try:
-                future = await self.producer.send(
-                    topic, item.record.value, key=item.record.key, headers=headers
-                )
-            except TOO_LARGE:
-                future = None  # larger than the producer's max_request_size: not even sent
+            future = None
+            if len(item.record.value or b"") <= MAX_RECORD_BYTES:  # past it: Kafka's default limit
+                with contextlib.suppress(*REFUSED_AS_TOO_LARGE):  # past max_request_size
+                    future = await self.producer.send(
+                        topic, _value(item.record.value, item), key=item.record.key, headers=headers
+                    )
             sent.append((item, headers, future))
         for item, headers, future in sent:
             if future is not None and await self._delivered(future, topic, item, headers):
                 continue
             log.warning("dead_letter_without_value", log=log_id, offset=item.offset)
             await self.producer.send_and_wait(
-                topic, None, key=item.record.key, headers=without_value(item, headers)
+                topic, _value(None, item), key=item.record.key, headers=without_value(item, headers)
             )
         DEAD_LETTERS.labels(log_id).inc(len(rejected))
 
@@ -104,14 +124,14 @@ class DeadLetters:
         large, alone (it may have been refused with the batch it shared the first time)."""
         try:
             await future
-        except TOO_LARGE:
+        except REFUSED_AS_TOO_LARGE:
             pass
         else:
             return True
         try:
             await self.producer.send_and_wait(
-                topic, item.record.value, key=item.record.key, headers=headers
+                topic, _value(item.record.value, item), key=item.record.key, headers=headers
             )
-        except TOO_LARGE:
+        except REFUSED_AS_TOO_LARGE:
             return False
         return True

@@ -98,7 +98,9 @@ async def run(settings: Settings) -> None:
     pool = await connect_pool(settings.database_url.value, max_size=PARALLEL_SEALS + 1)
     try:
         await db.check_schema(pool)
-        dlq = make_producer(settings.kafka_bootstrap)
+        # Not idempotent: aiokafka's idempotent producer never recovers from one refused batch
+        # (OutOfOrderSequenceNumber ever after), and a dead letter written twice is harmless.
+        dlq = make_producer(settings.kafka_bootstrap, enable_idempotence=False)
         await dlq.start()
         try:
             consumer = AIOKafkaConsumer(

@@ -34,9 +34,18 @@ def record_fuzz(name: str, tried: int, failures: int) -> None:
     FUZZ_TALLIES[name] = (before[0] + tried, before[1] + failures)
 
 
+# The sealer's hostile-record corpus (tests/integration/test_sealer_hostile.py): name ->
+# (records tried, dead-lettered with the expected reason, sealed as they should be, crashes).
+SEALER_TALLIES: dict[str, tuple[int, int, int, int]] = {}
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for name, (tried, failures) in sorted(FUZZ_TALLIES.items()):
         terminalreporter.write_line(f"{name}: {tried} tried, {failures} 5xx or crashes")
+    for name, (tried, dead, sealed, crashes) in sorted(SEALER_TALLIES.items()):
+        terminalreporter.write_line(
+            f"{name}: {tried} tried, {dead} dead-lettered, {sealed} sealed, {crashes} crashes"
+        )
 
 
 @dataclass(frozen=True)

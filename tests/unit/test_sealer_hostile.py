@@ -18,7 +18,7 @@ from auditlog.core.note import NoteSigner
 from auditlog.runtime.settings import SettingsError
 from sealer.deadletters import DeadLetters
 from sealer.main import load_signer
-from sealer.records import TOO_LARGE, UNREADABLE, Rejected, Sealable
+from sealer.records import MAX_RECORD_BYTES, TOO_LARGE, UNREADABLE, Rejected, Sealable
 from sealer.settings import Settings
 from sealer.store import LogHead
 from sealer.unreadable import Unreadable, read_past_unreadable
@@ -67,8 +67,11 @@ class _Producer:
         self.limit = limit
         self.delivered: list[tuple[bytes | None, dict[str, bytes | None]]] = []
         self.refused_batch = False
+        self.attempted: list[int] = []  # sizes of the values sent without waiting
 
     async def send(self, topic: str, value: bytes | None, *, key: Any, headers: Any) -> Any:
+        assert not (value is None and key is None), "Need at least one: key or value"  # aiokafka's
+        self.attempted.append(len(value or b""))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if value is not None and len(value) > self.limit:
             self.refused_batch = True
@@ -83,6 +86,7 @@ class _Producer:
     async def send_and_wait(
         self, topic: str, value: bytes | None, *, key: Any, headers: Any
     ) -> None:
+        assert not (value is None and key is None), "Need at least one: key or value"
         if value is not None and len(value) > self.limit:
             raise MessageSizeTooLargeError
         self.delivered.append((value, dict(headers)))
@@ -90,17 +94,23 @@ class _Producer:
 
 async def test_a_dead_letter_too_large_for_the_dlq_goes_without_its_value() -> None:
     producer = _Producer(limit=100)
-    big = _Record(5, 0, b"k", b"x" * 1000, (("trace", b"t"),))
+    big = _Record(5, 0, None, b"x" * 1000, (("trace", b"t"),))
     small = _Record(6, 0, None, b"[1]", ())
     rejected = [
         Rejected(5, TOO_LARGE, big, "the value is 1000 bytes"),
         Rejected(6, "not-object", small, "the value is an array " * 100),
     ]
+    huge = _Record(7, 0, b"k", b"y" * (MAX_RECORD_BYTES + 1), ())
+    rejected.append(Rejected(7, TOO_LARGE, huge, "the value is larger than 1 MiB"))
     await DeadLetters(producer).send(TP, "audit.hostile-0", rejected)  # type: ignore[arg-type]
     by_offset = {h["dlq-offset"]: (v, h) for v, h in producer.delivered}
-    assert set(by_offset) == {b"5", b"6"}
+    assert set(by_offset) == {b"5", b"6", b"7"}
+    # Past Kafka's default record limit: never even tried with its value.
+    assert MAX_RECORD_BYTES + 1 not in producer.attempted
+    assert by_offset[b"7"][0] is None
+    assert by_offset[b"7"][1]["dlq-value-bytes"] == str(MAX_RECORD_BYTES + 1).encode()
     value, headers = by_offset[b"5"]
-    assert value is None
+    assert value == b""  # no key either: aiokafka sends no record without both
     assert headers["dlq-reason"] == b"too-large"
     assert headers["dlq-value-bytes"] == b"1000"
     assert headers["dlq-value-sha256"] == hashlib.sha256(b"x" * 1000).hexdigest().encode()
@@ -110,6 +120,20 @@ async def test_a_dead_letter_too_large_for_the_dlq_goes_without_its_value() -> N
     assert value == b"[1]"
     assert headers["dlq-reason"] == b"not-object"
     assert headers["dlq-detail"] is not None and len(headers["dlq-detail"]) == 1000
+
+
+async def test_a_dead_letter_with_neither_key_nor_value_is_sent_with_an_empty_value() -> None:
+    producer = _Producer(limit=100)
+    tombstone = _Record(1, 0, None, None, ())
+    keyed = _Record(2, 0, b"k", None, ())
+    rejected = [
+        Rejected(1, "empty-value", tombstone, "the record has no value"),
+        Unreadable(3, "UnicodeDecodeError: ...").rejected(),
+        Rejected(2, "empty-value", keyed, "the record has no value"),
+    ]
+    await DeadLetters(producer).send(TP, "audit.hostile-0", rejected)  # type: ignore[arg-type]
+    values = {h["dlq-offset"]: v for v, h in producer.delivered}
+    assert values == {b"1": b"", b"3": b"", b"2": None}
 
 
 # -- records aiokafka cannot parse ---------------------------------------------------------
