@@ -16,7 +16,7 @@ import collections
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TypeAlias
 
@@ -33,6 +33,7 @@ from sealer.batcher import Batch, Batcher
 from sealer.deadletters import DeadLetters
 from sealer.partitions import Partitions
 from sealer.records import SEALER_ERROR, Record, Rejected, Sealable, Window, decode
+from sealer.refused import REFUSED, seal_one_by_one
 from sealer.rows import prepare
 from sealer.settings import Settings
 from sealer.store import (
@@ -342,18 +343,24 @@ class Sealer:
             await self.dead_letters.send(tp, head.log_id, rejected)
         next_offset = records[-1].offset + 1
         await self.partitions.ensure(self.pool, head.log_id, [item.received_us for item in items])
+        refused = 0
         try:
             async with self.pool.acquire() as conn:
-                result = await seal(
-                    conn,
-                    head,
-                    self.hasher,
-                    self.signer,
-                    items,
-                    next_offset,
-                    self.window,
-                    self.witnessing,
-                )
+
+                async def seal_on(at: LogHead, some: Sequence[Sealable], upto: int) -> SealResult:
+                    hasher, signer, window, witnessing = (
+                        self.hasher, self.signer, self.window, self.witnessing
+                    )  # fmt: skip
+                    return await seal(conn, at, hasher, signer, some, upto, window, witnessing)
+
+                try:
+                    result = await seal_on(head, items, next_offset)
+                except REFUSED:
+                    # A value no rule of decode() foresaw (sealer/refused.py): one at a time.
+                    log.exception("batch_refused", log=head.log_id, first_offset=records[0].offset)
+                    result, refused = await seal_one_by_one(
+                        seal_on, self.dead_letters, tp, head, items, next_offset
+                    )
         except Fenced:
             FENCED.labels(head.log_id).inc()
             log.warning("fenced", log=head.log_id, size=head.size)
@@ -361,7 +368,8 @@ class Sealer:
             return
         if tp in self.heads:  # not revoked while this seal ran past the revocation's grace
             self.heads[tp] = result.head
-        self._observe(tp, batch, records, result, len(rejected), time.perf_counter() - started)
+        dead = len(rejected) + refused
+        self._observe(tp, batch, records, result, dead, time.perf_counter() - started)
         self.sealed[tp] = next_offset  # committed to Kafka by commit_loop
 
     async def commit_loop(self) -> None:
