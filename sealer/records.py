@@ -42,6 +42,7 @@ from sealer.timestamps import EPOCH, micros, received_micros
 
 MAX_RECORD_BYTES = 1024 * 1024
 CANONICAL_PREFIX = b'{"event":'
+_BACKSLASH: Final = 0x5C
 
 # Dead-letter reasons, the ``dlq-reason`` header: stable codes to alert on and replay by.
 EMPTY_VALUE: Final = "empty-value"  # no value (a tombstone) or an empty one
@@ -258,7 +259,9 @@ def decode(
                 tenant = event.get("tenant_id")
                 if (
                     window.earliest <= received_us <= window.latest
-                    and b"\\u0000" not in value  # how canonical JSON spells U+0000
+                    # How canonical JSON spells U+0000; most values hold no backslash at all,
+                    # and a byte is found far faster than a string.
+                    and (_BACKSLASH not in value or b"\\u0000" not in value)
                     and (type(tenant) is not str or len(tenant) <= MAX_TENANT_BYTES // 4)
                 ):
                     return Sealable(
