@@ -253,18 +253,27 @@ class Sealer:
         schemas, hasher = self.schemas, self.hasher
         settings = self.settings
         window = Window.around(self.wall_clock(), settings.max_past, settings.max_future)
-        items: list[Judged] = []
-        for record in records:
-            try:
-                item = decode(record, schemas, window)
+        try:
+            items = [decode(r, schemas, window) for r in records]
+            for i, item in enumerate(items):
                 if type(item) is Sealable:
                     item.prepared = prepare(item, hasher)
-                elif type(record) is Unreadable:
-                    item = record.rejected()
-            except Exception as exc:  # noqa: BLE001 - no record may stop the sealer (below)
-                item = self._unforeseen(record, exc)
-            items.append(item)
+                elif isinstance(item, Rejected) and isinstance(item.record, Unreadable):
+                    items[i] = item.record.rejected()
+        except Exception:  # noqa: BLE001 - no record may stop the sealer: find which one
+            return [self._judge_one(r, window) for r in records]
         return items
+
+    def _judge_one(self, record: Record, window: Window) -> Judged:
+        try:
+            item = decode(record, self.schemas, window)
+            if type(item) is Sealable:
+                item.prepared = prepare(item, self.hasher)
+            elif type(record) is Unreadable:
+                item = record.rejected()
+        except Exception as exc:  # noqa: BLE001 - see _unforeseen
+            return self._unforeseen(record, exc)
+        return item
 
     def _unforeseen(self, record: Record, exc: Exception) -> Rejected:
         """decode() and prepare() raise for no record (tests/unit/test_records_fuzz.py); should

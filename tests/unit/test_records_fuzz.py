@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,7 +30,7 @@ from auditlog.core.envelope import format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.schema import NO_CUSTOM_SCHEMAS, Schemas, parse_schemas
-from sealer import timestamps
+from sealer import timestamps, worker
 from sealer.deadletters import dead_letter_headers
 from sealer.partitions import month_bounds, partition_name
 from sealer.records import (
@@ -330,3 +331,22 @@ def test_the_last_resort_is_reachable_and_names_the_error() -> None:
     assert isinstance(item, Rejected)
     assert item.reason == SEALER_ERROR
     assert "AttributeError" in item.detail
+
+
+def test_one_record_that_raises_is_the_only_dead_letter_of_its_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = worker.prepare
+
+    def prepare_failing_on_one(item: Sealable, hasher: object) -> object:
+        if item.offset == 1:
+            raise RuntimeError("a bug")
+        return real(item, hasher)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker, "prepare", prepare_failing_on_one)
+    plain = b'{"message":"m"}'
+    records = [FakeRecord(plain, offset=i, timestamp=int(NOW * 1000)) for i in range(3)]
+    items = SEALERS[0]._judge(records)  # type: ignore[arg-type]
+    assert [type(item).__name__ for item in items] == ["Sealable", "Rejected", "Sealable"]
+    assert items[1].reason == SEALER_ERROR  # type: ignore[union-attr]
+    assert all(item.prepared is not None for item in items if isinstance(item, Sealable))
