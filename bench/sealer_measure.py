@@ -105,16 +105,17 @@ async def wait_sealed(
 
 async def steady_rate(url: str) -> tuple[int, float]:
     """Events sealed between the first and the last checkpoint, and the seconds between them:
-    the sealing rate without the processes' start-up and group join."""
+    the sealing rate without the processes' start-up and group join. A log's birth checkpoint
+    (size 0, signed when the sealer first loads it) is start-up, not sealing: left out."""
     conn = await asyncpg.connect(url)
     try:
         row = await conn.fetchrow(
             "SELECT extract(epoch FROM max(created_at) - min(created_at)) AS s,"
-            " (SELECT coalesce(sum(size), 0) FROM logs) AS n FROM checkpoints"
+            " (SELECT coalesce(sum(size), 0) FROM logs) AS n FROM checkpoints WHERE size > 0"
         )
         first = await conn.fetchval(
-            "SELECT coalesce(sum(size), 0) FROM checkpoints c WHERE created_at ="
-            " (SELECT min(created_at) FROM checkpoints d WHERE d.log_id = c.log_id)"
+            "SELECT coalesce(sum(size), 0) FROM checkpoints c WHERE size > 0 AND created_at ="
+            " (SELECT min(created_at) FROM checkpoints d WHERE d.log_id = c.log_id AND size > 0)"
         )
     finally:
         await conn.close()
