@@ -29,6 +29,7 @@ from auditlog.pg import db
 from auditlog.runtime import stalls
 from auditlog.runtime.observability import configure_logging
 from auditlog.runtime.settings import SettingsError, describe, load_schemas
+from sealer import faults
 from sealer.settings import Settings
 from sealer.store import Witnessing, connect_pool
 from sealer.worker import PARALLEL_SEALS, Sealer
@@ -86,6 +87,7 @@ async def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
     stalls.tune_collector()
     log.info("starting", **describe(settings))
+    faults.arm(settings.fault)
     # Everything read from files is read here, before any connection: a bad file stops the
     # sealer at once with its reason.
     signer = load_signer(settings.signing_key_file)

@@ -16,6 +16,7 @@ from auditlog.runtime.settings import (
     Secret,
     SettingsError,
 )
+from sealer import faults
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MAX_SIZE
 from sealer.records import DEFAULT_MAX_FUTURE, DEFAULT_MAX_PAST
 
@@ -48,6 +49,8 @@ class Settings:
     max_future: float = DEFAULT_MAX_FUTURE
     metrics_port: int = 0  # 0: no metrics listener
     log_level: str = "info"
+    # A testing aid (sealer/faults.py): crash at a step of the seal. None in production.
+    fault: faults.Fault | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +75,7 @@ class Settings:
             max_future=env.number("SEALER_MAX_FUTURE", DEFAULT_MAX_FUTURE, minimum=0),
             metrics_port=env.integer("SEALER_METRICS_PORT", 0),
             log_level=env.text("LOG_LEVEL", "info"),
+            fault=_fault(env.text("SEALER_FAULT", "")),
         )
         settings.validate()
         return settings
@@ -86,3 +90,12 @@ class Settings:
         for name, value in (("MAX_PAST", self.max_past), ("MAX_FUTURE", self.max_future)):
             if not math.isfinite(value):
                 raise SettingsError(f"AUDITLOG_SEALER_{name} must be a finite number of seconds")
+
+
+def _fault(text: str) -> faults.Fault | None:
+    if not text:
+        return None
+    try:
+        return faults.parse(text)
+    except ValueError as exc:
+        raise SettingsError(f"AUDITLOG_SEALER_FAULT: {exc}") from None

@@ -27,7 +27,7 @@ from auditlog.kafka.clients import log_id as make_log_id
 from auditlog.pg import db
 from auditlog.pg.db import fetch_tiles
 from auditlog.verify.witness_client import Witness, cosign_checkpoint
-from sealer import timestamps
+from sealer import faults, timestamps
 from sealer.partitions import Partitions, partition_name
 from sealer.records import Sealable
 from sealer.rows import EVENT_COLUMNS, prepared
@@ -290,6 +290,8 @@ async def seal(
             columns=EVENT_COLUMNS,
             records=[(log_id, size + i, *p.tail) for i, p in enumerate(ready)],
         )
+        if faults.armed is not None:
+            faults.armed.reach("events-copied")
         tiles = list(result.tiles.items())
         bundles = _bundle_rows(size, [p.entry for p in ready])
         keyed = [
@@ -321,12 +323,18 @@ async def seal(
             await conn.execute(
                 _WRITE_TILES, head.log_id, *_tile_columns(tiles), *_bundle_columns(bundles)
             )
+            if faults.armed is not None:
+                faults.armed.reach("tiles-written")
             # Inside the transaction, after the tiles are written: the witnesses get proofs from
             # them, and a checkpoint they did not cosign is never stored. Should the commit fail
             # after they cosigned, the batch is sealed again from the same offsets, which gives
             # the same leaves in the same order, so the log they saw stays a prefix of ours.
             note = await _cosign(conn, head, hasher, note, result.size, witnessing)
             await conn.execute(_PUBLISH, head.log_id, result.size, result.root, note, next_offset)
+        if faults.armed is not None:
+            faults.armed.reach("before-commit")
+    if faults.armed is not None:
+        faults.armed.reach("committed")
     # The next seal extends the log from the tiles just written, without reading them back.
     after = {
         tile: result.tiles[tile] if tile in result.tiles else edge[tile]

@@ -29,6 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from auditlog.core.hashing import LogHasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.schema import NO_CUSTOM_SCHEMAS, Schemas
+from sealer import faults
 from sealer.batcher import Batch, Batcher
 from sealer.deadletters import DeadLetters
 from sealer.partitions import Partitions
@@ -350,6 +351,8 @@ class Sealer:
         rejected = [d for d in records if isinstance(d, Rejected)]
         if rejected:
             await self.dead_letters.send(tp, head.log_id, rejected)
+            if faults.armed is not None:
+                faults.armed.reach("dead-letters-sent")
         next_offset = records[-1].offset + 1
         await self.partitions.ensure(self.pool, head.log_id, [item.received_us for item in items])
         refused = 0
