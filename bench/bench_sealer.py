@@ -17,7 +17,10 @@ event-hash index (``auditlog hash-index drop``); ``--drop-index`` and ``--sql`` 
 scratch schema before sealing, to measure what an index (or an index option) costs.
 Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 
-The events are published by ``bench/kafkaload`` (Go, franz-go), built with ``go build`` on first
+The events are realistic (``auditlog/loadtest/events.py``, written to a corpus file by
+``bench/corpus.py``; ``--event-kind templated`` for the best case of earlier runs), each with
+``"<tag> <i> "`` before its message so that the phases find their own events.
+They are published by ``bench/kafkaload`` (Go, franz-go), built with ``go build`` on first
 use into ``.auditlog/cache/go/`` under a hash of its sources, so an edit rebuilds it. It sends
 exactly the records the Python producer library would (same canonical envelope bytes, key and
 producer settings; its Go test pins the bytes to vectors from ``auditlog.core.envelope``), but for a
@@ -40,9 +43,11 @@ from typing import Any
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
+from auditlog.loadtest.events import EventGenerator
 from auditlog.pg import hash_index, search_index
 from auditlog.producer import AuditProducer
 from bench import results
+from bench.corpus import write_corpus
 from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, free_port, percentile
 from bench.sealer_measure import (
     by_window,
@@ -63,12 +68,19 @@ from sealer.settings import DEFAULT_GROUP_ID
 
 
 def _fill_go(
-    binary: Path, bench: Bench, n: int, tag: str, rate: float | None = None
+    binary: Path,
+    bench: Bench,
+    n: int,
+    tag: str,
+    rate: float | None = None,
+    corpus: Path | None = None,
 ) -> dict[str, Any]:
     """:func:`_fill` through ``bench/kafkaload``; returns what it reported, with ``rate`` the
-    events/s achieved (until all acked)."""
+    events/s achieved (until all acked). ``corpus``: realistic events (bench/corpus.py)."""
     cmd = [str(binary), "-brokers", bench.kafka, "-topic", bench.topic, "-count", str(n),
            "-tag", tag, "-rate", str(rate or 0)]  # fmt: skip
+    if corpus is not None:
+        cmd += ["-events", str(corpus)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -80,7 +92,32 @@ def _fill_go(
     return result
 
 
-async def _fill(bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
+def _events(
+    tag: str, start: int, stop: int, generator: EventGenerator | None
+) -> list[dict[str, Any]]:
+    """Events ``start..stop-1`` as kafkaload makes them: realistic ones with ``"<tag> <i> "``
+    before their message, or the templated ones."""
+    if generator is not None:
+        return [
+            {**event, "message": f"{tag} {i} {event['message']}"}
+            for i, event in zip(range(start, stop), generator, strict=False)
+        ]
+    return [
+        {
+            "message": f"{tag} {i}",
+            "actor": f"user-{i % 97}",
+            "action": "read",
+            "target": f"doc-{i % 1013}",
+            # Many tenants, as in a shared deployment: keys spread over partitions.
+            "tenant_id": f"tenant-{i % 500}",
+        }
+        for i in range(start, stop)
+    ]
+
+
+async def _fill(
+    bench: Bench, n: int, tag: str, rate: float | None = None, realistic: bool = False
+) -> float:
     """Publish ``n`` events (paced at ``rate`` events/s when given); returns events/s achieved.
 
     Paced events go out in chunks every 10 ms, without waiting for the previous chunk's
@@ -88,21 +125,12 @@ async def _fill(bench: Bench, n: int, tag: str, rate: float | None = None) -> fl
     The fallback without ``go``: bench/kafkaload builds the same events (keep the two in step).
     """
     chunk = 1000 if rate is None else max(1, int(rate / 100))
+    generator = EventGenerator(1) if realistic else None
     async with AuditProducer(bench.kafka, bench.topic, max_in_flight=50_000) as producer:
         began = time.perf_counter()
         async with asyncio.TaskGroup() as sends:
             for start in range(0, n, chunk):
-                events = [
-                    {
-                        "message": f"{tag} {i}",
-                        "actor": f"user-{i % 97}",
-                        "action": "read",
-                        "target": f"doc-{i % 1013}",
-                        # Many tenants, as in a shared deployment: keys spread over partitions.
-                        "tenant_id": f"tenant-{i % 500}",
-                    }
-                    for i in range(start, min(n, start + chunk))
-                ]
+                events = _events(tag, start, min(n, start + chunk), generator)
                 if rate is None:
                     await producer.log_many(events)
                     continue
@@ -204,9 +232,17 @@ def main() -> None:
         metavar="STATEMENT",
         help="run this on the scratch database before sealing (experiments: index options)",
     )
+    parser.add_argument(
+        "--event-kind",
+        choices=("realistic", "templated"),
+        default="realistic",
+        help="realistic events (auditlog/loadtest/events.py, the default) or the templated"
+        " best case of earlier runs",
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
+    realistic = args.event_kind == "realistic"
     kafkaload = build_go_tool("kafkaload")
     if kafkaload is None:
         print(
@@ -214,19 +250,27 @@ def main() -> None:
             " of bench/kafkaload; it takes ~25 µs of CPU per event from the sealers' cores"
         )
 
-    figures: dict[str, Any] = {"producer": "python" if kafkaload is None else "kafkaload"}
+    figures: dict[str, Any] = {
+        "producer": "python" if kafkaload is None else "kafkaload",
+        "event_kind": args.event_kind,
+    }
+    corpus: Path | None = None
     fills: list[dict[str, Any]] = []
 
     def fill(bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
         if kafkaload is None:
-            achieved = asyncio.run(_fill(bench, n, tag, rate))
+            achieved = asyncio.run(_fill(bench, n, tag, rate, realistic))
             fills.append({"tag": tag, "count": n, "rate": achieved})
             return achieved
-        reported = _fill_go(kafkaload, bench, n, tag, rate)
+        reported = _fill_go(kafkaload, bench, n, tag, rate, corpus)
         fills.append({"tag": tag, **reported})
         return float(reported["rate"])
 
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
+        if realistic and kafkaload is not None:
+            # 50,000 distinct events (~2.5 s to make); kafkaload cycles through them, each
+            # record with its own number in its message.
+            corpus = write_corpus(bench.workdir / "corpus.jsonl", 50_000)
         figures["indexes"] = asyncio.run(
             _drop_optional_indexes(
                 bench.database_url, args.search_index == "none", args.hash_index == "none"

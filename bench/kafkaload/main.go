@@ -14,12 +14,19 @@
 // record is built, and keyed by its tenant_id, as auditlog.producer.AuditProducer would send it.
 // main_test.go pins the bytes to vectors produced by auditlog.envelope.Envelope.
 //
+// With -events FILE, event i is instead line i mod n of a corpus of realistic events written by
+// bench/corpus.py ({"key": tenant_id or null, "head": ..., "tail": ...}, the event's canonical
+// JSON cut inside its message string), with "<tag> <i> " put at the start of its message: the
+// envelope is {"event":head<tag> <i> tail,"received_at":"..."}, canonical as it stands, keyed by
+// the event's tenant_id (no key without one).
+//
 // With -rate R the records are due at i/R seconds after the start and go out in slices every
 // -tick, without waiting for acknowledgements (the client buffers at most -buffer records, then
 // blocks). The result is one JSON line on stdout; the exit status is 1 when any record failed.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -118,6 +125,63 @@ func (e encoder) record(i int64, now time.Time) *kgo.Record {
 	return &kgo.Record{Key: appendTenant(make([]byte, 0, 12), i), Value: buf}
 }
 
+// corpusLine is one realistic event of bench/corpus.py's file.
+type corpusLine struct {
+	Key  *string `json:"key"`
+	Head string  `json:"head"`
+	Tail string  `json:"tail"`
+}
+
+// corpusEncoder builds event i from line i mod len(lines).
+type corpusEncoder struct {
+	prefix []byte // "<tag> ", needing no escaping (checked by parseFlags)
+	lines  []corpusLine
+}
+
+func loadCorpus(path string, tag string) (corpusEncoder, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return corpusEncoder{}, err
+	}
+	defer f.Close()
+	var lines []corpusLine
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 1<<20), 16<<20)
+	for scanner.Scan() {
+		var line corpusLine
+		if err := json.Unmarshal(scanner.Bytes(), &line); err != nil {
+			return corpusEncoder{}, fmt.Errorf("%s line %d: %w", path, len(lines)+1, err)
+		}
+		lines = append(lines, line)
+	}
+	if err := scanner.Err(); err != nil {
+		return corpusEncoder{}, err
+	}
+	if len(lines) == 0 {
+		return corpusEncoder{}, fmt.Errorf("%s holds no events", path)
+	}
+	return corpusEncoder{prefix: []byte(tag + " "), lines: lines}, nil
+}
+
+func (e corpusEncoder) record(i int64, now time.Time) *kgo.Record {
+	line := &e.lines[i%int64(len(e.lines))]
+	buf := make([]byte, 0, 64+len(line.Head)+len(line.Tail)+len(e.prefix))
+	buf = append(buf, `{"event":`...)
+	buf = append(buf, line.Head...)
+	buf = append(buf, e.prefix...)
+	buf = strconv.AppendInt(buf, i, 10)
+	buf = append(buf, ' ')
+	buf = append(buf, line.Tail...)
+	buf = append(buf, `,"received_at":"`...)
+	buf = appendReceivedAt(buf, now)
+	buf = append(buf, `"}`...)
+	r := &kgo.Record{Value: buf}
+	if line.Key != nil {
+		r.Key = []byte(*line.Key)
+	}
+	return r
+}
+
 type result struct {
 	Produced int64   `json:"produced"`
 	Errors   int64   `json:"errors"`
@@ -142,6 +206,7 @@ type config struct {
 	linger   time.Duration
 	timeout  time.Duration
 	maxBatch int
+	events   string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -158,6 +223,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.linger, "linger", 2*time.Millisecond, "producer linger")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "delivery timeout per record")
 	fs.IntVar(&c.maxBatch, "max-batch-bytes", 512*1024, "producer batch size limit")
+	fs.StringVar(&c.events, "events", "", "corpus of realistic events (bench/corpus.py); default: templated events")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -172,8 +238,30 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-tick must be positive")
 	case !utf8.ValidString(c.tag):
 		return c, errors.New("-tag must be valid UTF-8")
+	case c.events != "" && !plainTag(c.tag):
+		return c, errors.New("-tag must be 1-64 of [A-Za-z0-9._:/-] with -events")
 	}
 	return c, nil
+}
+
+// plainTag says whether tag needs no JSON escaping, so it can go into a corpus line's message
+// as raw bytes (bench/corpus.py checks the same pattern).
+func plainTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > 64 {
+		return false
+	}
+	for _, c := range tag {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.ContainsRune("._:/-", c)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+type recordMaker interface {
+	record(i int64, now time.Time) *kgo.Record
 }
 
 func run(c config) (result, error) {
@@ -211,7 +299,14 @@ func run(c config) (result, error) {
 		}
 		produced.Add(1)
 	}
-	enc := newEncoder(c.tag)
+	var enc recordMaker = newEncoder(c.tag)
+	if c.events != "" {
+		corpus, err := loadCorpus(c.events, c.tag)
+		if err != nil {
+			return result{}, err
+		}
+		enc = corpus
+	}
 
 	ctx := context.Background()
 	began := time.Now()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"testing"
 	"time"
 )
@@ -98,5 +99,53 @@ func BenchmarkRecord(b *testing.B) {
 	now := time.Now()
 	for i := 0; b.Loop(); i++ {
 		enc.record(int64(i), now)
+	}
+}
+
+// A corpus line of bench/corpus.py and the record bench/corpus.py's record_value builds from it
+// (the same splice, checked in Python against auditlog.core.envelope.Envelope by
+// tests/unit/test_bench_corpus.py), for tag "vec", event 7:
+//
+//	.venv/bin/python -c 'from bench.corpus import corpus_line, record_value; ...'
+var corpusVector = struct {
+	line  string
+	key   string
+	value string
+}{
+	"{\"key\": \"tenant-grux-3\", \"head\": \"{\\\"action\\\":\\\"object_read\\\",\\\"actor\\\":\\\"weckzaimlain.hukouckdril@soylent.co.uk\\\",\\\"message\\\":\\\"\", \"tail\": \"Key 046c63ddd3f89e094ffe45f86a623c48 expired for service account ceamgrurdrat@vockpren-300.iam. caf\u00e9 \u2028 \\\\\\\"q\\\\\\\" \\\\\\\\ tab\\\\t\\\",\\\"source\\\":\\\"215.158.176.139\\\",\\\"status\\\":\\\"success\\\",\\\"target\\\":\\\"projects/ceastfrittreast-581/clusters/brondtendbres/zesmet.tar.gz\\\",\\\"tenant_id\\\":\\\"tenant-grux-3\\\",\\\"timestamp\\\":\\\"2026-12-04T21:01:46.130102Z\\\"}\"}",
+	"tenant-grux-3",
+	"{\"event\":{\"action\":\"object_read\",\"actor\":\"weckzaimlain.hukouckdril@soylent.co.uk\",\"message\":\"vec 7 Key 046c63ddd3f89e094ffe45f86a623c48 expired for service account ceamgrurdrat@vockpren-300.iam. caf\u00e9 \u2028 \\\"q\\\" \\\\ tab\\t\",\"source\":\"215.158.176.139\",\"status\":\"success\",\"target\":\"projects/ceastfrittreast-581/clusters/brondtendbres/zesmet.tar.gz\",\"tenant_id\":\"tenant-grux-3\",\"timestamp\":\"2026-12-04T21:01:46.130102Z\"},\"received_at\":\"2026-12-04T21:00:00.123456Z\"}",
+}
+
+func TestCorpusRecordMatchesPythonSplice(t *testing.T) {
+	path := t.TempDir() + "/corpus.jsonl"
+	if err := os.WriteFile(path, []byte(corpusVector.line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := loadCorpus(path, "vec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := enc.record(7, time.Date(2026, 12, 4, 21, 0, 0, 123456*1000, time.UTC))
+	if string(r.Value) != corpusVector.value {
+		t.Errorf("value:\n got %s\nwant %s", r.Value, corpusVector.value)
+	}
+	if string(r.Key) != corpusVector.key {
+		t.Errorf("key: got %q, want %q", r.Key, corpusVector.key)
+	}
+	// Line i mod n: event 8 of a one-line corpus is the same event with another number.
+	if !bytes.Contains(enc.record(8, time.Now()).Value, []byte(`"message":"vec 8 `)) {
+		t.Error("event 8 does not carry its own number")
+	}
+}
+
+func TestCorpusTagsMustNeedNoEscaping(t *testing.T) {
+	for _, tag := range []string{"", "a b", `a"b`, "a\\b", "\u00e9"} {
+		if _, err := parseFlags([]string{"-events", "x", "-tag", tag}); err == nil {
+			t.Errorf("tag %q accepted with -events", tag)
+		}
+	}
+	if _, err := parseFlags([]string{"-events", "x", "-tag", "live"}); err != nil {
+		t.Errorf("tag live refused: %v", err)
 	}
 }
