@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
-import subprocess
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,60 +15,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from auditlog.kafka.clients import dlq_topic
-from auditlog.producer import AuditProducer
 from bench import results
 from bench.harness import Bench, CpuMeter
-
-
-def _fill_go(
-    binary: Path, bench: Bench, n: int, tag: str, rate: float | None = None
-) -> dict[str, Any]:
-    """:func:`_fill` through ``bench/kafkaload``; returns what it reported, with ``rate`` the
-    events/s achieved (until all acked)."""
-    cmd = [str(binary), "-brokers", bench.kafka, "-topic", bench.topic, "-count", str(n),
-           "-tag", tag, "-rate", str(rate or 0)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"kafkaload exited with {proc.returncode}: {proc.stdout.strip()} {proc.stderr.strip()}"
-        )
-    result: dict[str, Any] = json.loads(lines[-1])
-    print(f"  kafkaload: {json.dumps(result)}")
-    return result
-
-
-async def _fill(bench: Bench, n: int, tag: str, rate: float | None = None) -> float:
-    """Publish ``n`` events (paced at ``rate`` events/s when given); returns events/s achieved.
-
-    Paced events go out in chunks every 10 ms, without waiting for the previous chunk's
-    acknowledgement, so arrivals are spread as a population of producers would spread them.
-    The fallback without ``go``: bench/kafkaload builds the same events (keep the two in step).
-    """
-    chunk = 1000 if rate is None else max(1, int(rate / 100))
-    async with AuditProducer(bench.kafka, bench.topic, max_in_flight=50_000) as producer:
-        began = time.perf_counter()
-        async with asyncio.TaskGroup() as sends:
-            for start in range(0, n, chunk):
-                events = [
-                    {
-                        "message": f"{tag} {i}",
-                        "actor": f"user-{i % 97}",
-                        "action": "read",
-                        "target": f"doc-{i % 1013}",
-                        # Many tenants, as in a shared deployment: keys spread over partitions.
-                        "tenant_id": f"tenant-{i % 500}",
-                    }
-                    for i in range(start, min(n, start + chunk))
-                ]
-                if rate is None:
-                    await producer.log_many(events)
-                    continue
-                delay = began + start / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sends.create_task(producer.log_many(events))
-        return n / (time.perf_counter() - began)
 
 
 async def count_events(url: str) -> int:
