@@ -54,14 +54,6 @@ from bench.harness import (
 from bench.query_data import build_log, load_events, secondary_indexes
 from query.proofs import LogHead, ProofBuilder
 
-# The migrated schema's secondary indexes on events (all but the primary key and the hash
-# lookup), dropped for the bulk load and rebuilt from their own definitions afterwards.
-_SECONDARY_INDEXES = """
-SELECT indexname, indexdef FROM pg_indexes
- WHERE tablename = 'events' AND indexname NOT IN ('events_pkey', 'events_event_hash')
- ORDER BY indexname
-"""
-
 
 async def in_process_proofs(
     url: str, log_id: str, size: int, seconds: float, tile_cache: int, warm: bool = False
