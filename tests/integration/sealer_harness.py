@@ -246,3 +246,24 @@ class WitnessProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(20)
+
+
+def audit_clean(
+    database_url: str, vkey_file: Path, log_ids: list[str], workdir: Path
+) -> dict[str, int]:
+    """`auditlog audit` of ``log_ids`` from the database with the log's key: every log clean,
+    every entry checked. Returns each log's audited size."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "auditlog.cli", "audit", "--database-url", database_url,
+         "--key", str(vkey_file), "--no-state", "--json", "--no-progress",
+         *(f"--log={log_id}" for log_id in log_ids)],
+        capture_output=True, text=True, check=False, timeout=120,
+        env={**os.environ, "XDG_STATE_HOME": str(workdir / "state")},
+    )  # fmt: skip
+    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stdout
+    assert report["ok"], report["findings"]
+    assert sorted(r["log"] for r in report["logs"]) == sorted(log_ids)
+    assert all(r["entries_checked"] == r["size"] for r in report["logs"]), report["logs"]
+    return {r["log"]: r["size"] for r in report["logs"]}
