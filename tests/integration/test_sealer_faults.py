@@ -25,6 +25,7 @@ from sealer import faults
 from tests.conftest import Services, delete_topics
 from tests.integration.sealer_harness import (
     SealerFleet,
+    WitnessProcess,
     audit_clean,
     check_exactly_once,
     produce,
@@ -38,9 +39,10 @@ HOSTILE = b"\x00 not json"  # a dead letter `not-json`
 
 
 @pytest.fixture
-async def topic(services: Services) -> AsyncIterator[str]:
+async def topic(services: Services, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     name = f"{services.topic}.fault{next(_counter)}"
-    await ensure_topics(services.kafka_bootstrap, name, partitions=2)
+    partitions = getattr(request, "param", 2)
+    await ensure_topics(services.kafka_bootstrap, name, partitions=partitions)
     yield name
     await delete_topics(services.kafka_bootstrap, [name, dlq_topic(name)])
 
@@ -141,8 +143,9 @@ async def _wait(condition: Callable[[], Awaitable[bool]], what: str, within: flo
         await asyncio.sleep(0.2)
 
 
-# tiles-written is reached only with witnesses; without them tiles, bundles, checkpoint and head
-# are one statement, so before-commit covers "after the tiles" and "after the checkpoint" too.
+# tiles-written is reached only with witnesses (below); without them tiles, bundles, checkpoint
+# and head are one statement, so before-commit covers "after the tiles" and "after the
+# checkpoint" too.
 CRASH_STEPS = [step for step in faults.STEPS if step != "tiles-written"]
 
 
@@ -150,26 +153,61 @@ CRASH_STEPS = [step for step in faults.STEPS if step != "tiles-written"]
 async def test_a_crash_at_each_step_of_the_seal_seals_everything_once(
     services: Services, topic: str, fleet: SealerFleet, tmp_path: Path, step: str
 ) -> None:
-    # Good events over both partitions with a hostile record after every 250, so several
+    await _crash_and_take_over(services, topic, fleet, tmp_path, step, partitions=2)
+
+
+@pytest.mark.parametrize("topic", [1], indirect=True)
+@pytest.mark.parametrize("step", ["tiles-written", "before-commit"])
+async def test_a_crash_of_a_witnessed_seal_seals_everything_once(
+    services: Services, topic: str, fleet: SealerFleet, tmp_path: Path, step: str
+) -> None:
+    # tiles-written: the tiles are written, the witness has not seen the checkpoint yet;
+    # before-commit: the witness cosigned a checkpoint that is never committed. The batch is
+    # sealed again from the same offsets, so what the witness saw stays a prefix of the log
+    # (it would refuse the next checkpoint otherwise, and nothing more would be sealed).
+    vkey = _vkey_file(fleet).read_text().strip()
+    witness = WitnessProcess(tmp_path, f"drill.auditlog.test/{topic}/0", vkey)
+    witness.start()
+    try:
+        policy = tmp_path / "policy"
+        policy.write_text(f"log {vkey}\nwitness w1 {witness.vkey()} {witness.url}\nquorum w1\n")
+        await _crash_and_take_over(
+            services, topic, fleet, tmp_path, step, partitions=1,
+            AUDITLOG_WITNESS_POLICY_FILE=str(policy),
+        )  # fmt: skip
+    finally:
+        witness.stop()
+
+
+async def _crash_and_take_over(
+    services: Services,
+    topic: str,
+    fleet: SealerFleet,
+    tmp_path: Path,
+    step: str,
+    partitions: int,
+    **extra: str,
+) -> None:
+    # Good events over the partitions with a hostile record after every 250, so several
     # batches (of at most 200) carry a dead letter and every step is reached more than once.
     hashes: list[str] = []
     hostile: list[tuple[int, int]] = []
     for chunk in range(6):
         hashes += await produce(services, topic, 250, f"{step} {chunk}")
-        partition = chunk % 2
+        partition = chunk % partitions
         [offset] = await _send_raw(services, topic, [(partition, HOSTILE)])
         hostile.append((partition, offset))
 
     # Groups of their own: a member that died in a group shared with other tests would hold
     # their rebalances back for its session timeout.
-    victim = fleet.start(group=f"{topic}.victim", AUDITLOG_SEALER_FAULT=f"{step}:2")
+    victim = fleet.start(group=f"{topic}.victim", AUDITLOG_SEALER_FAULT=f"{step}:2", **extra)
     await asyncio.to_thread(victim.wait, 60)
     assert victim.returncode == faults.EXIT_CODE, fleet.logs()[-3000:]
     assert f'"event": "fault_injected", "step": "{step}"' in fleet.logs()
 
     # A fresh sealer, in a group of its own (the dead one never left its group, and only the
     # offsets stored in PostgreSQL count), takes over from what the database holds.
-    fleet.start(group=f"{topic}.after")
+    fleet.start(group=f"{topic}.after", **extra)
     await wait_sealed(services, topic, len(hashes))
     await asyncio.sleep(0.5)  # anything sealed twice would show up now
     sizes = await check_exactly_once(services, topic, hashes, _vkey_file(fleet).read_text().strip())
