@@ -165,7 +165,10 @@ class AuditProducer:
                     acquired += 1
                 futures = [
                     await self._producer.send(
-                        self.topic, env.canonical, key=record_key(env), headers=headers or None
+                        self.topic,
+                        env.canonical,
+                        key=record_key(env, headers),
+                        headers=headers or None,
                     )
                     for env in envs
                 ]

@@ -36,7 +36,7 @@ from auditlog.core.schema import (
     validate_event,
     validate_signature_fields,
 )
-from auditlog.kafka.clients import make_producer
+from auditlog.kafka.clients import PRINCIPAL_HEADER, make_producer
 from auditlog.pg import db
 from auditlog.pg.tokens import TokenCache, TokenInfo
 from auditlog.runtime.observability import configure_logging
@@ -140,10 +140,17 @@ MAX_CONFIG_ID = 64
 
 
 def _headers(
-    idempotency_key: object, config_id: object, pointer: str, errors: list[dict[str, str]]
+    token: TokenInfo,
+    idempotency_key: object,
+    config_id: object,
+    pointer: str,
+    errors: list[dict[str, str]],
 ) -> Headers:
-    """Kafka headers for one event: the retry key (the sealer drops retried duplicates)."""
+    """Kafka headers for one event: the retry key (the sealer seals one event per key) with its
+    principal, this token: keys are namespaced per token and tenant (docs/ingest.md)."""
     headers: Headers = []
+    if idempotency_key is not None:
+        headers.append((PRINCIPAL_HEADER, f"token:{token.token_id}".encode()))
     for name, value, limit, source in (
         ("idempotency-key", idempotency_key, MAX_IDEMPOTENCY_KEY, f"{pointer}/idempotency_key"),
         ("config-id", config_id, MAX_CONFIG_ID, "/config_id"),
@@ -229,7 +236,7 @@ async def log_v1(request: Request) -> Response:
     envelope, item_errors = _build_envelope(body, token, "", received_at, schema)
     errors += item_errors
     headers = _headers(
-        request.headers.get("idempotency-key"), body.get("config_id"), "/headers", errors
+        token, request.headers.get("idempotency-key"), body.get("config_id"), "/headers", errors
     )
     if errors or envelope is None:
         REJECTED.labels("validation").inc()
@@ -273,7 +280,7 @@ def _bulk_envelopes(
         envelope, item_errors = _build_envelope(item, token, f"/events/{i}", received_at, schema)
         errors += item_errors
         item_headers = _headers(
-            item.get("idempotency_key"), body.get("config_id"), f"/events/{i}", errors
+            token, item.get("idempotency_key"), body.get("config_id"), f"/events/{i}", errors
         )
         if envelope is not None:
             envelopes.append(envelope)

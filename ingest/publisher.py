@@ -32,7 +32,7 @@ from ingest.settings import Settings
 
 log = structlog.get_logger("ingest")
 
-# Kafka record headers of one event (idempotency key, config id).
+# Kafka record headers of one event (idempotency key, its principal, config id).
 Headers = list[tuple[str, bytes]]
 
 EVENTS = Counter("auditlog_ingest_events_total", "Events acknowledged by Kafka")
@@ -84,7 +84,10 @@ class IngestState:
             async with asyncio.timeout(self.settings.send_timeout):
                 futures = [
                     await self.producer.send(
-                        self.settings.topic, env.canonical, key=record_key(env), headers=h or None
+                        self.settings.topic,
+                        env.canonical,
+                        key=record_key(env, h),
+                        headers=h or None,
                     )
                     for env, h in zip(envelopes, headers, strict=True)
                 ]

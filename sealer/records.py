@@ -38,6 +38,7 @@ from auditlog.core.schema import (
     validate_event,
     validate_signature_fields,
 )
+from auditlog.kafka.clients import IDEMPOTENCY_KEY_HEADER, KAFKA_PRINCIPAL, PRINCIPAL_HEADER
 from sealer.timestamps import EPOCH, micros, received_micros
 
 MAX_RECORD_BYTES = 1024 * 1024
@@ -47,7 +48,7 @@ _BACKSLASH: Final = 0x5C
 # Dead-letter reasons, the ``dlq-reason`` header: stable codes to alert on and replay by.
 EMPTY_VALUE: Final = "empty-value"  # no value (a tombstone) or an empty one
 TOO_LARGE: Final = "too-large"  # more than MAX_RECORD_BYTES
-INVALID_HEADER: Final = "invalid-header"  # idempotency-key or config-id not storable text
+INVALID_HEADER: Final = "invalid-header"  # idempotency-key, principal, config-id not storable
 UNKNOWN_CONFIG_ID: Final = "unknown-config-id"  # no custom schema of that config-id
 NOT_JSON: Final = "not-json"  # not UTF-8 JSON (orjson's rules: nesting depth, number range)
 NOT_OBJECT: Final = "not-object"  # JSON, but an array, string, number, boolean or null
@@ -60,17 +61,22 @@ UNSTORABLE: Final = "unstorable-value"  # a value PostgreSQL cannot store or ind
 # record whose handling raised something no rule here foresaw (a bug: its traceback is logged).
 UNREADABLE: Final = "unreadable-record"
 SEALER_ERROR: Final = "sealer-error"
+# Given by the seal (sealer/claims.py): the record's idempotency key sealed another event.
+IDEMPOTENCY_CONFLICT: Final = "idempotency-conflict"
 REASONS: Final = (
     EMPTY_VALUE, TOO_LARGE, INVALID_HEADER, UNKNOWN_CONFIG_ID, NOT_JSON, NOT_OBJECT,
     NON_CANONICAL, INVALID_ENVELOPE, INVALID_EVENT, OUT_OF_WINDOW, UNSTORABLE, UNREADABLE,
-    SEALER_ERROR,
+    SEALER_ERROR, IDEMPOTENCY_CONFLICT,
 )  # fmt: skip
 
-IDEMPOTENCY_KEY: Final = "idempotency-key"
+IDEMPOTENCY_KEY: Final = IDEMPOTENCY_KEY_HEADER
+PRINCIPAL: Final = PRINCIPAL_HEADER  # who produced the record: the namespace of its key
 CONFIG_ID: Final = "config-id"
-# A btree entry holds at most ~2700 bytes: idempotency_keys is keyed by (tenant, key), and
-# events has an index on (tenant_id, received_at). Beyond these, a seal could never commit.
+# A btree entry holds at most ~2700 bytes: idempotency_keys is keyed by (principal, tenant,
+# key), and events has an index on (tenant_id, received_at). Beyond these, a seal could never
+# commit.
 MAX_IDEMPOTENCY_KEY_BYTES: Final = 1024
+MAX_PRINCIPAL_BYTES: Final = 256
 MAX_CONFIG_ID_BYTES: Final = 256
 MAX_TENANT_BYTES: Final = 1024
 
@@ -150,6 +156,8 @@ class Sealable:
     received_us: int  # received_at in microseconds since 2000 (sealer/timestamps.py)
     idempotency_key: str | None
     config_id: str | None = None
+    # Who produced it (the ``principal`` header; ``kafka`` without one): its key's namespace.
+    principal: str = KAFKA_PRINCIPAL
     # Its row, entry and leaf hash, worked out by the fetch loop while the batch fills
     # (sealer/rows.py); a seal makes them itself when this is None.
     prepared: Prepared | None = None
@@ -186,6 +194,20 @@ def _header(headers: Sequence[tuple[str, bytes | None]], name: str, limit: int) 
             raise _BadHeader(f"header {name} contains U+0000, which PostgreSQL text cannot hold")
         return text
     return None
+
+
+def _read_headers(
+    headers: Sequence[tuple[str, bytes | None]],
+) -> tuple[str | None, str | None, str]:
+    """The idempotency key, config id and principal a record's headers name."""
+    principal = _header(headers, PRINCIPAL, MAX_PRINCIPAL_BYTES)
+    if principal == "":  # '' is the principal of the keys claimed before principals existed
+        raise _BadHeader(f"header {PRINCIPAL} is empty")
+    return (
+        _header(headers, IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_BYTES),
+        _header(headers, CONFIG_ID, MAX_CONFIG_ID_BYTES),
+        principal or KAFKA_PRINCIPAL,
+    )
 
 
 def _schema_errors(obj: Mapping[str, object], envelope: bool, schema: Schema) -> str | None:
@@ -231,10 +253,10 @@ def decode(
         window = Window.around(time.time())
     headers = record.headers
     idempotency_key = config_id = None
+    principal = KAFKA_PRINCIPAL
     if headers:
         try:
-            idempotency_key = _header(headers, IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_BYTES)
-            config_id = _header(headers, CONFIG_ID, MAX_CONFIG_ID_BYTES)
+            idempotency_key, config_id, principal = _read_headers(headers)
         except _BadHeader as exc:
             return Rejected(record.offset, INVALID_HEADER, record, str(exc))
     schema = schemas.for_config(config_id)
@@ -265,10 +287,12 @@ def decode(
                     and (type(tenant) is not str or len(tenant) <= MAX_TENANT_BYTES // 4)
                 ):
                     return Sealable(
-                        record.offset, envelope, received_us, idempotency_key, config_id
+                        record.offset, envelope, received_us, idempotency_key, config_id, principal
                     )
-            return _Context(record, idempotency_key, config_id, window).seal(envelope, schema)
-    return _decode_json(value, schema, _Context(record, idempotency_key, config_id, window))
+            context = _Context(record, idempotency_key, config_id, principal, window)
+            return context.seal(envelope, schema)
+    context = _Context(record, idempotency_key, config_id, principal, window)
+    return _decode_json(value, schema, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +300,7 @@ class _Context:
     record: Record
     idempotency_key: str | None
     config_id: str | None
+    principal: str
     window: Window
 
     def reject(self, reason: str, detail: str) -> Rejected:
@@ -316,7 +341,12 @@ class _Context:
         if problem:
             return self.reject(UNSTORABLE, problem)
         return Sealable(
-            self.record.offset, envelope, received_us, self.idempotency_key, self.config_id
+            self.record.offset,
+            envelope,
+            received_us,
+            self.idempotency_key,
+            self.config_id,
+            self.principal,
         )
 
 

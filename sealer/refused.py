@@ -24,7 +24,7 @@ from aiokafka import TopicPartition
 
 from sealer.deadletters import DeadLetters
 from sealer.records import CONFIG_ID, IDEMPOTENCY_KEY, UNSTORABLE, Rejected, Sealable
-from sealer.store import LogHead, SealResult
+from sealer.store import Conflict, LogHead, SealResult
 
 log = structlog.get_logger("sealer")
 
@@ -68,6 +68,7 @@ async def seal_one_by_one(
     PostgreSQL refuses; the last seal's result (with every seal's duplicates and the last
     checkpoint) and how many were refused."""
     duplicates = refused = 0
+    conflicts: tuple[Conflict, ...] = ()
     checkpoint = None
     for item in items:
         try:
@@ -82,7 +83,8 @@ async def seal_one_by_one(
             result = await seal(head, [], item.offset + 1)
         head = result.head
         duplicates += result.duplicates
+        conflicts += result.conflicts
         checkpoint = result.checkpoint or checkpoint
     if head.next_offset != next_offset:  # past the batch's last dead letters
         head = (await seal(head, [], next_offset)).head
-    return SealResult(head, checkpoint, duplicates), refused
+    return SealResult(head, checkpoint, duplicates, conflicts), refused

@@ -8,7 +8,7 @@ can never publish disagreeing checkpoints for one log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -28,6 +28,7 @@ from auditlog.pg import db
 from auditlog.pg.db import fetch_tiles
 from auditlog.verify.witness_client import Witness, cosign_checkpoint
 from sealer import faults, timestamps
+from sealer.claims import Conflict, claim
 from sealer.partitions import Partitions, partition_name
 from sealer.records import Sealable
 from sealer.rows import EVENT_COLUMNS, prepared
@@ -35,8 +36,9 @@ from sealer.rows import EVENT_COLUMNS, prepared
 # Partitions and partition_name live in sealer/partitions.py; named here too, where tests and
 # benchmarks have always found them.
 __all__ = [
-    "DEFAULT_IDEMPOTENCY_WINDOW", "Fenced", "LogHead", "NotWitnessed", "Partitions", "SealResult",
-    "Witnessing", "connect_pool", "forget_expired_keys", "load_head", "partition_name", "seal",
+    "DEFAULT_IDEMPOTENCY_WINDOW", "Conflict", "Fenced", "LogHead", "NotWitnessed", "OnConflict",
+    "Partitions", "SealResult", "Witnessing", "connect_pool", "forget_expired_keys", "load_head",
+    "partition_name", "seal",
 ]  # fmt: skip
 
 DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -88,7 +90,13 @@ class LogHead:
 class SealResult:
     head: LogHead
     checkpoint: str | None  # None when nothing was appended (dead letters or duplicates only)
-    duplicates: int = 0  # records skipped because their idempotency key was already sealed
+    duplicates: int = 0  # records skipped: their idempotency key sealed the same event already
+    # Records whose idempotency key sealed another event: not appended, dead letters.
+    conflicts: tuple[Conflict, ...] = ()
+
+
+# Dead-letters a seal's conflicts; awaited inside the seal's transaction, before it commits.
+OnConflict = Callable[[Sequence[Conflict]], Awaitable[None]]
 
 
 async def connect_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
@@ -249,13 +257,17 @@ async def seal(
     next_offset: int,
     idempotency_window: timedelta = DEFAULT_IDEMPOTENCY_WINDOW,
     witnessing: Witnessing | None = None,
+    on_conflict: OnConflict | None = None,
 ) -> SealResult:
     """Append ``items`` to the log and move its offset to ``next_offset``, atomically.
 
     ``conn`` comes from :func:`connect_pool`.
 
-    An item whose idempotency key was sealed for the same tenant within ``idempotency_window``
-    (or earlier in the same batch) is skipped: a producer's retry is not logged twice.
+    Idempotency keys are claimed in the same transaction (sealer/claims.py): an item whose
+    (principal, tenant, key) sealed the same event within ``idempotency_window`` (or earlier in
+    the batch) is skipped, a producer's retry is not logged twice; one whose key sealed another
+    event is a conflict, not appended either: ``on_conflict`` gets them before the transaction
+    commits (the worker dead-letters them there), and the result lists them.
     """
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -267,14 +279,17 @@ async def seal(
             head.next_offset,
         ):
             raise Fenced(f"log {head.log_id} head moved; this sealer no longer owns it")
-        items, duplicates = await _without_duplicates(conn, items, idempotency_window)
+        claimed = await claim(conn, head.log_id, head.size, items, idempotency_window)
+        items, duplicates, conflicts = claimed.kept, claimed.duplicates, tuple(claimed.conflicts)
+        if conflicts and on_conflict is not None:
+            await on_conflict(conflicts)
         if not items:
             await conn.execute(
                 "UPDATE logs SET next_offset = $2, updated_at = now() WHERE log_id = $1",
                 head.log_id,
                 next_offset,
             )
-            return SealResult(replace(head, next_offset=next_offset), None, duplicates)
+            return SealResult(replace(head, next_offset=next_offset), None, duplicates, conflicts)
 
         wanted = tiles_to_fetch(head.size)
         edge = head.edge
@@ -294,18 +309,6 @@ async def seal(
             faults.armed.reach("events-copied")
         tiles = list(result.tiles.items())
         bundles = _bundle_rows(size, [p.entry for p in ready])
-        keyed = [
-            (_tenant(item), item.idempotency_key, head.log_id, head.size + i)
-            for i, item in enumerate(items)
-            if item.idempotency_key is not None
-        ]
-        if keyed:
-            await conn.executemany(
-                "INSERT INTO idempotency_keys (tenant_id, key, log_id, idx) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (tenant_id, key) DO UPDATE SET log_id = EXCLUDED.log_id,"
-                " idx = EXCLUDED.idx, sealed_at = now()",
-                keyed,
-            )
         note = sign_note(Checkpoint(head.origin, result.size, result.root).to_text(), [signer])
         if witnessing is None:
             # Tiles, bundles, checkpoint and head in one statement: one round trip, not four.
@@ -344,6 +347,7 @@ async def seal(
         replace(head, size=result.size, root=result.root, next_offset=next_offset, edge=after),
         note,
         duplicates,
+        conflicts,
     )
 
 
@@ -372,42 +376,15 @@ async def _cosign(
     return cosigned
 
 
-def _tenant(item: Sealable) -> str:
-    tenant = item.envelope.event.get("tenant_id")
-    return tenant if isinstance(tenant, str) else ""
-
-
-async def _without_duplicates(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
-    items: Sequence[Sealable],
-    window: timedelta,
-) -> tuple[list[Sealable], int]:
-    keys = [(_tenant(i), i.idempotency_key) for i in items if i.idempotency_key is not None]
-    if not keys:
-        return list(items), 0
-    rows = await conn.fetch(
-        "SELECT tenant_id, key FROM idempotency_keys"
-        " WHERE (tenant_id, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-        " AND sealed_at > now() - $3::interval",
-        [t for t, _ in keys],
-        [k for _, k in keys],
-        window,
-    )
-    seen = {(r["tenant_id"], r["key"]) for r in rows}
-    kept: list[Sealable] = []
-    for item in items:
-        if item.idempotency_key is not None:
-            key = (_tenant(item), item.idempotency_key)
-            if key in seen:
-                continue
-            seen.add(key)
-        kept.append(item)
-    return kept, len(items) - len(kept)
-
-
 async def forget_expired_keys(pool: asyncpg.Pool, window: timedelta) -> int:
-    """Drop idempotency keys older than the window; returns how many."""
+    """Drop idempotency keys older than the window; returns how many.
+
+    Keys a seal holds locked are skipped (a seal re-claiming an expired key may have it): this
+    statement never waits for a seal, so it never deadlocks with one; the next sweep takes them.
+    """
     status = await pool.execute(
-        "DELETE FROM idempotency_keys WHERE sealed_at < now() - $1::interval", window
+        "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
+        " WHERE sealed_at <= now() - $1::interval FOR UPDATE SKIP LOCKED))",
+        window,
     )
     return int(status.split()[-1])

@@ -31,6 +31,7 @@ from auditlog.core.note import NoteSigner
 from auditlog.core.schema import NO_CUSTOM_SCHEMAS, Schemas
 from sealer import faults
 from sealer.batcher import Batch, Batcher
+from sealer.claims import Conflict
 from sealer.deadletters import DeadLetters
 from sealer.partitions import Partitions
 from sealer.records import SEALER_ERROR, Record, Rejected, Sealable, Window, decode
@@ -68,6 +69,11 @@ LAG = Gauge("auditlog_sealer_lag", "Records behind the partition's high watermar
 
 DUPLICATES = Counter(
     "auditlog_sealer_duplicates_total", "Records skipped: idempotency key already sealed", ["log"]
+)
+CONFLICTS = Counter(
+    "auditlog_sealer_idempotency_conflicts_total",
+    "Records dead-lettered: their idempotency key sealed another event",
+    ["log"],
 )
 BATCH_AGE = Histogram(
     "auditlog_sealer_batch_age_seconds",
@@ -363,7 +369,15 @@ class Sealer:
                     hasher, signer, window, witnessing = (
                         self.hasher, self.signer, self.window, self.witnessing
                     )  # fmt: skip
-                    return await seal(conn, at, hasher, signer, some, upto, window, witnessing)
+                    return await seal(
+                        conn, at, hasher, signer, some, upto, window, witnessing, conflicted
+                    )
+
+                async def conflicted(conflicts: Sequence[Conflict]) -> None:
+                    # Before the seal commits, as every dead letter it passes by (a seal retried
+                    # after this may send them twice, never zero times).
+                    await self.dead_letters.send(tp, head.log_id, [c.rejected() for c in conflicts])
+                    CONFLICTS.labels(head.log_id).inc(len(conflicts))
 
                 try:
                     result = await seal_on(head, items, next_offset)
@@ -380,7 +394,7 @@ class Sealer:
             return
         if tp in self.heads:  # not revoked while this seal ran past the revocation's grace
             self.heads[tp] = result.head
-        dead = len(rejected) + refused
+        dead = len(rejected) + refused + len(result.conflicts)
         self._observe(tp, batch, records, result, dead, time.perf_counter() - started)
         self.sealed[tp] = next_offset  # committed to Kafka by commit_loop
 

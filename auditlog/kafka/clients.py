@@ -8,7 +8,8 @@ PostgreSQL with the sealed batch.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -30,6 +31,13 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 
 DEFAULT_PARTITIONS = 4
 
+# Record headers the sealer reads (docs/kafka-messages.md): the retry key, and who produced the
+# record, the namespace of its key. Ingest sends ``token:<token_id>``; a record without the
+# header was written by some other Kafka client, whose principal is ``kafka``.
+IDEMPOTENCY_KEY_HEADER: Final = "idempotency-key"
+PRINCIPAL_HEADER: Final = "principal"
+KAFKA_PRINCIPAL: Final = "kafka"
+
 
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
@@ -40,10 +48,29 @@ def log_id(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
 
-def record_key(envelope: Envelope) -> bytes | None:
-    """The Kafka key of an event: its tenant, so one tenant's events stay in one log, in order."""
+def record_key(
+    envelope: Envelope, headers: Sequence[tuple[str, bytes | None]] | None = None
+) -> bytes | None:
+    """The Kafka key of an event: its tenant, so one tenant's events stay in one log, in order.
+
+    An event without a tenant but with an idempotency key (``headers``) is keyed by that key's
+    namespace, ``idempotency-key\n<principal>\n<key>``, so every retry of it lands on the same
+    partition, where the sealer seals one and skips the others in one log's order (the sealer's
+    claim, sealer/claims.py, still holds across partitions, for records any client keyed
+    otherwise). Without either, no key: Kafka spreads such events over the partitions.
+    """
     tenant = envelope.event.get("tenant_id")
-    return tenant.encode() if isinstance(tenant, str) else None
+    if isinstance(tenant, str):
+        return tenant.encode()
+    key = principal = None
+    for name, value in headers or ():
+        if name == IDEMPOTENCY_KEY_HEADER and key is None:
+            key = value
+        elif name == PRINCIPAL_HEADER and principal is None:
+            principal = value
+    if key is None:
+        return None
+    return b"idempotency-key\n" + (principal or KAFKA_PRINCIPAL.encode()) + b"\n" + key
 
 
 def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:

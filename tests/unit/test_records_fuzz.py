@@ -35,6 +35,7 @@ from sealer.deadletters import dead_letter_headers
 from sealer.partitions import month_bounds, partition_name
 from sealer.records import (
     FIRST_US,
+    IDEMPOTENCY_CONFLICT,
     LAST_US,
     MAX_TENANT_BYTES,
     REASONS,
@@ -69,7 +70,7 @@ CUSTOM = parse_schemas(
         }
     }
 )
-DECODE_REASONS = set(REASONS) - {UNREADABLE, SEALER_ERROR}
+DECODE_REASONS = set(REASONS) - {UNREADABLE, SEALER_ERROR, IDEMPOTENCY_CONFLICT}
 
 
 @dataclass
