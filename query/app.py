@@ -45,7 +45,7 @@ from auditlog.web.pangea import (
 )
 from auditlog.web.params import non_negative_int
 from auditlog.web.ratelimit import Limits
-from query import downloads, openapi, roots, search
+from query import downloads, idempotency, openapi, roots, search
 from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
@@ -222,6 +222,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/logs/{log}/receipts/{index}", receipt_by_index, methods=["GET"]),
         Route("/v1/logs/{log}/tile/{rest:path}", tile, methods=["GET"]),
         Route("/v1/receipts/{hash}", receipt_by_hash, methods=["GET"]),
+        Route("/v1/receipts", idempotency.receipt_by_key, methods=["GET"]),
         # Pangea-compatible
         Route("/v1/search", search.search, methods=["POST"]),
         Route("/v1/results", search.results, methods=["POST"]),

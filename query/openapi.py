@@ -110,6 +110,11 @@ _LOG = _path("log", "log id, `<topic>-<partition>`")
 _UINT63: Final = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 _HASH: Final = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
 
+
+def _bounded(chars: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": chars}
+
+
 _SCHEMAS: Final[dict[str, Any]] = {
     "PangeaEnvelope": _obj(
         {
@@ -315,6 +320,22 @@ def document() -> dict[str, Any]:
                 [
                     _path("hash", "the event hash, hex", _HASH),
                     _query("received_at", False, _STR),
+                ],
+                auth=True,
+            )
+        },
+        "/v1/receipts": {
+            "get": _native(
+                "Receipt of the event sealed under an idempotency key (of the caller's token as"
+                " principal, and its tenant); the sealed event's log, index and hash in the"
+                " `Auditlog-Log`, `Auditlog-Index`, `Auditlog-Event-Hash` headers; 404 while"
+                " not sealed. An admin token may name another `principal` (`kafka`,"
+                " `token:<token_id>`)",
+                _TEXT,
+                [
+                    _query("idempotency_key", True, _bounded(1024)),
+                    _query("principal", False, _bounded(256)),
+                    _query("tenant_id", False, _bounded(1024)),
                 ],
                 auth=True,
             )

@@ -71,6 +71,7 @@ NOT_PANGEA = {
     "/v1/logs/{log}/tile/{rest}",
     "/v1/logs/{log}/receipts/{index}",
     "/v1/receipts/{hash}",
+    "/v1/receipts",
     "/v1/proofs/consistency",
     "/v1/downloads/{secret}/{name}",
     "/v1/openapi.json",
