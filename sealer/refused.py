@@ -9,8 +9,9 @@ on its own is dead-lettered as ``unstorable-value`` and passed by, the others ar
 order, each seal extending the head the one before returned, as a batch's seals do.
 
 Its dead letter is made of what the sealer kept of the record: the envelope it was to seal (for
-a plain event, the envelope the sealer wrapped it in), with its ``idempotency-key`` and
-``config-id`` headers; the record itself is at ``dlq-offset`` on the events topic.
+a plain event, the envelope the sealer wrapped it in), with its ``idempotency-key``,
+``principal`` (unless the default, ``kafka``) and ``config-id`` headers; the record itself is at
+``dlq-offset`` on the events topic.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import asyncpg
 import structlog
 from aiokafka import TopicPartition
 
+from auditlog.kafka.clients import KAFKA_PRINCIPAL
 from sealer.deadletters import DeadLetters
-from sealer.records import CONFIG_ID, IDEMPOTENCY_KEY, UNSTORABLE, Rejected, Sealable
+from sealer.records import CONFIG_ID, IDEMPOTENCY_KEY, PRINCIPAL, UNSTORABLE, Rejected, Sealable
 from sealer.store import Conflict, LogHead, SealResult
 
 log = structlog.get_logger("sealer")
@@ -49,6 +51,8 @@ class Kept(NamedTuple):
             (name, value.encode())
             for name, value in (
                 (IDEMPOTENCY_KEY, item.idempotency_key),
+                # A replayed copy keeps its key in its producer's namespace (kafka: no header).
+                (PRINCIPAL, None if item.principal == KAFKA_PRINCIPAL else item.principal),
                 (CONFIG_ID, item.config_id),
             )
             if value is not None

@@ -196,3 +196,12 @@ async def test_ingest_names_the_token_as_the_principal_of_a_keyed_event(
     assert (key2, headers2) == (None, None)
     assert headers3 == [("principal", b"token:tok-t"), ("idempotency-key", b"k2")]
     assert key3 == b"acme"  # a tenant keeps keying its events
+
+
+def test_a_refused_record_keeps_its_principal_in_its_dead_letter() -> None:
+    from sealer.refused import Kept
+
+    env = _env({"message": "m"})
+    named = Kept.of(Sealable(3, env, 0, "k", None, "token:a"))
+    assert named.headers == (("idempotency-key", b"k"), ("principal", b"token:a"))
+    assert Kept.of(Sealable(3, env, 0, "k")).headers == (("idempotency-key", b"k"),)
