@@ -158,17 +158,21 @@ class Sealer:
         self.generation[tp] = self.generation.get(tp, 0) + 1
         self.batcher.drop(tp)
 
+    async def _load_head(self, tp: TP) -> LogHead:
+        """The partition's stored head; a new log is born signed (and witnessed, if required)."""
+        return await load_head(
+            self.pool,
+            tp.topic,
+            tp.partition,
+            self.settings.origin,
+            self.hasher,
+            signer=self.signer,
+            witnessing=self.witnessing,
+        )
+
     async def assign(self, partitions: set[TP]) -> None:
         for tp in partitions:
-            head = await load_head(
-                self.pool,
-                tp.topic,
-                tp.partition,
-                self.settings.origin,
-                self.hasher,
-                signer=self.signer,
-                witnessing=self.witnessing,
-            )
+            head = await self._load_head(tp)
             self.heads[tp] = head
             self._reset(tp)
             self.consumer.seek(tp, head.next_offset)
@@ -460,15 +464,7 @@ class Sealer:
 
     async def reload(self, tp: TP) -> None:
         """After a fence: believe the database, and read again from its offset if still ours."""
-        head = await load_head(
-            self.pool,
-            tp.topic,
-            tp.partition,
-            self.settings.origin,
-            self.hasher,
-            signer=self.signer,
-            witnessing=self.witnessing,
-        )
+        head = await self._load_head(tp)
         if tp not in self.heads:
             return  # revoked meanwhile
         self.heads[tp] = head
