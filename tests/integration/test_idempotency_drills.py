@@ -16,41 +16,20 @@ import asyncio
 import random
 import socket
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from auditlog.cli.keys import write_signing_key
 from auditlog.core.envelope import Envelope, format_received_at
-from auditlog.kafka.clients import dlq_topic, ensure_topics
-from tests.conftest import Services, delete_topics
+from auditlog.kafka.clients import dlq_topic
+from tests.conftest import Services
 from tests.integration.sealer_harness import SealerFleet, check_exactly_once, wait_sealed
 
 pytestmark = pytest.mark.integration
 
-_counter = iter(range(1000))
 Headers = list[tuple[str, bytes]]
-
-
-@pytest.fixture
-async def topic(services: Services) -> AsyncIterator[str]:
-    name = f"{services.topic}.idem{next(_counter)}"
-    await ensure_topics(services.kafka_bootstrap, name, partitions=2)
-    yield name
-    await delete_topics(services.kafka_bootstrap, [name, dlq_topic(name)])
-
-
-@pytest.fixture
-def fleet(services: Services, topic: str, tmp_path: Path) -> Iterator[SealerFleet]:
-    key = tmp_path / "log.skey"
-    write_signing_key(key, "drill.auditlog.test")
-    fleet = SealerFleet(services, topic, key, tmp_path)
-    yield fleet
-    fleet.close()
 
 
 def _vkey(fleet: SealerFleet) -> str:

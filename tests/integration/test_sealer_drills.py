@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,19 +18,18 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from auditlog.cli.keys import write_signing_key
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.integrate import tiles_to_fetch
 from auditlog.core.note import NoteSigner
 from auditlog.core.policy import parse_policy
-from auditlog.kafka.clients import dlq_topic, ensure_topics
+from auditlog.kafka.clients import dlq_topic
 from auditlog.pg.db import fetch_tiles
 from auditlog.producer import AuditProducer
 from sealer.records import Sealable
 from sealer.store import Fenced, Partitions, connect_pool, load_head, partition_name, seal
 from sealer.timestamps import micros, received_micros
-from tests.conftest import Services, delete_topics
+from tests.conftest import Services
 from tests.integration.sealer_harness import (
     SealerFleet,
     WitnessProcess,
@@ -41,27 +40,6 @@ from tests.integration.sealer_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-_counter = iter(range(1000))
-
-
-@pytest.fixture
-async def topic(services: Services, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    name = f"{services.topic}.drill{next(_counter)}"
-    partitions = getattr(request, "param", 2)
-    await ensure_topics(services.kafka_bootstrap, name, partitions=partitions)
-    yield name
-    await delete_topics(services.kafka_bootstrap, [name, dlq_topic(name)])
-
-
-@pytest.fixture
-def fleet(services: Services, topic: str, tmp_path: Path) -> Iterator[SealerFleet]:
-    key = tmp_path / "log.skey"
-    write_signing_key(key, "drill.auditlog.test")
-    fleet = SealerFleet(services, topic, key, tmp_path)
-    yield fleet
-    fleet.close()
-
 
 def _vkey(fleet: SealerFleet) -> str:
     return fleet.key_file.with_suffix(".vkey").read_text().strip()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +18,6 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from auditlog.cli.keys import write_signing_key
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from sealer import faults
@@ -34,26 +33,7 @@ from tests.integration.sealer_harness import (
 
 pytestmark = pytest.mark.integration
 
-_counter = iter(range(1000))
 HOSTILE = b"\x00 not json"  # a dead letter `not-json`
-
-
-@pytest.fixture
-async def topic(services: Services, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    name = f"{services.topic}.fault{next(_counter)}"
-    partitions = getattr(request, "param", 2)
-    await ensure_topics(services.kafka_bootstrap, name, partitions=partitions)
-    yield name
-    await delete_topics(services.kafka_bootstrap, [name, dlq_topic(name)])
-
-
-@pytest.fixture
-def fleet(services: Services, topic: str, tmp_path: Path) -> Iterator[SealerFleet]:
-    key = tmp_path / "log.skey"
-    write_signing_key(key, "drill.auditlog.test")
-    fleet = SealerFleet(services, topic, key, tmp_path)
-    yield fleet
-    fleet.close()
 
 
 def _vkey_file(fleet: SealerFleet) -> Path:

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiokafka.producer.message_accumulator as accumulator
 import aiokafka.producer.producer as producer_module
@@ -29,7 +28,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-from auditlog.cli.keys import write_signing_key
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.kafka.clients import dlq_topic
 from sealer import records as r
@@ -176,15 +174,6 @@ async def topic(services: Services) -> AsyncIterator[str]:
         await admin.close()
     yield name
     await delete_topics(services.kafka_bootstrap, [name, dlq_topic(name)])
-
-
-@pytest.fixture
-def fleet(services: Services, topic: str, tmp_path: Path) -> Iterator[SealerFleet]:
-    key = tmp_path / "log.skey"
-    write_signing_key(key, "drill.auditlog.test")
-    fleet = SealerFleet(services, topic, key, tmp_path)
-    yield fleet
-    fleet.close()
 
 
 async def _produce(services: Services, topic: str) -> tuple[dict[int, tuple[int, int]], list[str]]:

@@ -23,7 +23,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from auditlog.cli.keys import write_signing_key
 from auditlog.devstack import kafka, postgres, stack
 from auditlog.devstack.config import StackConfig
 from auditlog.devstack.host import as_pg_owner, pid_alive
@@ -92,15 +91,6 @@ async def topic(own_stack: StackConfig) -> str:
 @pytest.fixture
 def services(own_stack: StackConfig, topic: str) -> Services:
     return Services(own_stack.kafka_bootstrap, own_stack.database_url, topic)
-
-
-@pytest.fixture
-def fleet(services: Services, topic: str, tmp_path: Path) -> Iterator[SealerFleet]:
-    key = tmp_path / "log.skey"
-    write_signing_key(key, "drill.auditlog.test")
-    fleet = SealerFleet(services, topic, key, tmp_path)
-    yield fleet
-    fleet.close()
 
 
 def _stop_postgres_immediately(cfg: StackConfig) -> None:
