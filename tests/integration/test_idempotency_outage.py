@@ -19,7 +19,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,8 +36,8 @@ from aiokafka import AIOKafkaConsumer
 from auditlog.cli.keys import write_signing_key
 from auditlog.devstack import stack
 from auditlog.devstack.config import StackConfig
-from auditlog.devstack.postgres import pg_data_dir
 from tests.conftest import Services
+from tests.integration.own_stack import separate_stack
 from tests.integration.sealer_harness import SealerFleet
 
 pytestmark = pytest.mark.integration
@@ -54,20 +53,9 @@ WORKERS, PER_REQUEST = 8, 25
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
-    cfg = StackConfig(
-        home=tmp_path_factory.mktemp("idem-stack"),
-        kafka_port=29392,
-        controller_port=29393,
-        pg_port=54379,
-    )
-    try:
-        stack.start(cfg, echo=print)
+    home = tmp_path_factory.mktemp("idem-stack")
+    with separate_stack(home, kafka_port=29392, controller_port=29393, pg_port=54379) as cfg:
         yield cfg
-    finally:
-        stack.stop(cfg, echo=print)
-        pg_root = pg_data_dir(cfg).parent
-        if not pg_root.is_relative_to(cfg.home):
-            shutil.rmtree(pg_root, ignore_errors=True)
 
 
 def _free_port() -> int:

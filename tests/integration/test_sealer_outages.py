@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -30,6 +29,7 @@ from auditlog.kafka.clients import ensure_topics
 from auditlog.pg import db
 from auditlog.producer import AuditProducer
 from tests.conftest import Services
+from tests.integration.own_stack import separate_stack
 from tests.integration.sealer_harness import (
     SealerFleet,
     audit_clean,
@@ -42,28 +42,12 @@ from tests.integration.sealer_harness import (
 pytestmark = pytest.mark.integration
 
 
-def _seed_kafka_jars(cfg: StackConfig) -> None:
-    """Copy the default home's Kafka jars when they are current: saves a Maven run."""
-    default = StackConfig.from_env()
-    if not kafka.jars_current(default):
-        return
-    source, target = default.home / "kafka", cfg.home / "kafka"
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source / "libs", target / "libs")
-    shutil.copy(source / "libs.pom-sha256", target / "libs.pom-sha256")
-
-
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
-    cfg = StackConfig(
-        home=tmp_path_factory.mktemp("outage-stack"),
-        kafka_port=39092,
-        controller_port=39093,
-        pg_port=54349,
-    )
-    try:
-        _seed_kafka_jars(cfg)
-        stack.start(cfg, echo=print)
+    home = tmp_path_factory.mktemp("outage-stack")
+    with separate_stack(
+        home, kafka_port=39092, controller_port=39093, pg_port=54349, seed_jars=True
+    ) as cfg:
 
         async def migrate() -> None:
             conn = await asyncpg.connect(cfg.database_url)
@@ -74,11 +58,6 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]
 
         asyncio.run(migrate())
         yield cfg
-    finally:
-        stack.stop(cfg, echo=print)
-        pg_root = postgres.pg_data_dir(cfg).parent
-        if not pg_root.is_relative_to(cfg.home):
-            shutil.rmtree(pg_root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,29 +26,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from auditlog.devstack import stack
 from auditlog.devstack.config import StackConfig
-from auditlog.devstack.postgres import pg_data_dir
+from tests.integration.own_stack import separate_stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
-    cfg = StackConfig(
-        home=tmp_path_factory.mktemp("stack"),
-        kafka_port=29092,
-        controller_port=29093,
-        pg_port=54339,
-    )
-    try:
-        began = time.monotonic()
-        stack.start(cfg, echo=print)
+    home = tmp_path_factory.mktemp("stack")
+    began = time.monotonic()
+    with separate_stack(home, kafka_port=29092, controller_port=29093, pg_port=54339) as cfg:
         print(f"cold start took {time.monotonic() - began:.1f}s")
         yield cfg
-    finally:
-        stack.stop(cfg, echo=print)
-        pg_root = pg_data_dir(cfg).parent
-        if not pg_root.is_relative_to(cfg.home):
-            shutil.rmtree(pg_root, ignore_errors=True)
 
 
 def test_status_reports_both_servers_running(started: StackConfig) -> None:
