@@ -1,7 +1,9 @@
-"""Fixtures the sealer drills share: a scratch topic, and sealers with a signing key of their own.
+"""Fixtures integration modules share.
 
-A module that needs another topic (more partitions, its own stack) defines its own ``topic``
-(and ``services``) fixture; ``fleet`` then uses those.
+The sealer drills: a scratch topic, and sealers with a signing key of their own (a module that
+needs another topic, or a stack of its own, defines its own ``topic`` and ``services``; ``fleet``
+then uses those). The tamper drills: a sealed template database per module and a fresh clone of
+it per case (tests/integration/tamper_harness.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from auditlog.cli.keys import write_signing_key
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
 from tests.integration.sealer_harness import SealerFleet
+from tests.integration.tamper_harness import Pristine, cloned, sealed_template
 
 
 @pytest.fixture
@@ -36,3 +39,15 @@ def fleet(services: Services, topic: str, tmp_path: Path) -> Iterator[SealerFlee
     fleet = SealerFleet(services, topic, key, tmp_path)
     yield fleet
     fleet.close()
+
+
+@pytest.fixture(scope="module")
+def pristine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
+    """The sealed database every case clones (tests/integration/tamper_harness.py)."""
+    yield from sealed_template(services, tmp_path_factory)
+
+
+@pytest.fixture
+def clone(pristine: Pristine) -> Iterator[str]:
+    """A fresh copy of the pristine sealed database; its URL."""
+    yield from cloned(pristine)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -22,7 +21,6 @@ from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner, sign_note
 from auditlog.core.tiles import decode_bundle, encode_bundle
-from tests.conftest import Services
 from tests.integration.tamper_harness import (
     BATCHES,
     LOG,
@@ -37,27 +35,13 @@ from tests.integration.tamper_harness import (
     audit,
     audit_db,
     cli_env,
-    cloned,
     damage,
     findings,
     roll_back_with_history,
-    sealed_template,
     sql,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pristine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
-    """The sealed database every case clones (tests/integration/tamper_harness.py)."""
-    yield from sealed_template(services, tmp_path_factory)
-
-
-@pytest.fixture
-def clone(pristine: Pristine) -> Iterator[str]:
-    """A fresh copy of the pristine sealed database; its URL."""
-    yield from cloned(pristine)
 
 
 # -- the untouched log ------------------------------------------------------------------------

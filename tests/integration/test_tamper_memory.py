@@ -10,12 +10,10 @@ real home directory.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Services
 from tests.integration.tamper_harness import (
     LOG,
     ORIGIN,
@@ -25,30 +23,16 @@ from tests.integration.tamper_harness import (
     assert_named,
     assert_other_log_clean,
     audit_db,
-    cloned,
     damage,
     delete_log,
     findings,
     roll_back_with_history,
-    sealed_template,
     sql,
 )
 
 pytestmark = pytest.mark.integration
 
 LOG_ORIGIN = f"{ORIGIN}/{TOPIC}/0"
-
-
-@pytest.fixture(scope="module")
-def pristine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
-    """The sealed database every case clones (tests/integration/tamper_harness.py)."""
-    yield from sealed_template(services, tmp_path_factory)
-
-
-@pytest.fixture
-def clone(pristine: Pristine) -> Iterator[str]:
-    """A fresh copy of the pristine sealed database; its URL."""
-    yield from cloned(pristine)
 
 
 def learned(pristine: Pristine, clone: str) -> Path:

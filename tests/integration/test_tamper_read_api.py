@@ -34,26 +34,12 @@ from tests.integration.tamper_harness import (
     assert_other_log_clean,
     audit,
     cli_env,
-    cloned,
     damage,
     delete_log,
-    sealed_template,
     sql,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pristine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
-    """The sealed database every case clones (tests/integration/tamper_harness.py)."""
-    yield from sealed_template(services, tmp_path_factory)
-
-
-@pytest.fixture
-def clone(pristine: Pristine) -> Iterator[str]:
-    """A fresh copy of the pristine sealed database; its URL."""
-    yield from cloned(pristine)
 
 
 # -- the same audits through the public read API ------------------------------------------------
