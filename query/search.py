@@ -37,7 +37,7 @@ from auditlog.web.pangea import PangeaResponse, not_found, success, validation_e
 from query import caps
 from query import events as event_rows
 from query import snapshot as snapshots
-from query.search_sql import ORDER_BY, RESTRICTABLE, Filter, SqlParams, compile_filter, order_clause
+from query.search_sql import ORDER_BY, RESTRICTABLE, Filter, SqlParams, select_matching
 from query.state import COST_PAGE, COST_SEARCH, QueryState, authorized_json, public_base, state
 
 SEARCH_SECONDS = Histogram(
@@ -169,12 +169,17 @@ async def run(
     if not snap.heads:
         return snap, []
     params = SqlParams(first=3)
-    where = compile_filter(parse_query(spec.query), spec.filter, params)
-    # `where` and the ORDER BY are built from fixed fragments; every value is a parameter.
+    sql = select_matching(
+        parse_query(spec.query),
+        spec.filter,
+        params,
+        logs="$1",
+        order_by=spec.order_by,
+        descending=spec.descending,
+        limit="$2",
+    )
     rows = await conn.fetch(
-        "SELECT log_id, idx, received_at FROM events"  # noqa: S608
-        f" WHERE log_id = ANY($1::text[]) AND {where}"
-        f" ORDER BY {order_clause(spec.order_by, spec.descending)} LIMIT $2",
+        sql,
         [h.log_id for h in snap.heads],
         spec.max_results,
         *params.values,

@@ -1,21 +1,27 @@
-"""Search queries as parameterized SQL over ``events``.
+"""Search queries as parameterized SQL over ``events``, narrowed by the search-block index.
 
 Every value travels as a bind parameter; the only text spliced into SQL is column names and
 operators chosen from fixed tables here. The translation keeps
 :func:`auditlog.core.search_query.matches` semantics exactly
-(tests/integration/test_query_search_sql.py checks it against PostgreSQL):
+(tests/integration/test_query_search_sql.py checks it against PostgreSQL, with and without the
+blocks):
 
 * contains is ``LIKE '%v%'`` with ``\\``, ``%`` and ``_`` escaped, which is case-sensitive and
-  byte-exact under any deterministic collation; a value of three characters or more is also
-  looked up (whole, or by its most telling word, see :func:`_index_key`) in
-  :data:`auditlog.core.columns.SEARCH_TEXT` (all text fields joined, trigram-indexed by migration
-  0003 unless the deployment dropped that index, see :mod:`auditlog.pg.search_index`), which lets
-  PostgreSQL find the few candidate rows by index before checking the field itself;
+  byte-exact under any deterministic collation;
 * a missing field makes ``LIKE`` NULL; NULL works as false under AND and OR, and negation is
   ``IS NOT TRUE`` so that ``-actor:x`` keeps events without an actor;
 * text sorts with ``COLLATE "C"`` (code point order, as Python compares strings), missing values
   last in both directions; ties break on (received_at, log_id, idx), in the same direction, so
   that events sealed together keep their log order.
+
+Which rows are checked at all (:func:`select_matching`): when the query needs whole tokens
+(:mod:`auditlog.core.search_keys`; ``actor=alice@example.com``, ``"disk full"``, an id between
+separators), only the events of the ``search_blocks`` rows holding their keys, plus any entries
+sealed before the block index existed (``search_coverage``). Otherwise every event of the
+searched logs, each text term first looked up (whole, or by its most telling word, see
+:func:`_index_key`) in :data:`auditlog.core.columns.SEARCH_TEXT`, which pg_trgm's index serves
+where an operator built it (:mod:`auditlog.pg.search_index`). Either way every field is checked
+as above, so the narrowing decides only how fast.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from auditlog.core.columns import SEARCH_TEXT
+from auditlog.core.search_keys import value_keys
 from auditlog.core.search_query import TEXT_FIELDS, And, Expr, Not, Or, Term
 
 __all__ = [
@@ -34,8 +41,10 @@ __all__ = [
     "RESTRICTABLE",
     "Filter",
     "SqlParams",
+    "block_predicate",
     "compile_filter",
     "order_clause",
+    "select_matching",
 ]
 
 # Query field -> events column.
@@ -97,36 +106,84 @@ class SqlParams:
         return f"${self.first + len(self.values) - 1}"
 
 
-def _candidates(value: str, condition: str, params: SqlParams) -> str:
+def _candidates(value: str, condition: str, params: SqlParams, narrow: bool) -> str:
     """``condition``, first narrowed by the search-text index to the events that can match."""
-    key = _index_key(value)
+    key = _index_key(value) if narrow else None
     if key is None:
         return condition
     return f"({SEARCH_TEXT} LIKE {params.add(_like_pattern(key))} AND {condition})"
 
 
-def _term(term: Term, params: SqlParams) -> str:
+def _term(term: Term, params: SqlParams, narrow: bool) -> str:
     if term.field is None:
         ref = params.add(_like_pattern(term.value))
         any_field = "(" + " OR ".join(f"{COLUMNS[f]} LIKE {ref}" for f in TEXT_FIELDS) + ")"
-        return _candidates(term.value, any_field, params)
+        return _candidates(term.value, any_field, params, narrow)
     column = COLUMNS[term.field]
     if term.time is not None:
         return f"{column} {_COMPARE[term.op]} {params.add(term.time)}"
     if term.op == "contains":
         ref = params.add(_like_pattern(term.value))
-        return _candidates(term.value, f"{column} LIKE {ref}", params)
-    return _candidates(term.value, f"{column} = {params.add(term.value)}", params)
+        return _candidates(term.value, f"{column} LIKE {ref}", params, narrow)
+    return _candidates(term.value, f"{column} = {params.add(term.value)}", params, narrow)
 
 
-def _expr(expr: Expr, params: SqlParams) -> str:
+def _expr(expr: Expr, params: SqlParams, narrow: bool) -> str:
     if isinstance(expr, Term):
-        return _term(expr, params)
+        return _term(expr, params, narrow)
     if isinstance(expr, Not):
-        return f"({_expr(expr.expr, params)}) IS NOT TRUE"
+        return f"({_expr(expr.expr, params, narrow)}) IS NOT TRUE"
     joiner = " AND " if isinstance(expr, And) else " OR "
     assert isinstance(expr, And | Or)
-    return "(" + joiner.join(_expr(p, params) for p in expr.parts) + ")"
+    return "(" + joiner.join(_expr(p, params, narrow) for p in expr.parts) + ")"
+
+
+def _term_keys(term: Term) -> list[int]:
+    if term.time is not None:
+        return []
+    return value_keys(term.value, whole=term.op == "eq")
+
+
+# What a block holding a match must contain: its keys (a list of ints), all of the parts
+# (an ``And`` of them) or one of them (an ``Or`` of them).
+_Needs = list[int] | tuple[Literal["and", "or"], list["_Needs"]]
+
+
+def _needs(expr: Expr) -> _Needs | None:
+    if isinstance(expr, Term):
+        return _term_keys(expr) or None
+    if isinstance(expr, Not):
+        return None
+    if isinstance(expr, And):
+        # All of an AND's whole tokens lie in the same event, so in the same block: one
+        # containment of them all, which GIN answers by intersecting its posting lists.
+        keys = sorted({k for p in expr.parts if isinstance(p, Term) for k in _term_keys(p)})
+        inner = [_needs(p) for p in expr.parts if not isinstance(p, Term)]
+        found: list[_Needs] = [keys] if keys else []
+        found += [n for n in inner if n is not None]
+        if not found:
+            return None
+        return found[0] if len(found) == 1 else ("and", found)
+    assert isinstance(expr, Or)
+    branches = [_needs(p) for p in expr.parts]
+    if any(b is None for b in branches):
+        return None
+    return ("or", [b for b in branches if b is not None])
+
+
+def _render(needs: _Needs, params: SqlParams) -> str:
+    if isinstance(needs, list):
+        return f"b.keys @> {params.add(needs)}::integer[]"
+    joiner = " AND " if needs[0] == "and" else " OR "
+    return "(" + joiner.join(_render(n, params) for n in needs[1]) + ")"
+
+
+def block_predicate(expr: Expr | None, params: SqlParams) -> str | None:
+    """A condition on ``search_blocks b`` that every block holding a match meets, or None when
+    the query has no such condition (a value without whole tokens, a negation, a time bound
+    alone, an OR with any such branch): then the blocks cannot narrow the search."""
+    needs = None if expr is None else _needs(expr)
+    return None if needs is None else _render(needs, params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +196,11 @@ class Filter:
     tenant_id: str | None = None
 
 
-def compile_filter(expr: Expr | None, flt: Filter, params: SqlParams) -> str:
-    """The WHERE condition (without ``WHERE``) for a query and its filter."""
+def compile_filter(
+    expr: Expr | None, flt: Filter, params: SqlParams, *, narrow: bool = True
+) -> str:
+    """The WHERE condition (without ``WHERE``) for a query and its filter; ``narrow`` adds the
+    search-text lookups (leave it out where the search blocks already narrowed the rows)."""
     parts: list[str] = []
     if flt.tenant_id is not None:
         parts.append(f"tenant_id = {params.add(flt.tenant_id)}")
@@ -151,8 +211,54 @@ def compile_filter(expr: Expr | None, flt: Filter, params: SqlParams) -> str:
     for name, values in flt.restriction:
         parts.append(f"{COLUMNS[name]} = ANY({params.add(list(values))}::text[])")
     if expr is not None:
-        parts.append(_expr(expr, params))
+        parts.append(_expr(expr, params, narrow))
     return " AND ".join(parts) or "TRUE"
+
+
+# The ranges of entries a search must check when the blocks narrow it: the blocks holding the
+# query's keys, and all entries sealed before the block index existed. Column names differ from
+# events' so that the filter's unqualified names stay unambiguous.
+_RANGES: Final = (
+    "SELECT b.log_id AS range_log, b.first_idx AS range_first, b.last_idx AS range_last,"
+    " b.first_at AS range_from, b.last_at AS range_to"
+    " FROM search_blocks b WHERE b.log_id = ANY({logs}::text[]) AND {predicate}"
+    " UNION ALL"
+    " SELECT c.log_id, 0, c.below - 1, '-infinity', 'infinity'"
+    " FROM search_coverage c WHERE c.log_id = ANY({logs}::text[]) AND c.below > 0"
+)
+
+
+def select_matching(
+    expr: Expr | None,
+    flt: Filter,
+    params: SqlParams,
+    *,
+    logs: str,
+    order_by: str = "received_at",
+    descending: bool = False,
+    columns: str = "e.log_id, e.idx, e.received_at",
+    limit: str | None = None,
+) -> str:
+    """``SELECT columns FROM events e`` of the events of logs ``logs`` (a parameter holding
+    their ids) that match, in order; ``limit`` is a parameter too."""
+    predicate = block_predicate(expr, params)
+    where = compile_filter(expr, flt, params, narrow=predicate is None)
+    tail = f" ORDER BY {order_clause(order_by, descending, 'e.')}"
+    if limit is not None:
+        tail += f" LIMIT {limit}"
+    # Every fragment is fixed text from this module; every value is a parameter.
+    if predicate is None:
+        return (
+            f"SELECT {columns} FROM events e"  # noqa: S608
+            f" WHERE e.log_id = ANY({logs}::text[]) AND {where}{tail}"
+        )
+    ranges = _RANGES.format(logs=logs, predicate=predicate)
+    # received_at between the block's bounds lets PostgreSQL skip the months it cannot be in.
+    return (
+        f"SELECT {columns} FROM ({ranges}) r JOIN events e ON e.log_id = r.range_log"  # noqa: S608
+        " AND e.idx BETWEEN r.range_first AND r.range_last"
+        f" AND e.received_at BETWEEN r.range_from AND r.range_to WHERE {where}{tail}"
+    )
 
 
 def order_clause(order_by: str, descending: bool, prefix: str = "") -> str:

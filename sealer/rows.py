@@ -6,14 +6,18 @@ and its leaf hash depend on the record alone. The fetch loop computes them as it
 whatever is left for the seal lies between a batch closing and its commit, inside the
 transaction, on the latency every event sees. The seal then only numbers the rows, inline:
 ``(log_id, index, *prepared.tail)`` in sealer/store.py (a function per row, which looked up the
-preparation again, cost 0.2 µs more per event).
+preparation again, cost 0.2 µs more per event). Its search tokens too: the seal only joins
+them into its blocks' keys.
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 from auditlog.core.columns import TEXT_COLUMNS, searchable_values
 from auditlog.core.entry import entry_and_leaf
 from auditlog.core.hashing import LogHasher
+from auditlog.core.search_keys import block_keys, blocks, tokens
 from sealer.records import Prepared, Sealable
 
 EVENT_COLUMNS = [
@@ -26,16 +30,18 @@ def prepare(item: Sealable, hasher: LogHasher) -> Prepared:
     envelope = item.envelope
     canonical = envelope.canonical
     entry, leaf = entry_and_leaf(hasher, canonical)
+    searchable = searchable_values(envelope.event)
     tail = (
         envelope.event_hash,
         canonical,
         item.received_us,
         item.offset,
-        *searchable_values(envelope.event),
+        *searchable,
         item.idempotency_key,
         item.config_id,
     )
-    return Prepared(hasher.name, leaf, entry, tail)
+    # event_time, the last searchable value, is no text: tokens() skips it.
+    return Prepared(hasher.name, leaf, entry, tail, tokens(searchable))
 
 
 def prepared(item: Sealable, hasher: LogHasher) -> Prepared:
@@ -44,3 +50,20 @@ def prepared(item: Sealable, hasher: LogHasher) -> Prepared:
     if done is not None and done.scheme == hasher.name:
         return done
     return prepare(item, hasher)
+
+
+def block_rows(log_id: str, first: int, ready: list[Prepared]) -> list[tuple[object, ...]]:
+    """``search_blocks`` rows (:data:`BLOCK_COLUMNS`) for entries ``first ..`` made of ``ready``.
+
+    A block without a single token is left out: no value with a whole token can match it.
+    """
+    rows: list[tuple[object, ...]] = []
+    for offset, length in blocks(first, len(ready)):
+        chunk = ready[offset : offset + length]
+        keys = block_keys([p.tokens for p in chunk])
+        if keys:
+            # received_at, in the pool's integer form (sealer/timestamps.py)
+            received = [cast(int, p.tail[2]) for p in chunk]
+            start = first + offset
+            rows.append((log_id, start, start + length - 1, min(received), max(received), keys))
+    return rows

@@ -26,12 +26,13 @@ from auditlog.core.tiles import TILE_WIDTH, TileID, encode_bundle
 from auditlog.kafka.clients import log_id as make_log_id
 from auditlog.pg import db
 from auditlog.pg.db import fetch_tiles
+from auditlog.pg.search_blocks import BLOCK_COLUMNS
 from auditlog.verify.witness_client import Witness, cosign_checkpoint
 from sealer import faults, timestamps
 from sealer.claims import Conflict, claim
 from sealer.partitions import Partitions, partition_name
 from sealer.records import Sealable
-from sealer.rows import EVENT_COLUMNS, prepared
+from sealer.rows import EVENT_COLUMNS, block_rows, prepared
 
 # Partitions and partition_name live in sealer/partitions.py; named here too, where tests and
 # benchmarks have always found them.
@@ -304,6 +305,9 @@ async def seal(
             "events",
             columns=EVENT_COLUMNS,
             records=[(log_id, size + i, *p.tail) for i, p in enumerate(ready)],
+        )
+        await conn.copy_records_to_table(
+            "search_blocks", columns=list(BLOCK_COLUMNS), records=block_rows(log_id, size, ready)
         )
         if faults.armed is not None:
             faults.armed.reach("events-copied")

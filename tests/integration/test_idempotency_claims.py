@@ -211,7 +211,7 @@ async def test_migration_6_keeps_the_claims_made_before_it(services: Services) -
             "INSERT INTO idempotency_keys (tenant_id, key, log_id, idx)"
             " VALUES ('acme', 'k', 't-0', 7)"
         )
-        assert await db.migrate(conn) == [f for v, f, _ in db.migrations() if v == 6]
+        assert await db.migrate(conn) == [f for v, f, _ in db.migrations() if v >= 6]
         old = await conn.fetchrow(
             "SELECT principal, tenant_id, key, digest, idx FROM idempotency_keys"
         )

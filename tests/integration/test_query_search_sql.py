@@ -1,8 +1,9 @@
 """The SQL translation of search queries, run on PostgreSQL, against the reference evaluator.
 
-The reference events are written as ``events`` rows of a log of their own; every query (the
-hand-written grammar forms and generated trees) must select exactly the events that
-:func:`auditlog.core.search_query.matches` selects, and every ordering must sort as Python does.
+The reference events are written as ``events`` rows of a log of their own, with the search
+blocks the sealer would write; every query (the hand-written grammar forms and generated trees)
+must select exactly the events that :func:`auditlog.core.search_query.matches` selects, both
+narrowed by the blocks and reading every event, and every ordering must sort as Python does.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,8 +19,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from auditlog.core.search_query import Expr, matches, parse_query
-from query.search_sql import ORDER_BY, Filter, SqlParams, compile_filter, order_clause
-from tests.conftest import Services
+from auditlog.pg import search_index
+from auditlog.pg.search_blocks import BLOCK_COLUMNS, block_rows
+from query.search_sql import (
+    ORDER_BY,
+    Filter,
+    SqlParams,
+    block_predicate,
+    compile_filter,
+    order_clause,
+    select_matching,
+)
+from tests.conftest import Services, scratch_database
 from tests.unit.test_search_query import EXPECTED, REFERENCE_EVENTS, render, trees
 
 pytestmark = pytest.mark.integration
@@ -51,6 +63,17 @@ async def _insert(url: str, log_id: str) -> None:
                 RECEIVED[name],
                 *(event.get(f) for f in FIELDS),
             )
+        # The blocks the sealer writes with the events (their first idx decides the grouping).
+        rows = await conn.fetch(
+            "SELECT idx, received_at, tenant_id, actor, action, target, status, source, message,"
+            " new_value, old_value FROM events WHERE log_id = $1 ORDER BY idx",
+            log_id,
+        )
+        await conn.copy_records_to_table(
+            "search_blocks",
+            columns=list(BLOCK_COLUMNS),
+            records=block_rows(log_id, [tuple(r) for r in rows]),
+        )
     finally:
         await conn.close()
 
@@ -63,6 +86,7 @@ def reference_log(services: Services) -> str:
 
 
 async def _select(url: str, log_id: str, expr: Expr | None, order: str = "") -> list[str]:
+    """Every event, read and checked (what search does when the blocks cannot narrow it)."""
     params = SqlParams(first=2)
     where = compile_filter(expr, Filter(), params)
     order_sql = order or order_clause("received_at", False)
@@ -78,6 +102,18 @@ async def _select(url: str, log_id: str, expr: Expr | None, order: str = "") -> 
     return [bytes(r["envelope"]).decode() for r in rows]
 
 
+async def _search(url: str, log_id: str, expr: Expr | None) -> list[str]:
+    """What search runs: narrowed by the blocks whenever the query allows it."""
+    params = SqlParams(first=2)
+    sql = select_matching(expr, Filter(), params, logs="$1", columns="e.envelope")
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(sql, [log_id], *params.values)
+    finally:
+        await conn.close()
+    return [bytes(r["envelope"]).decode() for r in rows]
+
+
 def _reference(expr: Expr | None) -> set[str]:
     return {name for name in NAMES if matches(expr, REFERENCE_EVENTS[name])}
 
@@ -88,6 +124,8 @@ def test_sql_selects_the_expected_events(
 ) -> None:
     found = asyncio.run(_select(services.database_url, reference_log, parse_query(query)))
     assert set(found) == expected
+    narrowed = asyncio.run(_search(services.database_url, reference_log, parse_query(query)))
+    assert set(narrowed) == expected
 
 
 @settings(
@@ -99,8 +137,9 @@ def test_sql_agrees_with_the_reference_evaluator_on_generated_queries(
 ) -> None:
     # Printed and parsed again, so the grammar path is exercised too.
     parsed = parse_query(render(expr))
-    found = asyncio.run(_select(services.database_url, reference_log, parsed))
-    assert set(found) == _reference(parsed)
+    expected = _reference(parsed)
+    assert set(asyncio.run(_select(services.database_url, reference_log, parsed))) == expected
+    assert set(asyncio.run(_search(services.database_url, reference_log, parsed))) == expected
 
 
 def _python_order(field: str, descending: bool) -> list[str]:
@@ -133,6 +172,47 @@ def test_values_are_parameters_never_sql(services: Services, reference_log: str)
     assert set(asyncio.run(_select(services.database_url, reference_log, None))) == set(NAMES)
 
 
+def test_whole_tokens_narrow_by_blocks_and_other_values_do_not() -> None:
+    narrowed = [
+        'actor="alice@example.com"',
+        'message:"the disk is full"',
+        "message:x-1234-y",
+        "status=ok (actor:@b. OR message:.c.)",
+        "actor=a -message:b",
+    ]
+    for query in narrowed:
+        assert block_predicate(parse_query(query), SqlParams()) is not None, query
+    not_narrowed = ["deadbeef42", "actor:alice@exa", "-actor=x", "a OR actor=b", 'message:""']
+    not_narrowed.append('message:"disk full"')  # either word may go on: "diskette fullness"
+    for query in not_narrowed:
+        assert block_predicate(parse_query(query), SqlParams()) is None, query
+
+
+def test_a_narrowed_search_reads_events_by_their_blocks(
+    services: Services, reference_log: str
+) -> None:
+    async def plan() -> str:
+        params = SqlParams(first=2)
+        sql = select_matching(parse_query("actor=x@y.z"), Filter(), params, logs="$1")
+        conn = await asyncpg.connect(services.database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_seqscan = off")
+                return str(
+                    await conn.fetchval(
+                        f"EXPLAIN (FORMAT JSON) {sql}", [reference_log], *params.values
+                    )
+                )
+        finally:
+            await conn.close()
+
+    # Which index finds the blocks is the planner's choice (on a table this small, the primary
+    # key); what matters is that events are read by the blocks' ranges, not scanned.
+    found = asyncio.run(plan())
+    assert "search_blocks" in found
+    assert "(idx >= b.first_idx)" in found
+
+
 async def _plan_indexes(url: str, query: str) -> set[str]:
     params = SqlParams()
     where = compile_filter(parse_query(query), Filter(), params)
@@ -154,10 +234,26 @@ async def _plan_indexes(url: str, query: str) -> set[str]:
     return {name for name in search_text if f'"{name}"' in str(plan)}
 
 
+@pytest.fixture(scope="module")
+def trigram_database(services: Services) -> Iterator[str]:
+    """A database where an operator built the optional trigram index."""
+    with scratch_database(services.database_url, f"trigram_{secrets.token_hex(4)}") as url:
+
+        async def build() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                await search_index.create(conn, lambda _: None)
+            finally:
+                await conn.close()
+
+        asyncio.run(build())
+        yield url
+
+
 @pytest.mark.parametrize(
     "query",
     ["deadbeef42", "actor:alice@exa", "target=res/123", 'message:"two words" OR status:fail'],
 )
-def test_terms_are_looked_up_in_the_search_text_index(services: Services, query: str) -> None:
-    # SEARCH_TEXT must stay the expression migration 0003 indexes, or search silently scans.
-    assert asyncio.run(_plan_indexes(services.database_url, query))
+def test_terms_are_looked_up_in_the_search_text_index(trigram_database: str, query: str) -> None:
+    # SEARCH_TEXT must stay the expression `search-index create` indexes, or search scans.
+    assert asyncio.run(_plan_indexes(trigram_database, query))

@@ -1,0 +1,99 @@
+"""Search keys: what the search-block index stores about a run of events, and what a query asks.
+
+Search matches substrings (Pangea's ``field:value`` is a case-sensitive *contains*), yet an index
+of every substring (pg_trgm's trigrams) costs PostgreSQL ~120-200 µs per realistic event, most of
+what a seal costs. The block index is cheaper and still exact, because it only ever narrows:
+
+* A **token** is a maximal run of bytes of a text field's UTF-8 that are not ASCII separators
+  (every ASCII byte but ``0-9A-Za-z``; other bytes, so every non-ASCII character, belong to
+  tokens). ``alice.smith@example.com`` holds ``alice``, ``smith``, ``example`` and ``com``.
+* A **key** is a token's CRC-32, in 31 bits (a PostgreSQL ``integer``). Different tokens may share
+  a key; that costs a few more rows read, never a wrong answer.
+* A **block** is up to :data:`BLOCK_SIZE` consecutive entries of one log, sealed together; its
+  row holds the set of keys of every token in their nine text fields. Common words repeat within
+  a block, so a block stores ~16 keys per event where the events hold ~40 tokens each.
+* A query value's **whole tokens** are the ones it shows complete: those with a separator (or,
+  for an exact ``field=value`` match, the field's edge) on both sides. Any text containing the
+  value contains those tokens whole, so their keys are in its block's set. A search that needs
+  such a token reads only the blocks holding all its keys, then checks every field exactly as
+  before. A value with no whole token (``deleted`` may be inside ``undeleted``) cannot use the
+  index; search then reads the events of its time range (or pg_trgm's index, where an operator
+  built it: :mod:`auditlog.pg.search_index`).
+
+The sealer computes tokens when it decodes a record (:func:`tokens`) and a block's keys when it
+seals (:func:`block_keys`); search computes a value's keys (:func:`value_keys`). Both sides run
+this module, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+__all__ = ["BLOCK_SIZE", "block_keys", "blocks", "key", "tokens", "value_keys"]
+
+# Entries per block. Larger blocks store fewer keys per event (a token repeated within a block
+# is stored once: ~24 keys per event at 16, ~16 at 64, ~11 at 256, bench/bench_search_cost.py)
+# but make a search read more rows per matching block.
+BLOCK_SIZE: Final = 64
+
+_SEPARATOR: Final = 0x20
+# bytes.translate table: ASCII separators become spaces, every other byte stays.
+_TABLE: Final = bytes(
+    b if (0x30 <= b <= 0x39 or 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or b >= 0x80) else _SEPARATOR
+    for b in range(256)
+)
+
+
+def _utf8(text: str) -> bytes:
+    # PostgreSQL refuses lone surrogates before any token could matter; never raise here.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def tokens(values: Iterable[object]) -> list[bytes]:
+    """The tokens of an event's text fields (its searchable values; non-strings are skipped), as
+    they come: repeats are dropped per block, where it costs one set for 64 events."""
+    text = " ".join([v for v in values if v.__class__ is str])
+    return _utf8(text).translate(_TABLE).split()
+
+
+def key(token: bytes) -> int:
+    """A token's key: CRC-32 in 31 bits, so that it fits PostgreSQL's signed ``integer``."""
+    return binascii.crc32(token) & 0x7FFFFFFF
+
+
+def block_keys(token_lists: Iterable[list[bytes]]) -> list[int]:
+    """The keys of a block whose events have ``token_lists``, each once, in no particular order
+    (GIN sorts them; sorting here cost the sealer ~3 µs per event)."""
+    distinct: set[bytes] = set()
+    for found in token_lists:
+        distinct.update(found)
+    crc32 = binascii.crc32
+    return [crc32(t) & 0x7FFFFFFF for t in distinct]
+
+
+def blocks(first: int, count: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` of each block of entries ``first .. first + count - 1``, as offsets
+    into the seal's items: blocks are aligned to :data:`BLOCK_SIZE` within the log, so that a
+    log's blocks are the same however its entries were batched."""
+    out = []
+    offset = 0
+    while offset < count:
+        index = first + offset
+        length = min(count - offset, BLOCK_SIZE - index % BLOCK_SIZE)
+        out.append((offset, length))
+        offset += length
+    return out
+
+
+def value_keys(value: str, *, whole: bool) -> list[int]:
+    """The keys of the tokens ``value`` shows complete, ascending; empty when there are none.
+
+    ``whole`` is for an exact match of a whole field: its first and last tokens are complete too.
+    Otherwise they may continue into the text around the match, and are left out.
+    """
+    pieces: Sequence[bytes] = _utf8(value).translate(_TABLE).split(b" ")
+    if not whole:
+        pieces = pieces[1:-1]
+    return sorted({key(p) for p in pieces if p})
