@@ -97,9 +97,38 @@ async def _switch_index(
 def cmd_search_index(args: argparse.Namespace) -> int:
     from auditlog.pg import search_index as ix
 
-    return asyncio.run(
-        _switch_index(args, "search index", ix.state, ix.create, ix.drop, ix.SearchIndexError)
+    if args.action == "backfill":
+        return asyncio.run(_backfill_blocks(args))
+    code = asyncio.run(
+        _switch_index(args, "trigram index", ix.state, ix.create, ix.drop, ix.SearchIndexError)
     )
+    if code == EXIT_OK and args.action == "status":
+        code = asyncio.run(_backfill_blocks(args, report_only=True))
+    return code
+
+
+async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = False) -> int:
+    """The search blocks' coverage, or (``backfill``) write the blocks entries lack."""
+    import asyncpg
+
+    from auditlog.pg import search_blocks
+
+    conn = await asyncpg.connect(database_url(args))
+    try:
+        if not report_only:
+            covered = await search_blocks.backfill(conn)
+            print(f"search blocks: written for {covered} entries")
+        missing = await search_blocks.uncovered(conn)
+    finally:
+        await conn.close()
+    if missing:
+        print(
+            f"search blocks: {sum(missing.values())} entries of {len(missing)} logs sealed before"
+            " them are read whole by every search; `auditlog search-index backfill` adds them"
+        )
+    else:
+        print("search blocks: every entry")
+    return EXIT_OK
 
 
 def cmd_hash_index(args: argparse.Namespace) -> int:
@@ -129,11 +158,13 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
 
     six = sub.add_parser(
         "search-index",
-        help="the substring-search index: status, create (while the sealers run), drop",
-        description="trigram: fast search, costlier sealing; none: cheaper sealing, search"
-        " reads its time range (docs/query.md)",
+        help="search indexes: status, the optional trigram index (create, drop), backfill blocks",
+        description="The sealer writes search blocks, which find values with whole tokens"
+        " (ids, words between separators). create/drop: the optional trigram index, which"
+        " also finds any other substring fast but makes sealing several times dearer."
+        " backfill: write the blocks of entries sealed before migration 0007 (docs/query.md)",
     )
-    six.add_argument("action", choices=("status", "create", "drop"))
+    six.add_argument("action", choices=("status", "create", "drop", "backfill"))
     six.add_argument("--database-url")
     six.set_defaults(func=cmd_search_index)
 
