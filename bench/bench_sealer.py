@@ -1,7 +1,7 @@
 """Sealer throughput from a pre-filled topic, and produce→sealed latency end to end.
 
     .venv/bin/python -m bench.bench_sealer [--events 200000] [--sealers 2] [--rate 20000]
-        [--search-index trigram|none] [--hash-index hash|none]
+        [--search-index blocks|trigram] [--hash-index hash|none]
 
 Phase 1 fills a topic with `--events` canonical envelopes, then starts `--sealers` sealer
 processes and times how long they take to seal everything. Phase 2 keeps the sealers running
@@ -11,10 +11,11 @@ database: the time its batch's checkpoint was written (``checkpoints.created_at`
 producer when the envelope was built). Phase 2 starts once the sealers' consumer group is
 stable with every member, and ends with each sealer's event-loop lag (from its metrics
 listener). At the end it checks that every event was sealed exactly once and that none went to
-the dead-letter topic. ``--search-index none`` seals without the substring-search index, as
-``auditlog search-index drop`` leaves a deployment, and ``--hash-index none`` without the
-event-hash index (``auditlog hash-index drop``); ``--drop-index`` and ``--sql`` change the
-scratch schema before sealing, to measure what an index (or an index option) costs.
+the dead-letter topic. The sealers write search blocks, as always; ``--search-index trigram``
+adds the optional trigram index (``auditlog search-index create``), and ``--hash-index none``
+seals without the event-hash index (``auditlog hash-index drop``); ``--drop-index`` and
+``--sql`` change the scratch schema before sealing, to measure what an index (or an index
+option) costs.
 Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 
 The events are realistic (``auditlog/loadtest/events.py``, written to a corpus file by
@@ -169,18 +170,18 @@ def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None
         raise
 
 
-async def _drop_optional_indexes(url: str, search: bool, hashes: bool) -> dict[str, str]:
+async def _optional_indexes(url: str, trigram: bool, hashes: bool) -> dict[str, str]:
     conn = await asyncpg.connect(url)
     try:
-        if search:
-            await search_index.drop(conn)
+        if trigram:
+            await search_index.create(conn, lambda _: None)
         if hashes:
             await hash_index.drop(conn)
         states = {
             "search_index": f"{await search_index.state(conn)}",
             "hash_index": f"{await hash_index.state(conn)}",
         }
-        print(f"search index: {states['search_index']}, hash index: {states['hash_index']}")
+        print(f"trigram index: {states['search_index']}, hash index: {states['hash_index']}")
     finally:
         await conn.close()
     return states
@@ -205,10 +206,10 @@ def main() -> None:
     parser.add_argument("--batch-age", type=float, default=DEFAULT_BATCH_MAX_AGE)
     parser.add_argument(
         "--search-index",
-        choices=("trigram", "none"),
-        default="trigram",
-        help="seal with the substring-search index (as migrated) or without it (as after"
-        " `auditlog search-index drop`)",
+        choices=("blocks", "trigram"),
+        default="blocks",
+        help="seal with the search blocks alone (as migrated) or with the optional trigram"
+        " index too (as after `auditlog search-index create`)",
     )
     parser.add_argument(
         "--hash-index",
@@ -272,8 +273,8 @@ def main() -> None:
             # record with its own number in its message.
             corpus = write_corpus(bench.workdir / "corpus.jsonl", 50_000)
         figures["indexes"] = asyncio.run(
-            _drop_optional_indexes(
-                bench.database_url, args.search_index == "none", args.hash_index == "none"
+            _optional_indexes(
+                bench.database_url, args.search_index == "trigram", args.hash_index == "none"
             )
         )
         for name in args.drop_index or ():
