@@ -36,7 +36,11 @@ log = structlog.get_logger("ingest")
 Headers = list[tuple[str, bytes]]
 
 EVENTS = Counter("auditlog_ingest_events_total", "Events acknowledged by Kafka")
-IN_FLIGHT = Gauge("auditlog_ingest_in_flight", "Events waiting for Kafka's acknowledgement")
+IN_FLIGHT = Gauge(
+    "auditlog_ingest_in_flight",
+    "Events waiting for Kafka's acknowledgement",
+    multiprocess_mode="livesum",  # the sum over live worker processes
+)
 
 
 class KafkaUnavailable(Pushback):

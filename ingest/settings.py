@@ -12,6 +12,7 @@ from auditlog.runtime.settings import (
     DEFAULT_TOPIC,
     Env,
     Secret,
+    default_workers,
 )
 from auditlog.web.ratelimit import RateSettings
 
@@ -32,7 +33,11 @@ class Settings:
     topic: str = DEFAULT_TOPIC
     host: str = "127.0.0.1"
     port: int = 8000
-    # Events accepted but not yet acknowledged by Kafka; past this, requests get 503 + Retry-After.
+    # Worker processes answering on host:port, each with its own Kafka producer, database pool,
+    # in-flight bound and rate-limit buckets (docs/ingest.md#worker-processes).
+    workers: int = 1
+    # Events accepted but not yet acknowledged by Kafka, per worker process; past this, requests
+    # get 503 + Retry-After.
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     # How long a request waits for Kafka's ack before answering 503 (Kafka down is not a hang).
     send_timeout: float = DEFAULT_SEND_TIMEOUT
@@ -53,6 +58,7 @@ class Settings:
             topic=env.text("TOPIC", DEFAULT_TOPIC),
             host=env.text("HOST", "127.0.0.1"),
             port=env.integer("PORT", 8000, minimum=1),
+            workers=env.integer("INGEST_WORKERS", default_workers(), minimum=1),
             max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             send_timeout=env.number("INGEST_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT, minimum=0.1),
             schemas_file=env.path("SCHEMAS_FILE"),

@@ -11,6 +11,7 @@ from auditlog.runtime.settings import (
     Env,
     Secret,
     SettingsError,
+    default_workers,
 )
 from auditlog.web.ratelimit import RateSettings
 
@@ -28,6 +29,9 @@ class Settings:
     database_url: Secret = Secret(DEFAULT_DATABASE_URL)
     host: str = "127.0.0.1"
     port: int = 8001
+    # Worker processes answering on host:port, each with its own pool, caches and rate-limit
+    # buckets (docs/query.md#worker-processes).
+    workers: int = 1
     log_level: str = "info"
     # Search, /v1/root and exports cover the logs of this topic (one per partition).
     topic: str = DEFAULT_TOPIC
@@ -67,6 +71,7 @@ class Settings:
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
             host=env.text("HOST", "127.0.0.1"),
             port=env.integer("PORT", 8001, minimum=1),
+            workers=env.integer("QUERY_WORKERS", default_workers(), minimum=1),
             log_level=env.text("LOG_LEVEL", "info"),
             topic=env.text("TOPIC", DEFAULT_TOPIC),
             public_url=public_url.rstrip("/") if public_url else None,

@@ -2,13 +2,23 @@
 
 The services are imported inside each command, never at module level: only ``auditlog/cli``
 may import them, and ``auditlog --help`` should not pay for their start-up.
+
+ingest, query and serve run ``AUDITLOG_INGEST_WORKERS`` / ``AUDITLOG_QUERY_WORKERS`` worker
+processes (default: one per CPU, at most 8) on one listening socket, which uvicorn's supervisor
+binds, hands to each worker and restarts them should one die. Workers share nothing: each builds
+its app from the environment (:func:`ingest_app`, :func:`query_app`, :func:`serve_app`, run as
+uvicorn factories in the workers), with its own pools and producer. Their metrics meet in a
+``PROMETHEUS_MULTIPROC_DIR`` made here for the run (auditlog/runtime/observability.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from auditlog.cli.args import EXIT_OK, EXIT_USAGE, Subparsers
@@ -16,12 +26,32 @@ from auditlog.cli.args import EXIT_OK, EXIT_USAGE, Subparsers
 UVICORN_MAX_CONCURRENCY = 4096
 
 
-def run_uvicorn(app: Any, host: str, port: int) -> int:
-    """Serve ``app`` until stopped; every HTTP command (and the witness) runs this way."""
+def run_uvicorn(app: Any, host: str, port: int, workers: int = 1) -> int:
+    """Serve ``app`` until stopped; every HTTP command (and the witness) runs this way.
+
+    ``app`` is an ASGI app, or the ``module:function`` of a factory that makes one, which
+    ``workers`` processes then call each for itself.
+    """
+    if workers > 1:
+        from auditlog.runtime.observability import MULTIPROC_DIR
+
+        # The workers' metric files: fresh for each run, or dead workers' counters would count.
+        metrics_dir = tempfile.mkdtemp(prefix="auditlog-metrics-")
+        os.environ[MULTIPROC_DIR] = metrics_dir
+        try:
+            return _uvicorn(app, host, port, workers)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return _uvicorn(app, host, port, workers)
+
+
+def _uvicorn(app: Any, host: str, port: int, workers: int) -> int:
     import uvicorn
 
     uvicorn.run(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host=host,
         port=port,
         log_level="warning",
@@ -40,24 +70,46 @@ def run_uvicorn(app: Any, host: str, port: int) -> int:
     return EXIT_OK
 
 
-def cmd_ingest(_: argparse.Namespace) -> int:
+def ingest_app() -> Any:
+    """The ingest app, as each worker process makes it (a uvicorn factory)."""
     from ingest.app import create_app
     from ingest.settings import Settings
 
-    settings = Settings.from_env()
-    return run_uvicorn(create_app(settings), settings.host, settings.port)
+    return create_app(Settings.from_env())
 
 
-def cmd_query(_: argparse.Namespace) -> int:
+def query_app() -> Any:
+    """The query app, as each worker process makes it (a uvicorn factory)."""
     from query.app import create_app
     from query.settings import Settings
 
+    return create_app(Settings.from_env())
+
+
+def cmd_ingest(_: argparse.Namespace) -> int:
+    from ingest.settings import Settings
+
     settings = Settings.from_env()
-    return run_uvicorn(create_app(settings), settings.host, settings.port)
+    return run_uvicorn(f"{__name__}:ingest_app", settings.host, settings.port, settings.workers)
+
+
+def cmd_query(_: argparse.Namespace) -> int:
+    from query.settings import Settings
+
+    settings = Settings.from_env()
+    return run_uvicorn(f"{__name__}:query_app", settings.host, settings.port, settings.workers)
 
 
 def cmd_serve(_: argparse.Namespace) -> int:
     """Ingest and query on one port: the Pangea SDK needs a single base URL."""
+    from ingest.settings import Settings
+
+    settings = Settings.from_env()
+    return run_uvicorn(f"{__name__}:serve_app", settings.host, settings.port, settings.workers)
+
+
+def serve_app() -> Any:
+    """Ingest's and query's routes in one app, as each worker process makes it."""
     from auditlog.runtime.observability import configure_logging
     from auditlog.web.app import service_app
     from ingest import app as ingest_app
@@ -84,8 +136,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
     query_routes = [r for r in query_app.routes() if getattr(r, "path", None) not in taken]
     # One body limit for both: the larger, so serve refuses nothing either service alone takes.
     limit = max(ingest_settings.max_body_bytes, query_settings.max_body_bytes)
-    app = service_app([*ingest_routes, *query_routes], resources, "serve", max_body_bytes=limit)
-    return run_uvicorn(app, ingest_settings.host, ingest_settings.port)
+    return service_app([*ingest_routes, *query_routes], resources, "serve", max_body_bytes=limit)
 
 
 def cmd_sealer(_: argparse.Namespace) -> int:

@@ -1,19 +1,30 @@
 """Logging and metrics set-up shared by the three services.
 
 structlog is configured once per process, by the composition root, to write one JSON object per
-line to stdout. Prometheus metrics live in the default registry and are exposed on ``/metrics``.
+line to stdout. Prometheus metrics live in the default registry and are exposed on ``/metrics``;
+when a service runs several worker processes (auditlog/cli/services.py sets
+``PROMETHEUS_MULTIPROC_DIR`` for them), each worker keeps its values in that directory and
+``/metrics``, whichever worker answers, adds up every worker's.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 
 import orjson
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -43,9 +54,26 @@ def configure_logging(level: str = "info") -> None:
     _configured = True
 
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition() -> bytes:
+    """Prometheus text exposition: this process's metrics, or every worker's added up."""
+    if MULTIPROC_DIR not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+def worker_stopped() -> None:
+    """Leave the gauges of a stopping worker process out of the sums from now on."""
+    if MULTIPROC_DIR in os.environ:
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 async def metrics_endpoint(_: Request) -> Response:
-    """Prometheus text exposition of the default registry."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 Scope = MutableMapping[str, object]

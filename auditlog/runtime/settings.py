@@ -117,3 +117,13 @@ def load_schemas(path: Path | None) -> Schemas:
     except (OSError, ValueError) as exc:
         raise SchemaConfigError(f"cannot read schemas file {path}: {exc}") from exc
     return parse_schemas(data, str(path))
+
+
+def default_workers() -> int:
+    """HTTP worker processes a service runs unless told otherwise: one per CPU this process may
+    use, at most 8 (each holds its own database pool and Kafka producer)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from auditlog.core.errors import Pushback
 from auditlog.core.schema import error_item
-from auditlog.runtime.observability import RequestLogMiddleware, metrics_endpoint
+from auditlog.runtime.observability import RequestLogMiddleware, metrics_endpoint, worker_stopped
 from auditlog.web.limits import BodyLimit, BodyTooLarge
 from auditlog.web.pangea import PangeaResponse, new_request_id, unavailable, validation_error
 
@@ -112,8 +112,11 @@ def service_app(
 
     @contextlib.asynccontextmanager
     async def app_lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with resources() as state:
-            yield state
+        try:
+            async with resources() as state:
+                yield state
+        finally:
+            worker_stopped()
 
     return build_app(route_list, app_lifespan, service, max_body_bytes=max_body_bytes)
 
