@@ -309,3 +309,21 @@ def test_the_validator_refuses_duplicate_keys(validator: Path) -> None:
     result = validate(validator, text)
     assert result.returncode == 1
     assert "not valid YAML" in result.stderr
+
+
+def test_a_restricted_api_still_lets_the_monitor_read_the_query_service(helm: Path) -> None:
+    manifest = objects(render(helm, "-f", CHART / "ci" / "production-values.yaml"))
+    policy = find(manifest, "NetworkPolicy", "-query")
+    sources = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+    monitor = {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "auditlog",
+        "app.kubernetes.io/instance": "audit",
+        "app.kubernetes.io/component": "monitor",
+    }}}  # fmt: skip
+    assert monitor in sources
+    (egress,) = [
+        rule
+        for rule in find(manifest, "NetworkPolicy", "-monitor")["spec"]["egress"]
+        if "podSelector" in rule.get("to", [{}])[0]
+    ]
+    assert egress["ports"] == [{"port": 8001}]
