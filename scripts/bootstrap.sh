@@ -2,8 +2,6 @@
 # Creates .venv with Python 3.11+ and installs the project with its dev extra, every package at
 # the version constraints.txt pins (build back-ends too, through PIP_CONSTRAINT).
 # Idempotent: reinstalls only when pyproject.toml or constraints.txt changed since the last run.
-# Then builds the pinned Go tools the deployment checks use (scripts/deploy-tools.sh; once, cached
-# outside the clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,4 +48,3 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
-scripts/deploy-tools.sh

@@ -3,7 +3,7 @@ scripts/deploy-tools.sh into the user's cache) and the chart validator (deploy/h
 built from source per session with Go).
 
 A missing tool skips its tests on a developer's machine and fails them under ``CI=true``: CI
-must never pass by checking nothing (scripts/bootstrap.sh runs scripts/deploy-tools.sh first).
+must never pass by checking nothing (scripts/test.sh runs scripts/deploy-tools.sh first).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PROMTOOL_VERSION = "v0.316.0"
 def missing(what: str) -> None:
     """Skip, or fail under CI: a check that cannot run there must not look like a pass."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} (CI=true: run scripts/deploy-tools.sh, which bootstrap runs)")
+        pytest.fail(f"{what} (CI=true: scripts/test.sh runs scripts/deploy-tools.sh first)")
     pytest.skip(what)
 
 
