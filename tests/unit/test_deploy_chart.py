@@ -152,10 +152,14 @@ def test_only_the_sealers_mount_the_signing_key(helm: Path) -> None:
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("kafka.partitions=0", "kafka.partitions must be"),
+        ("kafka.partitions=0", "at '/kafka/partitions'"),
         ("sealer.keda.minReplicas=13", "cannot exceed kafka.partitions"),
-        ("kafka.bootstrapServers=", "kafka.bootstrapServers is required"),
-        ("log.origin=", "log.origin is required"),
+        ("kafka.bootstrapServers=", "at '/kafka/bootstrapServers'"),
+        ("log.origin=", "at '/log/origin'"),
+        ("log.hashScheme=sha1", "at '/log/hashScheme'"),
+        # values.schema.json refuses a misspelt key rather than ignoring it.
+        ("sealer.kedaa.enabled=false", "additional properties 'kedaa' not allowed"),
+        ("ingest.autoscaling.targetCPU=50", "additional properties 'targetCPU' not allowed"),
     ],
 )
 def test_the_chart_refuses_values_that_cannot_work(helm: Path, setting: str, message: str) -> None:
