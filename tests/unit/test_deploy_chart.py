@@ -102,7 +102,9 @@ def test_the_defaults_deploy_every_part(helm: Path) -> None:
     ]
     migrate = find(manifest, "Job", "-migrate")
     assert migrate["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert migrate["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    # The image has no entrypoint (deploy/image/Containerfile): every container names the command.
+    container = migrate["spec"]["template"]["spec"]["containers"][0]
+    assert (container["command"], container["args"]) == (["auditlog"], ["migrate"])
 
 
 def test_keda_scales_the_sealers_on_lag_up_to_the_partition_count(helm: Path) -> None:
