@@ -149,6 +149,16 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .component }}
+# Replicas spread over nodes where they can: one node lost takes one of them, not all.
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "auditlog.selector" (dict "root" $.root "component" .) | nindent 8 }}
+{{- end }}
 {{- end -}}
 
 {{/* The sealers' consumer group (AUDITLOG_SEALER_GROUP_ID), which KEDA reads the lag of. */}}
