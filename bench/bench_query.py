@@ -1,14 +1,16 @@
-"""Query service: inclusion proofs per second and search latency on a large events table.
+"""Query service: inclusion proofs (receipts) per second on a large log.
 
     .venv/bin/python bench/bench_query.py [--events 10000000] [--seconds 10] [--concurrency 32]
 
 Setup (in a scratch database of the local stack, dropped afterwards): one log of ``--events``
 leaves whose tiles are built with the real ``integrate`` and a signed checkpoint, and as many
 ``events`` rows generated in SQL (10,000 actors, 100,000 targets, 50 tenants, a random md5 in
-each message, one event per millisecond). Search indexes are dropped during the load and built
-afterwards, as a bulk import would; their build time is reported.
+each message, one event per millisecond). Secondary indexes are dropped during the load and built
+afterwards, as a bulk import would; their build time is reported (``--no-search``: not built,
+receipts do not need them). Search is measured by bench/bench_search.py, on realistic events.
 
-Then one ``auditlog query`` process (one uvicorn worker) is measured over HTTP:
+Then one ``auditlog query`` (its default worker processes, AUDITLOG_QUERY_WORKERS) is measured
+over HTTP:
 
 * proofs: ``GET /v1/logs/{log}/receipts/{random index}`` (each answer is an inclusion proof
   plus the signed checkpoint), by ``bench/loadgen`` (Go, built on first use into
@@ -16,9 +18,6 @@ Then one ``auditlog query`` process (one uvicorn worker) is measured over HTTP:
   latency at a fixed offered rate (``--rate``, open loop, latency measured from each request's
   due time so a stalled server cannot hide behind a slower client). Without ``go`` on PATH, a
   Python (aiohttp) closed loop stands in and says so; it takes about as much CPU as the server.
-* search: ``POST /v1/search`` first pages (``limit`` 20) of selective queries, one at a time
-  (skipped, with the secondary indexes, by ``--no-search``; ``--search-index none`` searches
-  without the substring-search index, as ``auditlog search-index drop`` leaves a deployment).
 
 Also in-process: ``ProofBuilder.inclusion`` alone, the ceiling the HTTP figure approaches. The
 load generator shares the machine with PostgreSQL and the service, so figures are a floor.
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import random
 import subprocess
@@ -40,7 +38,6 @@ import aiohttp
 import asyncpg
 
 from auditlog.core.note import NoteSigner
-from auditlog.pg import search_index
 from bench import results
 from bench.harness import (
     Stalls,
@@ -202,69 +199,11 @@ async def http_proofs(base: str, token: str, log_id: str, size: int, seconds: fl
     return {**figures, "concurrency": concurrency, "errors": errors}
 
 
-async def http_search(base: str, token: str, size: int, rounds: int) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token}"}
-    rng = random.Random(7)
-
-    def md5_prefix() -> str:
-        return hashlib.md5(str(rng.randrange(size)).encode()).hexdigest()[:10]
-
-    cases: dict[str, Any] = {
-        "actor=<exact> (1,000 hits)": lambda: {
-            "query": f"actor=user{rng.randrange(10000)}@example.com"
-        },
-        "actor:<substring> (1,000 hits)": lambda: {
-            "query": f"actor:user{rng.randrange(1000, 10000)}@"
-        },
-        "message:<md5 prefix> (1 hit)": lambda: {"query": f"message:{md5_prefix()}"},
-        "target=<exact> AND status:failed": lambda: {
-            "query": f"target=res/{rng.randrange(100000)} status:failed"
-        },
-        "bare term <md5 prefix> (all text fields)": lambda: {"query": md5_prefix()},
-        "actor=<exact>, restricted to one tenant": lambda: {
-            "query": f"actor=user{rng.randrange(10000)}@example.com",
-            "search_restriction": {"tenant_id": [f"t{rng.randrange(50)}"]},
-        },
-        "(action:grant OR action:revoke) target=<exact>": lambda: {
-            "query": f"(action:grant OR action:revoke) target=res/{rng.randrange(100000)}"
-        },
-        "message:event (not selective: newest 10,000)": lambda: {"query": "message:event"},
-    }
-    measured: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession(headers=headers) as session:
-        for name, make in cases.items():
-            latencies: list[float] = []
-            counts: list[int] = []
-            for _ in range(rounds):
-                body = {**make(), "limit": 20}
-                began = time.perf_counter()
-                async with session.post(f"{base}/v1/search", data=json.dumps(body)) as resp:
-                    payload = await resp.json()
-                latencies.append((time.perf_counter() - began) * 1000)
-                assert payload["status"] == "Success", payload
-                counts.append(payload["result"]["count"])
-            print(
-                f"search {name}: p50 {percentile(latencies, 50):.0f} ms"
-                f"  p95 {percentile(latencies, 95):.0f} ms  max {max(latencies):.0f} ms"
-                f"  (n={rounds}, median count {sorted(counts)[len(counts) // 2]:,})"
-            )
-            measured.append(
-                {
-                    "query": name,
-                    "latency_ms": results.percentiles(latencies),
-                    "median_count": sorted(counts)[len(counts) // 2],
-                    "counts": counts,
-                }
-            )
-    return measured
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--search-rounds", type=int, default=40)
     parser.add_argument(
         "--tile-cache",
         type=int,
@@ -283,13 +222,7 @@ def main() -> None:
         help="open-loop receipts/s offered after the closed loop, one run each (0: skip; needs go)",
     )
     parser.add_argument(
-        "--no-search", action="store_true", help="skip the search indexes and the search phase"
-    )
-    parser.add_argument(
-        "--search-index",
-        choices=("trigram", "none"),
-        default="trigram",
-        help="search with the substring-search index or without it (`auditlog search-index drop`)",
+        "--no-search", action="store_true", help="skip building search's secondary indexes"
     )
     parser.add_argument(
         "--query-log-level",
@@ -315,8 +248,6 @@ def main() -> None:
         )
         if args.no_search:
             without = frozenset(name for name, _ in asyncio.run(secondary_indexes(bench)))
-        elif args.search_index == "none":
-            without = frozenset({search_index.INDEX})
         else:
             without = frozenset()
         figures["events"] = asyncio.run(
@@ -354,10 +285,6 @@ def main() -> None:
                                 args.concurrency, args.warm)
                 )  # fmt: skip
                 measured["http"] = [python_client]
-            if tiles == args.tile_cache[-1] and not args.no_search:
-                figures["search"] = asyncio.run(
-                    http_search(base, bench.token, args.events, args.search_rounds)
-                )
             proc.terminate()
             proc.wait(30)
     path = results.write("bench_query", started, vars(args), figures, args.results_dir)
