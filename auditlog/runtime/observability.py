@@ -1,19 +1,23 @@
 """Logging and metrics set-up shared by the three services.
 
 structlog is configured once per process, by the composition root, to write one JSON object per
-line to stdout. Prometheus metrics live in the default registry and are exposed on ``/metrics``.
+line to stdout. Prometheus metrics live in the default registry and are exposed on ``/metrics``
+(the metrics listener, :mod:`auditlog.runtime.listener`, or the development API port); every
+service states what it runs as ``auditlog_build_info``.
 """
 
 from __future__ import annotations
 
 import logging
+import platform
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from importlib import metadata
 from time import perf_counter
 
 import orjson
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -58,11 +62,31 @@ HTTP_REQUESTS = Counter(
     "auditlog_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
 )
 HTTP_LATENCY = Histogram(
-    "auditlog_http_request_seconds",
+    "auditlog_http_request_duration_seconds",
     "HTTP request latency",
     ["service", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+BUILD_INFO = Gauge(
+    "auditlog_build_info",
+    "Always 1: the service, auditlog version and Python version this process runs",
+    ["service", "version", "python"],
+)
+
+
+def package_version() -> str:
+    """The installed auditlog distribution's version ("unknown" when run from a bare tree)."""
+    try:
+        return metadata.version("auditlog")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def declare_build_info(service: str) -> None:
+    """Set ``auditlog_build_info{service,version,python} 1`` for this process's service."""
+    BUILD_INFO.labels(service, package_version(), platform.python_version()).set(1)
 
 
 class RequestLogMiddleware:
