@@ -41,24 +41,28 @@ def run_uvicorn(app: Any, host: str, port: int) -> int:
 
 
 def cmd_ingest(_: argparse.Namespace) -> int:
+    from auditlog.runtime.listener import metrics_listener
     from ingest.app import create_app
     from ingest.settings import Settings
 
     settings = Settings.from_env()
-    return run_uvicorn(create_app(settings), settings.host, settings.port)
+    with metrics_listener(settings.metrics_host, settings.metrics_port):
+        return run_uvicorn(create_app(settings), settings.host, settings.port)
 
 
 def cmd_query(_: argparse.Namespace) -> int:
+    from auditlog.runtime.listener import metrics_listener
     from query.app import create_app
     from query.settings import Settings
 
     settings = Settings.from_env()
-    return run_uvicorn(create_app(settings), settings.host, settings.port)
+    with metrics_listener(settings.metrics_host, settings.metrics_port):
+        return run_uvicorn(create_app(settings), settings.host, settings.port)
 
 
 def cmd_serve(_: argparse.Namespace) -> int:
     """Ingest and query on one port: the Pangea SDK needs a single base URL."""
-    from auditlog.runtime.observability import configure_logging
+    from auditlog.runtime.observability import configure_logging, declare_build_info
     from auditlog.web.app import service_app
     from ingest import app as ingest_app
     from ingest.settings import Settings as IngestSettings
@@ -68,6 +72,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
     ingest_settings = IngestSettings.from_env()
     query_settings = QuerySettings.from_env()
     configure_logging(ingest_settings.log_level)
+    declare_build_info("serve")
 
     @contextlib.asynccontextmanager
     async def resources() -> Any:
