@@ -211,7 +211,7 @@ async def _look(
     if busy or lag == 0:
         return lag, busy
     # Lag with nothing buffered: records wait if the consumer has not read up to the high
-    # watermark. (A lag made only of transaction markers is read past, and waits for nothing.)
+    # watermark (the lag alone would also count transaction markers, which are never sealed).
     try:
         async with asyncio.timeout(_POSITION_TIMEOUT):
             position = await consumer.position(tp)

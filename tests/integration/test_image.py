@@ -54,9 +54,14 @@ def _build() -> tuple[str, list[str]]:
 def _ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return resp.read().decode()
 
 
 def _podman(*args: str) -> subprocess.CompletedProcess[str]:
@@ -98,8 +103,7 @@ async def test_the_image_runs_a_sealer_read_only_as_its_own_user(
             await asyncio.sleep(0.5)
         hashes = await produce(services, topic, 20, "image")
         await wait_sealed(services, topic, len(hashes))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            metrics = resp.read().decode()
+        metrics = await asyncio.to_thread(_metrics, port)
         assert 'auditlog_build_info{python="3.11.' in metrics and 'service="sealer"' in metrics
         user = await asyncio.to_thread(_podman, "exec", name, "id", "-u")
         assert user.stdout.strip() == "10001"
