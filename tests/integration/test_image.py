@@ -61,7 +61,7 @@ def _ready(port: int) -> bool:
 
 def _metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return resp.read().decode()
+        return str(resp.read().decode())
 
 
 def _podman(*args: str) -> subprocess.CompletedProcess[str]:
