@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from prometheus_client import REGISTRY, Gauge
@@ -26,6 +27,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from auditlog.runtime.listener import Verdict
+
+log = structlog.get_logger("sealer")
 
 LOG_ENTRIES = Gauge("auditlog_sealer_log_entries", "Entries in each owned log", ["log"])
 LAG = Gauge("auditlog_sealer_lag_records", "Records behind the partition's high watermark", ["log"])
@@ -185,13 +188,18 @@ class SealerHealth:
         """Every ``interval`` seconds until ``stopping``: each owned partition's lag and
         waiting records, the topic's partition count, and a published verdict."""
         while not stopping.is_set():
-            for tp in list(heads):
-                lag, waiting = await _look(consumer, tp, next_offset(tp), busy(tp))
-                self.observe(tp, lag, waiting)
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is not None:
-                TOPIC_PARTITIONS.set(len(partitions))
-            self.publish()
+            try:
+                for tp in list(heads):
+                    lag, waiting = await _look(consumer, tp, next_offset(tp), busy(tp))
+                    self.observe(tp, lag, waiting)
+                partitions = consumer.partitions_for_topic(topic)
+                if partitions is not None:
+                    TOPIC_PARTITIONS.set(len(partitions))
+                self.publish()
+            except Exception:  # watching must never stop the sealer
+                # Nothing is published: should this repeat, /healthz turns 503 after
+                # LOOP_STALL_SECONDS and the sealer is restarted.
+                log.exception("health_watch_failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await stopping.wait()

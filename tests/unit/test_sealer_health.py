@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 
+from auditlog.runtime.listener import Verdict
 from sealer.health import LOOP_STALL_SECONDS, CheckpointAge, SealerHealth
 
 
@@ -131,3 +134,34 @@ def test_alive_while_the_loop_publishes_dead_when_it_stops() -> None:
     assert health.publish(stopping=True).reason == "stopping"
     clocks.advance(10 * LOOP_STALL_SECONDS)
     assert health.healthz().ok and not health.readyz().ok
+
+
+async def test_the_watch_loop_judges_every_owned_partition_and_says_when_it_stops() -> None:
+    # A real consumer, never started: it holds no partition and knows no topic, so the lag is
+    # unknown and only the records the worker holds (busy) can make a partition wait.
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+    clocks = Clocks()
+    health = _health(clocks, max_seal_age=5)
+    health.assigned(TP0, LOG0, 0, None)
+    heads = {TP0: object()}
+    stopping = asyncio.Event()
+    busy = {TP0: True}
+    watch = asyncio.create_task(
+        health.watch(consumer, heads, lambda tp: 0, busy.__getitem__, "health.test", stopping, 0.01)
+    )
+    try:
+        await asyncio.sleep(0.05)
+        assert health.readyz().ok and health.healthz().ok
+        clocks.advance(6)
+        await asyncio.sleep(0.05)
+        assert health.readyz() == Verdict(False, f"records wait unsealed for over 5 s: {LOG0}")
+        busy[TP0] = False  # the worker sealed what it held
+        await asyncio.sleep(0.05)
+        assert health.readyz().ok
+        stopping.set()
+        await asyncio.wait_for(watch, 5)
+        assert health.readyz().reason == "stopping"
+    finally:
+        watch.cancel()
+        health.revoked(TP0)
+        await consumer.stop()
