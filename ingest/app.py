@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
@@ -39,7 +40,7 @@ from auditlog.core.schema import (
 from auditlog.kafka.clients import PRINCIPAL_HEADER, make_producer
 from auditlog.pg import db
 from auditlog.pg.tokens import TokenCache, TokenInfo
-from auditlog.runtime.observability import configure_logging
+from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import describe, load_schemas
 from auditlog.web import requests_store
 from auditlog.web.app import service_app
@@ -413,12 +414,29 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    producer = _state(request).producer
-    try:
-        async with asyncio.timeout(2):
-            await producer.client.fetch_all_metadata()
-    except (KafkaError, TimeoutError):
-        return unavailable(request, "Kafka is not reachable")
+    """Ready when both what every request needs answer within 2 s: Kafka (the events go
+    there) and PostgreSQL (every token is looked up there)."""
+    ingest = _state(request)
+
+    async def kafka() -> str | None:
+        try:
+            async with asyncio.timeout(2):
+                await ingest.producer.client.fetch_all_metadata()
+        except (KafkaError, TimeoutError):
+            return "Kafka is not reachable"
+        return None
+
+    async def postgres() -> str | None:
+        try:
+            async with asyncio.timeout(2):
+                await ingest.pool.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return "PostgreSQL is not reachable"
+        return None
+
+    failures = [f for f in await asyncio.gather(kafka(), postgres()) if f is not None]
+    if failures:
+        return unavailable(request, "; ".join(failures))
     return PangeaResponse(request, "Success", {"status": "ready"}, "ready")
 
 
@@ -467,6 +485,11 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
 
 def create_app(settings: Settings) -> Starlette:
     configure_logging(settings.log_level)
+    declare_build_info("ingest")
     return service_app(
-        routes(), lambda: lifespan(settings), "ingest", max_body_bytes=settings.max_body_bytes
+        routes(),
+        lambda: lifespan(settings),
+        "ingest",
+        max_body_bytes=settings.max_body_bytes,
+        metrics_route=not settings.metrics_port,
     )

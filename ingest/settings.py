@@ -48,6 +48,10 @@ class Settings:
     # (docs/ingest.md#rate-limits).
     rate_limits: RateSettings = DEFAULT_RATE_LIMITS
     log_level: str = "info"
+    # The metrics listener (/metrics on a port of its own); port 0: none, /metrics is then
+    # served on the API port (development).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,4 +71,6 @@ class Settings:
             ),
             rate_limits=RateSettings.from_env(env, "INGEST", DEFAULT_EVENTS_PER_SECOND),
             log_level=env.text("LOG_LEVEL", "info"),
+            metrics_host=env.text("INGEST_METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.port("INGEST_METRICS_PORT", 0),
         )

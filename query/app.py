@@ -33,7 +33,7 @@ from auditlog.core.tiles import TILE_WIDTH, decode_bundle, encode_bundle, parse_
 from auditlog.pg import db
 from auditlog.pg.tokens import TokenCache, TokenInfo
 from auditlog.runtime import stalls
-from auditlog.runtime.observability import configure_logging
+from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import describe
 from auditlog.web.app import service_app
 from auditlog.web.pangea import (
@@ -297,6 +297,11 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
 
 def create_app(settings: Settings) -> Starlette:
     configure_logging(settings.log_level)
+    declare_build_info("query")
     return service_app(
-        routes(), lambda: lifespan(settings), "query", max_body_bytes=settings.max_body_bytes
+        routes(),
+        lambda: lifespan(settings),
+        "query",
+        max_body_bytes=settings.max_body_bytes,
+        metrics_route=not settings.metrics_port,
     )

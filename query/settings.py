@@ -60,6 +60,10 @@ class Settings:
     max_downloads: int = 1000
     # A search or results page stops adding events past this many bytes (at least one event).
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    # The metrics listener (/metrics on a port of its own); port 0: none, /metrics is then
+    # served on the API port (development).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,4 +96,6 @@ class Settings:
             max_page_bytes=env.integer(
                 "QUERY_MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, minimum=64 * 1024
             ),
+            metrics_host=env.text("QUERY_METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.port("QUERY_METRICS_PORT", 0),
         )

@@ -111,5 +111,9 @@ class Batcher(Generic[K, R]):
             waits.append(left if left > 0 else 0.0 if ready(key) else recheck)
         return min(waits)
 
+    def holds(self, key: K) -> bool:
+        """An open batch of ``key`` holds records."""
+        return key in self._open
+
     def pending(self) -> int:
         return sum(len(b.records) for b in self._open.values())

@@ -19,17 +19,19 @@ from pathlib import Path
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from prometheus_client import start_http_server
 
-from auditlog.core.hashing import get_hasher
+from auditlog.core.hashing import LogHasher, get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.policy import parse_policy
+from auditlog.core.schema import Schemas
 from auditlog.kafka.clients import make_producer
 from auditlog.pg import db
 from auditlog.runtime import stalls
-from auditlog.runtime.observability import configure_logging
+from auditlog.runtime.listener import MetricsListener, serve_metrics
+from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import SettingsError, describe, load_schemas
 from sealer import faults
+from sealer.health import SealerHealth
 from sealer.settings import Settings
 from sealer.store import Witnessing, connect_pool
 from sealer.worker import PARALLEL_SEALS, Sealer
@@ -94,8 +96,36 @@ async def run(settings: Settings) -> None:
     hasher = get_hasher(settings.hash_scheme)
     schemas = load_schemas(settings.schemas_file)
     witnessing = load_witnessing(settings)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    declare_build_info("sealer")
+    health = SealerHealth(settings.ready_max_seal_age)
+    listener = start_listener(settings, health)
+    try:
+        await _run(settings, signer, hasher, schemas, witnessing, health)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def start_listener(settings: Settings, health: SealerHealth) -> MetricsListener | None:
+    """The metrics listener, when a port is set: up before any connection, so a sealer still
+    connecting to Kafka and PostgreSQL answers its probes (alive, not ready)."""
+    if not settings.metrics_port:
+        return None
+    return serve_metrics(
+        settings.metrics_host,
+        settings.metrics_port,
+        checks={"/healthz": health.healthz, "/readyz": health.readyz},
+    )
+
+
+async def _run(
+    settings: Settings,
+    signer: NoteSigner,
+    hasher: LogHasher,
+    schemas: Schemas,
+    witnessing: Witnessing | None,
+    health: SealerHealth,
+) -> None:
     # One connection per parallel seal, one for partition creation and housekeeping.
     pool = await connect_pool(settings.database_url.value, max_size=PARALLEL_SEALS + 1)
     try:
@@ -124,6 +154,7 @@ async def run(settings: Settings) -> None:
                 signer,
                 schemas=schemas,
                 witnessing=witnessing,
+                health=health,
             )
             consumer.subscribe([settings.topic], listener=_Rebalance(sealer))
             await consumer.start()
@@ -137,6 +168,17 @@ async def run(settings: Settings) -> None:
                     tg.create_task(sealer.housekeeping(), name="housekeeping")
                     tg.create_task(sealer.commit_loop(), name="commit-loop")
                     tg.create_task(stalls.watch_event_loop(sealer.stopping), name="loop-watch")
+                    tg.create_task(
+                        health.watch(
+                            consumer,
+                            sealer.heads,
+                            sealer.next_offset,
+                            sealer.busy,
+                            settings.topic,
+                            sealer.stopping,
+                        ),
+                        name="health-watch",
+                    )
                 await sealer.commit_sealed()  # what the last seals sealed, before leaving
                 log.info("stopped")
             finally:

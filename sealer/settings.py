@@ -18,6 +18,7 @@ from auditlog.runtime.settings import (
 )
 from sealer import faults
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MAX_SIZE
+from sealer.health import DEFAULT_MAX_SEAL_AGE
 from sealer.records import DEFAULT_MAX_FUTURE, DEFAULT_MAX_PAST
 
 DEFAULT_GROUP_ID = "auditlog-sealer"
@@ -47,7 +48,11 @@ class Settings:
     # Received times accepted, around the sealer's clock (sealer/records.py: Window); seconds.
     max_past: float = DEFAULT_MAX_PAST
     max_future: float = DEFAULT_MAX_FUTURE
-    metrics_port: int = 0  # 0: no metrics listener
+    # The metrics listener (/metrics, /healthz, /readyz); port 0: none.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    # Not ready once an owned partition's records waited this long (seconds) without a seal.
+    ready_max_seal_age: float = DEFAULT_MAX_SEAL_AGE
     log_level: str = "info"
     # A testing aid (sealer/faults.py): crash at a step of the seal. None in production.
     fault: faults.Fault | None = None
@@ -73,7 +78,11 @@ class Settings:
             ),
             max_past=env.number("SEALER_MAX_PAST", DEFAULT_MAX_PAST, minimum=MIN_MAX_PAST),
             max_future=env.number("SEALER_MAX_FUTURE", DEFAULT_MAX_FUTURE, minimum=0),
-            metrics_port=env.integer("SEALER_METRICS_PORT", 0),
+            metrics_host=env.text("SEALER_METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.port("SEALER_METRICS_PORT", 0),
+            ready_max_seal_age=env.number(
+                "SEALER_READY_MAX_SEAL_AGE", DEFAULT_MAX_SEAL_AGE, minimum=1.0
+            ),
             log_level=env.text("LOG_LEVEL", "info"),
             fault=_fault(env.text("SEALER_FAULT", "")),
         )

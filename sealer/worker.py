@@ -24,7 +24,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from auditlog.core.hashing import LogHasher
 from auditlog.core.note import NoteSigner
@@ -33,6 +33,7 @@ from sealer import faults
 from sealer.batcher import Batch, Batcher
 from sealer.claims import Conflict
 from sealer.deadletters import DeadLetters
+from sealer.health import SealerHealth
 from sealer.partitions import Partitions
 from sealer.records import SEALER_ERROR, Record, Rejected, Sealable, Window, decode
 from sealer.refused import REFUSED, seal_one_by_one
@@ -63,10 +64,7 @@ SEAL_SECONDS = Histogram(
 BATCH_SIZE = Histogram(
     "auditlog_sealer_batch_events", "Events per sealed batch", buckets=(1, 10, 100, 500, 1000, 5000)
 )
-LOG_SIZE = Gauge("auditlog_sealer_log_size", "Entries in each owned log", ["log"])
-LAG = Gauge("auditlog_sealer_lag", "Records behind the partition's high watermark", ["log"])
-
-
+# The per-log gauges (entries, lag, last seal, checkpoint age) are sealer/health.py's.
 DUPLICATES = Counter(
     "auditlog_sealer_duplicates_total", "Records skipped: idempotency key already sealed", ["log"]
 )
@@ -121,6 +119,7 @@ class Sealer:
         *,
         schemas: Schemas = NO_CUSTOM_SCHEMAS,
         witnessing: Witnessing | None = None,
+        health: SealerHealth | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -151,6 +150,7 @@ class Sealer:
         self.window = timedelta(seconds=settings.idempotency_window)
         self.schemas = schemas
         self.witnessing = witnessing
+        self.health = health or SealerHealth(settings.ready_max_seal_age)
 
     # -- partition ownership -------------------------------------------------------------
     def _reset(self, tp: TP) -> None:
@@ -176,7 +176,11 @@ class Sealer:
             self.heads[tp] = head
             self._reset(tp)
             self.consumer.seek(tp, head.next_offset)
-            LOG_SIZE.labels(head.log_id).set(head.size)
+            sealed_at = await self.pool.fetchval(
+                "SELECT extract(epoch FROM updated_at)::float8 FROM logs WHERE log_id = $1",
+                head.log_id,
+            )
+            self.health.assigned(tp, head.log_id, head.size, sealed_at)
             log.info("assigned", log=head.log_id, size=head.size, offset=head.next_offset)
 
     async def revoke(self, partitions: set[TP]) -> None:
@@ -191,6 +195,7 @@ class Sealer:
         for tp in partitions:
             self.heads.pop(tp, None)
             self._reset(tp)
+            self.health.revoked(tp)
             log.info("revoked", topic=tp.topic, partition=tp.partition)
 
     # -- the two loops -------------------------------------------------------------------
@@ -237,6 +242,14 @@ class Sealer:
                 self._rewind(tp)
             return await read_past_unreadable(self.consumer, owned, limit)
         return fetched
+
+    def busy(self, tp: TP) -> bool:
+        """Records of ``tp`` were read and wait in a batch, or for their seal to end."""
+        return self.in_flight[tp] > 0 or self.batcher.holds(tp)
+
+    def next_offset(self, tp: TP) -> int | None:
+        head = self.heads.get(tp)
+        return None if head is None else head.next_offset
 
     def _idle(self, tp: TP) -> bool:
         """No batch of ``tp`` is queued or being sealed: its next one may close by age."""
@@ -443,13 +456,12 @@ class Sealer:
         SEALED_EVENTS.labels(log_id).inc(sealed)
         SEALED_BATCHES.labels(log_id).inc()
         DUPLICATES.labels(log_id).inc(result.duplicates)
-        LOG_SIZE.labels(log_id).set(result.head.size)
         # A seal may end after its partition was revoked (it outlived the revocation's grace):
         # aiokafka asserts on the highwater of a partition it no longer holds.
-        if tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                LAG.labels(log_id).set(max(0, highwater - result.head.next_offset))
+        highwater = self.consumer.highwater(tp) if tp in self.consumer.assignment() else None
+        lag = None if highwater is None else max(0, highwater - result.head.next_offset)
+        if tp in self.heads:
+            self.health.sealed(tp, log_id, result.head.size, lag)
         log.info(
             "sealed",
             log=log_id,

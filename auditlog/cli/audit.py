@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -166,7 +167,34 @@ def _save(state_path: Path | None, state: Any, run: Any, out: Any) -> None:
     )
 
 
+def _textfile(path: str | None, success: bool, results: list[Any]) -> None:
+    """The run's outcome for node-exporter's textfile collector (--textfile)."""
+    from auditlog.runtime.textfile import write_run_metrics
+
+    if path is None:
+        return
+    counts = {
+        "entries_checked": (sum(r.entries for r in results), "Entries the last run re-derived"),
+        "logs_checked": (len(results), "Logs the last run audited"),
+    }
+    try:
+        write_run_metrics(Path(path), "audit", success=success, counts=counts)
+    except OSError as exc:
+        raise UsageError(f"cannot write --textfile {path}: {exc.strerror}") from exc
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    try:
+        return _audit(args)
+    except UsageError:
+        # The audit could not run (no database, a bad key, a bad state file): that is a failed
+        # run to whoever watches the textfile, not a run skipped.
+        with contextlib.suppress(UsageError):
+            _textfile(args.textfile, False, [])
+        raise
+
+
+def _audit(args: argparse.Namespace) -> int:
     verifiers = vkeys(args.key)
     state_path = _state_path(args, verifiers)
     state = _load(state_path, args.forget)
@@ -195,7 +223,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         _print_audit(results)
     # Only a clean log's head is trusted; a damaged log keeps its last good checkpoint.
     _save(state_path, state, run, sys.stderr if args.json else sys.stdout)
-    return EXIT_FAILED if findings or suppressed else EXIT_OK
+    clean = not findings and not suppressed
+    _textfile(args.textfile, clean, results)
+    return EXIT_OK if clean else EXIT_FAILED
 
 
 def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -241,5 +271,10 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         type=int,
         default=10_000,
         help="list at most this many findings of each kind per log",
+    )
+    aud.add_argument(
+        "--textfile",
+        metavar="PATH",
+        help="write the run's outcome for node-exporter's textfile collector (a .prom file)",
     )
     aud.set_defaults(func=cmd_audit)

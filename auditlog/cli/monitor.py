@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from auditlog.cli.args import Subparsers, UsageError, max_cosignature_age, policy, vkeys
 
@@ -27,6 +29,23 @@ def _forget(state_path: Path | None, origins: list[str]) -> None:
         raise UsageError(f"--forget: {', '.join(sorted(unknown))} is not remembered")
     state.forget(origins)
     save_state(state_path, state)
+
+
+def _textfile(path: str | None) -> Callable[[int, Sequence[Any]], None] | None:
+    """Each round's outcome for node-exporter's textfile collector (--textfile)."""
+    from auditlog.runtime.textfile import write_run_metrics
+
+    if path is None:
+        return None
+
+    def write(checked: int, alerts: Sequence[Any]) -> None:
+        counts = {"logs_checked": (float(checked), "Logs the last round checked")}
+        try:
+            write_run_metrics(Path(path), "monitor", success=not alerts, counts=counts)
+        except OSError as exc:
+            raise UsageError(f"cannot write --textfile {path}: {exc.strerror}") from exc
+
+    return write
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -58,6 +77,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                 webhook=args.webhook,
                 interval=args.interval,
                 once=args.once,
+                on_round=_textfile(args.textfile),
             )
     except StateError as exc:
         raise UsageError(str(exc)) from exc
@@ -97,4 +117,9 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     mon.add_argument("--webhook", help="POST each alert as JSON to this URL")
     mon.add_argument("--interval", type=float, default=10.0, help="seconds between rounds")
     mon.add_argument("--once", action="store_true", help="one round, then exit 0/1/2")
+    mon.add_argument(
+        "--textfile",
+        metavar="PATH",
+        help="write each round's outcome for node-exporter's textfile collector (a .prom file)",
+    )
     mon.set_defaults(func=cmd_monitor)

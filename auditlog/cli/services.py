@@ -26,23 +26,28 @@ from auditlog.cli.args import EXIT_OK, EXIT_USAGE, Subparsers
 UVICORN_MAX_CONCURRENCY = 4096
 
 
-def run_uvicorn(app: Any, host: str, port: int, workers: int = 1) -> int:
+def run_uvicorn(
+    app: Any, host: str, port: int, workers: int = 1, metrics: tuple[str, int] = ("", 0)
+) -> int:
     """Serve ``app`` until stopped; every HTTP command (and the witness) runs this way.
 
     ``app`` is an ASGI app, or the ``module:function`` of a factory that makes one, which
-    ``workers`` processes then call each for itself.
+    ``workers`` processes then call each for itself. ``metrics`` (host, port; port 0: none) is
+    the metrics listener (auditlog/runtime/listener.py), served by this process: with several
+    workers, their metrics added up.
     """
-    if workers > 1:
-        from auditlog.runtime.observability import MULTIPROC_DIR
+    from auditlog.runtime.listener import metrics_listener
+    from auditlog.runtime.observability import MULTIPROC_DIR, registry
 
-        # The workers' metric files: fresh for each run, or dead workers' counters would count.
-        metrics_dir = tempfile.mkdtemp(prefix="auditlog-metrics-")
-        os.environ[MULTIPROC_DIR] = metrics_dir
-        try:
-            return _uvicorn(app, host, port, workers)
-        finally:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-    return _uvicorn(app, host, port, workers)
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            # The workers' metric files: fresh for each run, or dead workers' counters would
+            # count. Set before the workers start: they read it when they import the metrics.
+            metrics_dir = tempfile.mkdtemp(prefix="auditlog-metrics-")
+            stack.callback(shutil.rmtree, metrics_dir, ignore_errors=True)
+            os.environ[MULTIPROC_DIR] = metrics_dir
+        stack.enter_context(metrics_listener(*metrics, registry()))
+        return _uvicorn(app, host, port, workers)
 
 
 def _uvicorn(app: Any, host: str, port: int, workers: int) -> int:
@@ -89,15 +94,17 @@ def query_app() -> Any:
 def cmd_ingest(_: argparse.Namespace) -> int:
     from ingest.settings import Settings
 
-    settings = Settings.from_env()
-    return run_uvicorn(f"{__name__}:ingest_app", settings.host, settings.port, settings.workers)
+    s = Settings.from_env()
+    metrics = (s.metrics_host, s.metrics_port)
+    return run_uvicorn(f"{__name__}:ingest_app", s.host, s.port, s.workers, metrics)
 
 
 def cmd_query(_: argparse.Namespace) -> int:
     from query.settings import Settings
 
-    settings = Settings.from_env()
-    return run_uvicorn(f"{__name__}:query_app", settings.host, settings.port, settings.workers)
+    s = Settings.from_env()
+    metrics = (s.metrics_host, s.metrics_port)
+    return run_uvicorn(f"{__name__}:query_app", s.host, s.port, s.workers, metrics)
 
 
 def cmd_serve(_: argparse.Namespace) -> int:
@@ -110,7 +117,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
 def serve_app() -> Any:
     """Ingest's and query's routes in one app, as each worker process makes it."""
-    from auditlog.runtime.observability import configure_logging
+    from auditlog.runtime.observability import configure_logging, declare_build_info
     from auditlog.web.app import service_app
     from ingest import app as ingest_app
     from ingest.settings import Settings as IngestSettings
@@ -120,6 +127,7 @@ def serve_app() -> Any:
     ingest_settings = IngestSettings.from_env()
     query_settings = QuerySettings.from_env()
     configure_logging(ingest_settings.log_level)
+    declare_build_info("serve")
 
     @contextlib.asynccontextmanager
     async def resources() -> Any:

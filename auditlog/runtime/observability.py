@@ -1,26 +1,31 @@
 """Logging and metrics set-up shared by the three services.
 
 structlog is configured once per process, by the composition root, to write one JSON object per
-line to stdout. Prometheus metrics live in the default registry and are exposed on ``/metrics``;
-when a service runs several worker processes (auditlog/cli/services.py sets
-``PROMETHEUS_MULTIPROC_DIR`` for them), each worker keeps its values in that directory and
-``/metrics``, whichever worker answers, adds up every worker's.
+line to stdout. Prometheus metrics live in the default registry and are exposed on ``/metrics``
+(the metrics listener, :mod:`auditlog.runtime.listener`, or the development API port); every
+service states what it runs as ``auditlog_build_info``. When a service runs several worker
+processes (auditlog/cli/services.py sets ``PROMETHEUS_MULTIPROC_DIR`` for them), each worker
+keeps its values in that directory and every exposition (:func:`registry`) adds them up.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import platform
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from importlib import metadata
 from time import perf_counter
 
 import orjson
 import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -57,13 +62,13 @@ def configure_logging(level: str = "info") -> None:
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def exposition() -> bytes:
-    """Prometheus text exposition: this process's metrics, or every worker's added up."""
+def registry() -> CollectorRegistry:
+    """What to expose: this process's metrics, or every worker process's added up."""
     if MULTIPROC_DIR not in os.environ:
-        return generate_latest()
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return generate_latest(registry)
+        return REGISTRY
+    workers = CollectorRegistry()
+    multiprocess.MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
+    return workers
 
 
 def worker_stopped() -> None:
@@ -73,7 +78,7 @@ def worker_stopped() -> None:
 
 
 async def metrics_endpoint(_: Request) -> Response:
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 Scope = MutableMapping[str, object]
@@ -86,11 +91,32 @@ HTTP_REQUESTS = Counter(
     "auditlog_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
 )
 HTTP_LATENCY = Histogram(
-    "auditlog_http_request_seconds",
+    "auditlog_http_request_duration_seconds",
     "HTTP request latency",
     ["service", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+BUILD_INFO = Gauge(
+    "auditlog_build_info",
+    "Always 1: the service, auditlog version and Python version this process runs",
+    ["service", "version", "python"],
+    multiprocess_mode="max",  # one series, however many workers set it
+)
+
+
+def package_version() -> str:
+    """The installed auditlog distribution's version ("unknown" when run from a bare tree)."""
+    try:
+        return metadata.version("auditlog")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def declare_build_info(service: str) -> None:
+    """Set ``auditlog_build_info{service,version,python} 1`` for this process's service."""
+    BUILD_INFO.labels(service, package_version(), platform.python_version()).set(1)
 
 
 class RequestLogMiddleware:

@@ -79,6 +79,13 @@ class Env:
             raise SettingsError(f"AUDITLOG_{name} must be >= {minimum}, got {value}")
         return value
 
+    def port(self, name: str, default: int) -> int:
+        """A TCP port, 0 to 65535 (0: the listener is off)."""
+        value = self.integer(name, default)
+        if value > 65535:
+            raise SettingsError(f"AUDITLOG_{name} must be a port, 0 to 65535, got {value}")
+        return value
+
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         raw = self._environ.get(f"AUDITLOG_{name}", "").strip()
         if not raw:

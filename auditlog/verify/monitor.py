@@ -219,6 +219,7 @@ def run_monitor(
     webhook: str | None = None,
     interval: float = 10.0,
     once: bool = False,
+    on_round: Callable[[int, Sequence[Alert]], None] | None = None,
 ) -> int:
     """Loop until an inconsistency (exit 1) or, with ``once``, after one round (0 or 1).
 
@@ -226,7 +227,8 @@ def run_monitor(
     The state is read from ``state_path`` before every round and written after it (with None,
     it lives in memory for this process only). ``max_cosignature_age`` (seconds, needs a
     ``policy``) is measured against this machine's clock each round: stale witness cosignatures
-    do not count toward the quorum.
+    do not count toward the quorum. ``on_round(logs checked, alerts)`` is called after each
+    round, an unreachable server included.
     """
 
     def emit(alert: Alert) -> None:
@@ -255,10 +257,11 @@ def run_monitor(
             if state_path is not None:
                 save_state(state_path, state)
         except ReadApiError as exc:
-            emit(Alert("*", "*", "unreachable", str(exc), None, None))
-            checked, alerts = 0, []
-            if once:
-                return 2
+            alerts = [Alert("*", "*", "unreachable", str(exc), None, None)]
+            emit(alerts[0])
+            checked = 0
+        if on_round is not None:
+            on_round(checked, alerts)
         fatal = [a for a in alerts if a.kind != "unreachable"]
         print(f"checked {checked} logs, {len(fatal)} inconsistencies", flush=True)
         if fatal:

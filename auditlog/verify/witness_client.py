@@ -3,16 +3,21 @@
 :func:`add_checkpoint` is one request. :func:`cosign_checkpoint` asks every witness of a policy
 in parallel, each from the size it last cosigned (learnt from a 409 when unknown), and returns
 the note with the cosignatures it got, but only when the policy's quorum is met: a checkpoint
-that misses the quorum must not be published.
+that misses the quorum must not be published. Each witness's answer is counted in
+``auditlog_witness_requests_total{witness,result}`` (``ok``: a cosignature that verifies;
+``failed``: anything else) and timed in ``auditlog_witness_request_duration_seconds{witness}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+from prometheus_client import Counter, Histogram
 
 from auditlog.core.cosignature import AddCheckpoint, verified_cosigners
 from auditlog.core.errors import AuditLogError
@@ -27,6 +32,18 @@ __all__ = [
 ]
 
 ProofSource = Callable[[int, int], Awaitable[Sequence[bytes]]]
+
+WITNESS_REQUESTS = Counter(
+    "auditlog_witness_requests_total",
+    "Checkpoints submitted to each witness, by outcome (ok: a valid cosignature)",
+    ["witness", "result"],
+)
+WITNESS_SECONDS = Histogram(
+    "auditlog_witness_request_duration_seconds",
+    "Time a witness took to cosign a checkpoint (its 409 round trips included), or to fail",
+    ["witness"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 
 class WitnessError(AuditLogError):
@@ -95,6 +112,16 @@ class Witness:
     size: int | None = None  # None: unknown until the first answer
 
 
+async def _timed_ask(
+    witness: Witness, note: str, size: int, proofs: ProofSource, seconds: float
+) -> list[str]:
+    started = time.perf_counter()
+    try:
+        return await _ask(witness, note, size, proofs, seconds)
+    finally:
+        WITNESS_SECONDS.labels(witness.name).observe(time.perf_counter() - started)
+
+
 async def _ask(
     witness: Witness, note: str, size: int, proofs: ProofSource, seconds: float
 ) -> list[str]:
@@ -130,13 +157,23 @@ async def cosign_checkpoint(
     ``seconds`` bounds each request (tessera uses 1 s): a slow witness only costs its vote.
     """
     results = await asyncio.gather(
-        *(_ask(w, note, size, proofs, seconds) for w in witnesses), return_exceptions=True
+        *(_timed_ask(w, note, size, proofs, seconds) for w in witnesses), return_exceptions=True
     )
-    lines = [line for r in results if isinstance(r, list) for line in r]
     for r in results:
         if isinstance(r, BaseException) and not isinstance(r, Exception):
             raise r
     # Keep only lines that verify on their own: one witness's garbage must not sink the rest.
+    good = []
+    for witness, result in zip(witnesses, results, strict=True):
+        valid = [] if isinstance(result, BaseException) else _valid(note, result, policy)
+        WITNESS_REQUESTS.labels(witness.name, "ok" if valid else "failed").inc()
+        good += valid
+    cosigned = note + "".join(line + "\n" for line in good)
+    return cosigned if policy.satisfied(verified_cosigners(cosigned, policy.witnesses)) else None
+
+
+def _valid(note: str, lines: list[str], policy: Policy) -> list[str]:
+    """The cosignature lines that verify on ``note`` by a witness of ``policy``."""
     good = []
     for line in lines:
         try:
@@ -144,5 +181,4 @@ async def cosign_checkpoint(
                 good.append(line)
         except AuditLogError:
             continue
-    cosigned = note + "".join(line + "\n" for line in good)
-    return cosigned if policy.satisfied(verified_cosigners(cosigned, policy.witnesses)) else None
+    return good

@@ -107,8 +107,10 @@ def service_app(
     service: str,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    metrics_route: bool = True,
 ) -> Starlette:
-    """An app whose lifespan opens ``resources()`` and hands its state to the handlers."""
+    """An app whose lifespan opens ``resources()`` and hands its state to the handlers;
+    ``metrics_route``: ``/metrics`` on the app's own port (off where a metrics listener runs)."""
 
     @contextlib.asynccontextmanager
     async def app_lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -118,7 +120,13 @@ def service_app(
         finally:
             worker_stopped()
 
-    return build_app(route_list, app_lifespan, service, max_body_bytes=max_body_bytes)
+    return build_app(
+        route_list,
+        app_lifespan,
+        service,
+        max_body_bytes=max_body_bytes,
+        metrics_route=metrics_route,
+    )
 
 
 def build_app(
@@ -127,10 +135,12 @@ def build_app(
     service: str,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    metrics_route: bool = True,
 ) -> Starlette:
+    metrics = [Route("/metrics", metrics_endpoint, methods=["GET"])] if metrics_route else []
     # Middleware runs outermost first: the request id exists before the body limit answers.
     return Starlette(
-        routes=[*route_list, Route("/metrics", metrics_endpoint, methods=["GET"])],
+        routes=[*route_list, *metrics],
         lifespan=app_lifespan,
         middleware=[
             Middleware(RequestLogMiddleware, service=service),
