@@ -1,15 +1,15 @@
-"""The search-text index: whether a deployment keeps it, and switching it on or off.
+"""The optional trigram index over the events' search text: its state, building and dropping it.
 
-Every text term of a search (``field:value``, ``field=value``, bare terms) is looked up in one
-pg_trgm GIN index over the events' search text (:data:`auditlog.core.columns.SEARCH_TEXT`,
-created by migration 0003). It keeps selective searches at millions of events in milliseconds,
-and it is also most of what PostgreSQL spends per sealed event: on a small machine it decides
-how many events per second can be sealed (docs/performance.md). So operators choose:
+Search is narrowed by the search blocks the sealer writes (:mod:`auditlog.core.search_keys`)
+whenever a query shows whole tokens. Other text terms (a word's middle, ``actor:alice@exa``) read
+the events of the search's range, unless an operator builds this pg_trgm GIN index over the
+search text (:data:`auditlog.core.columns.SEARCH_TEXT`; migrations 0002-0003 made it by default,
+0007 drops it): then they are looked up in it. With real event text it costs PostgreSQL about ten
+times what the blocks cost per sealed event (docs/performance.md), so operators choose:
 
-* ``trigram`` (what migrations create): fast substring search; every sealed event pays for its
-  trigrams.
-* ``none``: sealing is cheaper; search returns the same events, but finds them by reading the
-  events of its time range instead of looking them up.
+* ``none`` (what migrations leave): sealing is cheap; searches without whole tokens read their
+  time range.
+* ``trigram``: such searches are fast too; every sealed event pays for its trigrams.
 
 Dropping and building work as for every optional index (:mod:`auditlog.pg.partitioned_index`):
 ``drop`` takes a moment's exclusive lock, ``create`` builds partition by partition while the
