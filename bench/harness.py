@@ -128,7 +128,9 @@ def process_cpu(pid: int) -> float:
 class CpuMeter:
     """CPU seconds spent by groups of processes between two readings (Linux ``/proc``).
 
-    Groups: ``sealer`` (processes running ``auditlog.cli sealer``), ``postgres`` (every process of
+    Groups: ``sealer``, ``ingest``, ``query`` and ``serve`` (processes running ``auditlog.cli
+    <command>``, and their worker processes, which run a command line of multiprocessing's),
+    ``postgres`` (every process of
     the ``postgres`` user: backends, WAL writer, checkpointer, autovacuum), ``kafka`` (the JVM of
     the local broker), ``load generator`` (``bench/kafkaload``) and ``bench`` (this process). A
     process that exits between the readings counts up to its last sighting, so read often
@@ -149,8 +151,17 @@ class CpuMeter:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return None
-        if b"auditlog.cli\0sealer" in cmdline:
-            return "sealer"
+        for service in (b"sealer", b"ingest", b"query", b"serve"):
+            if b"auditlog.cli\0" + service in cmdline:
+                return service.decode()
+        if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            # A service's worker process: its parent's group.
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            parent = int(stat[1])
+            return self._group(parent) if parent > 1 else None
         if b"/kafkaload-" in cmdline.split(b"\0")[0]:  # built as kafkaload-<source hash>
             return "load generator"
         if cmdline.startswith(b"/") and b"java" in cmdline.split(b"\0")[0] and b"kafka" in cmdline:
