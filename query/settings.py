@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from auditlog.core.errors import NoteError
+from auditlog.core.note import NoteVerifier
 from auditlog.runtime.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_TOPIC,
@@ -56,6 +58,9 @@ class Settings:
     max_downloads: int = 1000
     # A search or results page stops adding events past this many bytes (at least one event).
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    # The deployment's checkpoint verifier key (public): GET /v1/logs lists each log's own vkey,
+    # this key under the log's origin (the key-name rule). None: no vkeys listed.
+    vkey: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +68,12 @@ class Settings:
         public_url = env.optional("PUBLIC_URL")
         if public_url is not None and not public_url.startswith(("http://", "https://")):
             raise SettingsError("AUDITLOG_PUBLIC_URL must start with http:// or https://")
+        vkey = env.optional("VKEY")
+        if vkey is not None:
+            try:
+                NoteVerifier.from_vkey(vkey)
+            except NoteError as exc:
+                raise SettingsError(f"AUDITLOG_VKEY: {exc}") from None
         return cls(
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
             host=env.text("HOST", "127.0.0.1"),
@@ -87,4 +98,5 @@ class Settings:
             max_page_bytes=env.integer(
                 "QUERY_MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, minimum=64 * 1024
             ),
+            vkey=vkey,
         )
