@@ -4,27 +4,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from auditlog.cli.args import EXIT_OK, Subparsers, UsageError, hasher, read_arg_file, vkeys
 from auditlog.cli.services import run_uvicorn
 
 
-def cmd_witness(args: argparse.Namespace) -> int:
-    from auditlog.core.cosignature import Cosigner
+def witnessed_logs(specs: list[str], lists: list[str]) -> dict[str, list[Any]]:
+    """Origin -> the verifier keys of each log to witness, from ``--log`` and ``--log-list``.
+
+    ``--log VKEY`` (or a file of vkeys) names its log by the key name, the C2SP way;
+    ``--log ORIGIN=VKEY`` pairs an origin with a key named otherwise (a deployment-wide vkey).
+    """
     from auditlog.core.errors import NoteError
     from auditlog.core.log_list import parse_log_list
     from auditlog.core.note import NoteVerifier
-    from auditlog.verify.witness_server import WitnessState, create_app
 
-    try:
-        cosigner = Cosigner.from_skey(read_arg_file(args.key, "witness key"))
-    except NoteError as exc:
-        raise UsageError(f"witness key: {exc}") from exc
-    if args.print_vkey:
-        print(cosigner.vkey())
-        return EXIT_OK
-    logs: dict[str, list[NoteVerifier]] = {}
-    for spec in args.log or []:
+    logs: dict[str, list[Any]] = {}
+    for spec in specs:
         # A vkey has no "=" (base64 of 33 bytes needs no padding): VKEY alone names its log.
         origin, sep, vkey = spec.partition("=")
         if not sep:
@@ -34,13 +31,29 @@ def cmd_witness(args: argparse.Namespace) -> int:
         if not origin:
             raise UsageError(f"--log wants VKEY or ORIGIN=VKEY, got {spec!r}")
         logs.setdefault(origin, []).extend(vkeys([vkey]))
-    for path in args.log_list or []:
+    for path in lists:
         try:
             listed = parse_log_list(read_arg_file(path, "log list"))
         except NoteError as exc:
             raise UsageError(f"log list {path}: {exc}") from exc
         for entry in listed:
             logs.setdefault(entry.origin, []).append(NoteVerifier.from_vkey(entry.vkey))
+    return logs
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    from auditlog.core.cosignature import Cosigner
+    from auditlog.core.errors import NoteError
+    from auditlog.verify.witness_server import WitnessState, create_app
+
+    try:
+        cosigner = Cosigner.from_skey(read_arg_file(args.key, "witness key"))
+    except NoteError as exc:
+        raise UsageError(f"witness key: {exc}") from exc
+    if args.print_vkey:
+        print(cosigner.vkey())
+        return EXIT_OK
+    logs = witnessed_logs(args.log or [], args.log_list or [])
     if not logs:
         raise UsageError("give at least one --log VKEY (or ORIGIN=VKEY) or --log-list FILE")
     host, _, port = args.listen.rpartition(":")

@@ -4,7 +4,9 @@ A log sealed by a sealer from before the rule (every checkpoint signed under the
 name only), then by the sealer of today during the overlap (both names), then after it (the
 origin only): every stored checkpoint keeps verifying, and ``auditlog audit`` is clean with the
 deployment's vkey, with the file of each log's vkey (``auditlog logs --format vkeys``), and with
-the one log's own vkey; another log's vkey verifies none of them.
+the one log's own vkey; another log's vkey verifies none of them. And a witness configured the
+usual way, from the witness network's log list that ``auditlog logs`` prints, cosigns a log
+signing under its origin only.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,9 @@ from auditlog.cli.keys import write_signing_key
 from auditlog.core.hashing import get_hasher
 from auditlog.core.log_keys import log_vkey
 from auditlog.core.note import NoteSigner, parse_note
+from auditlog.core.policy import parse_policy
 from sealer import store
-from sealer.store import Partitions, connect_pool, load_head, seal
+from sealer.store import Partitions, Witnessing, connect_pool, load_head, seal
 from tests.conftest import Services, scratch_database
 from tests.integration.test_sealer_drills import _item
 
@@ -131,3 +137,77 @@ async def test_a_rotated_log_keeps_verifying(
     bad = {(f["log"], f["kind"]) for f in report["findings"]}
     assert (f"{TOPIC}-1", "checkpoint-signature") in bad
     assert all(log == f"{TOPIC}-1" for log, _ in bad)
+
+
+async def test_a_witness_configured_from_the_log_list_cosigns(
+    database: str, tmp_path: Path
+) -> None:
+    """A witness set up the usual way, from the witness network's log list (the origin is the
+    vkey's key name), cosigns a log that signs under its origin only, batch after batch."""
+    key_file = tmp_path / "log.skey"
+    deployment = write_signing_key(key_file, BASE)
+    signer = NoteSigner.from_skey(key_file.read_text().strip())
+    hasher = get_hasher("rfc6962-sha256")
+    pool = await connect_pool(database, max_size=2)
+    witness = None
+    try:
+        head = await load_head(pool, TOPIC, 0, BASE, hasher, signer=signer, legacy_name=False)
+        listed = _cli(tmp_path, "logs", "--database-url", database, "--key", deployment,
+                      "--format", "log-list", "--contact", "ops@rotation.test")  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        log_list = tmp_path / "log-list"
+        log_list.write_text(listed.stdout)
+        witness_key = tmp_path / "witness.skey"
+        witness_key.write_text(NoteSigner.generate("w.rotation.test").skey() + "\n")
+        witness_vkey = _cli(tmp_path, "witness", "--key", str(witness_key), "--print-vkey")
+        witness, url = _start_witness(tmp_path, witness_key, log_list)
+        policy = parse_policy(
+            f"log {log_vkey(signer.verifier, head.origin)}\n"
+            f"witness w {witness_vkey.stdout.strip()} {url}\nquorum w\n"
+        )
+        witnessing = Witnessing(policy, timeout=5.0)
+        items = [_item(i) for i in range(20)]
+        await Partitions().ensure(pool, head.log_id, [i.received_us for i in items])
+        async with pool.acquire() as conn:
+            for upto in (10, 20):
+                result = await seal(
+                    conn, head, hasher, signer, items[head.size : upto], upto,
+                    witnessing=witnessing, legacy_name=False,
+                )  # fmt: skip
+                head = result.head
+                assert result.checkpoint is not None
+                verified = policy.verify(result.checkpoint)
+                assert (verified.checkpoint.size, set(verified.cosigners)) == (upto, {"w"})
+    finally:
+        await pool.close()
+        if witness is not None:
+            witness.terminate()
+            witness.wait(20)
+
+
+def _start_witness(
+    tmp_path: Path, key: Path, log_list: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    with (tmp_path / "witness.log").open("wb") as out:
+        witness = subprocess.Popen(
+            [sys.executable, "-m", "auditlog.cli", "witness", "--listen", f"127.0.0.1:{port}",
+             "--key", str(key), "--state", str(tmp_path / "witness.sqlite3"),
+             "--log-list", str(log_list)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return witness, url
+        except OSError:
+            pass
+        if witness.poll() is not None or time.monotonic() > deadline:
+            witness.kill()
+            raise AssertionError((tmp_path / "witness.log").read_text())
+        time.sleep(0.1)

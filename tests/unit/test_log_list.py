@@ -93,3 +93,31 @@ def test_keygen_writes_each_logs_vkey(tmp_path: Path) -> None:
     from auditlog.cli.args import vkeys as read_vkeys
 
     assert [v.name for v in read_vkeys([str(key.with_suffix(".vkeys"))])] == ORIGINS
+
+
+def test_a_witness_takes_logs_by_vkey_pair_or_list(tmp_path: Path) -> None:
+    from auditlog.cli.args import UsageError
+    from auditlog.cli.witness import witnessed_logs
+
+    vkeys = [log_vkey(KEY, o) for o in ORIGINS]
+    by_file = tmp_path / "logs.vkeys"
+    by_file.write_text(f"# two logs\n{vkeys[1]}\n\n{vkeys[2]}\n")
+    listed = tmp_path / "log-list"
+    entries = [LogListEntry(v, o, 24, "ops") for v, o in zip(vkeys, ORIGINS, strict=True)]
+    listed.write_text(format_log_list(entries[:1]))
+    logs = witnessed_logs([vkeys[0], str(by_file), f"other.example/x/0={KEY.vkey()}"], [])
+    assert {o: [v.vkey() for v in keys] for o, keys in logs.items()} == {
+        ORIGINS[0]: [vkeys[0]],
+        ORIGINS[1]: [vkeys[1]],
+        ORIGINS[2]: [vkeys[2]],
+        "other.example/x/0": [KEY.vkey()],
+    }
+    from_list = witnessed_logs([], [str(listed)])
+    assert {o: [v.vkey() for v in keys] for o, keys in from_list.items()} == {
+        ORIGINS[0]: [vkeys[0]]
+    }
+    with pytest.raises(UsageError, match="ORIGIN=VKEY"):
+        witnessed_logs([f"={vkeys[0]}"], [])
+    listed.write_text("logs/v0\nvkey nope\n")
+    with pytest.raises(UsageError, match="log list"):
+        witnessed_logs([], [str(listed)])
