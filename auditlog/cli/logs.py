@@ -50,8 +50,10 @@ def _listing(url: str) -> list[dict[str, Any]]:
 def _log_vkeys(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(log id, origin, vkey) of every log, and the disagreements between key and listing."""
     from auditlog.core.log_keys import log_vkey
+    from auditlog.runtime.settings import Env
 
-    keys = vkeys(args.key or [])
+    given = args.key or ([vkey] if (vkey := Env().optional("VKEY")) else [])
+    keys = vkeys(given)
     if len(keys) > 1:
         raise UsageError("give one deployment verifier key with --key")
     key = keys[0] if keys else None
@@ -111,8 +113,9 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     logs.add_argument(
         "--key",
         action="append",
-        help="the deployment's verifier key (the signing key's .vkey): each log's vkey is this"
-        " key under the log's origin; with --url, checked against the listed vkeys",
+        help="the deployment's verifier key (the signing key's .vkey; default AUDITLOG_VKEY):"
+        " each log's vkey is this key under the log's origin; with --url, checked against the"
+        " listed vkeys",
     )
     logs.add_argument(
         "--format",

@@ -65,6 +65,12 @@ def go() -> str:
     if path is None:
         _missing("Go toolchain not on PATH: Tessera's client and hammer need Go 1.24+")
     assert path is not None
+    version = subprocess.run(
+        [path, "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()  # "go1.26.8"
+    numbers = re.match(r"go(\d+)\.(\d+)", version)
+    if numbers is None or (int(numbers[1]), int(numbers[2])) < (1, 24):
+        _missing(f"{version}: Tessera v1.0.4 needs Go 1.24+")
     return path
 
 
