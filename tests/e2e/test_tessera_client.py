@@ -289,9 +289,14 @@ def test_hammer_reads_a_log_for_a_while_without_error(hammer: Path, deployment: 
     assert result.returncode == 1, tail
     assert "Max runtime reached" in result.stderr, tail
     assert time.monotonic() - started >= 6
-    assert not KLOG_TROUBLE.findall(result.stderr), "\n".join(
-        line for line in result.stderr.splitlines() if KLOG_TROUBLE.match(line)
-    )
+    # Past --max_runtime the hammer cancels its requests in flight, which it logs as warnings
+    # ("context canceled"): its shutdown, not the log's doing. Anything else is a failure.
+    trouble = [
+        line
+        for line in result.stderr.splitlines()
+        if KLOG_TROUBLE.match(line) and not line.endswith("context canceled")
+    ]
+    assert not trouble, "\n".join(trouble)
     # Reads are throttled to 200 a second over 6 s; on a busy machine fewer, but never none.
     reads = result.stderr.count("LeafReader getting")
     assert reads >= 100, f"{reads} leaves read:\n{result.stderr[-2000:]}"
