@@ -37,6 +37,9 @@ class Settings:
     public_url: str | None = None
     result_ttl_hours: float = 48.0  # Pangea's query_result_retention default, 2 days
     download_ttl_minutes: float = 60.0
+    # The deployment's checkpoint verifier key (public): GET /v1/logs lists each log's own vkey,
+    # this key under the log's origin (the key-name rule). None: no vkeys listed.
+    vkey: str | None = None
     tile_cache_tiles: int = 4096  # at most 8 KiB each: a 32 MiB bound
     node_cache_nodes: int = 65536  # per log, about 100 bytes each
     pool_size: int = 8
@@ -58,9 +61,6 @@ class Settings:
     max_downloads: int = 1000
     # A search or results page stops adding events past this many bytes (at least one event).
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
-    # The deployment's checkpoint verifier key (public): GET /v1/logs lists each log's own vkey,
-    # this key under the log's origin (the key-name rule). None: no vkeys listed.
-    vkey: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +83,7 @@ class Settings:
             public_url=public_url.rstrip("/") if public_url else None,
             result_ttl_hours=env.number("QUERY_RESULT_TTL_HOURS", 48.0, minimum=0.01),
             download_ttl_minutes=env.number("QUERY_DOWNLOAD_TTL_MINUTES", 60.0, minimum=0.1),
+            vkey=vkey,
             tile_cache_tiles=env.integer("QUERY_TILE_CACHE", 4096, minimum=16),
             node_cache_nodes=env.integer("QUERY_NODE_CACHE", 65536, minimum=0),
             pool_size=env.integer("QUERY_POOL_SIZE", 8, minimum=1),
@@ -98,5 +99,4 @@ class Settings:
             max_page_bytes=env.integer(
                 "QUERY_MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, minimum=64 * 1024
             ),
-            vkey=vkey,
         )
