@@ -27,6 +27,8 @@ from starlette.routing import BaseRoute, Route
 
 from auditlog.core.envelope import parse_received_at
 from auditlog.core.errors import InvalidEvent, TileError
+from auditlog.core.log_keys import log_vkey
+from auditlog.core.note import NoteVerifier
 from auditlog.core.receipt import Receipt
 from auditlog.core.schema import error_item
 from auditlog.core.tiles import TILE_WIDTH, decode_bundle, encode_bundle, parse_tile_path
@@ -60,10 +62,12 @@ SWEEP_SECONDS = 600.0
 
 
 async def list_logs(request: Request) -> Response:
-    rows = await state(request).pool.fetch(
+    st = state(request)
+    rows = await st.pool.fetch(
         "SELECT log_id, origin, hash_scheme, size, topic, kafka_partition FROM logs"
         ' ORDER BY log_id COLLATE "C"'
     )
+    key = NoteVerifier.from_vkey(st.settings.vkey) if st.settings.vkey else None
     return success(
         request,
         {
@@ -75,6 +79,7 @@ async def list_logs(request: Request) -> Response:
                     "size": r["size"],
                     "topic": r["topic"],
                     "partition": r["kafka_partition"],
+                    "vkey": log_vkey(key, r["origin"]) if key is not None else None,
                 }
                 for r in rows
             ]

@@ -281,7 +281,7 @@ def document() -> dict[str, Any]:
         },
         "/v1/logs": {
             "get": _native(
-                "The logs",
+                "The logs: id, origin, hash scheme, size, topic, partition, verifier key (vkey)",
                 _json(_envelope(_obj({"logs": {"type": "array", "items": {"type": "object"}}}))),
                 [],
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from auditlog.core.errors import NoteError
+from auditlog.core.note import NoteVerifier
 from auditlog.runtime.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_TOPIC,
@@ -39,6 +41,9 @@ class Settings:
     public_url: str | None = None
     result_ttl_hours: float = 48.0  # Pangea's query_result_retention default, 2 days
     download_ttl_minutes: float = 60.0
+    # The deployment's checkpoint verifier key (public): GET /v1/logs lists each log's own vkey,
+    # this key under the log's origin (the key-name rule). None: no vkeys listed.
+    vkey: str | None = None
     tile_cache_tiles: int = 4096  # at most 8 KiB each: a 32 MiB bound
     node_cache_nodes: int = 65536  # per log, about 100 bytes each
     pool_size: int = 8
@@ -71,6 +76,12 @@ class Settings:
         public_url = env.optional("PUBLIC_URL")
         if public_url is not None and not public_url.startswith(("http://", "https://")):
             raise SettingsError("AUDITLOG_PUBLIC_URL must start with http:// or https://")
+        vkey = env.optional("VKEY")
+        if vkey is not None:
+            try:
+                NoteVerifier.from_vkey(vkey)
+            except NoteError as exc:
+                raise SettingsError(f"AUDITLOG_VKEY: {exc}") from None
         return cls(
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
             host=env.text("HOST", "127.0.0.1"),
@@ -81,6 +92,7 @@ class Settings:
             public_url=public_url.rstrip("/") if public_url else None,
             result_ttl_hours=env.number("QUERY_RESULT_TTL_HOURS", 48.0, minimum=0.01),
             download_ttl_minutes=env.number("QUERY_DOWNLOAD_TTL_MINUTES", 60.0, minimum=0.1),
+            vkey=vkey,
             tile_cache_tiles=env.integer("QUERY_TILE_CACHE", 4096, minimum=16),
             node_cache_nodes=env.integer("QUERY_NODE_CACHE", 65536, minimum=0),
             pool_size=env.integer("QUERY_POOL_SIZE", 8, minimum=1),

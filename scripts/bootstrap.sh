@@ -54,3 +54,6 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+
+# The pinned Go tools of the conformance tests (skipped without Go).
+scripts/go-tools.sh

@@ -39,6 +39,9 @@ class Settings:
     origin: str = DEFAULT_ORIGIN
     signing_key_file: Path = Path(DEFAULT_SIGNING_KEY_FILE)
     hash_scheme: str = DEFAULT_HASH_SCHEME
+    # Also sign each checkpoint under the signing key's own (deployment-wide) name, besides the
+    # log's origin: the overlap of a key-name rotation (docs/verification.md).
+    legacy_key_name: bool = True
     batch_max_size: int = DEFAULT_BATCH_MAX_SIZE
     batch_max_age: float = DEFAULT_BATCH_MAX_AGE
     witness_policy_file: Path | None = None  # C2SP tlog-policy with witness URLs and quorum
@@ -68,6 +71,7 @@ class Settings:
             origin=env.text("ORIGIN", DEFAULT_ORIGIN),
             signing_key_file=Path(env.text("SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE)),
             hash_scheme=env.text("HASH_SCHEME", DEFAULT_HASH_SCHEME),
+            legacy_key_name=_on_off("LEGACY_KEY_NAME", env.text("LEGACY_KEY_NAME", "on")),
             batch_max_size=env.integer("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, minimum=1),
             batch_max_age=env.number("BATCH_MAX_AGE", DEFAULT_BATCH_MAX_AGE, minimum=0.001),
             witness_policy_file=env.path("WITNESS_POLICY_FILE"),
@@ -99,6 +103,12 @@ class Settings:
         for name, value in (("MAX_PAST", self.max_past), ("MAX_FUTURE", self.max_future)):
             if not math.isfinite(value):
                 raise SettingsError(f"AUDITLOG_SEALER_{name} must be a finite number of seconds")
+
+
+def _on_off(name: str, text: str) -> bool:
+    if text not in ("on", "off"):
+        raise SettingsError(f"AUDITLOG_{name} must be on or off, not {text!r}")
+    return text == "on"
 
 
 def _fault(text: str) -> faults.Fault | None:

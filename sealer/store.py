@@ -19,6 +19,7 @@ from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.errors import AuditLogError
 from auditlog.core.hashing import LogHasher
 from auditlog.core.integrate import integrate, tiles_to_fetch
+from auditlog.core.log_keys import checkpoint_signers
 from auditlog.core.note import NoteSigner, sign_note
 from auditlog.core.policy import Policy
 from auditlog.core.proof import consistency_proof, consistency_tiles
@@ -39,7 +40,7 @@ from sealer.rows import EVENT_COLUMNS, block_rows, prepared
 __all__ = [
     "DEFAULT_IDEMPOTENCY_WINDOW", "Conflict", "Fenced", "LogHead", "NotWitnessed", "OnConflict",
     "Partitions", "SealResult", "Witnessing", "connect_pool", "forget_expired_keys", "load_head",
-    "partition_name", "seal",
+    "partition_name", "seal", "sign_checkpoint",
 ]  # fmt: skip
 
 DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -120,6 +121,14 @@ _CREATE_LOG = (
 )
 
 
+def sign_checkpoint(signer: NoteSigner, checkpoint: Checkpoint, *, legacy_name: bool) -> str:
+    """The signed note of ``checkpoint``: under the log's origin as key name (docs/verification.md,
+    the key-name rule), and with ``legacy_name`` under the signing key's own name too, for
+    verifiers that still pin the deployment-wide name (a key-name rotation's overlap)."""
+    signers = checkpoint_signers(signer, checkpoint.origin, legacy_name=legacy_name)
+    return sign_note(checkpoint.to_text(), signers)
+
+
 async def load_head(
     pool: asyncpg.Pool,
     topic: str,
@@ -129,6 +138,7 @@ async def load_head(
     *,
     signer: NoteSigner | None = None,
     witnessing: Witnessing | None = None,
+    legacy_name: bool = True,
 ) -> LogHead:
     """The stored head of a partition's log, creating the log on first sight.
 
@@ -145,7 +155,7 @@ async def load_head(
     root = hasher.empty_root()
     note = None
     if signer is not None:
-        note = sign_note(Checkpoint(origin, 0, root).to_text(), [signer])
+        note = sign_checkpoint(signer, Checkpoint(origin, 0, root), legacy_name=legacy_name)
         if witnessing is not None:
             note = await _witnessed_birth(pool, log_id, note, witnessing)
     if note is None:
@@ -259,6 +269,8 @@ async def seal(
     idempotency_window: timedelta = DEFAULT_IDEMPOTENCY_WINDOW,
     witnessing: Witnessing | None = None,
     on_conflict: OnConflict | None = None,
+    *,
+    legacy_name: bool = True,
 ) -> SealResult:
     """Append ``items`` to the log and move its offset to ``next_offset``, atomically.
 
@@ -269,6 +281,8 @@ async def seal(
     the batch) is skipped, a producer's retry is not logged twice; one whose key sealed another
     event is a conflict, not appended either: ``on_conflict`` gets them before the transaction
     commits (the worker dead-letters them there), and the result lists them.
+
+    The checkpoint is signed by :func:`sign_checkpoint` (``legacy_name`` as there).
     """
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -313,7 +327,8 @@ async def seal(
             faults.armed.reach("events-copied")
         tiles = list(result.tiles.items())
         bundles = _bundle_rows(size, [p.entry for p in ready])
-        note = sign_note(Checkpoint(head.origin, result.size, result.root).to_text(), [signer])
+        checkpoint = Checkpoint(head.origin, result.size, result.root)
+        note = sign_checkpoint(signer, checkpoint, legacy_name=legacy_name)
         if witnessing is None:
             # Tiles, bundles, checkpoint and head in one statement: one round trip, not four.
             await conn.execute(

@@ -168,6 +168,7 @@ class Sealer:
             self.hasher,
             signer=self.signer,
             witnessing=self.witnessing,
+            legacy_name=self.settings.legacy_key_name,
         )
 
     async def assign(self, partitions: set[TP]) -> None:
@@ -387,8 +388,9 @@ class Sealer:
                         self.hasher, self.signer, self.window, self.witnessing
                     )  # fmt: skip
                     return await seal(
-                        conn, at, hasher, signer, some, upto, window, witnessing, conflicted
-                    )
+                        conn, at, hasher, signer, some, upto, window, witnessing, conflicted,
+                        legacy_name=self.settings.legacy_key_name,
+                    )  # fmt: skip
 
                 async def conflicted(conflicts: Sequence[Conflict]) -> None:
                     # Before the seal commits, as every dead letter it passes by (a seal retried

@@ -36,19 +36,27 @@ def read_arg_file(value: str, what: str) -> str:
 
 
 def vkeys(values: Sequence[str]) -> list[Any]:
-    """Verifier keys given inline (``name+hash+key``) or as key files."""
+    """Verifier keys given inline (``name+hash+key``) or as key files.
+
+    A key file holds one vkey a line (``auditlog logs --format vkeys`` writes one per log);
+    blank lines and lines starting with ``#`` are skipped.
+    """
     from auditlog.core.errors import NoteError
     from auditlog.core.note import NoteVerifier
 
     out = []
     for value in values:
-        text = value
+        texts = [value]
         if "+" not in value or Path(value).exists():
-            text = read_arg_file(value, "key").strip()
-        try:
-            out.append(NoteVerifier.from_vkey(text))
-        except NoteError as exc:
-            raise UsageError(f"not a verifier key: {exc}") from exc
+            lines = [line.strip() for line in read_arg_file(value, "key").splitlines()]
+            texts = [line for line in lines if line and not line.startswith("#")]
+            if not texts:
+                raise UsageError(f"key file {value!r} holds no verifier key")
+        for text in texts:
+            try:
+                out.append(NoteVerifier.from_vkey(text))
+            except NoteError as exc:
+                raise UsageError(f"not a verifier key: {exc}") from exc
     return out
 
 

@@ -15,6 +15,7 @@ from auditlog.cli import (
     database,
     keys,
     loadtest,
+    logs,
     monitor,
     services,
     stack,
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     # Registration order is the order `auditlog --help` lists the commands in.
-    for group in (up, stack, services, keys, database, loadtest, verify, audit, monitor, witness):
+    groups = (up, stack, services, keys, logs, database, loadtest, verify, audit, monitor, witness)
+    for group in groups:
         group.register(sub)
     return parser
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from auditlog.cli.args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers, UsageError
 from auditlog.cli.files import write_private
-from auditlog.cli.keys import write_signing_key
+from auditlog.cli.keys import write_log_vkeys, write_signing_key
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -61,9 +61,11 @@ def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float = 15.
             child.wait()
 
 
-async def _prepare_dev(env: dict[str, str], token: str | None) -> str:
-    """Migrate, create topics, and make sure the dev token exists; returns the token."""
+async def _prepare_dev(env: dict[str, str], token: str | None) -> tuple[str, int]:
+    """Migrate, create topics, and make sure the dev token exists; returns the token and the
+    number of partitions (logs) of the events topic."""
     import asyncpg
+    from aiokafka.admin import AIOKafkaAdminClient
 
     from auditlog.kafka.clients import ensure_topics
     from auditlog.pg import db, tokens
@@ -81,7 +83,13 @@ async def _prepare_dev(env: dict[str, str], token: str | None) -> str:
     finally:
         await conn.close()
     await ensure_topics(env["AUDITLOG_KAFKA_BOOTSTRAP"], env["AUDITLOG_TOPIC"])
-    return secret
+    admin = AIOKafkaAdminClient(bootstrap_servers=env["AUDITLOG_KAFKA_BOOTSTRAP"])
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([env["AUDITLOG_TOPIC"]])
+    finally:
+        await admin.close()
+    return secret, len(described["partitions"])
 
 
 def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linear start-up script
@@ -120,10 +128,19 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linea
         if not key_file.exists():
             write_signing_key(key_file, env["AUDITLOG_ORIGIN"])
         vkey = key_file.with_suffix(".vkey").read_text().strip()
+        # The query service lists each log's vkey (GET /v1/logs) from the deployment's.
+        env["AUDITLOG_VKEY"] = vkey
         token_file = cfg.home / "dev-token"
         old_token = token_file.read_text().strip() if token_file.exists() else None
-        token = asyncio.run(_prepare_dev(env, old_token))
+        token, partitions = asyncio.run(_prepare_dev(env, old_token))
         write_private(token_file, token + "\n")
+        # Each log's own vkey (the key under its origin), one a line: `--key FILE` verifies
+        # every log, and third parties' C2SP clients take the line of the log they follow.
+        vkeys_file = key_file.with_suffix(".vkeys")
+        origins = [
+            f"{env['AUDITLOG_ORIGIN']}/{env['AUDITLOG_TOPIC']}/{p}" for p in range(partitions)
+        ]
+        write_log_vkeys(vkeys_file, vkey, origins)
         exe = [sys.executable, "-m", "auditlog.cli"]
         logs = cfg.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -152,6 +169,7 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linea
             "PANGEA_DOMAIN": base,
             "PANGEA_AUDIT_TOKEN": token,
             "AUDITLOG_VKEY": vkey,
+            "AUDITLOG_VKEYS_FILE": str(vkeys_file),
             "AUDITLOG_DATABASE_URL": cfg.database_url,
             "AUDITLOG_KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
         }

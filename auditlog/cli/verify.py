@@ -29,6 +29,7 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
 
     from auditlog.core.envelope import Envelope
     from auditlog.core.errors import AuditLogError, InvalidEvent
+    from auditlog.core.log_keys import open_checkpoint_note
     from auditlog.core.receipt import Receipt, verify_receipt
 
     log_policy = policy(args.policy)
@@ -49,6 +50,9 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
         envelope = Envelope.from_obj(envelope_obj)
         receipt = Receipt.from_text(receipt_text)
         verified = verify_receipt(receipt, envelope.canonical, verifiers, log_hasher, args.origin)
+        signers = [
+            sig.name for sig in open_checkpoint_note(receipt.checkpoint, verifiers).signatures
+        ]
         # Fail closed: with a policy, the log's signature alone is not enough, and a policy log
         # key signs only the origins its name covers (keys from --key are pinned by --origin).
         cosigned = (
@@ -65,17 +69,19 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     cp = verified.checkpoint
     print(
         f"OK: event {envelope.event_hash.hex()} is entry {verified.index} of {cp.origin} "
-        f"at size {cp.size}, root {cp.root.hex()}, signed by {', '.join(v.name for v in verifiers)}"
+        f"at size {cp.size}, root {cp.root.hex()}, signed by {', '.join(signers)}"
         + (
             f"; witness quorum met ({', '.join(sorted(cosigned.cosigners)) or 'none needed'})"
             if cosigned is not None
             else ""
         )
     )
-    if args.origin is None:
+    # A log's own vkey (its name is the origin) pins that one log; any other key set may cover
+    # several logs.
+    if args.origin is None and [v.name for v in verifiers] != [cp.origin]:
         print(
-            f"note: the origin was not pinned; --origin {cp.origin} accepts this log's receipts"
-            " only, not those of any log the key signs",
+            f"note: the origin was not pinned; --origin {cp.origin} (or this log's own vkey as"
+            " --key) accepts this log's receipts only, not those of any log the keys sign",
             file=sys.stderr,
         )
     return EXIT_OK

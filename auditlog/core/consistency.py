@@ -16,7 +16,8 @@ from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.cosignature import Freshness
 from auditlog.core.errors import OriginMismatch, ProofError, RootMismatch
 from auditlog.core.hashing import LogHasher
-from auditlog.core.note import NoteVerifier, open_note
+from auditlog.core.log_keys import open_checkpoint_note
+from auditlog.core.note import NoteVerifier
 from auditlog.core.policy import Policy
 from auditlog.core.proof import verify_consistency
 
@@ -48,7 +49,7 @@ def open_checkpoint(
     """
     if policy is not None:
         return policy.verify(note, verifiers, origin, freshness).checkpoint
-    checkpoint = Checkpoint.from_text(open_note(note, verifiers).text)
+    checkpoint = Checkpoint.from_text(open_checkpoint_note(note, verifiers).text)
     if origin is not None and checkpoint.origin != origin:
         raise OriginMismatch(f"checkpoint is for {checkpoint.origin!r}, expected {origin!r}")
     return checkpoint

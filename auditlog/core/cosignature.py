@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.errors import MalformedNote, NoteError, ProofError, SignatureError
 from auditlog.core.hashing import HASH_SIZE, LogHasher
-from auditlog.core.note import NoteSignature, NoteVerifier, key_id, open_note, parse_note
+from auditlog.core.log_keys import open_checkpoint_note
+from auditlog.core.note import NoteSignature, NoteVerifier, key_id, parse_note
 from auditlog.core.proof import verify_consistency
 
 __all__ = [
@@ -301,7 +302,7 @@ def decide_add_checkpoint(
     if verifiers is None:
         return WitnessAnswer(404, f"unknown log origin {checkpoint.origin!r}\n")
     try:
-        open_note(request.note, verifiers)
+        open_checkpoint_note(request.note, verifiers)
     except NoteError as exc:
         return WitnessAnswer(403, f"checkpoint signature: {exc}\n")
     if request.old_size > checkpoint.size:

@@ -116,6 +116,10 @@ class NoteVerifier:
             raise MalformedNote(f"verifier key {name!r}: key ID does not match the key")
         return verifier
 
+    def named(self, name: str) -> NoteVerifier:
+        """The same public key under another name (and so another key ID)."""
+        return NoteVerifier(name, self._public)
+
     def vkey(self) -> str:
         """The vkey string for this key."""
         encoded = base64.b64encode(bytes([ALG_ED25519]) + self.public_bytes).decode("ascii")
@@ -154,6 +158,10 @@ class NoteSigner:
     def verifier(self) -> NoteVerifier:
         """The matching verifier."""
         return self._verifier
+
+    def named(self, name: str) -> NoteSigner:
+        """The same key material signing under another name (and so another key ID)."""
+        return NoteSigner(name, self._private)
 
     @classmethod
     def generate(cls, name: str) -> NoteSigner:

@@ -13,12 +13,15 @@ a listed log signed it *and* the quorum of valid cosignatures is met; a cosignat
 claims a listed witness but does not verify fails the whole checkpoint.
 
 **What a log line pins.** The spec says a log vkey's key name "MUST correspond to the log's
-origin line". This project names its log key after the origin *prefix* (one key signs every
-partition's log, ``<name>/<topic>/<partition>``), so a ``log`` line's key is accepted only for
-checkpoints whose origin is its key name or starts with its key name and ``/``. A single origin
-is pinned by the caller (``origin`` argument of :meth:`Policy.verify`, ``--origin``); the format
-has no line for it, and an unknown keyword would make the file unreadable to other verifiers.
-Keys a caller adds outside the policy (``extra_logs``) are not pinned by name.
+origin line". Each log signs under a key name equal to its origin, so a log's own vkey pins
+exactly that log; the deployment-wide vkey (named after the origin *prefix*, the name every log
+was signed under before) pins every log below it, ``<name>/<topic>/<partition>``. A ``log``
+line's key is accepted only for checkpoints whose origin is its key name or starts with its key
+name and ``/``, signed under a name that covers the origin too (the key-name rule,
+:mod:`auditlog.core.log_keys`). A single origin is pinned by the caller (``origin`` argument of
+:meth:`Policy.verify`, ``--origin``); the format has no line for it, and an unknown keyword
+would make the file unreadable to other verifiers. Keys a caller adds outside the policy
+(``extra_logs``) are not pinned by name.
 
 **Freshness.** The format has no line for it either: a bound on cosignature age is the caller's
 (:class:`~auditlog.core.cosignature.Freshness`); stale cosignatures do not count toward the quorum.
@@ -37,7 +40,8 @@ from auditlog.core.cosignature import (
     verified_cosigners,
 )
 from auditlog.core.errors import NoteError, OriginMismatch, SignatureError
-from auditlog.core.note import Note, NoteVerifier, open_note
+from auditlog.core.log_keys import checkpoint_verifiers, key_covers_origin
+from auditlog.core.note import Note, NoteVerifier, open_note, parse_note
 
 __all__ = [
     "Policy",
@@ -62,11 +66,6 @@ class QuorumNotMet(SignatureError):  # noqa: N818 - reads as a verdict, like the
 
 class StaleCosignatures(QuorumNotMet):
     """The quorum is met only by counting cosignatures outside the freshness bound."""
-
-
-def key_covers_origin(key_name: str, origin: str) -> bool:
-    """Whether a log key named ``key_name`` may sign checkpoints of ``origin``."""
-    return origin == key_name or origin.startswith(key_name + "/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +114,19 @@ class Policy:
         given and differs or when only policy log keys whose name does not cover the origin
         signed it, QuorumNotMet (StaleCosignatures when only stale cosignatures would meet it).
         """
-        logs = [*self.logs, *extra_logs]
-        if not logs:
+        if not self.logs and not extra_logs:
             raise SignatureError("the policy lists no log key and none was given")
-        opened = open_note(note, logs)
+        parsed = parse_note(note)
+        # The claimed origin picks the keys to try (the key-name rule); nothing is trusted
+        # before the note is opened with them.
+        claimed = Checkpoint.from_text(parsed.text).origin
+        names = {sig.name for sig in parsed.signatures}
+        pinned = checkpoint_verifiers(claimed, self.logs, names)
+        opened = open_note(note, [*pinned, *checkpoint_verifiers(claimed, extra_logs, names)])
         checkpoint = Checkpoint.from_text(opened.text)
         if origin is not None and checkpoint.origin != origin:
             raise OriginMismatch(f"checkpoint is for {checkpoint.origin!r}, expected {origin!r}")
-        self._check_signer_covers(opened, checkpoint.origin)
+        self._check_signer_covers(opened, checkpoint.origin, pinned)
         cosigners = verified_cosigners(note, self.witnesses)
         stale: dict[str, str] = {}
         if freshness is not None:
@@ -140,13 +144,15 @@ class Policy:
             )
         return VerifiedCheckpoint(checkpoint, cosigners, stale)
 
-    def _check_signer_covers(self, opened: Note, origin: str) -> None:
+    def _check_signer_covers(
+        self, opened: Note, origin: str, pinned_keys: Sequence[NoteVerifier]
+    ) -> None:
         """At least one good signature must be by a key allowed to sign ``origin``.
 
         A policy log key may sign only the origins its name covers; a key the caller added
         (not listed in the policy) is the caller's own pin and is not judged by name.
         """
-        pinned = {(log.name, log.key_id) for log in self.logs}
+        pinned = {(log.name, log.key_id) for log in pinned_keys}
         for sig in opened.signatures:
             if (sig.name, sig.key_id) not in pinned or key_covers_origin(sig.name, origin):
                 return

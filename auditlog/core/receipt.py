@@ -28,7 +28,8 @@ from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.entry import leaf_hash
 from auditlog.core.errors import OriginMismatch, ReceiptError
 from auditlog.core.hashing import HASH_SIZE, LogHasher
-from auditlog.core.note import NoteVerifier, open_note
+from auditlog.core.log_keys import open_checkpoint_note
+from auditlog.core.note import NoteVerifier
 from auditlog.core.proof import verify_inclusion
 
 __all__ = ["RECEIPT_HEADER", "Receipt", "VerifiedReceipt", "verify_receipt"]
@@ -129,7 +130,7 @@ def verify_receipt(
     given and differs, MalformedProof / RootMismatch for the inclusion proof, InvalidEvent if
     ``canonical_envelope`` is not an envelope at all.
     """
-    note = open_note(receipt.checkpoint, verifiers)
+    note = open_checkpoint_note(receipt.checkpoint, verifiers)
     checkpoint = Checkpoint.from_text(note.text)
     if origin is not None and checkpoint.origin != origin:
         raise OriginMismatch(f"checkpoint is for {checkpoint.origin!r}, expected {origin!r}")

@@ -151,8 +151,11 @@ def receipt_mutations(receipt: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Name -> (the receipt with one part changed, what the verifier must say about it)."""
     head, _, note = receipt.partition("\n\n")
     header, index_line, *proof = head.split("\n")
-    origin, size, root, blank, signature, *rest = note.split("\n")
-    assert index_line.startswith("index ") and blank == "" and rest == [""], receipt
+    origin, size, root, blank, *lines = note.split("\n")
+    # One signature line per key name the sealer signs under (the origin, and during a key-name
+    # rotation the old name too); the first is the one changed.
+    assert index_line.startswith("index ") and blank == "" and lines[-1] == "", receipt
+    signature, *others = lines[:-1]
     dash, name, sig = signature.split(" ")
 
     def receipt_with(
@@ -164,7 +167,7 @@ def receipt_mutations(receipt: str) -> dict[str, tuple[str, tuple[str, ...]]]:
         return (
             "\n".join([header, index, *proof_lines])
             + "\n\n"
-            + "\n".join([*checkpoint, "", sig_line, ""])
+            + "\n".join([*checkpoint, "", sig_line, *others, ""])
         )
 
     mutations: dict[str, tuple[str, tuple[str, ...]]] = {

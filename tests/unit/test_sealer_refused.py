@@ -59,7 +59,7 @@ async def test_a_refused_value_is_dead_lettered_and_the_rest_sealed_in_order(
 ) -> None:
     calls: list[tuple[list[int], int]] = []
 
-    async def seal(conn: object, head: LogHead, *args: Any) -> SealResult:
+    async def seal(conn: object, head: LogHead, *args: Any, **kwargs: Any) -> SealResult:
         items: Sequence[Sealable] = args[2]
         next_offset: int = args[3]
         offsets = [item.offset for item in items]

@@ -17,7 +17,8 @@ from auditlog.core.audit.stored import StoredCheckpoint, StoredHead
 from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.compact import CompactRange
 from auditlog.core.errors import MalformedNote, SignatureError
-from auditlog.core.note import NoteVerifier, open_note
+from auditlog.core.log_keys import open_checkpoint_note
+from auditlog.core.note import NoteVerifier
 
 __all__ = ["SignedCheckpoints"]
 
@@ -48,7 +49,7 @@ class SignedCheckpoints:
         add = self.findings.add
         where = "published head checkpoint" if cp.source == "head" else f"{cp.source} row"
         try:
-            note = open_note(cp.note, self.verifiers)
+            note = open_checkpoint_note(cp.note, self.verifiers)
             body = Checkpoint.from_text(note.text)
         except SignatureError as exc:
             add("checkpoint-signature", cp.size, cp.root, f"{where}: {exc}")
