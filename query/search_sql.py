@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from auditlog.core.columns import SEARCH_TEXT
-from auditlog.core.search_keys import value_keys
+from auditlog.core.search_keys import VALUE_FIELDS, field_value_key, value_keys
 from auditlog.core.search_query import TEXT_FIELDS, And, Expr, Not, Or, Term
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Filter",
     "SqlParams",
     "block_predicate",
+    "blocks_probe",
     "compile_filter",
     "order_clause",
     "select_matching",
@@ -141,6 +142,9 @@ def _expr(expr: Expr, params: SqlParams, narrow: bool) -> str:
 def _term_keys(term: Term) -> list[int]:
     if term.time is not None:
         return []
+    if term.op == "eq" and term.field in VALUE_FIELDS:
+        # The field's whole value: one key, held only by blocks where that field has it.
+        return [field_value_key(term.field, term.value)]
     return value_keys(term.value, whole=term.op == "eq")
 
 
@@ -228,20 +232,36 @@ _RANGES: Final = (
 )
 
 
+def blocks_probe(expr: Expr | None, params: SqlParams, *, logs: str, cap: str) -> str | None:
+    """How many blocks of logs ``logs`` may hold a match, counted up to ``cap`` (a parameter);
+    None when the blocks cannot narrow the query. Common words match most blocks, and reading
+    each matching block's events by index then costs more than reading the events in order until
+    enough match (search.py decides with this)."""
+    predicate = block_predicate(expr, params)
+    if predicate is None:
+        return None
+    return (
+        "SELECT count(*) FROM (SELECT 1 FROM search_blocks b"  # noqa: S608
+        f" WHERE b.log_id = ANY({logs}::text[]) AND {predicate} LIMIT {cap}) found"
+    )
+
+
 def select_matching(
     expr: Expr | None,
     flt: Filter,
     params: SqlParams,
     *,
     logs: str,
+    blocks: bool = True,
     order_by: str = "received_at",
     descending: bool = False,
     columns: str = "e.log_id, e.idx, e.received_at",
     limit: str | None = None,
 ) -> str:
     """``SELECT columns FROM events e`` of the events of logs ``logs`` (a parameter holding
-    their ids) that match, in order; ``limit`` is a parameter too."""
-    predicate = block_predicate(expr, params)
+    their ids) that match, in order; ``limit`` is a parameter too. ``blocks``: narrowed by the
+    search blocks where the query allows (else every event of the logs is checked)."""
+    predicate = block_predicate(expr, params) if blocks else None
     where = compile_filter(expr, flt, params, narrow=predicate is None)
     tail = f" ORDER BY {order_clause(order_by, descending, 'e.')}"
     if limit is not None:

@@ -10,8 +10,11 @@ what a seal costs. The block index is cheaper and still exact, because it only e
 * A **key** is a token's CRC-32, in 31 bits (a PostgreSQL ``integer``). Different tokens may share
   a key; that costs a few more rows read, never a wrong answer.
 * A **block** is up to :data:`BLOCK_SIZE` consecutive entries of one log, sealed together; its
-  row holds the set of keys of every token in their nine text fields. Common words repeat within
-  a block, so a block stores ~16 keys per event where the events hold ~40 tokens each.
+  row holds the set of keys of every token in their nine text fields, and of the whole value of
+  each of the short fields (:data:`VALUE_FIELDS`: ``actor``, ``target``, ...), so that an exact
+  ``actor=alice@example.com`` needs the one block key of that value, not of four common words.
+  Common words and values repeat within a block: a block stores ~20 keys per event where the
+  events hold ~45 tokens and values each.
 * A query value's **whole tokens** are the ones it shows complete: those with a separator (or,
   for an exact ``field=value`` match, the field's edge) on both sides. Any text containing the
   value contains those tokens whole, so their keys are in its block's set. A search that needs
@@ -31,7 +34,16 @@ import binascii
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-__all__ = ["BLOCK_SIZE", "block_keys", "blocks", "key", "tokens", "value_keys"]
+__all__ = [
+    "BLOCK_SIZE",
+    "VALUE_FIELDS",
+    "block_keys",
+    "blocks",
+    "field_value_key",
+    "key",
+    "tokens",
+    "value_keys",
+]
 
 # Entries per block. Larger blocks store fewer keys per event (a token repeated within a block
 # is stored once: ~24 keys per event at 16, ~16 at 64, ~11 at 256, bench/bench_search_cost.py)
@@ -46,21 +58,43 @@ _TABLE: Final = bytes(
 )
 
 
+# The short text fields whose whole values are keys too, in the order of the searchable values
+# (auditlog.core.columns.TEXT_COLUMNS starts with them). message, new and old are left out: long,
+# nearly always unique, and rarely matched whole.
+VALUE_FIELDS: Final = ("tenant_id", "actor", "action", "target", "status", "source")
+
+
 def _utf8(text: str) -> bytes:
     # PostgreSQL refuses lone surrogates before any token could matter; never raise here.
     return text.encode("utf-8", "surrogatepass")
 
 
-def tokens(values: Iterable[object]) -> list[bytes]:
-    """The tokens of an event's text fields (its searchable values; non-strings are skipped), as
-    they come: repeats are dropped per block, where it costs one set for 64 events."""
+def _value_mark(position: int, value: str) -> bytes:
+    # NUL never occurs in a token (it is a separator), so a mark and a token never coincide.
+    return b"\0%d\0" % position + _utf8(value)
+
+
+def tokens(values: Sequence[object]) -> list[bytes]:
+    """What an event contributes to its block's keys, from its searchable values (in
+    TEXT_COLUMNS order; non-strings are skipped): its tokens, and the whole values of the
+    :data:`VALUE_FIELDS`, as they come: repeats are dropped per block, with one set for 64
+    events."""
     text = " ".join([v for v in values if v.__class__ is str])
-    return _utf8(text).translate(_TABLE).split()
+    found = _utf8(text).translate(_TABLE).split()
+    found += [
+        _value_mark(i, v) for i, v in enumerate(values[: len(VALUE_FIELDS)]) if v.__class__ is str
+    ]
+    return found
 
 
 def key(token: bytes) -> int:
     """A token's key: CRC-32 in 31 bits, so that it fits PostgreSQL's signed ``integer``."""
     return binascii.crc32(token) & 0x7FFFFFFF
+
+
+def field_value_key(field: str, value: str) -> int:
+    """The key of ``field`` (one of :data:`VALUE_FIELDS`) holding exactly ``value``."""
+    return key(_value_mark(VALUE_FIELDS.index(field), value))
 
 
 def block_keys(token_lists: Iterable[list[bytes]]) -> list[int]:

@@ -7,7 +7,16 @@ import itertools
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from auditlog.core.search_keys import BLOCK_SIZE, block_keys, blocks, key, tokens, value_keys
+from auditlog.core.search_keys import (
+    BLOCK_SIZE,
+    VALUE_FIELDS,
+    block_keys,
+    blocks,
+    field_value_key,
+    key,
+    tokens,
+    value_keys,
+)
 
 # Separators, ASCII letters and digits, and non-ASCII letters: every class the rules tell apart.
 _ALPHABET = st.sampled_from(list("ab9Z .@-/_\t:é\u00a0✓\U0001f600"))
@@ -19,7 +28,8 @@ def _keys_of(*values: str) -> set[int]:
 
 
 def test_tokens_split_at_ascii_separators_only() -> None:
-    assert set(tokens(["alice.smith@example.com", None, 42, "Zürich_7"])) == {
+    found = tokens(["alice.smith@example.com", None, 42, "Zürich_7"])
+    assert {t for t in found if not t.startswith(b"\0")} == {
         b"alice",
         b"smith",
         b"example",
@@ -27,7 +37,19 @@ def test_tokens_split_at_ascii_separators_only() -> None:
         "Zürich".encode(),
         b"7",
     }
-    assert tokens(["", "--"]) == []
+    assert [t for t in tokens(["", "--"]) if not t.startswith(b"\0")] == []
+
+
+def test_short_fields_whole_values_are_keys_of_their_field_only() -> None:
+    values = ["acme", "alice@example.com", "login", "/a/b", "ok", "10.0.0.1", "msg", None, None]
+    keys = set(block_keys([tokens(values)]))
+    for field, value in zip(VALUE_FIELDS, values, strict=False):
+        assert field_value_key(field, value) in keys
+    # Another field holding the same value, or the message, gives another key.
+    assert field_value_key("target", "alice@example.com") not in keys
+    assert field_value_key("actor", "msg") not in keys
+    # A value's key needs the whole value.
+    assert field_value_key("actor", "alice@example") not in keys
 
 
 def test_value_keys_take_only_complete_tokens() -> None:
@@ -53,6 +75,7 @@ def test_a_text_containing_the_value_holds_its_keys(prefix: str, value: str, suf
 def test_a_field_equal_to_the_value_holds_all_its_keys(value: str, others: list[str]) -> None:
     # Exact match: the value is a whole field, next to the event's other fields.
     assert set(value_keys(value, whole=True)) <= _keys_of(value, *others)
+    assert field_value_key("tenant_id", value) in _keys_of(value, *others)
 
 
 @given(value=_TEXT)
@@ -62,7 +85,9 @@ def test_exact_keys_include_contains_keys(value: str) -> None:
 
 def test_block_keys_are_the_union_once_and_fit_an_integer() -> None:
     keys = block_keys([tokens(["a b"]), tokens(["b c b"])])
-    assert sorted(keys) == sorted({key(b"a"), key(b"b"), key(b"c")})
+    expected = {key(b"a"), key(b"b"), key(b"c")}
+    expected |= {field_value_key("tenant_id", "a b"), field_value_key("tenant_id", "b c b")}
+    assert sorted(keys) == sorted(expected)
     assert all(0 <= k < 2**31 for k in keys)
 
 
