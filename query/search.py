@@ -184,9 +184,14 @@ async def run(
     probe_params = SqlParams(first=3)
     probe = blocks_probe(expr, probe_params, logs="$1", cap="$2")
     if probe is not None:
+        # The planner knows neither that reading a block's keys costs a TOAST fetch nor how few
+        # events a block holds: left alone, it scans every block, or every event, for a handful.
+        await conn.execute("SET LOCAL enable_seqscan = off")
         # Past an eighth of the logs' blocks, the events read in order find the matches sooner.
         cap = max(BLOCKS_PROBE_MIN, sum(h.size for h in snap.heads) // BLOCK_SIZE // 8)
         blocks = await conn.fetchval(probe, logs, cap, *probe_params.values) < cap
+        if not blocks:
+            await conn.execute("SET LOCAL enable_seqscan = on")
     params = SqlParams(first=3)
     sql = select_matching(
         expr,
@@ -257,6 +262,10 @@ async def search(request: Request) -> Response:
             # For this transaction only: the pool's shorter bound is for point reads.
             timeout_ms = round(st.settings.search_timeout_seconds * 1000)
             await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+            # A plan for these keys, not a generic one: which index pays depends on the values
+            # (a rare key through GIN, a common one not at all), and a prepared statement's
+            # generic plan cannot see them.
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             snap, keys = await run(conn, spec, st.settings.topic)
         result_id = new_result_id()
         expires_at = now + timedelta(hours=st.settings.result_ttl_hours)

@@ -219,14 +219,18 @@ def compile_filter(
     return " AND ".join(parts) or "TRUE"
 
 
+# The blocks' logs, spelled so that PostgreSQL cannot use the primary key for it: it would read
+# every block of the logs and fetch each one's keys from TOAST (which its costs leave out) rather
+# than look the keys up in the GIN index.
+_BLOCK_LOGS: Final = "(b.log_id = ANY({logs}::text[])) IS TRUE"
+
 # The ranges of entries a search must check when the blocks narrow it: the blocks holding the
 # query's keys, and all entries sealed before the block index existed. Column names differ from
 # events' so that the filter's unqualified names stay unambiguous.
 _RANGES: Final = (
-    "SELECT b.log_id AS range_log, b.first_idx AS range_first, b.last_idx AS range_last,"
+    "SELECT b.log_id AS range_log, b.first_idx AS range_first, b.last_idx AS range_last,"  # noqa: S608
     " b.first_at AS range_from, b.last_at AS range_to"
-    " FROM search_blocks b WHERE b.log_id = ANY({logs}::text[]) AND {predicate}"
-    " UNION ALL"
+    " FROM search_blocks b WHERE {predicate} AND " + _BLOCK_LOGS + " UNION ALL"
     " SELECT c.log_id, 0, c.below - 1, '-infinity', 'infinity'"
     " FROM search_coverage c WHERE c.log_id = ANY({logs}::text[]) AND c.below > 0"
 )
@@ -242,7 +246,7 @@ def blocks_probe(expr: Expr | None, params: SqlParams, *, logs: str, cap: str) -
         return None
     return (
         "SELECT count(*) FROM (SELECT 1 FROM search_blocks b"  # noqa: S608
-        f" WHERE b.log_id = ANY({logs}::text[]) AND {predicate} LIMIT {cap}) found"
+        f" WHERE {predicate} AND {_BLOCK_LOGS.format(logs=logs)} LIMIT {cap}) found"
     )
 
 
@@ -273,11 +277,15 @@ def select_matching(
             f" WHERE e.log_id = ANY({logs}::text[]) AND {where}{tail}"
         )
     ranges = _RANGES.format(logs=logs, predicate=predicate)
-    # received_at between the block's bounds lets PostgreSQL skip the months it cannot be in.
+    # Each range's events by the primary key, range by range (LATERAL, kept apart by OFFSET 0):
+    # PostgreSQL cannot know that a block spans at most 64 entries, and joining freely it would
+    # rather read every event for a field value it thinks rare. received_at between the range's
+    # bounds lets it skip the months the range cannot be in.
     return (
-        f"SELECT {columns} FROM ({ranges}) r JOIN events e ON e.log_id = r.range_log"  # noqa: S608
+        f"SELECT {columns} FROM ({ranges}) r CROSS JOIN LATERAL ("  # noqa: S608
+        "SELECT * FROM events e WHERE e.log_id = r.range_log"
         " AND e.idx BETWEEN r.range_first AND r.range_last"
-        f" AND e.received_at BETWEEN r.range_from AND r.range_to WHERE {where}{tail}"
+        f" AND e.received_at BETWEEN r.range_from AND r.range_to AND {where} OFFSET 0) e{tail}"
     )
 
 
