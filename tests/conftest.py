@@ -17,8 +17,13 @@ import contextlib
 import os
 import secrets
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,6 +127,44 @@ def scratch_database(admin_url: str, name: str) -> Iterator[str]:
         yield url
     finally:
         asyncio.run(_drop_database(admin_url, name))
+
+
+async def migrate_to(conn: Any, version: int) -> None:
+    """Apply the migrations up to ``version`` to an empty database, recording them as
+    ``auditlog migrate`` does, so that a later ``db.migrate`` applies the rest (upgrade tests)."""
+    from auditlog.pg import db
+
+    await conn.execute(
+        "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for number, file, sql in db.migrations():
+        if number <= version:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", number, file)
+
+
+def start_service(
+    command: str, env: dict[str, str], log: Path, ready: str, timeout: float = 60
+) -> subprocess.Popen[bytes]:
+    """``auditlog <command>`` with ``env``, its output in ``log``, once ``ready`` (a URL)
+    answers 200; fails the test with the log's tail if it exits or does not answer in time."""
+    import httpx
+
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auditlog.cli", command], env=env, stdout=out, stderr=out
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(ready, timeout=2).status_code == 200:
+                return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"auditlog {command} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 async def delete_topics(bootstrap: str, topics: list[str]) -> None:

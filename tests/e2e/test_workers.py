@@ -13,9 +13,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from tests.conftest import Services
+from tests.conftest import Services, start_service
 from tests.e2e.conftest import _free_port, make_token
 
 pytestmark = pytest.mark.e2e
@@ -66,23 +63,9 @@ def test_workers_share_the_port_and_their_metrics(services: Services, tmp_path: 
         "AUDITLOG_PORT": str(port),
         "AUDITLOG_INGEST_WORKERS": str(WORKERS),
     }
-    log = (tmp_path / "ingest.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "auditlog.cli", "ingest"], env=env, stdout=log, stderr=log
-    )
     base = f"http://127.0.0.1:{port}"
+    proc = start_service("ingest", env, tmp_path / "ingest.log", f"{base}/readyz")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "ingest.log"
-            ).read_text()[-3000:]
-            time.sleep(0.2)
         # The supervisor's children but multiprocessing's resource tracker: the workers.
         workers = [
             c
@@ -120,5 +103,4 @@ def test_workers_share_the_port_and_their_metrics(services: Services, tmp_path: 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        log.close()
     assert not Path(metrics_dir).exists()

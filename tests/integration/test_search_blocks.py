@@ -21,7 +21,7 @@ import pytest
 from auditlog.core.search_query import parse_query
 from auditlog.pg import db, search_blocks
 from query.search_sql import Filter, SqlParams, select_matching
-from tests.conftest import Services
+from tests.conftest import Services, migrate_to
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +43,7 @@ QUERIES = {
 async def _setup(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, file, sql in db.migrations():
-            if version <= 6:
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", version, file)
+        await migrate_to(conn, 6)
         await conn.execute(
             "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, size, root,"
             " next_offset) VALUES ($1, 'test/audit/0', 'audit', 0, 'sha256', $2, $3, $2)",

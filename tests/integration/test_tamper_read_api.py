@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.note import NoteSigner, sign_note
 from auditlog.core.tiles import decode_bundle, encode_bundle
-from tests.conftest import Services
+from tests.conftest import Services, start_service
 from tests.e2e.conftest import _free_port, make_token
 from tests.integration.tamper_harness import (
     LOG,
@@ -52,22 +51,9 @@ def query_api(clone: str, services: Services, tmp_path: Path) -> Iterator[tuple[
     env = {**os.environ, "AUDITLOG_DATABASE_URL": clone, "AUDITLOG_PORT": str(port),
            "AUDITLOG_TOPIC": TOPIC}  # fmt: skip
     token = make_token(Services(services.kafka_bootstrap, clone, TOPIC), {"search"})
-    with (tmp_path / "query.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "auditlog.cli", "query"], env=env, stdout=out, stderr=out
-        )
     base = f"http://127.0.0.1:{port}"
+    proc = start_service("query", env, tmp_path / "query.log", f"{base}/healthz", timeout=30)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("query did not start:\n" + (tmp_path / "query.log").read_text())
-            time.sleep(0.2)
         yield base, token, clone
     finally:
         proc.terminate()
