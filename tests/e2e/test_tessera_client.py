@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from auditlog.core.note import NoteSigner, NoteVerifier
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
 from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
+from tests.go_tools import cached_tool, go_build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
 
@@ -53,64 +53,15 @@ FIRST, MORE = 300, 40  # more than one tile of entries, then a second checkpoint
 KLOG_TROUBLE = re.compile(r"^[WEF]\d{4} ", re.MULTILINE)
 
 
-def _missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (CI=true: the conformance tests must run; see scripts/go-tools.sh)")
-    pytest.skip(what)
-
-
 @pytest.fixture(scope="module")
-def go() -> str:
-    path = shutil.which("go")
-    if path is None:
-        _missing("Go toolchain not on PATH: Tessera's client and hammer need Go 1.24+")
-    assert path is not None
-    version = subprocess.run(
-        [path, "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60
-    ).stdout.strip()  # "go1.26.8"
-    numbers = re.match(r"go(\d+)\.(\d+)", version)
-    if numbers is None or (int(numbers[1]), int(numbers[2])) < (1, 24):
-        _missing(f"{version}: Tessera v1.0.4 needs Go 1.24+")
-    return path
-
-
-def _go_env() -> dict[str, str]:
-    return {**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
-
-
-@pytest.fixture(scope="module")
-def follow(go: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def follow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tessera-follow") / "follow"
-    built = subprocess.run(
-        [go, "build", "-o", str(out), "."],
-        cwd=FOLLOW_MODULE,
-        env=_go_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if built.returncode != 0:
-        pytest.fail(f"go build of tests/conformance/tessera failed:\n{built.stderr}")
-    return out
-
-
-def tool_dir(name: str, version: str) -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "auditlog" / "tools" / f"{name}-{version}"
+    return go_build(FOLLOW_MODULE, out, minimum=(1, 24))
 
 
 @pytest.fixture(scope="module")
-def hammer(go: str) -> Path:
-    binary = tool_dir("hammer", TESSERA_VERSION) / "hammer"
-    if not binary.exists():
-        # Idempotent and cached outside the clone: normally scripts/bootstrap.sh ran it already.
-        subprocess.run(
-            [str(ROOT / "scripts" / "go-tools.sh")], check=False, timeout=900, env=_go_env()
-        )
-    if not binary.exists():
-        _missing(f"Tessera's hammer {TESSERA_VERSION} is not installed ({binary})")
-    return binary
+def hammer() -> Path:
+    return cached_tool("hammer", TESSERA_VERSION, "go-tools.sh")
 
 
 @dataclass(frozen=True)

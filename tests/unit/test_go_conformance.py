@@ -2,7 +2,8 @@
 
 tests/conformance/go/ is a small Go program (see its main.go). It is built once per session into
 a temporary directory; the module's go.sum is committed, so after the first download of
-golang.org/x/mod the build works offline from the module cache. Skipped when ``go`` is missing.
+golang.org/x/mod the build works offline from the module cache. Skipped when ``go`` is missing,
+and failed instead under ``CI=true`` (tests/go_tools.py).
 
 Both directions are checked for the default ``rfc6962-sha256`` scheme (the only one Go speaks):
 Go verifies our signed checkpoint, tiles, entry bundles and proofs, and recomputes all of them
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from auditlog.core.proof import (
     verify_inclusion,
 )
 from auditlog.core.tiles import TileID, encode_bundle, entries_path, parse_tile_path, tile_path
+from tests.go_tools import go_build
 
 pytestmark = pytest.mark.conformance
 
@@ -56,28 +56,7 @@ def unb64(text: str) -> bytes:
 
 @pytest.fixture(scope="session")
 def go_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("Go toolchain not on PATH: the Go conformance checks need `go` (1.22+)")
-    out = tmp_path_factory.mktemp("go-conformance") / "conformance"
-    env = {
-        **os.environ,
-        "GOFLAGS": "-mod=readonly",  # go.sum is committed: never rewrite it
-        "GOTOOLCHAIN": "local",  # never download another toolchain
-        "CGO_ENABLED": "0",
-    }
-    result = subprocess.run(
-        [go, "build", "-o", str(out), "."],
-        cwd=GO_MODULE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"go build failed:\n{result.stderr}")
-    return out
+    return go_build(GO_MODULE, tmp_path_factory.mktemp("go-conformance") / "conformance")
 
 
 def run_go(binary: Path, command: str, payload: dict[str, Any]) -> subprocess.CompletedProcess[str]:
