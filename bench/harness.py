@@ -130,9 +130,10 @@ class CpuMeter:
 
     Groups: ``sealer``, ``ingest``, ``query`` and ``serve`` (processes running ``auditlog.cli
     <command>``, and their worker processes, which run a command line of multiprocessing's),
-    ``postgres`` (every process of
+    ``tessera`` (Tessera's server, in bench_race), ``postgres`` (every process of
     the ``postgres`` user: backends, WAL writer, checkpointer, autovacuum), ``kafka`` (the JVM of
-    the local broker), ``load generator`` (``bench/kafkaload``) and ``bench`` (this process). A
+    the local broker), ``load generator`` (``bench/kafkaload``, ``bench/race``) and ``bench``
+    (this process). A
     process that exits between the readings counts up to its last sighting, so read often
     enough (:meth:`sample`, or :meth:`sampling` around a block) for short-lived ones.
     """
@@ -162,8 +163,11 @@ class CpuMeter:
                 return None
             parent = int(stat[1])
             return self._group(parent) if parent > 1 else None
-        if b"/kafkaload-" in cmdline.split(b"\0")[0]:  # built as kafkaload-<source hash>
+        program = cmdline.split(b"\0")[0]
+        if b"/kafkaload-" in program or b"/race-" in program:  # built as <name>-<source hash>
             return "load generator"
+        if b"/tessera-posix-" in program:  # Tessera's server, for bench_race
+            return "tessera"
         if cmdline.startswith(b"/") and b"java" in cmdline.split(b"\0")[0] and b"kafka" in cmdline:
             return "kafka"
         return None

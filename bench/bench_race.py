@@ -1,0 +1,260 @@
+"""auditlog and Tessera (v1.0.4, POSIX storage) side by side: the same open-loop load, same box.
+
+    .venv/bin/python -m bench.bench_race [--rates 1000 2000 4000 ...] [--bulk-rates ...]
+        [--seconds 20] [--held-p99-ms 2000]
+
+Both are fed by ``bench/race`` (Go), one run per offered rate, with the same realistic events
+(``auditlog/loadtest/events.py``, each entry the event's JSON, ~420 bytes): Tessera's conformance
+server (``cmd/conformance/posix``, built with ``go install`` at the pinned version into the
+user's tools cache; its defaults: batches of 256 or 1 s, a checkpoint every second) gets each as
+an entry (``POST /add``); auditlog's ingest (its default worker processes, two sealers, the
+topic's 4 partitions, the default schema) gets each as a ``/v1/log`` request, and with
+``--bulk-rates`` in ``/v2/log`` requests of ``--bulk`` events. Latency runs from each entry's
+due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms), or to the
+auditlog checkpoint that sealed it (read from the database afterwards; each event carries its
+due time as its ``timestamp``). A rate is *held* when every request succeeded, none was still
+queued when the schedule ended, and p99 stayed within ``--held-p99-ms`` (Tessera's one-second
+checkpoint interval puts its own floor near 1.5 s). CPU per event is every process of each
+system together (Tessera's server; ingest, sealers, Kafka and PostgreSQL), the load generator
+apart. Prints both systems' figures and the ratios of their held rates; writes
+bench/results/bench_race-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+
+from auditlog.cli.keys import write_signing_key
+from auditlog.loadtest.events import EventGenerator
+from bench import results
+from bench.harness import (
+    Bench,
+    CpuMeter,
+    bench_stack,
+    build_go_tool,
+    free_port,
+    percentile,
+    wait_http,
+)
+from bench.sealer_measure import count_events
+
+TESSERA: Final = "github.com/transparency-dev/tessera/cmd/conformance/posix"
+TESSERA_VERSION: Final = "v1.0.4"
+WORKDIR: Final = Path(".auditlog/bench")
+SYSTEM_GROUPS: Final = {
+    "tessera": ("tessera",),
+    "auditlog": ("ingest", "sealer", "kafka", "postgres"),
+}
+
+
+def tessera_server() -> Path:
+    """Tessera's POSIX conformance server, built once into the user's tools cache."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    directory = cache / "auditlog" / "tools" / f"tessera-posix-{TESSERA_VERSION}"
+    binary = directory / "posix"
+    if not binary.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GOBIN": str(directory), "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
+        subprocess.run(["go", "install", f"{TESSERA}@{TESSERA_VERSION}"], env=env, check=True)
+    return binary
+
+
+def write_corpus(path: Path, count: int) -> Path:
+    generator = EventGenerator(11)
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(count):
+            out.write(json.dumps(generator.event(), ensure_ascii=False) + "\n")
+    return path
+
+
+def race(
+    binary: Path, target: str, url: str, corpus: Path, rate: float, seconds: float, **extra: str
+) -> dict[str, Any]:
+    args = [str(binary), "-target", target, "-url", url, "-corpus", str(corpus)]
+    args += ["-rate", str(rate), "-duration", f"{seconds}s"]
+    for name, value in extra.items():
+        args += [f"-{name}", value]
+    done = subprocess.run(args, capture_output=True, text=True, check=True, timeout=seconds + 120)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def cpu_per_event(meter: CpuMeter, system: str, events: int) -> dict[str, float]:
+    seconds = meter.seconds()
+    groups = {g: round(seconds.get(g, 0.0) / events * 1e6, 1) for g in SYSTEM_GROUPS[system]}
+    groups["total"] = round(sum(groups.values()), 1)
+    groups["load_generator"] = round(seconds.get("load generator", 0.0) / events * 1e6, 1)
+    return groups
+
+
+def held(run: dict[str, Any], latency: dict[str, float], p99_ms: float) -> bool:
+    return run["errors"] == 0 and run["backlog"] == 0 and latency.get("p99", float("inf")) <= p99_ms
+
+
+def run_tessera(args: argparse.Namespace, loadgen: Path, corpus: Path) -> list[dict[str, Any]]:
+    workdir = WORKDIR / f"tessera-{os.getpid()}"
+    storage = workdir / "log"
+    storage.mkdir(parents=True, exist_ok=True)
+    key = workdir / "tessera.skey"
+    write_signing_key(key, "race.tessera.test")
+    port = free_port()
+    with (workdir / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [str(tessera_server()), "--storage_dir", str(storage), "--listen",
+             f"127.0.0.1:{port}", "--private_key", str(key)],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    runs = []
+    try:
+        wait_http(f"{url}/checkpoint")
+        for rate in args.rates:
+            meter = CpuMeter()
+            with meter.sampling():
+                run = race(loadgen, "tessera", url, corpus, rate, args.seconds)
+            run["cpu_us_per_event"] = cpu_per_event(meter, "tessera", run["events"])
+            run["held"] = held(run, run["integrated_ms"], args.held_p99_ms)
+            print(
+                f"tessera  {rate:>8,.0f}/s: integrated p50 {run['integrated_ms'].get('p50')} ms,"
+                f" p99 {run['integrated_ms'].get('p99')} ms; errors {run['errors']}, backlog"
+                f" {run['backlog']}; CPU {run['cpu_us_per_event']['total']} µs/event"
+                f"{' (held)' if run['held'] else ''}",
+                flush=True,
+            )
+            runs.append(run)
+    finally:
+        server.terminate()
+        server.wait(30)
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+    return runs
+
+
+async def sealed_latencies(url: str, started_us: int, seconds: float) -> dict[str, float]:
+    """Due time (the event's timestamp) to the checkpoint that sealed it, ms, for one run."""
+    start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=started_us)
+    conn = await asyncpg.connect(url)
+    try:
+        events = await conn.fetch(
+            "SELECT log_id, idx, extract(epoch FROM event_time)::float8 AS due FROM events"
+            " WHERE event_time >= $1 AND event_time < $2",
+            start,
+            start + timedelta(seconds=seconds + 1),
+        )
+        checkpoints = await conn.fetch(
+            "SELECT log_id, size, extract(epoch FROM created_at)::float8 AS c FROM checkpoints"
+            " ORDER BY log_id, size"
+        )
+    finally:
+        await conn.close()
+    sizes: dict[str, list[int]] = {}
+    created: dict[str, list[float]] = {}
+    for row in checkpoints:
+        sizes.setdefault(row["log_id"], []).append(row["size"])
+        created.setdefault(row["log_id"], []).append(row["c"])
+    lat = sorted(
+        (created[log][bisect.bisect_right(sizes[log], idx)] - due) * 1000
+        for log, idx, due in events
+    )
+    if not lat:
+        return {"count": 0}
+    out = {f"p{str(p).replace('.', '_')}": round(percentile(lat, p), 1) for p in (50, 99, 99.9)}
+    return {**out, "max": round(lat[-1], 1), "count": len(lat)}
+
+
+def run_auditlog(
+    args: argparse.Namespace, loadgen: Path, corpus: Path, bench: Bench, base: str
+) -> list[dict[str, Any]]:
+    runs = []
+    plan = [(rate, 1) for rate in args.rates] + [(rate, args.bulk) for rate in args.bulk_rates]
+    for rate, bulk in plan:
+        before = asyncio.run(count_events(bench.database_url))
+        meter = CpuMeter()
+        with meter.sampling():
+            run = race(loadgen, "auditlog", base, corpus, rate, args.seconds,
+                       token=bench.token, bulk=str(bulk))  # fmt: skip
+            # Sealing lags the acknowledgement: wait for every event the run sent.
+            deadline = time.monotonic() + 120
+            while asyncio.run(count_events(bench.database_url)) < before + run["events"]:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        run["sealed_ms"] = asyncio.run(
+            sealed_latencies(bench.database_url, run["started_unix_us"], args.seconds)
+        )
+        run["cpu_us_per_event"] = cpu_per_event(meter, "auditlog", run["events"])
+        run["held"] = (
+            held(run, run["sealed_ms"], args.held_p99_ms)
+            and run["sealed_ms"]["count"] == run["events"]
+        )
+        kind = "single" if bulk == 1 else f"bulk {bulk}"
+        print(
+            f"auditlog {rate:>8,.0f}/s ({kind}): sealed p50 {run['sealed_ms'].get('p50')} ms,"
+            f" p99 {run['sealed_ms'].get('p99')} ms ({run['sealed_ms']['count']:,} of"
+            f" {run['events']:,}); ack p99 {run['ack_ms'].get('p99')} ms; errors {run['errors']},"
+            f" backlog {run['backlog']}; CPU {run['cpu_us_per_event']['total']} µs/event"
+            f"{' (held)' if run['held'] else ''}",
+            flush=True,
+        )
+        runs.append(run)
+    return runs
+
+
+def highest_held(runs: list[dict[str, Any]], bulk: int) -> float:
+    return max((r["rate"] for r in runs if r["held"] and r["bulk"] == bulk), default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[1000, 2000, 4000, 6000, 8000])
+    parser.add_argument("--bulk-rates", type=float, nargs="*", default=[5000, 10000, 15000])
+    parser.add_argument("--bulk", type=int, default=100, help="events per /v2/log request")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--held-p99-ms", type=float, default=2000)
+    parser.add_argument("--corpus-events", type=int, default=50_000)
+    results.add_option(parser)
+    args = parser.parse_args()
+    started = results.now()
+    loadgen = build_go_tool("race")
+    if loadgen is None:
+        raise SystemExit("bench_race needs go on PATH (the load generator and Tessera are Go)")
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    corpus = write_corpus(WORKDIR / "race-corpus.jsonl", args.corpus_events)
+    figures: dict[str, Any] = {"tessera_version": TESSERA_VERSION}
+    figures["tessera"] = run_tessera(args, loadgen, corpus)
+    with bench_stack(WORKDIR, partitions=4) as bench:
+        port = free_port()
+        bench.spawn("ingest", AUDITLOG_PORT=str(port))
+        for _ in range(2):
+            bench.spawn("sealer")
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/readyz")
+        figures["auditlog"] = run_auditlog(args, loadgen, corpus, bench, base)
+    tessera_held = highest_held(figures["tessera"], 1)
+    single = highest_held(figures["auditlog"], 1)
+    bulk = highest_held(figures["auditlog"], args.bulk)
+    figures["held"] = {"tessera": tessera_held, "auditlog_single": single,
+                       "auditlog_bulk": bulk}  # fmt: skip
+    ratio = lambda x: round(x / tessera_held, 2) if tessera_held else None  # noqa: E731
+    figures["ratios"] = {"single": ratio(single), "bulk": ratio(bulk)}
+    print(
+        f"held (p99 ≤ {args.held_p99_ms:,.0f} ms): Tessera {tessera_held:,.0f}/s; auditlog"
+        f" single {single:,.0f}/s (x{figures['ratios']['single']}), bulk of {args.bulk}"
+        f" {bulk:,.0f}/s (x{figures['ratios']['bulk']})"
+    )
+    path = results.write("bench_race", started, vars(args), figures, args.results_dir)
+    print(f"result: {path}")
+
+
+if __name__ == "__main__":
+    main()

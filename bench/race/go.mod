@@ -1,0 +1,3 @@
+module auditlog/bench/race
+
+go 1.26
