@@ -188,14 +188,12 @@ async def run(
         # events a block holds: left alone, it scans every block, or every event, for a handful;
         # and from such estimates it would compile the plan (JIT, 0.6 s at 10M events) for work
         # that takes a millisecond.
-        await conn.execute("SET LOCAL enable_seqscan = off")
-        await conn.execute("SET LOCAL jit = off")
+        await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
         # Past an eighth of the logs' blocks, the events read in order find the matches sooner.
         cap = max(BLOCKS_PROBE_MIN, sum(h.size for h in snap.heads) // BLOCK_SIZE // 8)
         blocks = await conn.fetchval(probe, logs, cap, *probe_params.values) < cap
         if not blocks:
-            await conn.execute("SET LOCAL enable_seqscan TO DEFAULT")
-            await conn.execute("SET LOCAL jit TO DEFAULT")
+            await conn.execute("SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL jit TO DEFAULT")
     params = SqlParams(first=3)
     sql = select_matching(
         expr,

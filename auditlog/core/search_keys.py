@@ -109,8 +109,9 @@ def block_keys(token_lists: Iterable[list[bytes]]) -> list[int]:
 
 def blocks(first: int, count: int) -> list[tuple[int, int]]:
     """``(offset, length)`` of each block of entries ``first .. first + count - 1``, as offsets
-    into the seal's items: blocks are aligned to :data:`BLOCK_SIZE` within the log, so that a
-    log's blocks are the same however its entries were batched."""
+    into the seal's items. No block crosses a multiple of :data:`BLOCK_SIZE` in the log: a seal
+    that ends inside such a range leaves the rest of it to a block of the next seal, so a log has
+    about one block per 64 entries when seals are large, and one per seal when they are small."""
     out = []
     offset = 0
     while offset < count:

@@ -7,6 +7,7 @@ import itertools
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from auditlog.core.columns import TEXT_COLUMNS
 from auditlog.core.search_keys import (
     BLOCK_SIZE,
     VALUE_FIELDS,
@@ -38,6 +39,11 @@ def test_tokens_split_at_ascii_separators_only() -> None:
         b"7",
     }
     assert [t for t in tokens(["", "--"]) if not t.startswith(b"\0")] == []
+
+
+def test_value_fields_lead_the_searchable_values() -> None:
+    # tokens() takes the short fields' values by position, from what searchable_values() gives.
+    assert tuple(column for column, _ in TEXT_COLUMNS[: len(VALUE_FIELDS)]) == VALUE_FIELDS
 
 
 def test_short_fields_whole_values_are_keys_of_their_field_only() -> None:
