@@ -175,6 +175,9 @@ def _running_ingest(started: StackConfig, topic: str, workdir: Path) -> Iterator
         "AUDITLOG_TOPIC": topic,
         "AUDITLOG_PORT": str(port),
         "AUDITLOG_INGEST_SEND_TIMEOUT": "2",
+        # One worker: the token cache is a worker's own, and the outage test needs the worker
+        # that knows the token to be the one that answers.
+        "AUDITLOG_INGEST_WORKERS": "1",
     }
     log = workdir / "ingest.log"
     with log.open("wb") as out:
