@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import json
 import os
 import subprocess
@@ -47,7 +46,7 @@ from bench.harness import (
     percentile,
     wait_http,
 )
-from bench.sealer_measure import count_events
+from bench.sealer_measure import SealTimes, count_events
 
 TESSERA: Final = "github.com/transparency-dev/tessera/cmd/conformance/posix"
 TESSERA_VERSION: Final = "v1.0.4"
@@ -151,21 +150,10 @@ async def sealed_latencies(url: str, started_us: int, seconds: float) -> dict[st
             start,
             start + timedelta(seconds=seconds + 1),
         )
-        checkpoints = await conn.fetch(
-            "SELECT log_id, size, extract(epoch FROM created_at)::float8 AS c FROM checkpoints"
-            " ORDER BY log_id, size"
-        )
+        sealed = await SealTimes.read(conn)
     finally:
         await conn.close()
-    sizes: dict[str, list[int]] = {}
-    created: dict[str, list[float]] = {}
-    for row in checkpoints:
-        sizes.setdefault(row["log_id"], []).append(row["size"])
-        created.setdefault(row["log_id"], []).append(row["c"])
-    lat = sorted(
-        (created[log][bisect.bisect_right(sizes[log], idx)] - due) * 1000
-        for log, idx, due in events
-    )
+    lat = sorted((sealed(log, idx) - due) * 1000 for log, idx, due in events)
     if not lat:
         return {"count": 0}
     out = {f"p{str(p).replace('.', '_')}": round(percentile(lat, p), 1) for p in (50, 99, 99.9)}

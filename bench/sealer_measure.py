@@ -90,12 +90,33 @@ async def dead_letters(bench: Bench) -> int:
     return sum(ends[tp] - starts[tp] for tp in tps)
 
 
-async def latencies(url: str, tag: str) -> list[tuple[float, float]]:
-    """(seconds since the first event's received_at, produce→sealed seconds) per event.
+class SealTimes:
+    """When each entry was sealed: the ``created_at`` (epoch seconds) of the first checkpoint of
+    its log whose size exceeds its index, looked up by bisection (a correlated subquery per
+    event took PostgreSQL two minutes for three million events)."""
 
-    An event was sealed by the first checkpoint of its log whose size exceeds its index. Looked
-    up here by bisection: a correlated subquery per event took PostgreSQL two minutes for three
-    million events."""
+    def __init__(self, checkpoints: list[asyncpg.Record]) -> None:
+        self.sizes: dict[str, list[int]] = {}
+        self.created: dict[str, list[float]] = {}
+        for row in checkpoints:
+            self.sizes.setdefault(row["log_id"], []).append(row["size"])
+            self.created.setdefault(row["log_id"], []).append(row["c"])
+
+    @classmethod
+    async def read(cls, conn: asyncpg.Connection) -> SealTimes:
+        return cls(
+            await conn.fetch(
+                "SELECT log_id, size, extract(epoch FROM created_at)::float8 AS c"
+                " FROM checkpoints ORDER BY log_id, size"
+            )
+        )
+
+    def __call__(self, log_id: str, index: int) -> float:
+        return self.created[log_id][bisect.bisect_right(self.sizes[log_id], index)]
+
+
+async def latencies(url: str, tag: str) -> list[tuple[float, float]]:
+    """(seconds since the first event's received_at, produce→sealed seconds) per event."""
     conn = await asyncpg.connect(url)
     try:
         events = await conn.fetch(
@@ -103,25 +124,15 @@ async def latencies(url: str, tag: str) -> list[tuple[float, float]]:
             " WHERE message LIKE $1",
             f"{tag} %",
         )
-        checkpoints = await conn.fetch(
-            "SELECT log_id, size, extract(epoch FROM created_at)::float8 AS c FROM checkpoints"
-            " ORDER BY log_id, size"
-        )
+        sealed = await SealTimes.read(conn)
     finally:
         await conn.close()
-    sizes: dict[str, list[int]] = {}
-    created: dict[str, list[float]] = {}
-    for row in checkpoints:
-        sizes.setdefault(row["log_id"], []).append(row["size"])
-        created.setdefault(row["log_id"], []).append(row["c"])
     if not events:
         return []
     first = min(row["r"] for row in events)
-    timed = []
-    for log_id, index, received in events:
-        sealed = created[log_id][bisect.bisect_right(sizes[log_id], index)]
-        timed.append((received - first, sealed - received))
-    return timed
+    return [
+        (received - first, sealed(log_id, index) - received) for log_id, index, received in events
+    ]
 
 
 def by_window(timed: list[tuple[float, float]], width: float = 10.0) -> list[dict[str, float]]:
