@@ -17,7 +17,8 @@ from typing import cast
 from auditlog.core.columns import TEXT_COLUMNS, searchable_values
 from auditlog.core.entry import entry_and_leaf
 from auditlog.core.hashing import LogHasher
-from auditlog.core.search_keys import block_keys, blocks, tokens
+from auditlog.core.search_keys import blocks, tokens
+from auditlog.pg.search_blocks import block_row
 from sealer.records import Prepared, Sealable
 
 EVENT_COLUMNS = [
@@ -53,17 +54,15 @@ def prepared(item: Sealable, hasher: LogHasher) -> Prepared:
 
 
 def block_rows(log_id: str, first: int, ready: list[Prepared]) -> list[tuple[object, ...]]:
-    """``search_blocks`` rows (:data:`BLOCK_COLUMNS`) for entries ``first ..`` made of ``ready``.
-
-    A block without a single token is left out: no value with a whole token can match it.
-    """
-    rows: list[tuple[object, ...]] = []
+    """``search_blocks`` rows for entries ``first ..`` made of ``ready``, from the tokens the
+    fetch loop found (auditlog.pg.search_blocks.block_row)."""
+    rows = []
     for offset, length in blocks(first, len(ready)):
         chunk = ready[offset : offset + length]
-        keys = block_keys([p.tokens for p in chunk])
-        if keys:
-            # received_at, in the pool's integer form (sealer/timestamps.py)
-            received = [cast(int, p.tail[2]) for p in chunk]
-            start = first + offset
-            rows.append((log_id, start, start + length - 1, min(received), max(received), keys))
+        start = first + offset
+        # received_at, in the pool's integer form (sealer/timestamps.py)
+        received = [cast(int, p.tail[2]) for p in chunk]
+        row = block_row(log_id, start, start + length - 1, received, [p.tokens for p in chunk])
+        if row is not None:
+            rows.append(row)
     return rows

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
@@ -19,7 +18,7 @@ import asyncpg
 from auditlog.core.columns import TEXT_COLUMNS
 from auditlog.core.search_keys import BLOCK_SIZE, block_keys, tokens
 
-__all__ = ["BLOCK_COLUMNS", "backfill", "block_rows", "uncovered"]
+__all__ = ["BLOCK_COLUMNS", "backfill", "block_row", "block_rows", "uncovered"]
 
 BLOCK_COLUMNS: Final = ("log_id", "first_idx", "last_idx", "first_at", "last_at", "keys")
 _TEXT: Final = ", ".join(column for column, _ in TEXT_COLUMNS)
@@ -27,16 +26,27 @@ _TEXT: Final = ", ".join(column for column, _ in TEXT_COLUMNS)
 _CHUNK_BLOCKS: Final = 64
 
 
+def block_row(
+    log_id: str, first: int, last: int, received: Sequence[Any], token_lists: list[list[bytes]]
+) -> tuple[object, ...] | None:
+    """The ``search_blocks`` row (:data:`BLOCK_COLUMNS`) of entries ``first .. last``, or None
+    when they hold no token at all: no value with a whole token can match them."""
+    keys = block_keys(token_lists)
+    if not keys:
+        return None
+    return (log_id, first, last, min(received), max(received), keys)
+
+
 def block_rows(log_id: str, events: Sequence[Sequence[Any]]) -> list[tuple[object, ...]]:
     """``search_blocks`` rows for ``events``: ``(idx, received_at, *text columns)`` in idx order,
     grouped into the blocks the sealer would have made (aligned to BLOCK_SIZE within the log)."""
-    rows: list[tuple[object, ...]] = []
+    rows = []
     for _, group in itertools.groupby(events, key=lambda e: e[0] // BLOCK_SIZE):
         chunk = list(group)
-        keys = block_keys([tokens(e[2:]) for e in chunk])
-        if keys:
-            received: list[datetime] = [e[1] for e in chunk]
-            rows.append((log_id, chunk[0][0], chunk[-1][0], min(received), max(received), keys))
+        received = [e[1] for e in chunk]
+        row = block_row(log_id, chunk[0][0], chunk[-1][0], received, [tokens(e[2:]) for e in chunk])
+        if row is not None:
+            rows.append(row)
     return rows
 
 
