@@ -107,10 +107,25 @@ def _infrastructure() -> Iterator[tuple[str, str]]:
             stack.stop(cfg)
 
 
-async def _create_database(admin_url: str, name: str) -> str:
+async def _create_database(admin_url: str, name: str, migrated_to: int | None = None) -> str:
+    import asyncpg
+
     from auditlog.pg import db
 
-    return await db.create_database(admin_url, name)
+    if migrated_to is None:
+        return await db.create_database(admin_url, name)
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = db.database_url(admin_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate_to(conn, migrated_to)
+    finally:
+        await conn.close()
+    return url
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
@@ -120,9 +135,10 @@ async def _drop_database(admin_url: str, name: str) -> None:
 
 
 @contextlib.contextmanager
-def scratch_database(admin_url: str, name: str) -> Iterator[str]:
-    """A new database ``name`` on ``admin_url``'s server, dropped on exit; yields its URL."""
-    url = asyncio.run(_create_database(admin_url, name))
+def scratch_database(admin_url: str, name: str, migrated_to: int | None = None) -> Iterator[str]:
+    """A new database ``name`` on ``admin_url``'s server, dropped on exit; yields its URL. Its
+    schema is the latest, or that of migration ``migrated_to`` (upgrade tests)."""
+    url = asyncio.run(_create_database(admin_url, name, migrated_to))
     try:
         yield url
     finally:

@@ -21,7 +21,7 @@ import pytest
 from auditlog.core.search_query import parse_query
 from auditlog.pg import db, search_blocks
 from query.search_sql import Filter, SqlParams, select_matching
-from tests.conftest import Services, migrate_to
+from tests.conftest import Services, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,6 @@ QUERIES = {
 async def _setup(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await migrate_to(conn, 6)
         await conn.execute(
             "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, size, root,"
             " next_offset) VALUES ($1, 'test/audit/0', 'audit', 0, 'sha256', $2, $3, $2)",
@@ -81,24 +80,7 @@ async def _found(conn: asyncpg.Connection) -> dict[str, set[int]]:
 
 def test_old_entries_are_found_before_and_after_the_backfill(services: Services) -> None:
     name = f"auditlog_blocks_{secrets.token_hex(4)}"
-
-    async def create() -> str:
-        admin = await asyncpg.connect(services.database_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        return db.database_url(services.database_url, name)
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(services.database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    url = asyncio.run(create())
-    try:
+    with scratch_database(services.database_url, name, migrated_to=6) as url:
         asyncio.run(_setup(url))
 
         async def before() -> None:
@@ -141,5 +123,3 @@ def test_old_entries_are_found_before_and_after_the_backfill(services: Services)
                 await conn.close()
 
         asyncio.run(after())
-    finally:
-        asyncio.run(drop())
