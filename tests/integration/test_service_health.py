@@ -224,10 +224,11 @@ async def _proxy(port: int, target: tuple[str, int]) -> AsyncIterator[None]:
         await server.wait_closed()
 
 
-def _start_ingest(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``auditlog <command>``, its output in ``log``; readiness is each test's to wait for."""
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "auditlog.cli", "ingest"],
+            [sys.executable, "-m", "auditlog.cli", command],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -250,7 +251,7 @@ async def test_ingest_is_not_ready_while_postgresql_is_unreachable(
     }
     target = (db.hostname or "127.0.0.1", db.port or 5432)
     async with _proxy(relay_port, target):
-        proc = _start_ingest(env, tmp_path / "ingest.log")
+        proc = _start("ingest", env, tmp_path / "ingest.log")
         try:
             await _until("ingest ready", lambda: _get(api_port, "/readyz")[0] == 200)
             # /metrics is on the listener, not on the API port.
@@ -278,16 +279,6 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "auditlog.cli", *args],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
-
-
-def _start_query(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "auditlog.cli", "query"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def test_audit_and_monitor_write_their_outcome_for_the_textfile_collector(
@@ -323,7 +314,7 @@ async def test_audit_and_monitor_write_their_outcome_for_the_textfile_collector(
         "AUDITLOG_TOPIC": topic,
         "AUDITLOG_PORT": str(port),
     }
-    query = _start_query(env, tmp_path / "query.log")
+    query = _start("query", env, tmp_path / "query.log")
     try:
         await _until("query ready", lambda: _get(port, "/readyz")[0] == 200)
         monitor_prom = tmp_path / "monitor.prom"
