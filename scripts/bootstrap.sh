@@ -55,5 +55,3 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
-# The pinned Go tools of the conformance tests (skipped without Go).
-scripts/go-tools.sh

@@ -5,11 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-# The deployment checks' Go tools (helm, promtool), built once into the user's cache. Not in
-# bootstrap: `make up` does not need them. Without them those tests skip, except under CI.
-if ! scripts/deploy-tools.sh; then
+# The tests' Go tools (helm, promtool, Tessera's hammer), built once into the user's cache. Not
+# in bootstrap: `make up` does not need them. Without them those tests skip, except under CI.
+if ! scripts/go-tools.sh; then
     [ "${CI:-}" = true ] && exit 2
-    echo "test: the deployment checks' tools are missing; their tests will be skipped" >&2
+    echo "test: the Go tools are missing; the tests that need them will be skipped" >&2
 fi
 
 echo "== ruff"

@@ -1,9 +1,9 @@
 """The Go toolchain and the Go tools tests run: found, built and cached one way for every test.
 
 A missing tool skips its tests on a developer's machine and fails them under ``CI=true``: CI
-must never pass by checking nothing. The scripts that install the tools (scripts/go-tools.sh,
-scripts/deploy-tools.sh) put them in the user's cache, ``auditlog/tools/<name>-<version>/``
-under ``$XDG_CACHE_HOME`` or ``~/.cache``, outside the clone; scripts/test.sh runs them first.
+must never pass by checking nothing. scripts/go-tools.sh, which scripts/test.sh runs first, puts
+them in the user's cache, ``auditlog/tools/<name>-<version>/``
+under ``$XDG_CACHE_HOME`` or ``~/.cache``, outside the clone.
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ def go_build(module: Path, out: Path, *, minimum: tuple[int, int] = (1, 22)) -> 
     return out
 
 
-def cached_tool(name: str, version: str, installer: str) -> Path:
-    """A tool built by ``scripts/<installer>`` into the user's cache."""
+def cached_tool(name: str, version: str) -> Path:
+    """A tool built by scripts/go-tools.sh into the user's cache."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     path = cache / "auditlog" / "tools" / f"{name}-{version}" / name
     if not path.is_file():
-        missing(f"{name} {version} is not built: scripts/{installer} builds it into {path}")
+        missing(f"{name} {version} is not built: scripts/go-tools.sh builds it into {path}")
     return path

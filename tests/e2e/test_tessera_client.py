@@ -61,7 +61,7 @@ def follow(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def hammer() -> Path:
-    return cached_tool("hammer", TESSERA_VERSION, "go-tools.sh")
+    return cached_tool("hammer", TESSERA_VERSION)
 
 
 @dataclass(frozen=True)

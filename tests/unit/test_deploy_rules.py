@@ -1,6 +1,6 @@
 """The Prometheus rules (deploy/prometheus/) load, and each alert fires on the situation it names
 and stays quiet next to it: `promtool check rules` and `promtool test rules`, with the pinned
-promtool scripts/deploy-tools.sh builds."""
+promtool scripts/go-tools.sh builds."""
 
 from __future__ import annotations
 
