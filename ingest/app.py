@@ -22,7 +22,6 @@ import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -43,7 +42,7 @@ from auditlog.pg.tokens import TokenCache, TokenInfo
 from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import describe, load_schemas
 from auditlog.web import requests_store
-from auditlog.web.app import service_app
+from auditlog.web.app import Edge, service_app
 from auditlog.web.pangea import (
     PangeaResponse,
     authorize,
@@ -483,7 +482,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
         await pool.close()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> Edge:
     configure_logging(settings.log_level)
     declare_build_info("ingest")
     return service_app(

@@ -95,7 +95,10 @@ class IngestState:
                     )
                     for env, h in zip(envelopes, headers, strict=True)
                 ]
-                await asyncio.gather(*futures)
+                if len(futures) == 1:
+                    await futures[0]  # a single event's request: no gathering future to build
+                else:
+                    await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
         EVENTS.inc(len(envelopes))

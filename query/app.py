@@ -20,7 +20,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -37,7 +36,7 @@ from auditlog.pg.tokens import TokenCache, TokenInfo
 from auditlog.runtime import stalls
 from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import describe
-from auditlog.web.app import service_app
+from auditlog.web.app import Edge, service_app
 from auditlog.web.pangea import (
     PangeaResponse,
     not_found,
@@ -300,7 +299,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
         await pool.close()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> Edge:
     configure_logging(settings.log_level)
     declare_build_info("query")
     return service_app(

@@ -14,6 +14,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from auditlog.core.envelope import Envelope
 
@@ -73,8 +74,35 @@ def record_key(
     return b"idempotency-key\n" + (principal or KAFKA_PRINCIPAL.encode()) + b"\n" + key
 
 
+class KeyPartitioner:
+    """Kafka's default partitioning, remembered per key.
+
+    A keyed record goes where the Java client would put it (murmur2 of the key, so every client
+    of the topic agrees where a tenant's events go); the hash is pure Python in aiokafka and was
+    ~2 % of an ingest worker's CPU, while the same few tenants' keys come back all day. At most
+    ``limit`` keys are remembered (idempotency keys are new each time): past that, the memory
+    starts over. Records without a key go to a random available partition, as before.
+    """
+
+    def __init__(self, limit: int = 65_536) -> None:
+        self.limit = limit
+        self._known: dict[tuple[bytes, int], int] = {}
+        self._unkeyed = DefaultPartitioner()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(self._unkeyed(key, all_partitions, available))
+        count = len(all_partitions)
+        index = self._known.get((key, count))
+        if index is None:
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            index = self._known[(key, count)] = (murmur2(key) & 0x7FFFFFFF) % count
+        return all_partitions[index]
+
+
 def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
-    options = {**PRODUCER_DEFAULTS, **overrides}
+    options = {"partitioner": KeyPartitioner(), **PRODUCER_DEFAULTS, **overrides}
     return AIOKafkaProducer(bootstrap_servers=bootstrap, **options)
 
 

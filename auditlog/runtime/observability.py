@@ -14,9 +14,8 @@ import logging
 import os
 import platform
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from importlib import metadata
-from time import perf_counter
 
 import orjson
 import structlog
@@ -82,10 +81,6 @@ async def metrics_endpoint(_: Request) -> Response:
 
 
 Scope = MutableMapping[str, object]
-Message = MutableMapping[str, object]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HTTP_REQUESTS = Counter(
     "auditlog_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
@@ -119,54 +114,38 @@ def declare_build_info(service: str) -> None:
     BUILD_INFO.labels(service, package_version(), platform.python_version()).set(1)
 
 
-class RequestLogMiddleware:
-    """One JSON log line and one latency observation per HTTP request."""
+class RequestLog:
+    """One JSON log line and one latency observation per HTTP request (the ASGI edge calls
+    :meth:`record` when the request is done)."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app = app
+    def __init__(self, service: str) -> None:
         self.service = service
         self.log = structlog.get_logger(service)
         # Labelled metric children per (route template, status): resolving labels takes a lock
         # and a tuple per call. Bounded by routes times the statuses the app answers with.
         self._series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])  # type: ignore[call-overload]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = perf_counter() - start
-            route = scope.get("route")
-            route_name = getattr(route, "path", None) or "unmatched"
-            series = self._series.get((route_name, status))
-            if series is None:
-                series = self._series[(route_name, status)] = (
-                    HTTP_REQUESTS.labels(self.service, route_name, str(status)),
-                    HTTP_LATENCY.labels(self.service, route_name),
-                )
-            series[0].inc()
-            series[1].observe(elapsed)
-            state = scope.get("state")
-            # The route template, never the path: paths can carry secrets (download capability
-            # URLs) and event hashes. Only a path no route matched is logged, cut short.
-            path = str(scope.get("path", ""))[:200] if route is None else None
-            self.log.info(
-                "request",
-                method=scope.get("method"),
-                path=path,
-                route=route_name,
-                status=status,
-                ms=round(elapsed * 1000, 3),
-                request_id=state.get("request_id") if isinstance(state, dict) else None,
+    def record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        route_name = getattr(route, "path", None) or "unmatched"
+        series = self._series.get((route_name, status))
+        if series is None:
+            series = self._series[(route_name, status)] = (
+                HTTP_REQUESTS.labels(self.service, route_name, str(status)),
+                HTTP_LATENCY.labels(self.service, route_name),
             )
+        series[0].inc()
+        series[1].observe(elapsed)
+        state = scope.get("state")
+        # The route template, never the path: paths can carry secrets (download capability
+        # URLs) and event hashes. Only a path no route matched is logged, cut short.
+        path = str(scope.get("path", ""))[:200] if route is None else None
+        self.log.info(
+            "request",
+            method=scope.get("method"),
+            path=path,
+            route=route_name,
+            status=status,
+            ms=round(elapsed * 1000, 3),
+            request_id=state.get("request_id") if isinstance(state, dict) else None,
+        )

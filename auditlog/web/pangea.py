@@ -59,7 +59,8 @@ def new_request_id() -> str:
     return "prq_" + chunk.hex()
 
 
-def _now() -> str:
+def now() -> str:
+    """The current time as Pangea writes it: ISO 8601, UTC, milliseconds, ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -76,11 +77,11 @@ class PangeaResponse(Response):
         headers: dict[str, str] | None = None,
     ) -> None:
         request_id = getattr(request.state, "request_id", None) or new_request_id()
-        request_time = getattr(request.state, "request_time", None) or _now()
+        request_time = getattr(request.state, "request_time", None) or now()
         body = {
             "request_id": request_id,
             "request_time": request_time,
-            "response_time": _now(),
+            "response_time": now(),
             "status": status,
             "summary": summary,
             "result": result,

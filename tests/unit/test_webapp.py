@@ -1,4 +1,7 @@
-"""The HTTP shell: every answer is a Pangea envelope, and outages are 503s, not 500s."""
+"""The HTTP shell: every answer is a Pangea envelope, and outages are 503s, not 500s.
+
+Routes without path parameters are called by the edge itself, the others through Starlette's
+router (auditlog/web/app.py); every behaviour here is checked both ways."""
 
 from __future__ import annotations
 
@@ -32,16 +35,46 @@ async def fail(request: Request) -> Response:
     raise FAILURES[request.path_params["kind"]]
 
 
+def failing(kind: str) -> Route:
+    """An exact-path route (``/direct-<kind>``) that raises like ``/fail/<kind>``."""
+
+    async def endpoint(_: Request) -> Response:
+        raise FAILURES[kind]
+
+    return Route(f"/direct-{kind}", endpoint)
+
+
 def client() -> httpx.AsyncClient:
-    app = build_app([Route("/fail/{kind}", fail)], None, "test")
+    app = build_app([Route("/fail/{kind}", fail), *map(failing, FAILURES)], None, "test")
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
+# Each path shape: through Starlette's router, and called by the edge directly.
+WAYS = pytest.mark.parametrize("way", ["/fail/", "/direct-"])
+
+
+def test_only_routes_without_parameters_are_called_directly() -> None:
+    app = build_app(
+        [
+            Route("/fail/{kind}", fail),
+            failing("bug"),
+            Route("/echo", echo_length, methods=["POST"]),
+        ],
+        None,
+        "test",
+    )
+    assert set(app.direct) == {
+        ("GET", "/direct-bug"), ("HEAD", "/direct-bug"), ("POST", "/echo"),
+        ("GET", "/metrics"), ("HEAD", "/metrics"),
+    }  # fmt: skip
+
+
+@WAYS
 @pytest.mark.parametrize("kind", ["pushback", "refused", "pg", "slow"])
-async def test_outages_and_overload_are_503_with_retry_after(kind: str) -> None:
+async def test_outages_and_overload_are_503_with_retry_after(way: str, kind: str) -> None:
     async with client() as http:
-        resp = await http.get(f"/fail/{kind}")
+        resp = await http.get(f"{way}{kind}")
     assert resp.status_code == 503
     assert resp.headers["retry-after"] == "1"
     body = resp.json()
@@ -57,11 +90,12 @@ async def test_outages_and_overload_are_503_with_retry_after(kind: str) -> None:
     assert body["request_id"].startswith("prq_")
 
 
-async def test_bugs_are_500_internal_error_envelopes_and_unknown_paths_404() -> None:
+@WAYS
+async def test_bugs_are_500_internal_error_envelopes_and_unknown_paths_404(way: str) -> None:
     async with client() as http:
-        bug = await http.get("/fail/bug")
+        bug = await http.get(f"{way}bug")
         missing = await http.get("/nowhere")
-        wrong = await http.post("/fail/bug")
+        wrong = await http.post(f"{way}bug")
     assert (bug.status_code, bug.json()["status"]) == (500, "InternalError")
     assert (missing.status_code, missing.json()["status"]) == (404, "NotFound")
     assert wrong.json()["status"] == "NotFound"
@@ -88,7 +122,6 @@ def test_a_forked_child_draws_fresh_request_ids() -> None:
     assert child.startswith("prq_")
 
 
-
 HANDLED: list[int] = []
 
 
@@ -97,25 +130,32 @@ async def echo_length(request: Request) -> Response:
     return Response(str(len(await request.body())))
 
 
+ECHOES = pytest.mark.parametrize("echo", ["/echo", "/echo/routed"])
+
+
 def limited_client(limit: int) -> httpx.AsyncClient:
-    app = build_app(
-        [Route("/echo", echo_length, methods=["POST"])], None, "test", max_body_bytes=limit
-    )
+    routes = [
+        Route("/echo", echo_length, methods=["POST"]),
+        Route("/echo/{way}", echo_length, methods=["POST"]),
+    ]
+    app = build_app(routes, None, "test", max_body_bytes=limit)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
-async def test_a_body_within_the_limit_reaches_the_handler() -> None:
+@ECHOES
+async def test_a_body_within_the_limit_reaches_the_handler(echo: str) -> None:
     async with limited_client(1024) as http:
-        resp = await http.post("/echo", content=b"x" * 1024)
+        resp = await http.post(echo, content=b"x" * 1024)
     assert resp.status_code == 200
     assert resp.text == "1024"
 
 
-async def test_a_body_announced_too_large_is_refused_before_the_handler_runs() -> None:
+@ECHOES
+async def test_a_body_announced_too_large_is_refused_before_the_handler_runs(echo: str) -> None:
     HANDLED.clear()
     async with limited_client(1024) as http:
-        resp = await http.post("/echo", content=b"x" * 1025)
+        resp = await http.post(echo, content=b"x" * 1025)
     assert resp.status_code == 413
     payload = resp.json()
     assert payload["status"] == "ValidationError"
@@ -126,7 +166,8 @@ async def test_a_body_announced_too_large_is_refused_before_the_handler_runs() -
     assert HANDLED == []
 
 
-async def test_a_streamed_body_is_refused_when_it_passes_the_limit() -> None:
+@ECHOES
+async def test_a_streamed_body_is_refused_when_it_passes_the_limit(echo: str) -> None:
     offered: list[int] = []
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -135,16 +176,17 @@ async def test_a_streamed_body_is_refused_when_it_passes_the_limit() -> None:
             yield b"y" * 512
 
     async with limited_client(2048) as http:
-        resp = await http.post("/echo", content=chunks())
+        resp = await http.post(echo, content=chunks())
     assert resp.status_code == 413
     assert resp.json()["result"]["errors"][0]["code"] == "AboveMaxLength"
     # The limit stops the reading: a chunk past it at most, not the 100 offered.
     assert len(offered) <= 6, len(offered)
 
 
-async def test_a_value_postgresql_rejects_is_a_validation_error_not_a_retry() -> None:
+@WAYS
+async def test_a_value_postgresql_rejects_is_a_validation_error_not_a_retry(way: str) -> None:
     async with client() as http:
-        resp = await http.get("/fail/value")
+        resp = await http.get(f"{way}value")
     assert resp.status_code == 400
     assert "retry-after" not in resp.headers
     body = resp.json()
@@ -157,14 +199,22 @@ async def secret_page(_: Request) -> Response:
 
 
 async def test_request_logs_name_the_route_never_a_path_secret() -> None:
-    app = build_app([Route("/v1/downloads/{secret}/{name}", secret_page)], None, "test")
+    routes = [Route("/v1/downloads/{secret}/{name}", secret_page), Route("/plain", secret_page)]
+    app = build_app(routes, None, "test")
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with structlog.testing.capture_logs() as logs:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             assert (await http.get("/v1/downloads/s3cr3t-capability/a.csv")).status_code == 200
             assert (await http.get("/nowhere/" + "x" * 500)).status_code == 404
+            assert (await http.get("/plain")).status_code == 200
     requests = [entry for entry in logs if entry["event"] == "request"]
-    assert len(requests) == 2
+    assert len(requests) == 3
+    assert (requests[2]["route"], requests[2]["path"], requests[2]["status"]) == (
+        "/plain",
+        None,
+        200,
+    )
+    assert requests[2]["request_id"].startswith("prq_")
     assert "s3cr3t-capability" not in repr(requests[0])
     assert requests[0]["route"] == "/v1/downloads/{secret}/{name}"
     assert requests[1]["route"] == "unmatched"
