@@ -67,7 +67,7 @@ def _session(token: str, connections: int, timeout: float) -> aiohttp.ClientSess
     )
 
 
-class TargetUnreachable(Exception):
+class TargetUnreachable(Exception):  # noqa: N818 - reads as a verdict, like the core tree
     """The service to load does not answer; nothing was sent."""
 
 

@@ -3,10 +3,11 @@
 An event is *logged* when ingest (or Kafka, for the producer) acknowledged it, and *sealed*
 when the query service can prove it: ``GET /v1/receipts/{hash}`` answers 200 once a signed
 checkpoint covers it. The sampler follows about ``wanted`` events spread over the run (every
-k-th logging request, k from the planned count), polling each one's receipt every 20 ms for the first
-0.5 s, then every 100 ms, and every 500 ms after 2 s; the latency is from the acknowledgement
-to the first 200, so it is exact to within one poll interval plus one receipt request. For ``/v2/log_async`` the acknowledgement is
-the 202, and the hash is first read from ``GET /request/{id}``.
+k-th logging request, k from the planned count), polling each one's receipt every 20 ms for
+the first 0.5 s, then every 100 ms, and every 500 ms after 2 s; the latency is from the
+acknowledgement to the first 200, so it is exact to within one poll interval plus one receipt
+request. For ``/v2/log_async`` the acknowledgement is the 202, and the hash is first read from
+``GET /request/{id}``.
 
 The poll needs a token with the ``search`` scope and, without ``received_at``, the event-hash
 index (on by default; docs/query.md). When the service refuses for either reason the sampler

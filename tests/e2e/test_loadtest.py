@@ -1,0 +1,162 @@
+"""``auditlog loadtest`` against the pipeline (reports, thresholds, every logging path) and,
+for coordinated omission, against a deliberately stalling server in this test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+from auditlog.loadtest.pacing import Plan
+from auditlog.loadtest.runner import Config, execute
+from tests.e2e.conftest import Pipeline
+
+pytestmark = pytest.mark.e2e
+
+
+def _loadtest(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditlog.cli", "loadtest", "--url", pipeline.base_url,
+         "--token", pipeline.token, "--quiet", *args],
+        capture_output=True, text=True, check=False, timeout=120, env=pipeline.env,
+    )  # fmt: skip
+
+
+def test_a_short_mixed_run_writes_the_json_and_html_reports(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    done = _loadtest(
+        pipeline,
+        "--scenario", "mixed", "--rate", "50", "--duration", "3s", "--bulk", "10",
+        "--seal-samples", "20", "--max-p99", "10000", "--max-sealed-p99", "30000",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    res = json.loads((tmp_path / "report.json").read_text())
+    assert res["passed"] is True
+    assert res["requests"] == 150
+    assert res["failed"] == 0, res["errors"]
+    assert {"log", "bulk", "async", "search", "receipt", "tile"} >= set(res["operations"])
+    assert {"log", "search"} <= set(res["operations"])
+    assert res["events"] >= res["operations"]["log"]["requests"]
+    # Sampled events were followed through their receipts until sealed.
+    assert res["sealed"]["sealed"] == res["sealed"]["sampled"] > 0
+    assert res["sealed"]["latency_ms"]["p50"] > 0
+    assert sum(row["offered"] for row in res["timeline"]) == 150
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<svg") == 4
+    assert "<script" not in page
+    assert "PASSED" in page
+    assert "report.html" in done.stdout
+    assert "logged -> sealed" in done.stdout
+
+
+def test_a_breached_threshold_exits_1_and_says_which(pipeline: Pipeline, tmp_path: Path) -> None:
+    done = _loadtest(
+        pipeline, "--rate", "20", "--duration", "1s", "--seal-samples", "0",
+        "--max-p99", "0.001", "--min-rate", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "--max-p99 0.001:" in done.stdout
+    assert "FAILED" in done.stdout
+    res = json.loads((tmp_path / "report.json").read_text())
+    assert res["passed"] is False
+    verdicts = {t["option"]: t["passed"] for t in res["thresholds"]}
+    assert verdicts == {"--max-p99": False, "--max-error-rate": True, "--min-rate": True}
+    # A wrong token fails the run through the error rate (default 1 %), by kind.
+    bad = subprocess.run(
+        [sys.executable, "-m", "auditlog.cli", "loadtest", "--url", pipeline.base_url,
+         "--token", "not-a-token", "--quiet", "--rate", "10", "--duration", "1s",
+         "--out", str(tmp_path / "bad")],
+        capture_output=True, text=True, check=False, timeout=60, env=pipeline.env,
+    )  # fmt: skip
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "HTTP 401" in bad.stdout
+
+
+def test_the_kafka_producer_scenario_and_a_closed_loop(pipeline: Pipeline, tmp_path: Path) -> None:
+    done = _loadtest(
+        pipeline, "--scenario", "kafka", "--kafka-bootstrap", pipeline.services.kafka_bootstrap,
+        "--topic", pipeline.services.topic, "--rate", "50", "--duration", "2s",
+        "--seal-samples", "10", "--out", str(tmp_path / "kafka"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    res = json.loads((tmp_path / "kafka" / "report.json").read_text())
+    assert res["events"] == 100
+    assert res["sealed"]["sealed"] == res["sealed"]["sampled"] > 0
+    closed = _loadtest(
+        pipeline, "--scenario", "bulk", "--bulk", "10", "--concurrency", "2",
+        "--duration", "1s", "--seal-samples", "0", "--out", str(tmp_path / "closed"),
+    )  # fmt: skip
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    res = json.loads((tmp_path / "closed" / "report.json").read_text())
+    assert res["plan"]["mode"] == "closed"
+    assert res["events"] == 10 * res["requests"] > 0
+
+
+STALL_AT = 0.5  # seconds into the run
+STALL_FOR = 1.0
+
+
+@pytest.fixture
+async def stalling_server() -> AsyncIterator[str]:
+    """Answers /v1/log in a millisecond, except that it stops for a second half a second in."""
+    loop = asyncio.get_running_loop()
+    first: list[float] = []
+
+    async def log(_request: web.Request) -> web.Response:
+        now = loop.time()
+        if not first:
+            first.append(now)
+        if STALL_AT <= now - first[0] < STALL_AT + STALL_FOR:
+            await asyncio.sleep(first[0] + STALL_AT + STALL_FOR - now)
+        return web.Response(body=orjson.dumps({"status": "Success", "result": {"hash": "00"}}))
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/v1/log", log)
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_latency_counts_the_wait_behind_a_stall_from_the_intended_send_time(
+    stalling_server: str,
+) -> None:
+    """Coordinated omission: with one connection, the requests due during a 1 s stall queue
+    behind it. Measured from when each was sent, only one request would look slow; measured
+    from when each was due, every one of them does, by as much as it waited."""
+    rate, seconds = 100, 2.0
+    config = Config(
+        scenario="single", url=stalling_server, token="t", query_url=stalling_server,
+        read_token="t", plan=Plan.constant(rate, seconds), max_in_flight=1, seal_samples=0,
+    )  # fmt: skip
+    res = await execute(config, progress=None)
+    assert res["requests"] == rate * seconds
+    assert res["failed"] == 0
+    lat = res["latency_ms"]
+    # ~100 requests were due during the stall, waiting 1 s down to 0: a quarter of all the
+    # requests waited more than a quarter of a second.
+    assert lat["max"] >= STALL_FOR * 1000 * 0.9
+    assert lat["p75"] >= 200
+    assert lat["p50"] < lat["p75"]
+    generator = res["generator"]
+    assert generator["late_requests"] >= 50
+    assert generator["waited_for_slot"] >= 50
+    assert any("--max-in-flight" in w for w in generator["warnings"])
