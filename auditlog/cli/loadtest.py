@@ -97,6 +97,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         topic=args.topic,
         seed=args.seed,
         templated=args.templated,
+        tenant=args.tenant,
     )
     progress = None if args.quiet else sys.stderr
     try:
@@ -201,6 +202,9 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="open loop: requests out at once; later ones wait, and it counts",
     )
     load.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
+    load.add_argument(
+        "--tenant", help="set every event's tenant_id (what a tenant-bound --token needs)"
+    )
     load.add_argument("--seed", type=int, default=0, help="seed of the events and the mix")
     load.add_argument(
         "--templated",

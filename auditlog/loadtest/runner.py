@@ -57,6 +57,7 @@ class Config:
     topic: str = "audit.events"
     seed: int = 0
     templated: bool = False
+    tenant: str | None = None
 
 
 def _session(token: str, connections: int, timeout: float) -> aiohttp.ClientSession:
@@ -93,7 +94,7 @@ def planned_requests(config: Config) -> int:
 async def execute(config: Config, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
     connections = config.max_in_flight if config.plan is not None else config.concurrency
     started_at = datetime.now(UTC)
-    events = event_pool(config.seed, POOL_EVENTS, templated=config.templated)
+    events = event_pool(config.seed, POOL_EVENTS, templated=config.templated, tenant=config.tenant)
     async with (
         _session(config.token, connections, config.timeout) as ingest,
         _session(config.read_token, connections, config.timeout) as query,

@@ -59,18 +59,20 @@ class SealSampler:
         self.errors: dict[str, int] = {}
         self.unavailable: str | None = None
         self._seen = 0
+        self._chosen = 0  # requests chosen before they were sent; some fail and are not followed
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadline = float("inf")
 
     def should_sample(self) -> bool:
         """Asked once per logging request, before it is sent."""
         self._seen += 1
-        return (
-            self.wanted > 0
-            and self.unavailable is None
-            and self.sampled < self.wanted
+        chosen = (
+            self.unavailable is None
+            and self._chosen < self.wanted
             and self._seen % self.stride == 1 % self.stride
         )
+        self._chosen += chosen
+        return chosen
 
     def follow(self, outcome: Outcome, acknowledged: float) -> None:
         if outcome.hash is None and outcome.request_id is None:

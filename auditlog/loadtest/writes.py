@@ -25,9 +25,17 @@ from auditlog.producer import AuditProducer
 POOL_EVENTS = 5_000
 
 
-def event_pool(seed: int, events: int, *, templated: bool = False) -> list[dict[str, Any]]:
+def event_pool(
+    seed: int, events: int, *, templated: bool = False, tenant: str | None = None
+) -> list[dict[str, Any]]:
+    """``events`` events; with ``tenant``, every one carries that ``tenant_id`` (a tenant-bound
+    token may log for its own tenant only, and a test's events are then easy to tell apart)."""
     generator = EventGenerator(seed, templated=templated)
-    return [generator.event() for _ in range(events)]
+    pool = [generator.event() for _ in range(events)]
+    if tenant is not None:
+        for event in pool:
+            event["tenant_id"] = tenant
+    return pool
 
 
 def bodies(events: list[dict[str, Any]], per_request: int, *, single: bool) -> Iterator[bytes]:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from auditlog.loadtest.pacing import Plan
 from auditlog.loadtest.runner import Config, execute
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, make_token
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +99,25 @@ def test_the_kafka_producer_scenario_and_a_closed_loop(pipeline: Pipeline, tmp_p
     res = json.loads((tmp_path / "closed" / "report.json").read_text())
     assert res["plan"]["mode"] == "closed"
     assert res["events"] == 10 * res["requests"] > 0
+
+
+def test_a_tenant_bound_token_logs_and_reads_its_own_tenant(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    token = make_token(pipeline.services, {"log", "search"}, tenant="loadtest")
+    done = subprocess.run(
+        [sys.executable, "-m", "auditlog.cli", "loadtest", "--url", pipeline.base_url,
+         "--token", token, "--tenant", "loadtest", "--scenario", "mixed", "--rate", "30",
+         "--duration", "1s", "--seal-samples", "5", "--max-error-rate", "0", "--quiet",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False, timeout=60, env=pipeline.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    res = json.loads((tmp_path / "report.json").read_text())
+    assert res["sealed"]["sealed"] == res["sealed"]["sampled"] > 0
+    # Reports are shared as CI artifacts: no token in them.
+    assert token not in (tmp_path / "report.json").read_text()
+    assert token not in (tmp_path / "report.html").read_text()
 
 
 STALL_AT = 0.5  # seconds into the run
