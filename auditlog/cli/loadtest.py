@@ -65,6 +65,7 @@ def _bounds(args: argparse.Namespace) -> dict[str, float]:
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from auditlog.loadtest import report, runner, thresholds
     from auditlog.loadtest.pacing import Plan, parse_duration
+    from auditlog.loadtest.thresholds import parse_rate
 
     token = args.token or os.environ.get("PANGEA_AUDIT_TOKEN")
     if not token:
@@ -77,6 +78,10 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         raise UsageError("the kafka scenario needs --kafka-bootstrap (or AUDITLOG_KAFKA_BOOTSTRAP)")
     if not 1 <= args.bulk <= 1000:
         raise UsageError("--bulk is 1 to 1000 events per request (ingest's limit)")
+    try:
+        stop_on_errors = None if args.stop_on_errors is None else parse_rate(args.stop_on_errors)
+    except ValueError as exc:
+        raise UsageError(f"--stop-on-errors: {exc}") from exc
     url = args.url.rstrip("/")
     config = runner.Config(
         scenario=args.scenario,
@@ -98,6 +103,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         seed=args.seed,
         templated=args.templated,
         tenant=args.tenant,
+        stop_on_errors=stop_on_errors,
     )
     progress = None if args.quiet else sys.stderr
     try:
@@ -113,7 +119,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     for check in checks:
         print(f"  {check.describe()}")
     print(f"report: {html_path} and {json_path}")
-    return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILED
+    passed = not res["stopped_failing"] and all(c.passed for c in checks)
+    return EXIT_OK if passed else EXIT_FAILED
 
 
 def summary(res: dict[str, object]) -> list[str]:
@@ -126,7 +133,8 @@ def summary(res: dict[str, object]) -> list[str]:
         value = lat.get(key)
         return "-" if value is None else f"{value:,.1f}"
 
-    lines = [
+    lines = [f"STOPPED EARLY: {r['stopped_early']}"] if r["stopped_early"] else []
+    lines += [
         f"{r['scenario']}: {r['requests']:,} requests in {r['duration_s']:,.1f} s,"
         f" {r['ok_requests_per_s']:,.1f} ok requests/s, {r['events_per_s']:,.1f} events/s,"
         f" errors {r['failed']:,} ({r['error_rate']:.2%})",
@@ -189,6 +197,11 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="run time with --rate or --concurrency: 30s, 2m... (default 10s)",
     )
     load.add_argument("--max-requests", type=int, help="stop after this many requests")
+    load.add_argument(
+        "--stop-on-errors",
+        metavar="RATE",
+        help="stop sending when more than RATE (0.05 or 5%%) of the last 5 s failed",
+    )
     load.add_argument(
         "--bulk",
         type=int,

@@ -9,7 +9,8 @@
   latency is then the service time of each request.
 
 Each request runs one :class:`Operation`, drawn by weight (a mixed scenario). Ctrl-C stops
-sending; requests already out are awaited and the report is written from what was done.
+sending, as does ``--stop-on-errors`` when the last seconds' error rate passes its bound;
+requests already out are awaited and the report is written from what was done.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class Run:
         self.sampler = sampler
         self.tally = Tally()
         self.began = time.perf_counter()
-        self.stopped_early = False
+        self.stopped_early: str | None = None  # why, when the run stopped before its plan
+        self.failing = False
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -68,8 +70,11 @@ class Run:
     def elapsed(self) -> float:
         return time.perf_counter() - self.began
 
-    def stop(self) -> None:
-        self.stopped_early = True
+    def stop(self, why: str = "interrupted (Ctrl-C)", *, failing: bool = False) -> None:
+        """Stop sending; ``failing``: the run fails whatever its thresholds say."""
+        if self.stopped_early is None:
+            self.stopped_early = why
+            self.failing = failing
         self._stop.set()
 
     @contextlib.contextmanager

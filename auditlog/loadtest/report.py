@@ -39,7 +39,7 @@ text-align:right}th:first-child,td:first-child{text-align:left}
 def write(res: dict[str, Any], checks: list[Check], directory: Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html`` into ``directory`` (made if missing)."""
     directory.mkdir(parents=True, exist_ok=True)
-    full = {**res, **verdict(checks)}
+    full = {**res, **verdict(checks, failing=bool(res.get("stopped_failing")))}
     json_path = directory / "report.json"
     json_path.write_bytes(orjson.dumps(full, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     html_path = directory / "report.html"
@@ -47,13 +47,14 @@ def write(res: dict[str, Any], checks: list[Check], directory: Path) -> tuple[Pa
     return json_path, html_path
 
 
-def verdict(checks: list[Check]) -> dict[str, Any]:
+def verdict(checks: list[Check], *, failing: bool = False) -> dict[str, Any]:
+    """The thresholds' checks, and whether the run passed (``failing``: stopped on errors)."""
     return {
         "thresholds": [
             {"option": c.option, "bound": c.bound, "actual": c.actual, "passed": c.passed}
             for c in checks
         ],
-        "passed": all(c.passed for c in checks),
+        "passed": not failing and all(c.passed for c in checks),
     }
 
 
@@ -120,8 +121,10 @@ def html(res: dict[str, Any]) -> str:
         f" <span class={'pass' if passed else 'fail'}>{'PASSED' if passed else 'FAILED'}</span>"
         "</h1>",
         f"<div class=sub>{escape(res['started_at'])} · {escape(res['config']['url'])} ·"
-        f" {escape(shape)}{' · stopped early (Ctrl-C)' if res['stopped_early'] else ''}</div>",
+        f" {escape(shape)}</div>",
     ]
+    if res["stopped_early"]:
+        parts.append(f"<div class=warn>Stopped early: {escape(res['stopped_early'])}</div>")
     parts += [f"<div class=warn>{escape(w)}</div>" for w in res["generator"]["warnings"]]
     lat = res["latency_ms"]
     parts.append("<h2>Summary</h2>")

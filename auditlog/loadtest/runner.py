@@ -58,6 +58,7 @@ class Config:
     seed: int = 0
     templated: bool = False
     tenant: str | None = None
+    stop_on_errors: float | None = None  # stop sending when the last seconds' error rate passes
 
 
 def _session(token: str, connections: int, timeout: float) -> aiohttp.ClientSession:
@@ -136,6 +137,7 @@ async def execute(config: Config, progress: TextIO | None = sys.stderr) -> dict[
             gc.freeze()
             cpu_before = time.process_time()
             reporter = asyncio.create_task(_progress(run, config, progress))
+            watchdog = asyncio.create_task(_watch_errors(run, config.stop_on_errors))
             with run.interruptible():
                 if config.plan is not None:
                     await run.open_loop(config.plan, config.max_in_flight)
@@ -143,9 +145,10 @@ async def execute(config: Config, progress: TextIO | None = sys.stderr) -> dict[
                     await run.closed_loop(config.concurrency, config.seconds, config.max_requests)
             duration = run.elapsed
             cpu = time.process_time() - cpu_before
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
+            for task in (reporter, watchdog):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if sampler is not None:
                 if progress is not None and sampler.sampled > sampler.latency.count:
                     print(
@@ -190,6 +193,30 @@ async def _progress(run: Run, config: Config, out: TextIO | None) -> None:
             print("\r" + _line(run, config, window) + "\x1b[K", end="", file=out, flush=True)
         elif tick % 5 == 0:
             print(_line(run, config, window), file=out, flush=True)
+
+
+# --stop-on-errors looks at this many whole seconds, and only once they hold this many requests:
+# a short burst of errors, or a handful at a low rate, does not end a run.
+_ERROR_WINDOW = 5
+_ERROR_WINDOW_MIN_REQUESTS = 20
+
+
+async def _watch_errors(run: Run, bound: float | None) -> None:
+    if bound is None:
+        return
+    while True:
+        await asyncio.sleep(1)
+        done = int(run.elapsed)
+        window = run.tally.seconds[max(0, done - _ERROR_WINDOW) : done]
+        requests = sum(c.requests for c in window)
+        failed = sum(c.failed for c in window)
+        if requests >= _ERROR_WINDOW_MIN_REQUESTS and failed / requests > bound:
+            run.stop(
+                f"--stop-on-errors: {failed:,} of {requests:,} requests failed in the last"
+                f" {len(window)} s ({failed / requests:.1%} > {bound:.1%})",
+                failing=True,
+            )
+            return
 
 
 def _counts(c: Counts) -> dict[str, Any]:
@@ -306,6 +333,7 @@ def result(
         "plan": planned,
         "duration_s": round(duration, 3),
         "stopped_early": run.stopped_early,
+        "stopped_failing": run.failing,
         **_counts(t.total),
         "error_rate": t.total.failed / t.total.requests if t.total.requests else 0.0,
         "requests_per_s": t.total.requests / per_s,

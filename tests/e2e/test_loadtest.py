@@ -70,14 +70,18 @@ def test_a_breached_threshold_exits_1_and_says_which(pipeline: Pipeline, tmp_pat
     assert res["passed"] is False
     verdicts = {t["option"]: t["passed"] for t in res["thresholds"]}
     assert verdicts == {"--max-p99": False, "--max-error-rate": True, "--min-rate": True}
-    # A wrong token fails the run through the error rate (default 1 %), by kind.
+    # A wrong token: every request fails, by kind, and --stop-on-errors ends the run early.
     bad = subprocess.run(
         [sys.executable, "-m", "auditlog.cli", "loadtest", "--url", pipeline.base_url,
-         "--token", "not-a-token", "--quiet", "--rate", "10", "--duration", "1s",
-         "--out", str(tmp_path / "bad")],
+         "--token", "not-a-token", "--quiet", "--rate", "20", "--duration", "30s",
+         "--stop-on-errors", "50%", "--out", str(tmp_path / "bad")],
         capture_output=True, text=True, check=False, timeout=60, env=pipeline.env,
     )  # fmt: skip
     assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "STOPPED EARLY: --stop-on-errors" in bad.stdout
+    res = json.loads((tmp_path / "bad" / "report.json").read_text())
+    assert res["duration_s"] < 10
+    assert res["passed"] is False
     assert "HTTP 401" in bad.stdout
 
 
