@@ -149,6 +149,10 @@ def summary(res: dict[str, object]) -> list[str]:
     if isinstance(sealed, dict):
         if sealed.get("unavailable"):
             lines.append(f"  logged -> sealed: not measured: {sealed['unavailable']}")
+        elif not sealed["sealed"]:
+            lines.append(
+                f"  logged -> sealed: none of {sealed['sampled']} sampled events seen sealed"
+            )
         else:
             s = sealed["latency_ms"]
             lines.append(

@@ -128,7 +128,8 @@ async def execute(config: Config, progress: TextIO | None = sys.stderr) -> dict[
                     planned_logging_requests=int(planned_requests(config) * logging_share),
                     on_sealed=reads.learn,
                 )
-            await reads.prepare()
+            if any(not op.logs_events for op in ops):
+                await reads.prepare()
             run = Run(Picker(ops, random.Random(config.seed)), sampler)
             # The event pools are ~100,000 long-lived objects: a full collection scanning
             # them would stall the event loop for tens of milliseconds, and every request due

@@ -17,12 +17,15 @@ import aiohttp
 import orjson
 from aiokafka.errors import KafkaError
 
-from auditlog.core.errors import Pushback
+from auditlog.core.errors import InvalidEvent, Pushback
 from auditlog.loadtest.events import EventGenerator
 from auditlog.loadtest.outcome import Outcome, failed, http_error
 from auditlog.producer import AuditProducer
 
 POOL_EVENTS = 5_000
+# A success whose body is not the Pangea answer it should be: a fault of the service, counted as
+# an error (only sampled answers are read, so only they can show it).
+UNREADABLE = "unreadable answer"
 
 
 def event_pool(
@@ -86,17 +89,24 @@ class HttpLog:
         count = self.per_request
         if not sample:
             return Outcome(events=count)
-        result = orjson.loads(data)["result"]
-        first = result if self._single else result["results"][0]
-        return Outcome(events=count, hash=first["hash"])
+        try:
+            result = orjson.loads(data)["result"]
+            first = result if self._single else result["results"][0]
+            return Outcome(events=count, hash=str(first["hash"]))
+        except (orjson.JSONDecodeError, LookupError, TypeError):
+            return Outcome(error=UNREADABLE)
 
     def _accepted(self, status: int, data: bytes, sample: bool) -> Outcome:
         if not sample:
             return Outcome(events=self.per_request)
-        parsed = orjson.loads(data)
-        if status == 200:
-            return Outcome(events=self.per_request, hash=parsed["result"]["results"][0]["hash"])
-        return Outcome(events=self.per_request, request_id=parsed["request_id"])
+        try:
+            parsed = orjson.loads(data)
+            if status == 200:
+                digest = str(parsed["result"]["results"][0]["hash"])
+                return Outcome(events=self.per_request, hash=digest)
+            return Outcome(events=self.per_request, request_id=str(parsed["request_id"]))
+        except (orjson.JSONDecodeError, LookupError, TypeError):
+            return Outcome(error=UNREADABLE)
 
 
 class KafkaLog:
@@ -110,6 +120,6 @@ class KafkaLog:
     async def __call__(self, sample: bool) -> Outcome:
         try:
             digest = await self.producer.log(next(self._events))
-        except (Pushback, KafkaError, TimeoutError) as exc:
+        except (Pushback, InvalidEvent, KafkaError, TimeoutError) as exc:
             return failed(exc)
         return Outcome(events=1, hash=digest if sample else None)
