@@ -110,8 +110,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         res = asyncio.run(runner.execute(config, progress))
     except runner.TargetUnreachable as exc:
         raise UsageError(str(exc)) from exc
-    if progress is not None and progress.isatty():
-        print(file=progress)
     checks = thresholds.evaluate(bounds, runner.figures(res))
     json_path, html_path = report.write(res, checks, Path(args.out))
     for line in summary(res):

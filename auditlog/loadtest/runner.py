@@ -150,6 +150,8 @@ async def execute(config: Config, progress: TextIO | None = sys.stderr) -> dict[
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if progress is not None and progress.isatty():
+                print(file=progress)  # end the progress line rewritten in place
             if sampler is not None:
                 if progress is not None and sampler.sampled > sampler.latency.count:
                     print(
