@@ -120,8 +120,9 @@ class Run:
             delay = due - time.perf_counter()
             if delay > 0:
                 behind = 0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                # A plain sleep: waiting on the stop event with a timeout costs a task per
+                # request, and Ctrl-C is seen at the next due time anyway.
+                await asyncio.sleep(delay)
                 if self._stop.is_set():
                     break
             else:

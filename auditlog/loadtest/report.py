@@ -217,7 +217,7 @@ def html(res: dict[str, Any]) -> str:
             [
                 ["CPU", f"{gen['cpu_s']:,.1f} s ({gen['cpu_share']:.0%} of one core)"],
                 [
-                    "ceiling on this machine",
+                    "ceiling on this machine (one core at this CPU per request)",
                     "-"
                     if gen["ceiling_requests_per_s"] is None
                     else f"≈ {gen['ceiling_requests_per_s']:,} requests/s",

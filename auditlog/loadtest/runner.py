@@ -2,9 +2,10 @@
 
 The result is a plain dict (the JSON report, :func:`result`), from which the HTML report and
 the threshold checks are made. The generator's own limits are in it: the CPU it used (Python
-drives its requests from one core), the request rate that CPU buys (its ceiling on this
-machine), and how many requests started late; a warning says when the generator, not the
-service, set the pace.
+drives its requests from one core), the request rate one core would drive at that CPU per
+request (its ceiling on this machine; a floor at low rates, where each request costs more),
+and how many requests started late; a warning says when the generator, not the service, set
+the pace.
 """
 
 from __future__ import annotations
