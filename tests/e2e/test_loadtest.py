@@ -25,7 +25,7 @@ def _loadtest(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [sys.executable, "-m", "auditlog.cli", "loadtest", "--url", pipeline.base_url,
          "--token", pipeline.token, "--quiet", *args],
-        capture_output=True, text=True, check=False, timeout=120, env=pipeline.env,
+        capture_output=True, text=True, check=False, timeout=150, env=pipeline.env,
     )  # fmt: skip
 
 
@@ -35,7 +35,8 @@ def test_a_short_mixed_run_writes_the_json_and_html_reports(
     done = _loadtest(
         pipeline,
         "--scenario", "mixed", "--rate", "50", "--duration", "3s", "--bulk", "10",
-        "--seal-samples", "20", "--max-p99", "10000", "--max-sealed-p99", "30000",
+        "--seal-samples", "20", "--max-p99", "60000", "--max-sealed-p99", "60000",
+        "--seal-wait", "90",
         "--out", str(tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -89,7 +90,7 @@ def test_the_kafka_producer_scenario_and_a_closed_loop(pipeline: Pipeline, tmp_p
     done = _loadtest(
         pipeline, "--scenario", "kafka", "--kafka-bootstrap", pipeline.services.kafka_bootstrap,
         "--topic", pipeline.services.topic, "--rate", "50", "--duration", "2s",
-        "--seal-samples", "10", "--out", str(tmp_path / "kafka"),
+        "--seal-samples", "10", "--seal-wait", "90", "--out", str(tmp_path / "kafka"),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     res = json.loads((tmp_path / "kafka" / "report.json").read_text())
@@ -112,9 +113,10 @@ def test_a_tenant_bound_token_logs_and_reads_its_own_tenant(
     done = subprocess.run(
         [sys.executable, "-m", "auditlog.cli", "loadtest", "--url", pipeline.base_url,
          "--token", token, "--tenant", "loadtest", "--scenario", "mixed", "--rate", "30",
-         "--duration", "1s", "--seal-samples", "5", "--max-error-rate", "0", "--quiet",
+         "--duration", "1s", "--seal-samples", "5", "--seal-wait", "90", "--max-error-rate", "0",
+         "--quiet",
          "--out", str(tmp_path)],
-        capture_output=True, text=True, check=False, timeout=60, env=pipeline.env,
+        capture_output=True, text=True, check=False, timeout=150, env=pipeline.env,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     res = json.loads((tmp_path / "report.json").read_text())
