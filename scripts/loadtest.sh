@@ -4,7 +4,8 @@
 #
 # Which stack: the one named by AUDITLOG_URL and PANGEA_AUDIT_TOKEN when both are set and it
 # answers, else the one `make up` is running (.auditlog/dev.env), else one started here with
-# `auditlog up --exit-after` for the length of the run (stopped again afterwards).
+# `auditlog up --exit-after` for the length of the run (stopped again afterwards), on port
+# LOADTEST_PORT (default 8000).
 #
 # The standard scenario (docs/loadtest.md): `mixed` (single events, some bulk and async
 # requests, a console's reads), ramping to 100 requests/s in 10 s, holding 30 s, ramping down
