@@ -11,9 +11,9 @@
 
 ``mixed`` is the standard scenario (``make loadtest``): mostly single events, as services log
 them, some batches, and reads while it runs. Receipts and tiles (clients and monitors checking
-the log) far outnumber searches (people), as they would: a search costs the database two orders
-of magnitude more than a receipt (on the development machine, 20-300 ms of CPU at 250,000
-events against ~1 ms), so a few searches a second already take a 2-vCPU machine's CPU.
+the log) far outnumber searches (people), as they would: a search costs the database far more
+than a receipt (on the development machine, with 250,000 events logged, a search took 20-300
+ms where a receipt took a few), so a few searches a second already load a 2-vCPU machine.
 """
 
 from __future__ import annotations
