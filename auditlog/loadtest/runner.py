@@ -313,7 +313,14 @@ def result(
     sampler: SealSampler | None,
 ) -> dict[str, Any]:
     t = run.tally
-    settings = {k: v for k, v in asdict(config).items() if k not in ("token", "read_token", "plan")}
+    # No tokens (reports are shared as CI artifacts), and only the settings this run used.
+    unused = {"token", "read_token", "plan"}
+    unused |= {"concurrency", "seconds"} if config.plan is not None else {"max_in_flight"}
+    if config.scenario not in ("bulk", "async", "mixed"):
+        unused.add("bulk")
+    if config.scenario != "kafka":
+        unused |= {"kafka_bootstrap", "topic"}
+    settings = {k: v for k, v in asdict(config).items() if k not in unused}
     plan = config.plan
     planned: dict[str, Any] = {"mode": "open" if plan is not None else "closed"}
     if plan is not None:
