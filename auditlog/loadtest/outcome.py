@@ -1,14 +1,16 @@
 """What one load-test request produced, and how a failure is named in the report.
 
 Errors are grouped by kind: ``HTTP 503 ServiceNotAvailable`` (the status and, when the body is a
-Pangea envelope, its ``status`` field), ``timeout``, ``connection refused``, or the class name
-of any other client or Kafka error. The kinds are what the report's error table and error
-timeline show; they are chosen to tell pushback (503), overload (timeouts) and
-misconfiguration (401, 404, refused connections) apart at a glance.
+Pangea envelope, its ``status`` field), ``timeout``, ``connection refused``, ``connection error
+ECONNRESET`` (an OS error by its errno name), or the class name of any other client or Kafka
+error. The kinds are what the report's error table and error timeline show; they are chosen to
+tell pushback (503), overload (timeouts) and misconfiguration (401, 404, refused connections)
+apart at a glance.
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 import aiohttp
@@ -43,6 +45,8 @@ def exception_kind(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server disconnected"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno is not None:
+        return f"connection error {errno.errorcode.get(exc.errno, exc.errno)}"  # ECONNRESET...
     return type(exc).__name__
 
 
