@@ -50,7 +50,9 @@ def _frame(title: str, x_label: str, y_label: str) -> list[str]:
 
 class _Axes:
     def __init__(self, x_max: float, y_max: float) -> None:
-        self.y_ticks = nice_ticks(y_max)
+        # Headroom above the highest value, so a flat line at the maximum does not run along
+        # the frame's top.
+        self.y_ticks = nice_ticks(y_max * 1.05)
         self.x_ticks = nice_ticks(x_max, 8)
         self.x_max = self.x_ticks[-1] or 1.0
         self.y_max = self.y_ticks[-1] or 1.0
