@@ -93,8 +93,14 @@ class Plan:
 
     @property
     def planned_requests(self) -> int:
-        """How many requests the stages ask for, within ``max_requests``."""
-        return sum(1 for _ in self.due_times())
+        """How many requests the stages ask for, within ``max_requests`` (what
+        :meth:`due_times` yields, without walking it: an hour at 10,000/s is 36M times)."""
+        arrivals, rate = 0.0, self.start_rate
+        for stage in self.stages:
+            arrivals += (rate + stage.target) / 2 * stage.seconds
+            rate = stage.target
+        planned = max(0, math.ceil(arrivals - 1e-9))
+        return planned if self.max_requests is None else min(planned, self.max_requests)
 
     def rate_at(self, t: float) -> float:
         """The planned rate ``t`` seconds into the run (0 after the end)."""

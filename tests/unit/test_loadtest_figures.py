@@ -82,6 +82,18 @@ def test_a_ramp_sends_as_many_requests_each_second_as_its_rate_says() -> None:
     assert plan.rate_at(20) == 50
 
 
+@pytest.mark.parametrize(
+    "stages", ["3s:10", "2.5s:7", "10s:100,5s:100,10s:0", "1s:3,1s:0,1s:5", "0.7s:13,1.3s:2"]
+)
+@pytest.mark.parametrize("start", [0.0, 4.0])
+def test_the_planned_count_is_what_the_schedule_yields(stages: str, start: float) -> None:
+    plan = Plan(tuple(parse_stages(stages)), start_rate=start)
+    times = list(plan.due_times())
+    assert plan.planned_requests == len(times)
+    assert times == sorted(times)
+    assert all(0 <= t <= plan.seconds for t in times)
+
+
 def test_max_requests_bounds_a_plan() -> None:
     plan = Plan((Stage(60, 1000),), start_rate=1000, max_requests=42)
     assert plan.planned_requests == 42
