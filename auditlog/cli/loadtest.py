@@ -172,7 +172,12 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         description="Open-loop load with latency from the intended send time (docs/loadtest.md)."
         " Exit 0 when every threshold holds, 1 when one does not, 2 on a usage error.",
     )
-    lt.add_argument("--scenario", choices=SCENARIOS, default="single")
+    lt.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="single",
+        help="what each request does (default single; mixed is the standard scenario)",
+    )
     lt.add_argument(
         "--url",
         default=os.environ.get("AUDITLOG_URL", "http://127.0.0.1:8000"),
@@ -241,7 +246,11 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     kafka = lt.add_argument_group("kafka scenario")
     kafka.add_argument("--kafka-bootstrap", help="default $AUDITLOG_KAFKA_BOOTSTRAP")
-    kafka.add_argument("--topic", default=os.environ.get("AUDITLOG_TOPIC", "audit.events"))
+    kafka.add_argument(
+        "--topic",
+        default=os.environ.get("AUDITLOG_TOPIC", "audit.events"),
+        help="default $AUDITLOG_TOPIC, else audit.events",
+    )
     out = lt.add_argument_group("reports and thresholds (exit 1 when one is not met)")
     out.add_argument(
         "--out",
@@ -249,12 +258,14 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="directory for report.json and report.html (default loadtest-report)",
     )
     out.add_argument("--quiet", action="store_true", help="no live progress line")
-    out.add_argument("--max-p50", metavar="MS")
-    out.add_argument("--max-p99", metavar="MS")
+    out.add_argument("--max-p50", metavar="MS", help="p50 latency of all requests, ms")
+    out.add_argument("--max-p99", metavar="MS", help="p99 latency of all requests, ms")
     out.add_argument(
         "--max-error-rate", metavar="RATE", default="1%", help="0.01 or 1%% (default 1%%)"
     )
     out.add_argument("--min-rate", metavar="REQ/S", help="ok requests per second")
-    out.add_argument("--min-events-rate", metavar="EVENTS/S")
-    out.add_argument("--max-sealed-p99", metavar="MS")
+    out.add_argument("--min-events-rate", metavar="EVENTS/S", help="events logged per second")
+    out.add_argument(
+        "--max-sealed-p99", metavar="MS", help="p99 of the sampled logged -> sealed latency, ms"
+    )
     lt.set_defaults(func=cmd_loadtest)
