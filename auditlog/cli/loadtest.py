@@ -63,7 +63,7 @@ def _bounds(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    from auditlog.loadtest import report, runner, thresholds
+    from auditlog.loadtest import options, report, results, runner, thresholds
     from auditlog.loadtest.pacing import Plan, parse_duration
     from auditlog.loadtest.thresholds import parse_rate
 
@@ -83,7 +83,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--stop-on-errors: {exc}") from exc
     url = args.url.rstrip("/")
-    config = runner.Config(
+    config = options.Config(
         scenario=args.scenario,
         url=url,
         token=token,
@@ -110,7 +110,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         res = asyncio.run(runner.execute(config, progress))
     except runner.TargetUnreachable as exc:
         raise UsageError(str(exc)) from exc
-    checks = thresholds.evaluate(bounds, runner.figures(res))
+    checks = thresholds.evaluate(bounds, results.figures(res))
     json_path, html_path = report.write(res, checks, Path(args.out))
     for line in summary(res):
         print(line)

@@ -5,7 +5,8 @@
 sends them (open or closed loop) and :mod:`~auditlog.loadtest.tally` records what happened,
 latency from the due time in a :mod:`~auditlog.loadtest.histogram`; the scenarios' operations
 are in :mod:`~auditlog.loadtest.writes` and :mod:`~auditlog.loadtest.reads`, the logged → sealed
-sampler in :mod:`~auditlog.loadtest.sealing`; :mod:`~auditlog.loadtest.runner` runs it all, and
+sampler in :mod:`~auditlog.loadtest.sealing`; :mod:`~auditlog.loadtest.runner` runs what
+:mod:`~auditlog.loadtest.options` asks into :mod:`~auditlog.loadtest.results`, which
 :mod:`~auditlog.loadtest.report` (with :mod:`~auditlog.loadtest.plots`) and
-:mod:`~auditlog.loadtest.thresholds` turn the result into reports and an exit code.
+:mod:`~auditlog.loadtest.thresholds` turn into reports and an exit code.
 """

@@ -1,12 +1,5 @@
-"""One ``auditlog loadtest`` run: clients, scenario, load, live progress, and the result.
-
-The result is a plain dict (the JSON report, :func:`result`), from which the HTML report and
-the threshold checks are made. The generator's own limits are in it: the CPU it used (Python
-drives its requests from one core), the request rate one core would drive at that CPU per
-request (its ceiling on this machine; a floor at low rates, where each request costs more),
-and how many requests started late; a warning says when the generator, not the service, set
-the pace.
-"""
+"""One ``auditlog loadtest`` run: clients, scenario, load, live progress, and the result
+(:mod:`auditlog.loadtest.results`)."""
 
 from __future__ import annotations
 
@@ -16,50 +9,22 @@ import gc
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import aiohttp
+from aiokafka.errors import KafkaError
 
-from auditlog.loadtest.engine import Picker, Run
+from auditlog.loadtest.engine import Operation, Picker, Run
+from auditlog.loadtest.options import Config, planned_requests
 from auditlog.loadtest.outcome import exception_kind
-from auditlog.loadtest.pacing import Plan
 from auditlog.loadtest.reads import ReadTarget
+from auditlog.loadtest.results import result
 from auditlog.loadtest.scenarios import Clients, operations, read_rng
 from auditlog.loadtest.sealing import SealSampler
-from auditlog.loadtest.tally import LATE_SECONDS, Counts, Tally
+from auditlog.loadtest.tally import Counts
 from auditlog.loadtest.writes import POOL_EVENTS, event_pool
 from auditlog.producer import AuditProducer
-
-RESULT_VERSION = 1
-# Above this share of one core the generator is near its ceiling: its timers fire late and its
-# reads of answers queue behind its sends.
-_BUSY_CPU = 0.85
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    scenario: str
-    url: str
-    token: str
-    query_url: str
-    read_token: str
-    plan: Plan | None  # None: closed loop
-    concurrency: int = 0
-    seconds: float = 0.0  # closed loop only; an open loop lasts as long as its plan
-    max_requests: int | None = None
-    bulk: int = 100
-    max_in_flight: int = 1000
-    timeout: float = 30.0
-    seal_samples: int = 200
-    seal_wait: float = 30.0
-    kafka_bootstrap: str | None = None
-    topic: str = "audit.events"
-    seed: int = 0
-    templated: bool = False
-    tenant: str | None = None
-    stop_on_errors: float | None = None  # stop sending when the last seconds' error rate passes
 
 
 def _session(token: str, connections: int, timeout: float) -> aiohttp.ClientSession:
@@ -85,15 +50,45 @@ async def _preflight(session: aiohttp.ClientSession, url: str) -> None:
         raise TargetUnreachable(f"cannot reach {url}: {exception_kind(exc)}") from exc
 
 
-def planned_requests(config: Config) -> int:
-    if config.plan is not None:
-        return config.plan.planned_requests
-    if config.max_requests is not None:
-        return config.max_requests
-    return int(config.seconds * config.concurrency * 100)  # a guess: 10 ms per request
+async def _producer(config: Config) -> AuditProducer | None:
+    """The producer library's client, started, for the kafka scenario."""
+    if config.scenario != "kafka" or not config.kafka_bootstrap:
+        return None
+    producer = AuditProducer(config.kafka_bootstrap, config.topic, ack_timeout=config.timeout)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise TargetUnreachable(
+            f"cannot reach Kafka at {config.kafka_bootstrap}: {type(exc).__name__}"
+        ) from exc
+    return producer
+
+
+def _sampler(
+    config: Config,
+    ops: list[Operation],
+    ingest: aiohttp.ClientSession,
+    query: aiohttp.ClientSession,
+    reads: ReadTarget,
+) -> SealSampler | None:
+    logging_share = sum(op.weight for op in ops if op.logs_events) / sum(op.weight for op in ops)
+    if logging_share == 0 or config.seal_samples <= 0:
+        return None
+    return SealSampler(
+        query,
+        config.query_url,
+        ingest,
+        config.url,
+        wanted=config.seal_samples,
+        planned_logging_requests=int(planned_requests(config) * logging_share),
+        on_sealed=reads.learn,
+    )
 
 
 async def execute(config: Config, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
+    """Run the load ``config`` describes; the result (:func:`result`). Progress goes to
+    ``progress`` (None: silent)."""
     connections = config.max_in_flight if config.plan is not None else config.concurrency
     started_at = datetime.now(UTC)
     events = event_pool(config.seed, POOL_EVENTS, templated=config.templated, tenant=config.tenant)
@@ -104,31 +99,13 @@ async def execute(config: Config, progress: TextIO | None = sys.stderr) -> dict[
         await _preflight(ingest, config.url)
         if config.query_url != config.url:
             await _preflight(query, config.query_url)
-        producer = None
-        if config.scenario == "kafka" and config.kafka_bootstrap:
-            producer = AuditProducer(
-                config.kafka_bootstrap, config.topic, ack_timeout=config.timeout
-            )
-            await producer.start()
+        producer = await _producer(config)
         reads = ReadTarget(query, config.query_url, events, read_rng(config.seed))
         try:
             ops = operations(
                 config.scenario, Clients(ingest, config.url, reads, producer), events, config.bulk
             )
-            logging_share = sum(op.weight for op in ops if op.logs_events) / sum(
-                op.weight for op in ops
-            )
-            sampler = None
-            if logging_share > 0 and config.seal_samples > 0:
-                sampler = SealSampler(
-                    query,
-                    config.query_url,
-                    ingest,
-                    config.url,
-                    wanted=config.seal_samples,
-                    planned_logging_requests=int(planned_requests(config) * logging_share),
-                    on_sealed=reads.learn,
-                )
+            sampler = _sampler(config, ops, ingest, query, reads)
             if any(not op.logs_events for op in ops):
                 await reads.prepare()
             run = Run(Picker(ops, random.Random(config.seed)), sampler)
@@ -221,153 +198,3 @@ async def _watch_errors(run: Run, bound: float | None) -> None:
                 failing=True,
             )
             return
-
-
-def _counts(c: Counts) -> dict[str, Any]:
-    return {
-        "requests": c.requests,
-        "ok": c.ok,
-        "failed": c.failed,
-        "events": c.events,
-        "errors": dict(sorted(c.errors.items(), key=lambda kv: -kv[1])),
-        "latency_ms": c.latency.summary_ms(),
-    }
-
-
-def _timeline(t: Tally) -> list[dict[str, Any]]:
-    out = []
-    for second in range(max(len(t.seconds), len(t.offered))):
-        c = t.seconds[second] if second < len(t.seconds) else Counts()
-        row: dict[str, Any] = {
-            "second": second,
-            "offered": t.offered[second] if second < len(t.offered) else 0,
-            "requests": c.requests,
-            "ok": c.ok,
-            "events": c.events,
-            "errors": c.errors,
-            "late": t.late_by_second[second] if second < len(t.late_by_second) else 0,
-        }
-        if c.requests:
-            row |= {
-                "p50_ms": c.latency.percentile(50) / 1000,
-                "p99_ms": c.latency.percentile(99) / 1000,
-                "max_ms": c.latency.max / 1000,
-            }
-        out.append(row)
-    return out
-
-
-def _generator(config: Config, run: Run, duration: float, cpu: float) -> dict[str, Any]:
-    t = run.tally
-    share = cpu / duration if duration > 0 else 0.0
-    ceiling = t.total.requests / cpu if cpu > 0 else None
-    late_share = t.late / t.total.requests if t.total.requests else 0.0
-    warnings = []
-    # A handful of late sends in a short run is noise, not a generator at its limit.
-    if late_share > 0.01 and t.late >= 5:
-        if t.waited_for_slot:
-            why = (
-                f"{t.waited_for_slot:,} found {config.max_in_flight} requests already out"
-                " (--max-in-flight): the service answered too slowly for the planned rate"
-            )
-        elif share >= _BUSY_CPU:
-            why = (
-                f"the generator is CPU-bound ({share:.0%} of one core; it drives about"
-                f" {ceiling or 0:,.0f} requests/s on this machine): run it on another machine,"
-                " or split the load"
-            )
-        else:
-            why = (
-                f"the generator's event loop was held up, though it used only {share:.0%} of"
-                " a core: other processes on this machine compete for its CPU"
-            )
-        warnings.append(
-            f"{t.late:,} of {t.total.requests:,} requests ({late_share:.1%}) started more than"
-            f" {LATE_SECONDS * 1000:g} ms after their due time (at most {t.max_lag * 1000:,.0f}"
-            f" ms late): {why}. Their latencies include the wait, but fewer requests were"
-            " offered than planned while it lasted."
-        )
-    elif share >= _BUSY_CPU:
-        warnings.append(
-            f"the generator used {share:.0%} of one core: it is near its ceiling of about"
-            f" {ceiling or 0:,.0f} requests/s on this machine"
-        )
-    return {
-        "cpu_s": round(cpu, 3),
-        "cpu_share": round(share, 3),
-        "ceiling_requests_per_s": round(ceiling) if ceiling else None,
-        "late_requests": t.late,
-        "late_share": round(late_share, 5),
-        "late_after_ms": LATE_SECONDS * 1000,
-        "max_lag_ms": round(t.max_lag * 1000, 3),
-        "waited_for_slot": t.waited_for_slot,
-        "warnings": warnings,
-    }
-
-
-def result(
-    config: Config,
-    run: Run,
-    duration: float,
-    cpu: float,
-    started_at: datetime,
-    sampler: SealSampler | None,
-) -> dict[str, Any]:
-    t = run.tally
-    # No tokens (reports are shared as CI artifacts), and only the settings this run used.
-    unused = {"token", "read_token", "plan"}
-    unused |= {"concurrency", "seconds"} if config.plan is not None else {"max_in_flight"}
-    if config.scenario not in ("bulk", "async", "mixed"):
-        unused.add("bulk")
-    if config.scenario != "kafka":
-        unused |= {"kafka_bootstrap", "topic"}
-    settings = {k: v for k, v in asdict(config).items() if k not in unused}
-    plan = config.plan
-    planned: dict[str, Any] = {"mode": "open" if plan is not None else "closed"}
-    if plan is not None:
-        planned |= {
-            "start_rate": plan.start_rate,
-            "stages": [{"seconds": s.seconds, "target_rate": s.target} for s in plan.stages],
-            "seconds": plan.seconds,
-            "requests": plan.planned_requests,
-            "peak_rate": plan.peak_rate,
-        }
-    else:
-        planned |= {"concurrency": config.concurrency, "seconds": config.seconds}
-    per_s = max(duration, 1e-9)
-    sealed = sampler.summary() if sampler is not None else None
-    return {
-        "tool": "auditlog loadtest",
-        "version": RESULT_VERSION,
-        "started_at": started_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "scenario": config.scenario,
-        "config": settings,
-        "plan": planned,
-        "duration_s": round(duration, 3),
-        "stopped_early": run.stopped_early,
-        "stopped_failing": run.failing,
-        **_counts(t.total),
-        "error_rate": t.total.failed / t.total.requests if t.total.requests else 0.0,
-        "requests_per_s": t.total.requests / per_s,
-        "ok_requests_per_s": t.total.ok / per_s,
-        "events_per_s": t.total.events / per_s,
-        "operations": {name: _counts(c) for name, c in sorted(t.operations.items())},
-        "sealed": sealed,
-        "generator": _generator(config, run, duration, cpu),
-        "timeline": _timeline(t),
-        "histogram": t.total.latency.to_json(),
-    }
-
-
-def figures(res: dict[str, Any]) -> dict[str, float | None]:
-    """The figures thresholds apply to (:mod:`auditlog.loadtest.thresholds`)."""
-    latency = res["latency_ms"]
-    sealed = (res.get("sealed") or {}).get("latency_ms", {})
-    return {
-        "latency_p50_ms": latency.get("p50"),
-        "latency_p99_ms": latency.get("p99"),
-        "error_rate": res["error_rate"],
-        "ok_requests_per_s": res["ok_requests_per_s"],
-        "events_per_s": res["events_per_s"],
-        "sealed_p99_ms": sealed.get("p99"),
-    }

@@ -14,8 +14,9 @@ import orjson
 import pytest
 from aiohttp import web
 
+from auditlog.loadtest.options import Config
 from auditlog.loadtest.pacing import Plan
-from auditlog.loadtest.runner import Config, execute
+from auditlog.loadtest.runner import execute
 from tests.e2e.conftest import Pipeline, make_token
 
 pytestmark = pytest.mark.e2e
