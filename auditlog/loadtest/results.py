@@ -60,8 +60,9 @@ def _timeline(t: Tally) -> list[dict[str, Any]]:
     return out
 
 
-def _generator(config: Config, run: Run, duration: float, cpu: float) -> dict[str, Any]:
-    t = run.tally
+def generator_figures(t: Tally, max_in_flight: int, duration: float, cpu: float) -> dict[str, Any]:
+    """The generator's CPU, ceiling and late sends, with a warning saying why sends were late
+    (the service, the generator's CPU, or the machine) when more than 1 % were."""
     share = cpu / duration if duration > 0 else 0.0
     ceiling = t.total.requests / cpu if cpu > 0 else None
     late_share = t.late / t.total.requests if t.total.requests else 0.0
@@ -70,7 +71,7 @@ def _generator(config: Config, run: Run, duration: float, cpu: float) -> dict[st
     if late_share > 0.01 and t.late >= 5:
         if t.waited_for_slot:
             why = (
-                f"{t.waited_for_slot:,} found {config.max_in_flight} requests already out"
+                f"{t.waited_for_slot:,} found {max_in_flight} requests already out"
                 " (--max-in-flight): the service answered too slowly for the planned rate"
             )
         elif share >= _BUSY_CPU:
@@ -156,7 +157,7 @@ def result(
         "events_per_s": t.total.events / per_s,
         "operations": {name: _counts(c) for name, c in sorted(t.operations.items())},
         "sealed": sealed,
-        "generator": _generator(config, run, duration, cpu),
+        "generator": generator_figures(t, config.max_in_flight, duration, cpu),
         "timeline": _timeline(t),
         "histogram": t.total.latency.to_json(),
     }

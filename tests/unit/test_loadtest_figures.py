@@ -11,8 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from auditlog.loadtest.histogram import Histogram, bucket_bounds, bucket_of
+from auditlog.loadtest.outcome import Outcome
 from auditlog.loadtest.pacing import Plan, PlanError, Stage, parse_duration, parse_stages
 from auditlog.loadtest.report import html, verdict
+from auditlog.loadtest.results import generator_figures
+from auditlog.loadtest.tally import Tally
 from auditlog.loadtest.thresholds import evaluate, parse_rate
 
 
@@ -186,3 +189,26 @@ def test_the_html_report_is_self_contained_and_escaped() -> None:
     assert "&lt;x&gt;" in page
     assert "FAILED" in page
     assert "HTTP 503 ServiceNotAvailable" in page
+
+
+def _tally(late: int, waited: int, requests: int = 100) -> Tally:
+    t = Tally()
+    for i in range(requests):
+        t.due(i / 100)
+        t.started(i / 100, 0.05 if i < late else 0.001)
+        t.record("log", i / 100 + 0.01, 0.01, Outcome(events=1))
+    t.waited_for_slot = waited
+    return t
+
+
+def test_late_sends_are_blamed_on_the_service_the_generator_or_the_machine() -> None:
+    slow_service = generator_figures(_tally(late=10, waited=10), 64, duration=1, cpu=0.1)
+    assert "--max-in-flight" in slow_service["warnings"][0]
+    assert slow_service["late_requests"] == 10
+    cpu_bound = generator_figures(_tally(late=10, waited=0), 64, duration=1, cpu=0.95)
+    assert "CPU-bound" in cpu_bound["warnings"][0]
+    assert cpu_bound["ceiling_requests_per_s"] == round(100 / 0.95)
+    busy_machine = generator_figures(_tally(late=10, waited=0), 64, duration=1, cpu=0.1)
+    assert "other processes" in busy_machine["warnings"][0]
+    # A few late sends are noise.
+    assert generator_figures(_tally(late=4, waited=0), 64, duration=1, cpu=0.1)["warnings"] == []
