@@ -18,6 +18,7 @@ from auditlog.loadtest.options import Config
 from auditlog.loadtest.pacing import Plan
 from auditlog.loadtest.runner import execute
 from tests.e2e.conftest import Pipeline, make_token
+from tests.go_tools import ROOT, missing
 
 pytestmark = pytest.mark.e2e
 
@@ -125,6 +126,30 @@ def test_a_tenant_bound_token_logs_and_reads_its_own_tenant(
     # Reports are shared as CI artifacts: no token in them.
     assert token not in (tmp_path / "report.json").read_text()
     assert token not in (tmp_path / "report.html").read_text()
+
+
+def test_the_documented_command_loads_a_running_stack(pipeline: Pipeline, tmp_path: Path) -> None:
+    """``make loadtest``'s script, with shorter stages, against a stack that is already up."""
+    if not (ROOT / ".venv" / "bin" / "auditlog").exists():
+        missing("scripts/loadtest.sh runs .venv/bin/auditlog: run scripts/bootstrap.sh first")
+    env = {
+        **pipeline.env,
+        "AUDITLOG_URL": pipeline.base_url,
+        "PANGEA_AUDIT_TOKEN": pipeline.token,
+        "LOADTEST_STAGES": "1s:20,1s:20",
+        "LOADTEST_OUT": str(tmp_path),
+        # This checkout's code, whichever checkout .venv's editable install points at.
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "loadtest.sh"), "--quiet", "--seal-samples", "5"],
+        capture_output=True, text=True, check=False, timeout=120, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    res = json.loads((tmp_path / "report.json").read_text())
+    assert res["scenario"] == "mixed"
+    assert res["requests"] == 30
+    assert (tmp_path / "report.html").exists()
 
 
 STALL_AT = 0.5  # seconds into the run
