@@ -116,7 +116,6 @@ class Run:
             if self._stop.is_set():
                 break
             due = self.began + offset
-            self.tally.due(offset)
             delay = due - time.perf_counter()
             if delay > 0:
                 behind = 0
@@ -129,6 +128,7 @@ class Run:
                 behind += 1
                 if behind % _CATCH_UP == 0:
                     await asyncio.sleep(0)
+            self.tally.due(offset)
             task = asyncio.create_task(self._one(self.picker.pick(), due, slots))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
