@@ -1,12 +1,15 @@
-"""`auditlog loadtest`: drive an ingest endpoint and report throughput and latency.
+"""The ingest benchmark's load engine (``bench/bench_ingest.py``); ``auditlog loadtest`` itself
+is :mod:`auditlog.loadtest.runner` (docs/loadtest.md).
 
 Two shapes of load, both bounded in time and in the number of requests so a run always stops
 by itself:
 
 * closed loop: ``concurrency`` clients, each sending its next request when the previous one was
   answered (how much can one ingest take?);
-* open loop: requests start at a fixed ``rate`` whatever the answers (what latency does a
-  client see at that rate?). Requests that cannot start on time are counted, not queued.
+* open loop: requests start at a fixed ``rate`` whatever the answers. Latency here is measured
+  from each request's actual start, not its due time, and late starts are not counted: near
+  saturation it understates what clients wait (coordinated omission), which
+  :mod:`auditlog.loadtest.engine` does not.
 
 ``--bulk N`` sends ``/v2/log`` requests of N events instead of single ``/v1/log`` events. The
 events are realistic (:mod:`auditlog.loadtest.events`: ids, addresses, paths and free text,

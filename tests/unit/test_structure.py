@@ -61,7 +61,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "web": frozenset({"core", "runtime", "pg"}),
     "verify": frozenset({"core", "runtime", "pg", "web"}),  # the witness is an HTTP server
     "devstack": frozenset({"core", "runtime"}),
-    "loadtest": frozenset({"core", "runtime"}),
+    "loadtest": frozenset({"core", "runtime", "producer"}),  # the kafka scenario
     "producer": frozenset({"core", "runtime", "kafka"}),
     **dict.fromkeys(SERVICES, _SHARED),
     "cli": _SHARED | SERVICES | {"devstack"},
