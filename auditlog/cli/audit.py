@@ -103,6 +103,8 @@ def _audit_api(
 
 def _print_audit(results: list[Any]) -> None:
     for r in results:
+        for e in r.erased:
+            print(f"ERASED {r.log}: index {e.index} hash {e.hash} at {e.time}: {e.reason}")
         for f in r.findings:
             print(f"DAMAGE {f.line()}")
         if r.suppressed:
@@ -111,6 +113,8 @@ def _print_audit(results: list[Any]) -> None:
         print(
             f"{'OK' if clean else 'FAILED'} {r.log} ({r.origin}): {r.entries} entries, "
             f"size {r.size}, {r.checkpoints} signed checkpoints verified"
+            + (f", pruned below {r.pruned_below}" if r.pruned_below else "")
+            + (f", {len(r.erased)} erased" if r.erased else "")
             + ("" if clean else f", {len(r.findings) + r.suppressed} findings")
         )
     if not results:
