@@ -17,6 +17,7 @@ from auditlog.cli import (
     loadtest,
     logs,
     monitor,
+    retention,
     services,
     stack,
     up,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = (up, stack, services, keys, logs, database, loadtest, verify, audit, monitor, witness)
     for group in groups:
         group.register(sub)
+    retention.register(sub)
     return parser
 
 

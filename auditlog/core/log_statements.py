@@ -20,7 +20,8 @@ statement, and is never a decimal, so neither can be read as a checkpoint::
     reason <one line of text>
 
 A pruned bound only ever rises: of two statements of one log, the one made against the larger
-checkpoint must not have the smaller bound (:func:`bound_went_back`). Parsing is strict, as
+checkpoint (or, against the same one, later) must not have the smaller bound
+(:func:`bound_went_back`). Parsing is strict, as
 for checkpoints, so that one statement has one spelling.
 """
 
@@ -239,8 +240,9 @@ def open_erasure(note: str, trusted: Sequence[NoteVerifier]) -> ErasureRecord:
 
 
 def bound_went_back(earlier: PrunedBound, later: PrunedBound) -> bool:
-    """Whether ``later`` (made against a checkpoint no smaller) lowers ``earlier``'s bound."""
-    first, second = sorted((earlier, later), key=lambda b: (b.size, b.below))
+    """Whether of two statements the later one (by checkpoint size, then time) has the lower
+    bound."""
+    first, second = sorted((earlier, later), key=lambda b: (b.size, b.time, b.below))
     return second.below < first.below
 
 

@@ -101,7 +101,7 @@ class LogStatements:
         return bound
 
     def _check_order(self, bounds: list[PrunedBound]) -> None:
-        ordered = sorted(bounds, key=lambda b: b.size)
+        ordered = sorted(bounds, key=lambda b: (b.size, b.time, b.below))
         for earlier, later in itertools.pairwise(ordered):
             if bound_went_back(earlier, later):
                 self._backwards(earlier, later, "an earlier statement")
