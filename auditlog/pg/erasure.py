@@ -119,7 +119,8 @@ async def erase_event(
     now = now or datetime.now(UTC)
     async with conn.transaction():
         rows = await conn.fetch(
-            "SELECT e.log_id, e.idx, e.envelope, e.received_at, l.origin, l.hash_scheme"
+            "SELECT e.log_id, e.idx, e.envelope, e.received_at, e.tenant_id,"
+            " l.origin, l.hash_scheme"
             " FROM events e JOIN logs l USING (log_id)"
             " WHERE e.event_hash = $1 AND ($2::text IS NULL OR e.log_id = $2)"
             " FOR UPDATE OF e",
@@ -151,10 +152,12 @@ async def erase_event(
         )
         note = sign_statement(record, signer)
         await conn.execute(
-            "INSERT INTO erasures (log_id, idx, event_hash, note) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO erasures (log_id, idx, event_hash, tenant_id, note)"
+            " VALUES ($1, $2, $3, $4, $5)",
             log,
             idx,
             event_hash,
+            row["tenant_id"],
             note,
         )
         await conn.execute(

@@ -30,6 +30,7 @@ CREATE TABLE erasures (
     log_id     text NOT NULL REFERENCES logs (log_id),
     idx        bigint NOT NULL,
     event_hash bytea NOT NULL,
+    tenant_id  text,                             -- whose receipt it is, for tenant-bound tokens
     note       text NOT NULL,                    -- the signed auditlog-erasure/v1 note
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (log_id, idx)
