@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from auditlog.cli import (
+    archive,
     audit,
     database,
     keys,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in groups:
         group.register(sub)
     retention.register(sub)
+    archive.register(sub)
     return parser
 
 
