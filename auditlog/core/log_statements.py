@@ -34,10 +34,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from auditlog.core.errors import MalformedNote
-from auditlog.core.hashing import HASH_SIZE
-from auditlog.core.log_keys import checkpoint_signers, checkpoint_verifiers
+from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.errors import MalformedNote, OriginMismatch
+from auditlog.core.hashing import HASH_SIZE, LogHasher
+from auditlog.core.log_keys import checkpoint_signers, checkpoint_verifiers, open_checkpoint_note
 from auditlog.core.note import NoteSigner, NoteVerifier, open_note, parse_note, sign_note
+from auditlog.core.proof import verify_inclusion
+from auditlog.core.receipt import Receipt
 
 __all__ = [
     "ERASURE_HEADER",
@@ -50,6 +53,7 @@ __all__ = [
     "open_erasure",
     "open_pruned",
     "sign_statement",
+    "verify_erased_receipt",
 ]
 
 PRUNED_HEADER: Final = "auditlog-pruned/v1"
@@ -262,3 +266,31 @@ def erased_entry_leaf(entry: bytes) -> bytes | None:
         return bytes.fromhex(digits.decode("ascii"))
     except ValueError:
         return None
+
+
+def verify_erased_receipt(
+    receipt: Receipt,
+    record_note: str,
+    verifiers: Sequence[NoteVerifier],
+    hasher: LogHasher,
+    origin: str | None = None,
+) -> tuple[Checkpoint, ErasureRecord]:
+    """Verify an erased entry's receipt with its erasure record instead of its envelope: the
+    log's key signed both, the record names the receipt's index and log, and the record's leaf
+    is included at that index. What it proves: an entry with the record's event hash was sealed
+    there, and the log says why its content is gone."""
+    checkpoint = Checkpoint.from_text(open_checkpoint_note(receipt.checkpoint, verifiers).text)
+    if origin is not None and checkpoint.origin != origin:
+        raise OriginMismatch(f"checkpoint is for {checkpoint.origin!r}, expected {origin!r}")
+    record = open_erasure(record_note, verifiers)
+    if record.origin != checkpoint.origin or record.index != receipt.index:
+        raise OriginMismatch(
+            f"the erasure record is for entry {record.index} of {record.origin!r}, the receipt"
+            f" for entry {receipt.index} of {checkpoint.origin!r}"
+        )
+    if hasher.event_hash_leaves and record.leaf != record.event_hash:
+        raise MalformedNote("in this hash scheme the leaf is the event hash; the record differs")
+    verify_inclusion(
+        hasher, receipt.index, checkpoint.size, record.leaf, receipt.proof, checkpoint.root
+    )
+    return checkpoint, record

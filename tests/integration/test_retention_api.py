@@ -75,7 +75,9 @@ def test_api_audit_accepts_pruned_and_erased(sealed: Sealed, served: tuple[str, 
     assert '"pruned_below": 900' in proc.stdout
 
 
-def test_erased_entry_keeps_its_receipt(sealed: Sealed, served: tuple[str, str, str]) -> None:
+def test_erased_entry_keeps_its_receipt(
+    sealed: Sealed, served: tuple[str, str, str], tmp_path: Path
+) -> None:
     base, token, _ = served
     digest = sealed.hashes[(LOG, ERASED)]
     headers = {"Authorization": f"Bearer {token}"}
@@ -91,6 +93,16 @@ def test_erased_entry_keeps_its_receipt(sealed: Sealed, served: tuple[str, str, 
         get_hasher("rfc6962-sha256"), ERASED, cp.size, record.leaf, list(receipt.proof), cp.root
     )
     assert httpx.get(f"{base}/v1/logs/{LOG}/erasures", timeout=10).status_code == 401
+    # The same, offline, with the command line: the receipt and the record, nothing else.
+    (tmp_path / "r.tlog-proof").write_text(answer.text)
+    (tmp_path / "record.note").write_text(records["erasures"][0])
+    verify = ("verify", "receipt", str(tmp_path / "r.tlog-proof"), "--key", str(sealed.vkey_file))
+    proc = cli(sealed, *verify, "--erasure", str(tmp_path / "record.note"))
+    assert proc.returncode == 0 and f"an entry with hash {digest}" in proc.stdout, proc.stdout
+    other = httpx.get(f"{base}/v1/logs/{LOG}/receipts/{ERASED + 1}", timeout=10, headers=headers)
+    (tmp_path / "r.tlog-proof").write_text(other.text)
+    proc = cli(sealed, *verify, "--erasure", str(tmp_path / "record.note"))
+    assert proc.returncode == 1, proc.stdout
 
 
 def test_monitor_remembers_the_bound(
