@@ -12,6 +12,7 @@ statement signed by another key are all still caught.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,3 +248,21 @@ def test_go_verifies_the_pruned_logs_proofs(sealed: Sealed, clone: str, tmp_path
         ],
     }
     assert go_ok(binary, "check", payload)["ok"] is True
+
+
+def test_a_tenant_kept_longer_holds_its_months_back(sealed: Sealed, clone: str) -> None:
+    cli(sealed, "retention", "policy", "set", "--keep-months", "2", "--database-url", clone)
+    # Tenant t1 has events in every month: keeping it 4 months holds back February and March.
+    cli(sealed, "retention", "policy", "set", "--tenant", "t1", "--keep-months", "4",
+        "--database-url", clone)  # fmt: skip
+    plan = cli(sealed, "retention", "plan", "--as-of", AS_OF, "--json", "--database-url", clone)
+    assert plan.returncode == 0, plan.stderr
+    plans = {p["log"]: p for p in json.loads(plan.stdout)}
+    assert len(plans[LOG]["drop"]) == 1 and plans[LOG]["drop"][0].startswith("events_2025_01_")
+    assert "tenants kept longer" in plans[LOG]["held"][0]
+    _prune(sealed, clone)
+    rc, report, out = audit(sealed, clone, "--no-state")
+    assert rc == 0, out
+    assert _bound(report) == STRAGGLER + 1
+    listed = cli(sealed, "retention", "policy", "list", "--database-url", clone).stdout
+    assert "default\t-\t2 months" in listed and "tenant\tt1\t4 months" in listed
