@@ -4,18 +4,21 @@ An archive (``auditlog archive``, verified by ``auditlog audit --bundle``) is JS
 
     {"format": "auditlog-archive/v1", "origin": O, "log": L, "hash_scheme": S,
      "first": A, "end": B, "checkpoint": <signed note of size N >= B>,
-     "tiles": {"<level>/<index>": <base64>, ...}, "pruned": <signed note> | null}
+     "left": [<base64 hash>, ...], "right": [<base64 hash>, ...], "pruned": <signed note> | null}
     {"index": A, "envelope": <base64 canonical envelope>}
     {"index": A+1, "erasure": <signed erasure record>}          (an erased entry)
     ...
     {"entries": B - A}
 
-The verifier rebuilds the tree of size N from three parts: the perfect subtrees covering
-``[0, A)`` and ``[B, N)`` (read from the archived tiles, which hold nothing else that matters),
-and between them the leaves of the archived entries, each computed from its envelope (or taken
-from its verified erasure record). The root must be the signed checkpoint's: one flipped byte
-anywhere, in an envelope, a tile, a record or the checkpoint, and it is not. The last line
-guards against a truncated file. Everything is streamed: memory does not grow with the range.
+The verifier rebuilds the tree of size N from three parts: the roots of the perfect subtrees
+covering ``[0, A)`` (``left``) and ``[B, N)`` (``right``), as
+:func:`~auditlog.core.proof.range_nodes` decomposes them (at most one per bit of N), and between
+them the leaves of the archived entries, each computed from its envelope (or taken from its
+verified erasure record). The root must be
+the signed checkpoint's. Every byte counts: keys are exactly these, base64 is in its one
+spelling, ``log`` must be the log id the origin names (``<topic>-<partition>``), and the last
+line guards against a truncated or extended file. Everything is streamed: memory does not grow
+with the range.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ import orjson
 from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.compact import CompactRange
 from auditlog.core.entry import leaf_hash
-from auditlog.core.errors import AuditLogError, InvalidEvent, NoteError, TileError
-from auditlog.core.hashing import LogHasher, get_hasher
+from auditlog.core.errors import AuditLogError, InvalidEvent, NoteError
+from auditlog.core.hashing import HASH_SIZE, LogHasher, get_hasher
 from auditlog.core.log_keys import open_checkpoint_note
 from auditlog.core.log_statements import open_erasure, open_pruned
-from auditlog.core.note import NoteVerifier
+from auditlog.core.note import NoteVerifier, parse_note
 from auditlog.core.proof import node_hash, range_nodes, tiles_for_ranges
 from auditlog.core.tiles import TileID
 
@@ -44,6 +47,7 @@ __all__ = [
     "ArchiveError",
     "VerifiedArchive",
     "archive_header",
+    "archive_nodes",
     "archive_tiles",
     "entry_line",
     "trailer_line",
@@ -66,9 +70,24 @@ class VerifiedArchive:
     erased: int
 
 
+_HEADER_KEYS: Final = frozenset(
+    {"format", "origin", "log", "hash_scheme", "first", "end", "checkpoint", "left", "right",
+     "pruned"}
+)  # fmt: skip
+
+
 def archive_tiles(first: int, end: int, size: int) -> list[TileID]:
-    """The tiles an archive of ``[first, end)`` against ``size`` carries."""
+    """The tiles the writer reads the subtree roots of an archive of ``[first, end)`` from."""
     return tiles_for_ranges([(0, first), (end, size)])
+
+
+def archive_nodes(
+    hasher: LogHasher, first: int, end: int, size: int, tiles: dict[TileID, bytes]
+) -> tuple[list[bytes], list[bytes]]:
+    """The ``left`` and ``right`` subtree roots of an archive, from the log's tiles."""
+    left = [node_hash(hasher, node, tiles) for node in range_nodes(0, first)]
+    right = [node_hash(hasher, node, tiles) for node in range_nodes(end, size)]
+    return left, right
 
 
 def _b64(data: bytes) -> str:
@@ -83,7 +102,8 @@ def archive_header(
     first: int,
     end: int,
     checkpoint: str,
-    tiles: dict[TileID, bytes],
+    left: list[bytes],
+    right: list[bytes],
     pruned: str | None,
 ) -> bytes:
     body = {
@@ -94,7 +114,8 @@ def archive_header(
         "first": first,
         "end": end,
         "checkpoint": checkpoint,
-        "tiles": {f"{t.level}/{t.index}": _b64(d) for t, d in sorted(tiles.items())},
+        "left": [_b64(h) for h in left],
+        "right": [_b64(h) for h in right],
         "pruned": pruned,
     }
     return orjson.dumps(body) + b"\n"
@@ -130,20 +151,32 @@ def _unb64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise ArchiveError(f"{what} is not base64 text")
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except binascii.Error as exc:
         raise ArchiveError(f"{what} is not base64") from exc
+    if _b64(raw) != value:
+        raise ArchiveError(f"{what} is not base64 in its one spelling")
+    return raw
 
 
-def _tiles(value: object) -> dict[TileID, bytes]:
-    if not isinstance(value, dict):
-        raise ArchiveError("tiles is not an object")
-    out = {}
-    for key, data in value.items():
-        level, _, index = str(key).partition("/")
-        if not level.isdigit() or not index.isdigit():
-            raise ArchiveError(f"tile name {key!r} is not <level>/<index>")
-        out[TileID(int(level), int(index))] = _unb64(data, f"tile {key}")
+def _note(value: object, what: str) -> str:
+    """A signed note in its one spelling (base64 signatures can be spelled several ways)."""
+    text = str(value)
+    try:
+        parsed = parse_note(text)
+    except NoteError as exc:
+        raise ArchiveError(f"{what}: {exc}") from exc
+    if parsed.text + "\n" + "".join(sig.line() + "\n" for sig in parsed.signatures) != text:
+        raise ArchiveError(f"{what} is not a signed note in its one spelling")
+    return text
+
+
+def _hashes(value: object, what: str, count: int) -> list[bytes]:
+    if not isinstance(value, list) or len(value) != count:
+        raise ArchiveError(f"{what} must hold {count} subtree hashes")
+    out = [_unb64(h, what) for h in value]
+    if any(len(h) != HASH_SIZE for h in out):
+        raise ArchiveError(f"{what} holds a hash that is not {HASH_SIZE} bytes")
     return out
 
 
@@ -163,19 +196,23 @@ def _subtree(rng: CompactRange, node_root: bytes, height: int) -> None:
 
 def _open_header(head: dict[str, Any], trusted: list[NoteVerifier]) -> tuple[Checkpoint, LogHasher]:
     """The verified checkpoint and the hasher of an archive's header."""
-    if head.get("format") != ARCHIVE_FORMAT:
-        raise ArchiveError(f"not an {ARCHIVE_FORMAT} archive")
+    if head.get("format") != ARCHIVE_FORMAT or set(head) != _HEADER_KEYS:
+        raise ArchiveError(f"not an {ARCHIVE_FORMAT} archive header")
     try:
-        note = open_checkpoint_note(str(head.get("checkpoint")), trusted)
+        note = open_checkpoint_note(_note(head.get("checkpoint"), "checkpoint"), trusted)
         cp = Checkpoint.from_text(note.text)
         hasher = get_hasher(str(head.get("hash_scheme")))
     except AuditLogError as exc:
         raise ArchiveError(f"checkpoint: {exc}") from exc
     if cp.origin != head.get("origin"):
         raise ArchiveError(f"the checkpoint is for {cp.origin!r}, not {head.get('origin')!r}")
+    parts = cp.origin.rsplit("/", 2)
+    named = f"{parts[1]}-{parts[2]}" if len(parts) == 3 else cp.origin
+    if head.get("log") != named:
+        raise ArchiveError(f"log {head.get('log')!r} is not the one {cp.origin!r} names")
     if head.get("pruned") is not None:
         try:
-            bound = open_pruned(str(head["pruned"]), trusted)
+            bound = open_pruned(_note(head["pruned"], "pruned statement"), trusted)
         except NoteError as exc:
             raise ArchiveError(f"pruned statement: {exc}") from exc
         if bound.origin != cp.origin:
@@ -183,12 +220,10 @@ def _open_header(head: dict[str, Any], trusted: list[NoteVerifier]) -> tuple[Che
     return cp, hasher
 
 
-def _subtrees(rng: CompactRange, lo: int, hi: int, tiles: dict[TileID, bytes]) -> None:
-    try:
-        for height, index in range_nodes(lo, hi):
-            _subtree(rng, node_hash(rng.hasher, (height, index), tiles), height)
-    except TileError as exc:
-        raise ArchiveError(f"tiles: {exc}") from exc
+def _subtrees(rng: CompactRange, lo: int, hi: int, value: object, what: str) -> None:
+    nodes = range_nodes(lo, hi)
+    for (height, _), node in zip(nodes, _hashes(value, what, len(nodes)), strict=True):
+        _subtree(rng, node, height)
 
 
 def _leaf(
@@ -199,6 +234,8 @@ def _leaf(
     trusted: list[NoteVerifier],
 ) -> tuple[bytes, bool]:
     """The leaf of one entry line, and whether it is an erased entry's."""
+    if set(line) not in ({"index", "envelope"}, {"index", "erasure"}):
+        raise ArchiveError(f"entry {expected} is not an archived entry")
     if line.get("index") != expected:
         raise ArchiveError(f"entry {expected} is missing (found {line.get('index')!r})")
     if "envelope" in line:
@@ -207,7 +244,7 @@ def _leaf(
         except InvalidEvent as exc:
             raise ArchiveError(f"entry {expected}: {exc}") from exc
     try:
-        record = open_erasure(str(line.get("erasure")), trusted)
+        record = open_erasure(_note(line.get("erasure"), f"entry {expected}"), trusted)
     except NoteError as exc:
         raise ArchiveError(f"entry {expected}: erasure record: {exc}") from exc
     if record.origin != cp.origin or record.index != expected:
@@ -223,9 +260,8 @@ def verify_archive(lines: Iterable[bytes], trusted: list[NoteVerifier]) -> Verif
     first, end = _int(head.get("first"), "first"), _int(head.get("end"), "end")
     if not first <= end <= cp.size:
         raise ArchiveError(f"range [{first}, {end}) does not lie in the checkpoint's {cp.size}")
-    tiles = _tiles(head.get("tiles"))
     rng = CompactRange(hasher)
-    _subtrees(rng, 0, first, tiles)
+    _subtrees(rng, 0, first, head["left"], "left")
     erased = 0
     for expected in range(first, end):
         leaf, was_erased = _leaf(
@@ -233,10 +269,10 @@ def verify_archive(lines: Iterable[bytes], trusted: list[NoteVerifier]) -> Verif
         )
         erased += was_erased
         rng.append(leaf)
-    _subtrees(rng, end, cp.size, tiles)
+    _subtrees(rng, end, cp.size, head["right"], "right")
     if rng.root() != cp.root:
         raise ArchiveError(
-            f"the archived entries and tiles give root {rng.root().hex()}, the signed"
+            f"the archived entries and subtree hashes give root {rng.root().hex()}, the signed"
             f" checkpoint of size {cp.size} says {cp.root.hex()}"
         )
     trailer = _load(next(it, b""), "the last line")

@@ -1,10 +1,10 @@
 """Writing an archive of a range of one log (``auditlog archive``; the format is in
 :mod:`auditlog.core.archive`).
 
-Everything is read in one read-only REPEATABLE READ transaction, so the checkpoint, the tiles and
-the entries agree although the sealer writes meanwhile. Entries are streamed to the file a block
-at a time; the archive is recorded in ``archives`` (with the file's sha256) once it is complete,
-which is what a policy that requires an archive before pruning looks for.
+Everything is read in one read-only REPEATABLE READ transaction, so the checkpoint, the subtree
+hashes and the entries agree although the sealer writes meanwhile. Entries are streamed to the
+file a block at a time; the archive is recorded in ``archives`` (with the file's sha256) once it
+is complete, which is what a policy that requires an archive before pruning looks for.
 """
 
 from __future__ import annotations
@@ -15,8 +15,15 @@ from typing import BinaryIO
 
 import asyncpg
 
-from auditlog.core.archive import archive_header, archive_tiles, entry_line, trailer_line
+from auditlog.core.archive import (
+    archive_header,
+    archive_nodes,
+    archive_tiles,
+    entry_line,
+    trailer_line,
+)
 from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.hashing import get_hasher
 from auditlog.core.note import parse_note
 from auditlog.pg.db import fetch_tiles
 
@@ -101,8 +108,8 @@ async def write_archive(
         hi = end if end is not None else cp.size
         if not 0 <= lo <= hi <= cp.size:
             raise ArchiveRefused(f"range [{lo}, {hi}) is not within the log's size {cp.size}")
-        wanted = archive_tiles(lo, hi, cp.size)
-        tiles = await fetch_tiles(conn, log_id, wanted)
+        tiles = await fetch_tiles(conn, log_id, archive_tiles(lo, hi, cp.size))
+        left, right = archive_nodes(get_hasher(log["hash_scheme"]), lo, hi, cp.size, tiles)
         sink = _Hashing(out)
         sink.write(
             archive_header(
@@ -112,7 +119,8 @@ async def write_archive(
                 first=lo,
                 end=hi,
                 checkpoint=log["checkpoint"],
-                tiles=tiles,
+                left=left,
+                right=right,
                 pruned=pruned["note"] if pruned else None,
             )
         )

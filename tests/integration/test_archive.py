@@ -1,7 +1,7 @@
 """Archives before deletion: written from PostgreSQL, verified offline with the public key only.
 
 An archive of a range verifies with ``auditlog audit --bundle``; a flipped byte anywhere in it
-(an envelope, a tile, the checkpoint) or a truncated file fails; an erased entry is archived as
+(an envelope, a subtree hash, the checkpoint) or a truncated file fails; an erased entry is archived as
 its signed record; and a policy that requires an archive prunes only what an archive holds.
 """
 
@@ -88,8 +88,7 @@ def test_a_flipped_byte_fails(sealed: Sealed, clone: str, tmp_path: Path) -> Non
         body["envelope"] = _flip_b64(body["envelope"], 20)
 
     def tile(body: dict) -> None:  # type: ignore[type-arg]
-        name = sorted(body["tiles"])[0]
-        body["tiles"][name] = _flip_b64(body["tiles"][name], 3)
+        body["left"][0] = _flip_b64(body["left"][0], 3)
 
     def checkpoint(body: dict) -> None:  # type: ignore[type-arg]
         body["checkpoint"] = body["checkpoint"].replace("\n1200\n", "\n1201\n")
