@@ -1,8 +1,9 @@
 """Archives before deletion: written from PostgreSQL, verified offline with the public key only.
 
 An archive of a range verifies with ``auditlog audit --bundle``; a flipped byte anywhere in it
-(an envelope, a subtree hash, the checkpoint) or a truncated file fails; an erased entry is archived as
-its signed record; and a policy that requires an archive prunes only what an archive holds.
+(an envelope, a subtree hash, the checkpoint) or a truncated file fails; an erased entry is
+archived as its signed record; and a policy that requires an archive prunes only what an
+archive holds.
 """
 
 from __future__ import annotations
