@@ -15,7 +15,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Services
 from tests.integration.retention_harness import (
     LOG,
     PANGEA,
@@ -26,15 +25,14 @@ from tests.integration.retention_harness import (
     cli,
     cloned,
     run_sql,
-    sealed_template,
 )
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def sealed(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sealed]:
-    yield from sealed_template(services, tmp_path_factory)
+@pytest.fixture
+def sealed(retention_sealed: Sealed) -> Sealed:
+    return retention_sealed
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from auditlog.core.log_statements import (
 from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.proof import inclusion_proof, verify_inclusion
 from auditlog.core.tiles import TileID, decode_bundle
-from tests.conftest import Services
 from tests.integration.retention_harness import (
     LOG,
     PANGEA,
@@ -32,7 +31,6 @@ from tests.integration.retention_harness import (
     cloned,
     kinds,
     run_sql,
-    sealed_template,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,9 +38,9 @@ pytestmark = pytest.mark.integration
 INDEX = 517  # chunk 2, position 5
 
 
-@pytest.fixture(scope="module")
-def sealed(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sealed]:
-    yield from sealed_template(services, tmp_path_factory)
+@pytest.fixture
+def sealed(retention_sealed: Sealed) -> Sealed:
+    return retention_sealed
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from auditlog.core.proof import (
     verify_inclusion,
 )
 from auditlog.core.tiles import TileID, encode_bundle, entries_path, tile_path
-from tests.conftest import Services
 from tests.go_tools import go_build
 from tests.integration.retention_harness import (
     LOG,
@@ -45,7 +44,6 @@ from tests.integration.retention_harness import (
     cloned,
     kinds,
     run_sql,
-    sealed_template,
 )
 
 pytestmark = pytest.mark.integration
@@ -54,9 +52,9 @@ AS_OF = "2025-06-15"
 GO_MODULE = Path(__file__).resolve().parent.parent / "conformance" / "go"
 
 
-@pytest.fixture(scope="module")
-def sealed(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sealed]:
-    yield from sealed_template(services, tmp_path_factory)
+@pytest.fixture
+def sealed(retention_sealed: Sealed) -> Sealed:
+    return retention_sealed
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from tests.integration.retention_harness import (
     cli,
     cloned,
     run_sql,
-    sealed_template,
 )
 
 pytestmark = pytest.mark.integration
@@ -38,9 +37,9 @@ pytestmark = pytest.mark.integration
 ERASED = 3 * PER_MONTH + 20  # above the bound the pruning below sets
 
 
-@pytest.fixture(scope="module")
-def sealed(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sealed]:
-    yield from sealed_template(services, tmp_path_factory)
+@pytest.fixture
+def sealed(retention_sealed: Sealed) -> Sealed:
+    return retention_sealed
 
 
 @pytest.fixture
