@@ -159,7 +159,7 @@ async def _measure(url: str, topic: str, signer: NoteSigner, args: argparse.Name
         figures["new_bound"] = plan.new_bound
         mark = len(sealing.latencies)
         began = time.perf_counter()
-        await retention.apply_plan(conn, plan, signer, as_of, report=print)
+        await retention.apply_plan(conn, plan, signer, report=print)
         figures["apply_s"] = time.perf_counter() - began
         during = sealing.latencies[mark:]
         figures["sealing_during_apply"] = _summary(during, figures["apply_s"])

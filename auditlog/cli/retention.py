@@ -126,7 +126,7 @@ async def _retention(args: argparse.Namespace) -> int:
         assert signer is not None  # apply loaded it above
         for plan in plans:
             try:
-                await retention.apply_plan(conn, plan, signer, now)
+                await retention.apply_plan(conn, plan, signer)
             except (ValueError, retention.LateEntries) as exc:
                 print(f"{plan.log_id}: not pruned: {exc}")
                 failed = True

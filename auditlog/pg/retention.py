@@ -220,7 +220,7 @@ async def plan_retention(
     return plans
 
 
-async def _state_bound(conn: Conn, plan: LogPlan, signer: NoteSigner, now: datetime) -> None:
+async def _state_bound(conn: Conn, plan: LogPlan, signer: NoteSigner) -> None:
     """Sign and store the new bound against the log's latest checkpoint (first: see module)."""
     note_text: str | None = await conn.fetchval(
         "SELECT checkpoint FROM logs WHERE log_id = $1", plan.log_id
@@ -229,7 +229,11 @@ async def _state_bound(conn: Conn, plan: LogPlan, signer: NoteSigner, now: datet
         raise ValueError(f"{plan.log_id} has no checkpoint yet")
     cp = Checkpoint.from_text(parse_note(note_text).text)
     bound = PrunedBound(
-        plan.origin, plan.new_bound, cp.size, cp.root, now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        plan.origin,
+        plan.new_bound,
+        cp.size,
+        cp.root,
+        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),  # signed now, whatever the plan's day
     )
     await conn.execute(
         "INSERT INTO pruned_bounds (log_id, below, size, note) VALUES ($1, $2, $3, $4)"
@@ -309,15 +313,13 @@ async def apply_plan(
     conn: Conn,
     plan: LogPlan,
     signer: NoteSigner,
-    now: datetime | None = None,
     report: Callable[[str], None] = print,
 ) -> None:
     """Prune one log as planned; ValueError when the plan needs an archive it lacks."""
-    now = now or datetime.now(UTC)
     if plan.archived is not None and plan.archived < plan.new_bound:
         raise ValueError(f"{plan.log_id}: {plan.held[-1]}")
     if plan.new_bound > plan.bound:
-        await _state_bound(conn, plan, signer, now)
+        await _state_bound(conn, plan, signer)
         report(f"{plan.log_id}: pruned bound {plan.bound} -> {plan.new_bound} (signed)")
     months = []
     bound = max(plan.new_bound, plan.bound)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,9 +142,10 @@ def test_bound_going_backwards_is_caught(sealed: Sealed, clone: str) -> None:
     signer = NoteSigner.from_skey(sealed.key_file.read_text().strip())
     note = run_sql(clone, "SELECT checkpoint FROM logs WHERE log_id = $1", LOG)[0]["checkpoint"]
     cp = Checkpoint.from_text(parse_note(note).text)
-    # A later statement (a larger checkpoint would do; the same one is enough) with a lower
-    # bound: properly signed, and still caught.
-    lower = PrunedBound(f"{ORIGIN}/retention.test/0", 100, cp.size, cp.root, "2025-07-01T00:00:00Z")
+    # A later statement (a larger checkpoint would do; the same one, an hour later, is enough)
+    # with a lower bound: properly signed, and still caught.
+    later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lower = PrunedBound(f"{ORIGIN}/retention.test/0", 100, cp.size, cp.root, later)
     run_sql(clone, "INSERT INTO pruned_bounds (log_id, below, size, note) VALUES ($1,$2,$3,$4)",
             LOG, 100, cp.size + 0, sign_statement(lower, signer))  # fmt: skip
     rc, report, _ = audit(sealed, clone, "--no-state")
