@@ -90,6 +90,10 @@ def _plan_dict(plan: Any) -> dict[str, Any]:
         "drop": [leaf for _, leaf in plan.drops],
         "held": plan.held,
         "archived_below": plan.archived,
+        "erase": [
+            {"tenant": tenant, "received_before": f"{before:%Y-%m-%d}", "events": count}
+            for tenant, before, count, _ in plan.erase
+        ],
     }
 
 
@@ -101,12 +105,18 @@ def _print_plan(plan: Any) -> None:
     )
     for reason in plan.held:
         print(f"{plan.log_id}: held: {reason}")
+    for tenant, before, count, months in plan.erase:
+        print(
+            f"{plan.log_id}: erase tenant {tenant}'s events received before {before:%Y-%m-%d}"
+            f" (kept {months} months): {count} stored now"
+        )
 
 
 async def _retention(args: argparse.Namespace) -> int:
     import asyncpg
 
     from auditlog.pg import retention
+    from auditlog.pg.erasure import EraseRefused
 
     signer = _signer(args) if args.retention_cmd == "apply" else None
     now = _as_of(args.as_of)
@@ -127,7 +137,7 @@ async def _retention(args: argparse.Namespace) -> int:
         for plan in plans:
             try:
                 await retention.apply_plan(conn, plan, signer)
-            except (ValueError, retention.LateEntries) as exc:
+            except (ValueError, retention.LateEntries, EraseRefused) as exc:
                 print(f"{plan.log_id}: not pruned: {exc}")
                 failed = True
             except asyncpg.LockNotAvailableError:

@@ -25,7 +25,7 @@ from auditlog.core.tiles import TILE_WIDTH, TileID, decode_bundle, encode_bundle
 from auditlog.pg.db import fetch_tiles
 from auditlog.pg.search_blocks import BLOCK_COLUMNS, block_rows
 
-__all__ = ["EraseRefused", "Erasure", "erase_event"]
+__all__ = ["EraseRefused", "Erasure", "erase_event", "erase_tenant_before"]
 
 _TEXT = ", ".join(column for column, _ in TEXT_COLUMNS)
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -104,6 +104,52 @@ async def _already(conn: Conn, event_hash: bytes, log_id: str | None) -> Erasure
     return Erasure(row["log_id"], record, row["note"], already=True)
 
 
+_ROW = (
+    "SELECT e.log_id, e.idx, e.event_hash, e.envelope, e.received_at, e.tenant_id,"
+    " l.origin, l.hash_scheme FROM events e JOIN logs l USING (log_id)"
+)
+
+
+async def _erase_row(
+    conn: Conn, signer: NoteSigner, row: asyncpg.Record, reason: str, now: datetime
+) -> Erasure:
+    """Erase one locked event row, inside the caller's transaction."""
+    log, idx, event_hash = row["log_id"], row["idx"], bytes(row["event_hash"])
+    leaf = leaf_hash(get_hasher(row["hash_scheme"]), bytes(row["envelope"]))
+    tile = TileID(0, idx // TILE_WIDTH)
+    data = (await fetch_tiles(conn, log, [tile])).get(tile)
+    pos = idx % TILE_WIDTH
+    sealed = data[pos * HASH_SIZE : (pos + 1) * HASH_SIZE] if data is not None else b""
+    if sealed != leaf:
+        raise EraseRefused(
+            f"{log} index {idx}: the stored event is not the sealed entry (run auditlog"
+            " audit); refusing to sign an erasure record for it"
+        )
+    record = ErasureRecord(
+        row["origin"], idx, event_hash, leaf, now.strftime("%Y-%m-%dT%H:%M:%SZ"), reason
+    )
+    note = sign_statement(record, signer)
+    await conn.execute(
+        "INSERT INTO erasures (log_id, idx, event_hash, tenant_id, note)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        log,
+        idx,
+        event_hash,
+        row["tenant_id"],
+        note,
+    )
+    await conn.execute(
+        "DELETE FROM events WHERE log_id = $1 AND idx = $2 AND received_at = $3",
+        log,
+        idx,
+        row["received_at"],
+    )
+    await conn.execute("DELETE FROM idempotency_keys WHERE log_id = $1 AND idx = $2", log, idx)
+    await _replace_in_bundle(conn, log, idx, leaf)
+    await _rebuild_block(conn, log, idx)
+    return Erasure(log, record, note, already=False)
+
+
 async def erase_event(
     conn: Conn,
     signer: NoteSigner,
@@ -116,13 +162,9 @@ async def erase_event(
     """Erase the event with ``event_hash`` (in ``log_id``, when several logs hold it)."""
     if len(event_hash) != HASH_SIZE:
         raise EraseRefused("an event hash is 32 bytes (64 hex digits)")
-    now = now or datetime.now(UTC)
     async with conn.transaction():
         rows = await conn.fetch(
-            "SELECT e.log_id, e.idx, e.envelope, e.received_at, e.tenant_id,"
-            " l.origin, l.hash_scheme"
-            " FROM events e JOIN logs l USING (log_id)"
-            " WHERE e.event_hash = $1 AND ($2::text IS NULL OR e.log_id = $2)"
+            f"{_ROW} WHERE e.event_hash = $1 AND ($2::text IS NULL OR e.log_id = $2)"
             " FOR UPDATE OF e",
             event_hash,
             log_id,
@@ -135,38 +177,35 @@ async def erase_event(
         if len(rows) > 1:
             logs = ", ".join(sorted({f"{r['log_id']}#{r['idx']}" for r in rows}))
             raise EraseRefused(f"several events have this hash ({logs}): name one with --log")
-        row = rows[0]
-        log, idx = row["log_id"], row["idx"]
-        leaf = leaf_hash(get_hasher(row["hash_scheme"]), bytes(row["envelope"]))
-        tile = TileID(0, idx // TILE_WIDTH)
-        data = (await fetch_tiles(conn, log, [tile])).get(tile)
-        pos = idx % TILE_WIDTH
-        sealed = data[pos * HASH_SIZE : (pos + 1) * HASH_SIZE] if data is not None else b""
-        if sealed != leaf:
-            raise EraseRefused(
-                f"{log} index {idx}: the stored event is not the sealed entry (run auditlog"
-                " audit); refusing to sign an erasure record for it"
+        return await _erase_row(conn, signer, rows[0], reason, now or datetime.now(UTC))
+
+
+async def erase_tenant_before(
+    conn: Conn,
+    signer: NoteSigner,
+    log_id: str,
+    tenant_id: str,
+    before: datetime,
+    reason: str,
+    *,
+    batch: int = 500,
+) -> int:
+    """Erase every event of ``tenant_id`` in ``log_id`` received before ``before``, a batch
+    per transaction (so a stop loses at most a batch, and a rerun goes on); how many."""
+    done = 0
+    while True:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                f"{_ROW} WHERE e.log_id = $1 AND e.tenant_id = $2 AND e.received_at < $3"
+                " ORDER BY e.idx LIMIT $4 FOR UPDATE OF e",
+                log_id,
+                tenant_id,
+                before,
+                batch,
             )
-        record = ErasureRecord(
-            row["origin"], idx, event_hash, leaf, now.strftime("%Y-%m-%dT%H:%M:%SZ"), reason
-        )
-        note = sign_statement(record, signer)
-        await conn.execute(
-            "INSERT INTO erasures (log_id, idx, event_hash, tenant_id, note)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            log,
-            idx,
-            event_hash,
-            row["tenant_id"],
-            note,
-        )
-        await conn.execute(
-            "DELETE FROM events WHERE log_id = $1 AND idx = $2 AND received_at = $3",
-            log,
-            idx,
-            row["received_at"],
-        )
-        await conn.execute("DELETE FROM idempotency_keys WHERE log_id = $1 AND idx = $2", log, idx)
-        await _replace_in_bundle(conn, log, idx, leaf)
-        await _rebuild_block(conn, log, idx)
-    return Erasure(log, record, note, already=False)
+            now = datetime.now(UTC)
+            for row in rows:
+                await _erase_row(conn, signer, row, reason, now)
+        done += len(rows)
+        if len(rows) < batch:
+            return done

@@ -7,6 +7,10 @@ entries are always a prefix of the log's months. The new pruned bound is one pas
 index dropped; the few entries below it that were received later (a batch straddling the month's
 end, events in a default partition) stay, and the audit still checks them where present.
 
+A tenant whose policy is *shorter* than its log's cannot have months dropped (they hold other
+tenants' events): its expired events are erased one by one, each under a signed erasure record
+(:mod:`auditlog.pg.erasure`), after the log's months are dropped.
+
 Apply is ordered so that a crash at any point leaves a log the audit passes: the signed
 statement is committed first (entries below it may then be absent, and still are present),
 then the leaves are dropped, then the entry bundles, search blocks and idempotency keys of the
@@ -27,6 +31,7 @@ from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.log_statements import PrunedBound, sign_statement
 from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.tiles import TILE_WIDTH
+from auditlog.pg.erasure import erase_tenant_before
 
 __all__ = [
     "LateEntries",
@@ -70,6 +75,9 @@ class LogPlan:
     drops: list[tuple[str, str]] = field(default_factory=list)  # (month table, log leaf)
     held: list[str] = field(default_factory=list)  # why pruning stops where it does
     archived: int | None = None  # with require_archive: archives cover entries below this
+    # Tenants kept shorter than the log: (tenant, erase its events received before, how many
+    # are stored now, its months).
+    erase: list[tuple[str, datetime, int, int]] = field(default_factory=list)
 
 
 async def policies(conn: Conn) -> list[Policy]:
@@ -104,6 +112,12 @@ async def set_policy(
 def _expired(year: int, month: int, keep: int, now: datetime) -> bool:
     # The month ends when month number k+1 starts; it is kept through ``keep`` more months.
     return year * 12 + month - 1 + keep < now.year * 12 + now.month - 1
+
+
+def _kept_from(keep: int, now: datetime) -> datetime:
+    """The first instant a policy of ``keep`` months keeps: every month before it expired."""
+    first = now.year * 12 + now.month - 1 - keep
+    return datetime(first // 12, first % 12 + 1, 1, tzinfo=UTC)
 
 
 async def _months(conn: Conn) -> list[tuple[int, int, str, bool]]:
@@ -168,47 +182,71 @@ async def _tenant_hold(conn: Conn, leaf: str, tenants: list[str]) -> bool:
     return held
 
 
+async def _plan_drops(
+    conn: Conn,
+    plan: LogPlan,
+    months: list[tuple[int, int, str, bool]],
+    longer: list[Policy],
+    now: datetime,
+) -> None:
+    """The log's expired month leaves, oldest first, up to the first it cannot drop."""
+    for year, mon, table, split in months:
+        if not _expired(year, mon, plan.keep_months, now):
+            return
+        if not split:
+            plan.held.append(f"{table} is one plain table for every log: drop it by hand")
+            return
+        leaf = await _leaf(conn, table, plan.log_id)
+        if leaf is None:
+            continue  # this log has no rows of its own that month
+        holders = [p.name for p in longer if not _expired(year, mon, p.keep_months, now)]
+        if await _tenant_hold(conn, leaf, holders):
+            plan.held.append(f"{leaf} holds events of tenants kept longer: {holders}")
+            return
+        top: int | None = await conn.fetchval(
+            f"SELECT max(idx) FROM {leaf} WHERE log_id = $1",  # noqa: S608
+            plan.log_id,
+        )
+        plan.drops.append((table, leaf))
+        if top is not None:
+            plan.new_bound = max(plan.new_bound, top + 1)
+
+
+async def _plan_erasures(conn: Conn, plan: LogPlan, shorter: list[Policy], now: datetime) -> None:
+    for tenant in shorter:
+        before = _kept_from(tenant.keep_months, now)
+        stored: int = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE log_id = $1 AND tenant_id = $2 AND received_at < $3",
+            plan.log_id,
+            tenant.name,
+            before,
+        )
+        if stored:
+            plan.erase.append((tenant.name, before, stored, tenant.keep_months))
+
+
 async def plan_retention(
     conn: Conn, now: datetime | None = None, log_ids: Sequence[str] | None = None
 ) -> list[LogPlan]:
-    """What retention would drop now, per log (logs without a policy are left out)."""
+    """What retention would drop (and erase) now, per log (logs without a policy are left
+    out)."""
     now = now or datetime.now(UTC)
     rules = await policies(conn)
     months = await _months(conn)
     plans = []
     for log in await conn.fetch("SELECT log_id, origin FROM logs ORDER BY log_id"):
         log_id = log["log_id"]
-        if log_ids and log_id not in log_ids:
-            continue
         policy = _policy_for(log_id, rules)
-        if policy is None:
+        if (log_ids and log_id not in log_ids) or policy is None:
             continue
         keep = policy.keep_months
-        # A tenant's longer policy holds back the months that hold its events; a shorter one
-        # cannot shorten the log's (months are shared by tenants; erase events one by one).
-        longer = [p for p in rules if p.scope == "tenant" and p.keep_months > keep]
         bound = await _stated_bound(conn, log_id)
         plan = LogPlan(log_id, log["origin"], keep, policy.require_archive, bound, bound)
-        for year, mon, table, split in months:
-            if not _expired(year, mon, keep, now):
-                break
-            if not split:
-                plan.held.append(f"{table} is one plain table for every log: drop it by hand")
-                break
-            leaf = await _leaf(conn, table, log_id)
-            if leaf is None:
-                continue  # this log has no rows of its own that month
-            holders = [p.name for p in longer if not _expired(year, mon, p.keep_months, now)]
-            if await _tenant_hold(conn, leaf, holders):
-                plan.held.append(f"{leaf} holds events of tenants kept longer: {holders}")
-                break
-            top: int | None = await conn.fetchval(
-                f"SELECT max(idx) FROM {leaf} WHERE log_id = $1",  # noqa: S608
-                log_id,
-            )
-            plan.drops.append((table, leaf))
-            if top is not None:
-                plan.new_bound = max(plan.new_bound, top + 1)
+        # A tenant's longer policy holds back the months that hold its events; a shorter one
+        # cannot drop them (months are shared by tenants): its expired events are erased.
+        tenants = [p for p in rules if p.scope == "tenant"]
+        await _plan_drops(conn, plan, months, [p for p in tenants if p.keep_months > keep], now)
+        await _plan_erasures(conn, plan, [p for p in tenants if p.keep_months < keep], now)
         if policy.require_archive:
             plan.archived = await archived_below(conn, log_id, plan.bound)
             if plan.archived < plan.new_bound:
@@ -333,3 +371,7 @@ async def apply_plan(
         if await _drop_empty_month(conn, table):
             report(f"dropped {table}: no log has rows there any more")
     await _delete_copies(conn, plan.log_id, bound)
+    for tenant, before, _, kept in plan.erase:
+        reason = f"retention policy of tenant {tenant}: keep-months {kept}"
+        erased = await erase_tenant_before(conn, signer, plan.log_id, tenant, before, reason)
+        report(f"{plan.log_id}: erased {erased} events of tenant {tenant} before {before:%Y-%m-%d}")

@@ -266,3 +266,24 @@ def test_a_tenant_kept_longer_holds_its_months_back(sealed: Sealed, clone: str) 
     assert _bound(report) == STRAGGLER + 1
     listed = cli(sealed, "retention", "policy", "list", "--database-url", clone).stdout
     assert "default\t-\t2 months" in listed and "tenant\tt1\t4 months" in listed
+
+
+def test_a_tenant_kept_shorter_has_its_expired_events_erased(sealed: Sealed, clone: str) -> None:
+    cli(sealed, "retention", "policy", "set", "--keep-months", "2", "--database-url", clone)
+    # Tenant t0 keeps one month: its April events (which the log keeps) go one by one.
+    cli(sealed, "retention", "policy", "set", "--tenant", "t0", "--keep-months", "1",
+        "--database-url", clone)  # fmt: skip
+    plan = cli(sealed, "retention", "plan", "--as-of", AS_OF, "--json", "--database-url", clone)
+    plans = {p["log"]: p for p in json.loads(plan.stdout)}
+    assert plans[LOG]["erase"] == [
+        {"tenant": "t0", "received_before": "2025-05-01", "events": SIZE // 2}
+    ]
+    _prune(sealed, clone)
+    left = run_sql(clone, "SELECT count(*) AS n FROM events WHERE tenant_id = 't0'")
+    assert left[0]["n"] == 0
+    assert run_sql(clone, "SELECT count(*) AS n FROM erasures")[0]["n"] == 2 * (PER_MONTH // 2)
+    rc, report, out = audit(sealed, clone, "--no-state")
+    assert rc == 0, out
+    erased = {entry["log"]: entry["erased"] for entry in report["logs"]}
+    assert len(erased[LOG]) == PER_MONTH // 2
+    assert erased[LOG][0]["reason"] == "retention policy of tenant t0: keep-months 1"
