@@ -258,3 +258,4 @@ def parse_schemas(data: object, origin: str = "schemas") -> Schemas:
             raise SchemaConfigError(f"{where}: field ids repeat")
         out[str(config_id)] = Schema(str(spec.get("name", config_id)), tuple(parsed))
     return Schemas(out)
+
