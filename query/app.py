@@ -46,7 +46,7 @@ from auditlog.web.pangea import (
 )
 from auditlog.web.params import non_negative_int
 from auditlog.web.ratelimit import Limits
-from query import downloads, idempotency, openapi, roots, search
+from query import downloads, idempotency, openapi, roots, search, statements
 from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
@@ -238,6 +238,8 @@ def routes() -> list[BaseRoute]:
         Route("/v1/logs", list_logs, methods=["GET"]),
         Route("/v1/logs/{log}/checkpoint", checkpoint, methods=["GET"]),
         Route("/v1/logs/{log}/checkpoints/{size}", roots.checkpoint_at, methods=["GET"]),
+        Route("/v1/logs/{log}/pruned", statements.pruned, methods=["GET"]),
+        Route("/v1/logs/{log}/erasures", statements.erasures, methods=["GET"]),
         Route("/v1/proofs/consistency", roots.consistency, methods=["GET"]),
         Route("/v1/downloads/{secret}/{name}", downloads.serve_download, methods=["GET"]),
         Route("/v1/openapi.json", openapi.endpoint, methods=["GET"]),

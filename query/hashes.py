@@ -1,4 +1,5 @@
-"""Finding a sealed event by its hash: through the event-hash index, or at its ``received_at``.
+"""Finding a sealed event by its hash: through the event-hash index, or at its ``received_at``;
+an erased event through its erasure record (docs/retention.md).
 
 The hash index is optional (:mod:`auditlog.pg.hash_index`). With the event's ``received_at`` (its
 envelope's, which whoever holds the envelope to verify a receipt has), the lookup reads the
@@ -26,6 +27,13 @@ _BY_HASH = (
 _BY_HASH_AT = (
     "SELECT log_id, idx, tenant_id FROM events"
     " WHERE received_at = $3 AND event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
+    ' ORDER BY log_id COLLATE "C" LIMIT 1'
+)
+
+# An erased event keeps its receipt: its record holds the hash, log, index and tenant.
+_ERASED = (
+    "SELECT log_id, idx, tenant_id FROM erasures"
+    " WHERE event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
     ' ORDER BY log_id COLLATE "C" LIMIT 1'
 )
 
@@ -59,5 +67,7 @@ async def find_by_hash(
     """The row of the sealed event with this hash (and tenant, for a tenant-bound token), or
     None. Without ``received_at`` this needs the hash index: ask :class:`HashIndexProbe` first."""
     if received_at is not None:
-        return await pool.fetchrow(_BY_HASH_AT, digest, tenant_id, received_at)
-    return await pool.fetchrow(_BY_HASH, digest, tenant_id)
+        row = await pool.fetchrow(_BY_HASH_AT, digest, tenant_id, received_at)
+    else:
+        row = await pool.fetchrow(_BY_HASH, digest, tenant_id)
+    return row if row is not None else await pool.fetchrow(_ERASED, digest, tenant_id)

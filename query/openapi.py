@@ -289,6 +289,23 @@ def document() -> dict[str, Any]:
         "/v1/logs/{log}/checkpoint": {
             "get": _native("The latest signed checkpoint (C2SP signed note)", _TEXT, [_LOG])
         },
+        "/v1/logs/{log}/pruned": {
+            "get": _native(
+                "The log's latest pruned-bound statement (auditlog-pruned/v1 signed note):"
+                " entries below its bound may be absent, pruned by retention",
+                _TEXT,
+                [_LOG],
+            )
+        },
+        "/v1/logs/{log}/erasures": {
+            "get": _native(
+                "The log's erasure records (auditlog-erasure/v1 signed notes), a tenant-bound"
+                " token's own only",
+                _json(_obj({"erasures": {"type": "array", "items": _STR}})),
+                [_LOG],
+                auth=True,
+            )
+        },
         "/v1/logs/{log}/checkpoints/{size}": {
             "get": _native(
                 "The signed checkpoint of one size",

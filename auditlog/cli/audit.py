@@ -103,6 +103,8 @@ def _audit_api(
 
 def _print_audit(results: list[Any]) -> None:
     for r in results:
+        for e in r.erased:
+            print(f"ERASED {r.log}: index {e.index} hash {e.hash} at {e.time}: {e.reason}")
         for f in r.findings:
             print(f"DAMAGE {f.line()}")
         if r.suppressed:
@@ -111,6 +113,8 @@ def _print_audit(results: list[Any]) -> None:
         print(
             f"{'OK' if clean else 'FAILED'} {r.log} ({r.origin}): {r.entries} entries, "
             f"size {r.size}, {r.checkpoints} signed checkpoints verified"
+            + (f", pruned below {r.pruned_below}" if r.pruned_below else "")
+            + (f", {len(r.erased)} erased" if r.erased else "")
             + ("" if clean else f", {len(r.findings) + r.suppressed} findings")
         )
     if not results:
@@ -196,6 +200,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     verifiers = vkeys(args.key)
+    if args.bundle:
+        from auditlog.cli.archive import audit_bundle
+
+        return audit_bundle(args.bundle, verifiers)
     state_path = _state_path(args, verifiers)
     state = _load(state_path, args.forget)
     progress = _ProgressBar(args.progress if args.progress is not None else sys.stderr.isatty())
@@ -237,6 +245,9 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     src = aud.add_mutually_exclusive_group()
     src.add_argument("--database-url", help="audit from PostgreSQL (default AUDITLOG_DATABASE_URL)")
     src.add_argument("--url", help="audit from the public read API instead, e.g. http://host:8000")
+    src.add_argument(
+        "--bundle", metavar="FILE", help="verify an `auditlog archive` file offline instead"
+    )
     aud.add_argument(
         "--token",
         help="API token with search scope for entry bundles (--url mode;"

@@ -11,12 +11,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from auditlog.cli import (
+    archive,
     audit,
     database,
     keys,
     loadtest,
     logs,
     monitor,
+    retention,
     services,
     stack,
     up,
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups = (up, stack, services, keys, logs, database, loadtest, verify, audit, monitor, witness)
     for group in groups:
         group.register(sub)
+    retention.register(sub)
+    archive.register(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from auditlog.cli.args import (
     EXIT_FAILED,
@@ -39,6 +40,10 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
         raise UsageError("give the log's verifier key with --key (or a policy with a log line)")
     fresh = freshness(args, log_policy)
     log_hasher = hasher(args.hash_scheme)
+    if args.erasure:
+        return _verify_erased(args, verifiers, log_hasher)
+    if not args.entry:
+        raise UsageError("give the event's envelope with --entry (or --erasure for an erased one)")
     try:
         envelope_obj = json.loads(read_arg_file(args.entry, "envelope"))
     except json.JSONDecodeError as exc:
@@ -84,6 +89,27 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
             " --key) accepts this log's receipts only, not those of any log the keys sign",
             file=sys.stderr,
         )
+    return EXIT_OK
+
+
+def _verify_erased(args: argparse.Namespace, verifiers: list[Any], log_hasher: Any) -> int:
+    """``verify receipt --erasure RECORD``: the erased entry's receipt, with its record."""
+    from auditlog.core.errors import AuditLogError
+    from auditlog.core.log_statements import verify_erased_receipt
+    from auditlog.core.receipt import Receipt
+
+    record_note = read_arg_file(args.erasure, "erasure record")
+    try:
+        receipt = Receipt.from_text(read_arg_file(args.receipt, "receipt"))
+        cp, record = verify_erased_receipt(receipt, record_note, verifiers, log_hasher, args.origin)
+    except AuditLogError as exc:
+        print(f"FAILED: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    print(
+        f"OK: an entry with hash {record.event_hash.hex()} is entry {record.index} of"
+        f" {cp.origin} at size {cp.size}, root {cp.root.hex()}; its content was erased at"
+        f" {record.time}: {record.reason}"
+    )
     return EXIT_OK
 
 
@@ -173,7 +199,12 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     vers = ver.add_subparsers(dest="verify_cmd", required=True)
     rec = vers.add_parser("receipt", help="verify a c2sp.org/tlog-proof@v1 receipt for an envelope")
     rec.add_argument("receipt", help="receipt file ('-' for stdin)")
-    rec.add_argument("--entry", required=True, help="the event's envelope as JSON (file)")
+    rec.add_argument("--entry", help="the event's envelope as JSON (file)")
+    rec.add_argument(
+        "--erasure",
+        metavar="RECORD",
+        help="an erased entry's signed erasure record (file), instead of --entry",
+    )
     rec.add_argument("--key", action="append", help="verifier key or key file (repeatable)")
     rec.add_argument("--hash-scheme", default="rfc6962-sha256")
     rec.add_argument("--origin", help="accept only a checkpoint of this log (its origin line)")

@@ -19,12 +19,19 @@ from auditlog.core.audit import (
     StoredCheckpoint,
     StoredEvent,
     StoredHead,
+    StoredStatements,
 )
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteVerifier
 from auditlog.core.tiles import TILE_WIDTH, TileID
 from auditlog.pg.db import fetch_tiles
-from auditlog.verify.audit_state import AuditRun, audit_run, check_requested, remembered_history
+from auditlog.verify.audit_state import (
+    AuditRun,
+    audit_run,
+    check_requested,
+    remembered_history,
+    remembered_pruned,
+)
 from auditlog.verify.trust_state import ListedLog, TrustState, reconcile
 
 __all__ = ["BLOCK_CHUNKS", "Progress", "audit_database"]
@@ -63,6 +70,7 @@ async def _audit_log(
     head: StoredHead,
     verifiers: Sequence[NoteVerifier],
     extra_checkpoints: Iterable[StoredCheckpoint],
+    remembered: str | None,
     progress: Progress | None,
     max_findings: int,
 ) -> AuditedLog:
@@ -73,12 +81,19 @@ async def _audit_log(
             "SELECT size, root, note FROM checkpoints WHERE log_id = $1 ORDER BY size", log_id
         )
     ]
+    pruned = await conn.fetch(
+        "SELECT note FROM pruned_bounds WHERE log_id = $1 ORDER BY size, below", log_id
+    )
+    erasures = await conn.fetch("SELECT note FROM erasures WHERE log_id = $1 ORDER BY idx", log_id)
     auditor = LogAuditor(
         head,
         get_hasher(head.hash_scheme),
         verifiers,
         [*history, *extra_checkpoints],
         max_findings=max_findings,
+        statements=StoredStatements(
+            [r["note"] for r in pruned], [r["note"] for r in erasures], remembered
+        ),
     )
     size = auditor.expected_size
     chunks = -(-size // TILE_WIDTH)
@@ -165,5 +180,8 @@ async def audit_database(
                 r["checkpoint"],
             )
             history = remembered_history(state, head.origin)
-            results.append(await _audit_log(conn, head, verifiers, history, progress, max_findings))
+            remembered = remembered_pruned(state, head.origin)
+            results.append(
+                await _audit_log(conn, head, verifiers, history, remembered, progress, max_findings)
+            )
         return audit_run(results, reconciled)

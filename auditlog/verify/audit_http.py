@@ -14,14 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from auditlog.core.audit import AuditedLog, LogAuditor, StoredCheckpoint, StoredHead
+from auditlog.core.audit import (
+    AuditedLog,
+    LogAuditor,
+    StoredCheckpoint,
+    StoredHead,
+    StoredStatements,
+)
 from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.errors import AuditLogError
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteVerifier, parse_note
 from auditlog.core.tiles import TILE_WIDTH, TileID, tiles_for_size
 from auditlog.verify.audit_db import Progress
-from auditlog.verify.audit_state import AuditRun, audit_run, check_requested, remembered_history
+from auditlog.verify.audit_state import (
+    AuditRun,
+    audit_run,
+    check_requested,
+    remembered_history,
+    remembered_pruned,
+)
 from auditlog.verify.read_api import ReadApi, ReadApiError
 from auditlog.verify.trust_state import ListedLog, TrustState, reconcile
 
@@ -46,10 +58,18 @@ def _audit_log(
     hash_scheme: str,
     verifiers: Sequence[NoteVerifier],
     extra: Sequence[StoredCheckpoint],
+    remembered: str | None,
     progress: Progress | None,
     max_findings: int,
 ) -> AuditedLog:
     log_id = listed.log
+    pruned = api.pruned(log_id)
+    # Without a token only tiles are read: no entry is missing, no erasure record is needed.
+    statements = StoredStatements(
+        [pruned] if pruned is not None else [],
+        api.erasures(log_id) if api.has_token else [],
+        remembered,
+    )
     note = api.checkpoint(log_id)
     size = _signed_size(note)
     if size is None:
@@ -62,6 +82,7 @@ def _audit_log(
         extra,
         entries_from="bundles" if api.has_token else "tiles",
         max_findings=max_findings,
+        statements=statements,
     )
     total = auditor.expected_size
     partial = dict(tiles_for_size(total))
@@ -118,6 +139,7 @@ def audit_api(
             reconciled.schemes[entry.origin],
             verifiers,
             remembered_history(state, entry.origin),
+            remembered_pruned(state, entry.origin),
             progress,
             max_findings,
         )

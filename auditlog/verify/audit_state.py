@@ -16,7 +16,13 @@ from dataclasses import dataclass, replace
 from auditlog.core.audit import AuditedLog, Finding, StoredCheckpoint
 from auditlog.verify.trust_state import ListedLog, Reconciled, StateFinding, TrustState
 
-__all__ = ["AuditRun", "audit_run", "check_requested", "remembered_history"]
+__all__ = [
+    "AuditRun",
+    "audit_run",
+    "check_requested",
+    "remembered_history",
+    "remembered_pruned",
+]
 
 
 def _finding(f: StateFinding) -> Finding:
@@ -29,6 +35,12 @@ def remembered_history(state: TrustState | None, origin: str) -> list[StoredChec
     if known is None or known.checkpoint is None:
         return []
     return [StoredCheckpoint(known.checkpoint, source="state")]
+
+
+def remembered_pruned(state: TrustState | None, origin: str) -> str | None:
+    """The pruned-bound statement remembered for ``origin``: the bound must not go below it."""
+    known = state.logs.get(origin) if state is not None else None
+    return known.pruned if known is not None else None
 
 
 def check_requested(
@@ -69,7 +81,7 @@ class AuditRun:
             scheme = self.reconciled.schemes[entry.origin]
             clean = not result.findings and not result.suppressed
             if clean:
-                state.learn(entry.origin, entry.log, scheme, result.head_note)
+                state.learn(entry.origin, entry.log, scheme, result.head_note, result.pruned_note)
             elif entry.origin not in state.logs:
                 state.learn(entry.origin, entry.log, scheme, None)
 

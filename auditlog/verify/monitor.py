@@ -15,6 +15,11 @@ with the scheme remembered for it, never the one the server lists now.
 
 The first checkpoint (and scheme) seen for a log is trusted on first use, as a witness does;
 pin an earlier one by writing it into the state file.
+
+Retention (docs/retention.md) publishes a signed pruned bound per log
+(``/v1/logs/{log}/pruned``); the monitor verifies it, remembers the highest, and alerts when
+it does not verify (``pruned-statement-invalid``) or goes below the remembered one
+(``pruned-bound-backwards``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from auditlog.core.consistency import Rollback, open_checkpoint, verify_checkpoi
 from auditlog.core.cosignature import Freshness
 from auditlog.core.errors import AuditLogError, NoteError, ProofError
 from auditlog.core.hashing import LogHasher, get_hasher
+from auditlog.core.log_statements import open_pruned
 from auditlog.core.note import NoteVerifier
 from auditlog.core.policy import Policy
 from auditlog.core.proof import consistency_proof, consistency_tiles
@@ -46,7 +52,14 @@ from auditlog.verify.trust_state import (
     save_state,
 )
 
-__all__ = ["Alert", "check_log", "monitor_once", "proof_from_tiles", "run_monitor"]
+__all__ = [
+    "Alert",
+    "check_log",
+    "check_pruned",
+    "monitor_once",
+    "proof_from_tiles",
+    "run_monitor",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +67,8 @@ class Alert:
     log: str
     origin: str
     # checkpoint-signature, rollback, fork, inconsistent, missing-log, renamed-log,
-    # scheme-changed; unreachable (the only one that is not fatal)
+    # scheme-changed, pruned-statement-invalid, pruned-bound-backwards; unreachable (the only
+    # one that is not fatal)
     kind: str
     detail: str
     trusted_size: int | None
@@ -134,6 +148,37 @@ def check_log(
     return (note if new.size > old.size else None), None
 
 
+def check_pruned(
+    api: ReadApi, listed: ListedLog, verifiers: Sequence[NoteVerifier], remembered: str | None
+) -> tuple[str | None, Alert | None]:
+    """The log's pruned bound: (the statement to remember, or None to keep; an alert)."""
+    log, origin = listed.log, listed.origin
+    note = api.pruned(log)
+    old = 0
+    if remembered is not None:
+        try:
+            old = open_pruned(remembered, verifiers).below
+        except AuditLogError:
+            remembered = None  # written by hand or under other keys: learn the served one
+    if note is None:
+        if old:
+            detail = f"the log no longer states a pruned bound; this monitor saw {old}"
+            return None, Alert(log, origin, "pruned-bound-backwards", detail, old, None)
+        return None, None
+    try:
+        bound = open_pruned(note, verifiers)
+    except AuditLogError as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        return None, Alert(log, origin, "pruned-statement-invalid", detail, old, None)
+    if bound.origin != origin:
+        detail = f"the pruned statement names origin {bound.origin!r}"
+        return None, Alert(log, origin, "pruned-statement-invalid", detail, old, None)
+    if bound.below < old:
+        detail = f"the pruned bound went from {old} back to {bound.below}"
+        return None, Alert(log, origin, "pruned-bound-backwards", detail, old, bound.below)
+    return (note if bound.below > old or remembered is None else None), None
+
+
 def _post_webhook(url: str, alert: Alert) -> None:
     body = json.dumps({"alert": asdict(alert)}).encode()
     request = urllib.request.Request(  # noqa: S310 - an operator-configured URL
@@ -189,10 +234,14 @@ def monitor_once(
         known = state.logs.get(listed.origin)
         trusted = known.checkpoint if known is not None else None
         found: Alert | None
+        pruned: str | None = None
         try:
             trust, found = check_log(
                 api, listed, scheme, verifiers, trusted, policy, freshness=freshness
             )
+            if found is None:
+                remembered = known.pruned if known is not None else None
+                pruned, found = check_pruned(api, listed, verifiers, remembered)
         except ReadApiError as exc:
             trust = None
             found = Alert(listed.log, listed.origin, "unreachable", str(exc), None, None)
@@ -202,7 +251,7 @@ def monitor_once(
         if reconciled.flagged(listed.log):
             continue
         if found is None:
-            state.learn(listed.origin, listed.log, scheme, trust)
+            state.learn(listed.origin, listed.log, scheme, trust, pruned)
         elif known is None:
             state.learn(listed.origin, listed.log, scheme, None)
     return len(reconciled.listed), alerts

@@ -152,6 +152,22 @@ class ReadApi:
         body = self._expect(f"/v1/logs/{self._log(log)}/checkpoint")
         return None if body is None else body.decode("utf-8", "replace")
 
+    def pruned(self, log: str) -> str | None:
+        """The log's latest pruned-bound statement (unverified), or None when nothing was."""
+        body = self._expect(f"/v1/logs/{self._log(log)}/pruned")
+        return None if body is None else body.decode("utf-8", "replace")
+
+    def erasures(self, log: str) -> list[str]:
+        """The log's erasure records (unverified); needs a token."""
+        body = self._expect(f"/v1/logs/{self._log(log)}/erasures", auth=True)
+        try:
+            notes = json.loads(body or b'{"erasures": []}')["erasures"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ReadApiError(f"GET erasures of {log}: unexpected answer: {exc}") from exc
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise ReadApiError(f"GET erasures of {log}: unexpected answer")
+        return notes
+
     def tile(self, log: str, level: int, index: int, width: int = TILE_WIDTH) -> bytes | None:
         return self._expect(f"/v1/logs/{self._log(log)}/{tile_path(level, index, width)}")
 

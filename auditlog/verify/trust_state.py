@@ -72,6 +72,7 @@ class RememberedLog:
     log: str | None  # the log id it was listed under; None only when read from a v1 file
     hash_scheme: str | None  # the scheme it is verified with; None only when read from a v1 file
     checkpoint: str | None  # the largest verified signed checkpoint; None before the first
+    pruned: str | None = None  # the highest verified pruned-bound statement (retention)
 
     def size(self) -> int | None:
         """The remembered checkpoint's size, unverified (for messages only), or None."""
@@ -83,7 +84,10 @@ class RememberedLog:
             return None
 
     def to_json(self) -> dict[str, Any]:
-        return {"log": self.log, "hash_scheme": self.hash_scheme, "checkpoint": self.checkpoint}
+        out = {"log": self.log, "hash_scheme": self.hash_scheme, "checkpoint": self.checkpoint}
+        if self.pruned is not None:
+            out["pruned"] = self.pruned
+        return out
 
 
 @dataclass(slots=True)
@@ -97,14 +101,25 @@ class TrustState:
         """origin -> remembered signed checkpoint, for the logs that have one."""
         return {o: r.checkpoint for o, r in self.logs.items() if r.checkpoint is not None}
 
-    def learn(self, origin: str, log: str, hash_scheme: str, checkpoint: str | None) -> None:
-        """Remember ``origin`` as served and verified now; a None checkpoint keeps the old one.
+    def learn(
+        self,
+        origin: str,
+        log: str,
+        hash_scheme: str,
+        checkpoint: str | None,
+        pruned: str | None = None,
+    ) -> None:
+        """Remember ``origin`` as served and verified now; a None checkpoint (or pruned-bound
+        statement) keeps the old one.
 
         Callers learn only what passed: an origin first seen, or a log whose check was clean.
         """
         old = self.logs.get(origin)
         keep = old.checkpoint if old is not None else None
-        self.logs[origin] = RememberedLog(log, hash_scheme, checkpoint or keep)
+        kept_pruned = old.pruned if old is not None else None
+        self.logs[origin] = RememberedLog(
+            log, hash_scheme, checkpoint or keep, pruned or kept_pruned
+        )
 
     def forget(self, origins: Iterable[str]) -> list[str]:
         """Drop these origins (a log retired on purpose); returns those that were remembered."""
@@ -112,7 +127,8 @@ class TrustState:
 
 
 def _entry(origin: str, value: object, path: Path) -> RememberedLog:
-    if not isinstance(value, dict) or set(value) != {"log", "hash_scheme", "checkpoint"}:
+    keys = set(value) if isinstance(value, dict) else set()
+    if not isinstance(value, dict) or keys - {"pruned"} != {"log", "hash_scheme", "checkpoint"}:
         raise StateError(f"{path}: log {origin!r} is not {{log, hash_scheme, checkpoint}}")
     log, scheme, note = value["log"], value["hash_scheme"], value["checkpoint"]
     if not isinstance(log, str | None) or not isinstance(scheme, str | None):
@@ -121,7 +137,10 @@ def _entry(origin: str, value: object, path: Path) -> RememberedLog:
         raise StateError(f"{path}: log {origin!r} has an unknown hash scheme {scheme!r}")
     if note is not None and not isinstance(note, str):
         raise StateError(f"{path}: log {origin!r} has a checkpoint that is not a string")
-    return RememberedLog(log, scheme, note)
+    pruned = value.get("pruned")
+    if pruned is not None and not isinstance(pruned, str):
+        raise StateError(f"{path}: log {origin!r} has a pruned statement that is not a string")
+    return RememberedLog(log, scheme, note, pruned)
 
 
 def load_state(path: Path) -> TrustState:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,12 @@ def pristine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
 def clone(pristine: Pristine) -> Iterator[str]:
     """A fresh copy of the pristine sealed database; its URL."""
     yield from cloned(pristine)
+
+
+@pytest.fixture(scope="session")
+def retention_sealed(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The database the retention, erasure and archive cases clone, sealed once over four
+    months (tests/integration/retention_harness.py)."""
+    from tests.integration import retention_harness
+
+    yield from retention_harness.sealed_template(services, tmp_path_factory)

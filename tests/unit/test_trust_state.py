@@ -243,6 +243,9 @@ class FakeApi:
     def checkpoint(self, log: str) -> str | None:
         return self.notes.get(log)
 
+    def pruned(self, log: str) -> str | None:
+        return None  # these logs prune nothing (retention: tests/integration/test_retention_api.py)
+
     def consistency(self, log: str, old: int, new: int) -> ConsistencyAnswer:
         return ConsistencyAnswer(log, old, consistency_proof(HASHER, old, new, self.tiles), "")
 

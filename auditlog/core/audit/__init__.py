@@ -34,7 +34,8 @@ The names below are the package's public face; the edges import them from here.
 from __future__ import annotations
 
 from auditlog.core.audit.auditor import LogAuditor
-from auditlog.core.audit.findings import DEFAULT_MAX_FINDINGS, KINDS, AuditedLog, Finding
+from auditlog.core.audit.findings import DEFAULT_MAX_FINDINGS, KINDS, AuditedLog, Erased, Finding
+from auditlog.core.audit.statements import StoredStatements
 from auditlog.core.audit.stored import (
     COLUMN_NAMES,
     StoredCheckpoint,
@@ -48,10 +49,12 @@ __all__ = [
     "DEFAULT_MAX_FINDINGS",
     "KINDS",
     "AuditedLog",
+    "Erased",
     "Finding",
     "LogAuditor",
     "StoredCheckpoint",
     "StoredEvent",
     "StoredHead",
+    "StoredStatements",
     "expected_columns",
 ]

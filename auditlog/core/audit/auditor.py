@@ -27,6 +27,7 @@ from auditlog.core.audit.checkpoints import SignedCheckpoints
 from auditlog.core.audit.discrepancies import Discrepancies, Discrepancy
 from auditlog.core.audit.entries import EntryReader, rows_by_index
 from auditlog.core.audit.findings import DEFAULT_MAX_FINDINGS, AuditedLog, Findings
+from auditlog.core.audit.statements import LogStatements, StoredStatements
 from auditlog.core.audit.stored import StoredCheckpoint, StoredEvent, StoredHead
 from auditlog.core.audit.tiles import StoredTiles, stored_hashes
 from auditlog.core.audit.tree import RebuiltTree
@@ -49,6 +50,7 @@ class LogAuditor:
         *,
         entries_from: str = "rows",
         max_findings: int = DEFAULT_MAX_FINDINGS,
+        statements: StoredStatements | None = None,
     ) -> None:
         if entries_from not in ("rows", "bundles", "tiles"):
             raise ValueError(f"entries_from must be rows, bundles or tiles, not {entries_from!r}")
@@ -64,7 +66,13 @@ class LogAuditor:
             head, self.verifiers, list(checkpoints), self._findings
         )
         self.expected_size = max([head.size, *self._checkpoints.signed])
-        self._entries = EntryReader(hasher, entries_from, self.expected_size, self._findings)
+        # Then what the log says it pruned and erased: they account for absent entries.
+        self._statements = LogStatements(
+            head.origin, hasher, self.verifiers, statements or StoredStatements(), self._findings
+        )
+        self._entries = EntryReader(
+            hasher, entries_from, self.expected_size, self._findings, self._statements
+        )
         self._tree = RebuiltTree(hasher)
         self._checkpoints.observe(self._tree.range)  # a log is born signed: size 0, empty root
         self._verdicts = Discrepancies(self._findings)
@@ -101,10 +109,13 @@ class LogAuditor:
         entries = self._entries.bundle_entries(chunk, bundle, width)
         by_index = rows_by_index(rows)
         rebuilt, positions = self._entries.chunk_leaves(start, width, by_index, stored, entries)
+        stated = self._statements.sizes
         for leaf in rebuilt:
             for upper, hashes in self._tree.append(leaf):
                 self._tiles.compare_later(upper, hashes)
             self._checkpoints.observe(self._tree.range)
+            if self._tree.size in stated:
+                self._statements.observe(self._tree.range)
         self.entries += width
         if entries is not None and len(entries) > width:
             self._findings.add(
@@ -158,4 +169,7 @@ class LogAuditor:
             self._findings.in_order(),
             self._findings.suppressed,
             self._checkpoints.head_note,
+            self._statements.below,
+            tuple(self._statements.erased),
+            self._statements.latest_pruned,
         )

@@ -17,6 +17,7 @@ import orjson
 
 from auditlog.core.audit.discrepancies import Position
 from auditlog.core.audit.findings import Findings
+from auditlog.core.audit.statements import LogStatements
 from auditlog.core.audit.stored import StoredEvent, expected_columns
 from auditlog.core.entry import (
     digest_of_entry,
@@ -27,6 +28,7 @@ from auditlog.core.entry import (
 )
 from auditlog.core.errors import InvalidEvent, TileError
 from auditlog.core.hashing import HASH_SIZE, LogHasher
+from auditlog.core.log_statements import erased_entry_leaf
 from auditlog.core.tiles import TILE_WIDTH, decode_bundle
 
 __all__ = ["EntryReader", "rows_by_index"]
@@ -41,9 +43,15 @@ class EntryReader:
     """Turns one chunk's rows, bundle entries and sealed leaves into rebuilt leaves."""
 
     def __init__(
-        self, hasher: LogHasher, entries_from: str, expected_size: int, findings: Findings
+        self,
+        hasher: LogHasher,
+        entries_from: str,
+        expected_size: int,
+        findings: Findings,
+        statements: LogStatements,
     ) -> None:
         self.hasher = hasher
+        self.statements = statements
         self.entries_from = entries_from
         self.expected_size = expected_size
         self.findings = findings
@@ -53,7 +61,9 @@ class EntryReader:
     def bundle_entries(self, chunk: int, data: bytes | None, width: int) -> list[bytes] | None:
         """The entries of stored bundle ``chunk`` (None: not stored, or unreadable)."""
         if data is None:
-            if self.entries_from == "rows" and width:
+            # Retention deletes the bundles of chunks wholly below the pruned bound.
+            pruned = self.statements.chunk_pruned(chunk * TILE_WIDTH, width)
+            if self.entries_from == "rows" and width and not pruned:
                 self.findings.add(
                     "bundle-mismatch",
                     chunk * TILE_WIDTH,
@@ -99,6 +109,15 @@ class EntryReader:
         """The rebuilt leaf for one index and the event hash that names it."""
         if self.entries_from == "tiles":
             return sealed, None
+        # An absent entry the log's own signed statements account for (pruned, erased).
+        if self.entries_from == "bundles":
+            absent = entry is None or erased_entry_leaf(entry) is not None
+        else:
+            absent = not rows
+        if absent:
+            accounted, leaf = self.statements.absence(index, sealed)
+            if accounted:
+                return (sealed if leaf is None else leaf), None
         if self.entries_from == "bundles":
             if entry is None:
                 self._missing(index, sealed, "bundle entry (hash: the sealed leaf)")
@@ -113,19 +132,7 @@ class EntryReader:
                 return sealed, None
             return (entry_leaf_hash(self.hasher, entry) if entry is not None else None), None
         self.flush_missing()
-        row = rows[0]
-        if len(rows) > 1:
-            # Which of several rows for one index was sealed is for the tile to say.
-            row = next((r for r in rows if sealed is not None and self._leaf(r) == sealed), row)
-            for other in rows:
-                if other is not row:
-                    self.findings.add(
-                        "extra-entry",
-                        other.index,
-                        other.event_hash,
-                        "a second event row for this index",
-                    )
-                    self.findings.damage_at(other.index)
+        row = self._pick_row(rows, sealed)
         leaf, entry_bytes = self._check_row(row)
         # When the bundle agrees with the sealed leaf, the row is what is wrong, and the leaf
         # comparison names it; only a bundle that disagrees with the tile is damaged.
@@ -142,6 +149,22 @@ class EntryReader:
                 "the entry bundle holds other bytes than the sealed entry",
             )
         return leaf, row.event_hash
+
+    def _pick_row(self, rows: list[StoredEvent], sealed: bytes | None) -> StoredEvent:
+        row = rows[0]
+        if len(rows) > 1:
+            # Which of several rows for one index was sealed is for the tile to say.
+            row = next((r for r in rows if sealed is not None and self._leaf(r) == sealed), row)
+            for other in rows:
+                if other is not row:
+                    self.findings.add(
+                        "extra-entry",
+                        other.index,
+                        other.event_hash,
+                        "a second event row for this index",
+                    )
+                    self.findings.damage_at(other.index)
+        return row
 
     def _leaf(self, row: StoredEvent) -> bytes | None:
         try:

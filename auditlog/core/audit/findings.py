@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_MAX_FINDINGS",
     "KINDS",
     "AuditedLog",
+    "Erased",
     "Finding",
     "Findings",
     "hex_or_none",
@@ -41,6 +42,10 @@ KINDS: Final = (
     "head-mismatch",  # the log head's size/root disagree with its own checkpoint
     "rollback",  # the head is smaller than a checkpoint already signed or seen
     "no-verified-checkpoint",  # nothing signed by a trusted key: nothing can be trusted
+    "pruned-statement-invalid",  # a pruned-bound note that does not verify or fit this log
+    "pruned-bound-backwards",  # a pruned bound below one stated or seen before
+    "erasure-invalid",  # an erasure record that does not verify or fit this log
+    "erasure-mismatch",  # an erasure record naming another leaf than the sealed one
 )
 
 # Beyond this many entry-level findings per kind a log is simply broken; keep counting, stop
@@ -83,6 +88,16 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class Erased:
+    """An erased entry the audit accepted: its index, event hash (hex) and reason."""
+
+    index: int
+    hash: str
+    reason: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditedLog:
     """The outcome for one log."""
 
@@ -94,6 +109,9 @@ class AuditedLog:
     findings: tuple[Finding, ...]
     suppressed: int
     head_note: str | None  # the largest verified checkpoint, for a monitor-style state file
+    pruned_below: int = 0  # entries below this index may be absent: pruned by retention
+    erased: tuple[Erased, ...] = ()  # erased entries whose records verified
+    pruned_note: str | None = None  # the signed statement of pruned_below, for the state file
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -103,6 +121,11 @@ class AuditedLog:
             "entries_checked": self.entries,
             "checkpoints_verified": self.checkpoints,
             "findings": len(self.findings) + self.suppressed,
+            "pruned_below": self.pruned_below,
+            "erased": [
+                {"index": e.index, "hash": e.hash, "reason": e.reason, "time": e.time}
+                for e in self.erased
+            ],
         }
 
 
