@@ -1,6 +1,6 @@
 """Retention on a large log: how long plan and apply take, and what they cost a sealer meanwhile.
 
-    .venv/bin/python bench/bench_retention.py [--events 10000000] [--months 10] [--keep 4]
+    .venv/bin/python -m bench.bench_retention [--events 10000000] [--months 10] [--keep 4]
 
 Setup (a scratch database of the local stack, dropped afterwards): one log of ``--events``
 leaves (tiles built with the real ``integrate`` and a signed checkpoint, bench/query_data.py)
