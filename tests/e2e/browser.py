@@ -1,0 +1,75 @@
+"""Headless Chromium from Debian's packages, driven by Selenium through Debian's chromedriver.
+
+scripts/browser.sh (run by scripts/test.sh) installs both. Where they are missing the browser
+tests skip, and fail under ``CI=true`` (tests/go_tools.py's rule).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.go_tools import missing
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CONSOLE = Path(__file__).resolve().parents[2] / "query" / "console"
+
+
+@contextlib.contextmanager
+def chromium(downloads: Path | None = None) -> Iterator[Any]:
+    """A headless Chromium session (a Selenium WebDriver), quit on exit."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if shutil.which(path) is None:
+            missing(f"{path} is missing: scripts/browser.sh installs Debian's chromium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,860"):
+        options.add_argument(arg)
+    # Nothing but the page under test: no component updates, no sign-in, no metrics.
+    options.add_argument("--disable-background-networking")
+    options.add_argument("--disable-dev-shm-usage")
+    if downloads is not None:
+        options.add_experimental_option(
+            "prefs",
+            {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+        )
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_script_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *_: object) -> None:
+        pass
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+
+@contextlib.contextmanager
+def console_files() -> Iterator[str]:
+    """The console's files on a loopback port of their own (no service behind them): the base
+    URL. Loopback is a secure context, so WebCrypto is there as on an HTTPS deployment."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(CONSOLE)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
