@@ -45,6 +45,11 @@ def chromium(downloads: Path | None = None) -> Iterator[Any]:
         )
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_script_timeout(60)
+    if downloads is not None:
+        # Headless Chromium saves downloads only when told where, over the DevTools protocol.
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
     try:
         yield driver
     finally:
