@@ -209,7 +209,7 @@ async function eventPage(hash) {
         h("h2", {}, "Receipt"), verdict),
       h("div", {},
         h("h2", {}, "Envelope"), h("pre", { id: "envelope-pretty" }, JSON.stringify(envelope, null, 2)),
-        h("h2", {}, `Canonical bytes (${new TextEncoder().encode(item.envelopeText).length} bytes, what the log hashed)`),
+        h("h2", {}, `Canonical bytes (${new TextEncoder().encode(item.envelopeText).length} bytes as served, the bytes verified)`),
         h("pre", { id: "envelope-canonical" }, item.envelopeText))));
   clientSignature(tree).then((s) => {
     signature.replaceChildren(h("span", { class: s.status === "invalid" ? "status-failed" : s.status === "valid" ? "status-ok" : "muted" }, s.status), ` — ${s.detail}`);

@@ -29,20 +29,21 @@ export function parseReceipt(text) {
   return { index: BigInt(m[1]), proof, checkpoint };
 }
 
+// id, what a passed step says, what a failed one means.
 const STEPS = [
-  ["envelope", "Envelope is canonical JSON and hashes to the event hash"],
-  ["signature", "Checkpoint signed by a pinned log key"],
-  ["origin", "Checkpoint is of the expected log"],
-  ["leaf", "Leaf hash computed from the envelope"],
-  ["inclusion", "Inclusion proof leads to the signed root"],
-  ["witnesses", "Witness cosignatures meet the pinned policy"],
+  ["envelope", "Envelope is canonical JSON and hashes to the event hash", "the envelope is not what its hash says"],
+  ["signature", "Checkpoint signed by a pinned log key", "the checkpoint is not signed by a pinned key"],
+  ["origin", "Checkpoint is of the expected log", "the checkpoint is of another log"],
+  ["leaf", "Leaf hash computed from the envelope", "no leaf hash can be computed"],
+  ["inclusion", "Inclusion proof leads to the signed root", "the event is not in the signed log"],
+  ["witnesses", "Witness cosignatures meet the pinned policy", "the witness quorum is not met"],
 ];
 
 // Every step's outcome: {ok, steps: [{id, title, status: "ok" | "failed" | "skipped", detail}],
 // checkpoint, index, leaf}. `trust`: {keys: [log keys], served: bool (the keys came from the
 // server), policy?, origin?, now (seconds), maxAge?}.
 export async function verifyEvent({ envelopeText, eventHash, receiptText, scheme, trust }) {
-  const steps = STEPS.map(([id, title]) => ({ id, title, status: "skipped", detail: "" }));
+  const steps = STEPS.map(([id, title, meaning]) => ({ id, title, meaning, status: "skipped", detail: "" }));
   const result = { ok: false, steps };
   const step = (id) => steps.find((s) => s.id === id);
   let current = "envelope";
@@ -116,7 +117,7 @@ export async function verifyEvent({ envelopeText, eventHash, receiptText, scheme
     const failed = step(current);
     failed.status = "failed";
     failed.detail = exc.message;
-    result.error = `${failed.title}: ${exc.message}`;
+    result.error = `${failed.meaning} (${exc.message})`;
   }
   return result;
 }
