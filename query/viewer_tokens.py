@@ -29,6 +29,11 @@ MAX_TENANT_LENGTH: Final = 256
 MAX_NAME_LENGTH: Final = 128
 
 
+def _text(value: object, most: int) -> bool:
+    # PostgreSQL's text holds no NUL; anything else a tenant id may be, as at ingest.
+    return isinstance(value, str) and 0 < len(value) <= most and "\x00" not in value
+
+
 def _ttl(value: object) -> int | None:
     top = int(VIEWER_TTL_MAX.total_seconds())
     if value is None:
@@ -46,7 +51,7 @@ async def mint(request: Request) -> Response:
     admin, body = granted
     tenant = body.get("tenant_id", admin.tenant_id)
     errors: list[dict[str, str]] = []
-    if not isinstance(tenant, str) or not 0 < len(tenant) <= MAX_TENANT_LENGTH:
+    if not _text(tenant, MAX_TENANT_LENGTH):
         errors.append(
             error_item(
                 "FieldRequired",
@@ -61,7 +66,7 @@ async def mint(request: Request) -> Response:
             error_item("InvalidInteger", f"'/ttl_seconds' must be 1..{top}", "/ttl_seconds")
         )
     name = body.get("name", "viewer")
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
+    if not _text(name, MAX_NAME_LENGTH):
         errors.append(
             error_item("InvalidString", f"'/name' is 1..{MAX_NAME_LENGTH} characters", "/name")
         )
