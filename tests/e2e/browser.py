@@ -66,10 +66,9 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def console_files() -> Iterator[str]:
-    """The console's files on a loopback port of their own (no service behind them): the base
-    URL. Loopback is a secure context, so WebCrypto is there as on an HTTPS deployment."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(CONSOLE)))
+def static_files(directory: Path) -> Iterator[str]:
+    """``directory`` served on a loopback port of its own: the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -78,3 +77,9 @@ def console_files() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def console_files() -> contextlib.AbstractContextManager[str]:
+    """The console's files alone (no service behind them). Loopback is a secure context, so
+    WebCrypto is there as on an HTTPS deployment."""
+    return static_files(CONSOLE)

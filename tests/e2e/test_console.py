@@ -30,7 +30,7 @@ import pytest
 
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
-from tests.e2e.browser import chromium
+from tests.e2e.browser import chromium, static_files
 from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
 
 pytestmark = pytest.mark.e2e
@@ -176,6 +176,11 @@ def pin(driver: Any, c: Console, vkey: str) -> None:
 
 def search(driver: Any, c: Console, query: str, page_size: str = "20") -> str:
     driver.get(f"{c.base}/console/#/search")
+    return search_here(driver, query, page_size)
+
+
+def search_here(driver: Any, query: str, page_size: str = "20") -> str:
+    """Search from the search page the browser shows; the results' count line."""
     box = wait(driver, lambda d: by_id(d, "query"))
     box.clear()
     box.send_keys(query)
@@ -308,7 +313,9 @@ def test_an_altered_event_and_a_wrong_key_fail(browser: Any, console: Console) -
     assert result["signature"] == "failed"
 
 
-def test_a_viewer_token_sees_only_its_tenant_and_expires(browser: Any, console: Console) -> None:
+def test_a_viewer_token_sees_only_its_tenant_and_expires(
+    browser: Any, console: Console, services: Services
+) -> None:
     c = console
 
     def mint(body: dict[str, object], token: str = c.token) -> httpx.Response:
@@ -339,12 +346,53 @@ def test_a_viewer_token_sees_only_its_tenant_and_expires(browser: Any, console: 
     search(browser, c, f"message:{c.marker}")
     assert open_event(browser, acme[0])["verdict"].startswith("Verified in this browser")
 
+    # What the endpoint refuses.
+    assert mint({"ttl_seconds": 60}).status_code == 400  # no tenant
+    assert mint({"tenant_id": "acme", "ttl_seconds": 86_401}).status_code == 400
+    assert mint({"tenant_id": "acme", "ttl_seconds": 0}).status_code == 400
+    tenant_admin = make_token(services, {"admin"}, "acme")
+    assert mint({"tenant_id": "globex"}, tenant_admin).status_code == 403
+    assert mint({}, tenant_admin).json()["result"]["tenant_id"] == "acme"
+
     short = mint({"tenant_id": "acme", "ttl_seconds": 1}).json()["result"]["token"]
     headers = {"Authorization": f"Bearer {short}"}
     body = {"query": f"message:{c.marker}"}
     assert httpx.post(f"{c.base}/v1/search", json=body, headers=headers).status_code == 200
     time.sleep(1.2)
     assert httpx.post(f"{c.base}/v1/search", json=body, headers=headers).status_code == 401
+
+
+def test_an_embedding_page_hands_the_console_a_viewer_token(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    c = console
+    answer = httpx.post(
+        f"{c.base}/v1/viewer_tokens",
+        json={"tenant_id": "globex"},
+        headers={"Authorization": f"Bearer {c.token}"},
+    )
+    token = answer.json()["result"]["token"]
+    # The product's page, on another origin: the console in an iframe, the token by postMessage.
+    (tmp_path / "embed.html").write_text(
+        f'<iframe id="audit" src="{c.base}/console/#/search" width="1200" height="700"></iframe>'
+        "<script>const f = document.getElementById('audit');"
+        "f.addEventListener('load', () => f.contentWindow.postMessage("
+        f"{{type: 'auditlog-console-token', token: {json.dumps(token)}}}, {json.dumps(c.base)}));"
+        "</script>"
+    )
+    browser.get(c.base + "/console/")
+    browser.execute_script("sessionStorage.clear()")
+    with static_files(tmp_path) as product:
+        browser.get(f"{product}/embed.html")
+        browser.switch_to.frame("audit")
+        try:
+            globex = [h for h, t in zip(c.hashes, TENANTS, strict=True) if t == "globex"]
+            wait(browser, lambda d: by_id(d, "query"))
+            n = len(globex)
+            assert search_here(browser, f"message:{c.marker}") == f"Events 1 to {n} of {n}"
+            assert sorted(shown_hashes(browser)) == sorted(globex)
+        finally:
+            browser.switch_to.default_content()
 
 
 def test_the_logs_page_checks_consistency_with_the_last_checkpoint_seen(
@@ -358,8 +406,9 @@ def test_the_logs_page_checks_consistency_with_the_last_checkpoint_seen(
     pin(browser, c, c.vkey)
 
     def statuses() -> dict[str, str]:
+        # One visit of the logs page (each visit remembers the checkpoints it verified).
+        browser.get(f"{c.base}/console/#/keys")
         browser.get(f"{c.base}/console/#/logs")
-        browser.refresh()
         rows = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#logs tbody tr"))
         wait(browser, lambda d: "checking" not in d.find_element(By.ID, "logs").text)
         out = {}
@@ -371,7 +420,9 @@ def test_the_logs_page_checks_consistency_with_the_last_checkpoint_seen(
         return out
 
     assert set(statuses().values()) <= {"first", "none"}
-    more = log_events(c.base, c.token, c.marker + "x", ("acme", "globex", "acme", "globex"))
+    # Another marker: the searches of the other tests stay as they were.
+    later = f"later{secrets.token_hex(4)}"
+    more = log_events(c.base, c.token, later, ("acme", "globex", "acme", "globex"))
     wait_sealed(c.base, c.token, more)
     assert set(statuses().values()) == {"ok"}
     shot(browser, "logs")
