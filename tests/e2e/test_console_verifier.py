@@ -10,6 +10,7 @@ must fail at the step that names what is wrong.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
@@ -465,3 +466,60 @@ def test_consistency_proofs(page: Any) -> None:
         cases,
     )
     assert [(c[:3], g) for c, g in zip(cases, got, strict=True) if g != c[-1]] == []
+
+
+# Client signatures --------------------------------------------------------------------------------
+
+
+def test_client_signatures_in_every_key_form(page: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from auditlog.core.client_signature import verify_event_signature
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    forms = {
+        "json": json.dumps({"algorithm": "ED25519", "key": pem}),
+        "pem": pem,
+        "ssh": public.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode(),
+        "raw": base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode(),
+    }
+    event = {"message": "signed \u00e9 \U0001f600", "actor": "alice", "n": 1.5, "big": 10**20}
+    signature = base64.b64encode(key.sign(canonical_json(event))).decode()
+    other = base64.b64encode(Ed25519PrivateKey.generate().sign(canonical_json(event))).decode()
+    edited = {**event, "actor": "mallory"}
+    cases = []
+    for form, public_key in forms.items():
+        for name, ev, sig, valid in [
+            ("good", event, signature, True),
+            ("edited", edited, signature, False),
+            ("other key", event, other, False),
+        ]:
+            try:
+                verify_event_signature(ev, sig, public_key)
+                python_valid = True
+            except AuditLogError:
+                python_valid = False
+            assert python_valid == valid, (form, name)
+            envelope = {
+                "event": ev,
+                "received_at": "2026-12-05T00:00:00.000000Z",
+                "signature": sig,
+                "public_key": public_key,
+            }
+            cases.append((f"{form} {name}", canonical_json(envelope).decode(), valid))
+    unsigned = canonical_json({"event": event, "received_at": "2026-12-05T00:00:00.000000Z"})
+    got = run(
+        page,
+        "const c = await mod('canonical.js'); const s = await mod('signature.js');"
+        "const status = async (text) => (await s.clientSignature(c.parseTree(text))).status;"
+        "const out = [];"
+        "for (const [, text] of args[0]) out.push(await status(text));"
+        "out.push(await status(args[1]));"
+        "return out;",
+        cases,
+        unsigned.decode(),
+    )
+    assert got == [("valid" if valid else "invalid") for _, _, valid in cases] + ["none"]
