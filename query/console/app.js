@@ -13,6 +13,18 @@ import { verifyEvent } from "./verify.js";
 const main = document.getElementById("main");
 const SEARCH = "auditlog.search";
 const EVENT = "auditlog.event.";
+// The events of the pages this tab was sent, by hash: what an event page shows and verifies.
+// Kept in memory, and in session storage too (so a reload keeps them) while its quota allows:
+// a page of large envelopes can exceed it.
+const events = new Map();
+
+function remember(key, value) {
+  try {
+    sessionStorage.setItem(key, JSON.stringify(value));
+  } catch (exc) {
+    if (exc.name !== "QuotaExceededError") throw exc;
+  }
+}
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -78,7 +90,7 @@ window.addEventListener("message", (e) => {
 // Search -------------------------------------------------------------------------------------
 
 function saved() {
-  const raw = sessionStorage.getItem(SEARCH);
+  const raw = events.get(SEARCH) ?? sessionStorage.getItem(SEARCH);
   return raw ? JSON.parse(raw) : null;
 }
 
@@ -130,8 +142,19 @@ async function runSearch(form) {
 
 function keep(search) {
   const slim = { ...search, events: search.events.map(({ envelopeText, hash, log, index }) => ({ envelopeText, hash, log, index })) };
-  sessionStorage.setItem(SEARCH, JSON.stringify(slim));
-  for (const e of slim.events) sessionStorage.setItem(EVENT + e.hash, JSON.stringify(e));
+  // Only the page shown is kept: memory and storage stay bounded by one page.
+  for (const key of Object.keys(sessionStorage)) {
+    if (key.startsWith(EVENT)) sessionStorage.removeItem(key);
+  }
+  for (const key of [...events.keys()]) {
+    if (key.startsWith(EVENT)) events.delete(key);
+  }
+  events.set(SEARCH, JSON.stringify(slim));
+  remember(SEARCH, slim);
+  for (const e of slim.events) {
+    events.set(EVENT + e.hash, JSON.stringify(e));
+    remember(EVENT + e.hash, e);
+  }
 }
 
 async function page(offset) {
@@ -185,7 +208,7 @@ function renderResults(container, last) {
 // Event --------------------------------------------------------------------------------------
 
 async function eventPage(hash) {
-  const raw = sessionStorage.getItem(EVENT + hash);
+  const raw = events.get(EVENT + hash) ?? sessionStorage.getItem(EVENT + hash);
   if (!raw) {
     show(h("h1", {}, "Event"), h("p", {}, "Open events from a search: this tab has not seen ", h("code", {}, hash), "."));
     return;
@@ -289,6 +312,7 @@ export function route() {
 document.getElementById("signout").addEventListener("click", () => {
   session.signOut();
   sessionStorage.clear();
+  events.clear();
   location.hash = "#/signin";
 });
 window.addEventListener("hashchange", route);
