@@ -67,8 +67,8 @@ async def create_token(
     """Store a new token and return (secret token, info).
 
     ``token`` lets development set-ups keep one secret across runs: an existing, valid token
-    with that secret is returned as it is. A revoked one raises :class:`TokenRevoked`: creating
-    a token must never bring a revoked secret back to life.
+    with that secret is returned as it is. A revoked or expired one raises :class:`TokenRevoked`:
+    creating a token must never bring a revoked secret back to life.
     """
     unknown = scopes - set(SCOPES)
     if unknown or not scopes:
@@ -88,7 +88,7 @@ async def create_token(
     )
     info = await lookup_token(conn, secret)
     if info is None:
-        raise TokenRevoked("that token was revoked; it cannot be created again")
+        raise TokenRevoked("that token was revoked or has expired; it cannot be created again")
     return secret, info
 
 
