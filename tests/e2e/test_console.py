@@ -362,6 +362,25 @@ def test_a_viewer_token_sees_only_its_tenant_and_expires(
     assert httpx.post(f"{c.base}/v1/search", json=body, headers=headers).status_code == 401
 
 
+def test_the_console_works_from_the_keyboard(browser: Any, console: Console) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    c = console
+    sign_in(browser, c, c.token)
+    pin(browser, c, c.vkey)
+    browser.get(f"{c.base}/console/#/search")
+    box = wait(browser, lambda d: by_id(d, "query"))
+    assert browser.switch_to.active_element == box  # the page puts the cursor in the query
+    box.clear()
+    box.send_keys(f"message:{c.marker} actor:user1", Keys.ENTER)
+    wait(browser, lambda d: text_of(d, "count") == "Events 1 to 1 of 1")
+    link = browser.find_element(By.CSS_SELECTOR, "a.event-link")
+    link.send_keys(Keys.ENTER)
+    assert wait(browser, lambda d: text_of(d, "verdict")).startswith("Verified in this browser")
+    assert text_of(browser, "event-hash") == c.hashes[1]
+
+
 def test_an_embedding_page_hands_the_console_a_viewer_token(
     browser: Any, console: Console, tmp_path: Path
 ) -> None:
