@@ -32,7 +32,8 @@ async function send(method, path, body, auth = true) {
     credentials: "omit",
     cache: "no-store",
   });
-  if (response.status === 401) throw new Unauthorized("the token was refused (expired, revoked or unknown)");
+  if (response.status === 401)
+    throw new Unauthorized("the token was refused (expired, revoked or unknown)");
   return response;
 }
 

@@ -68,7 +68,12 @@ function chunkOutput(bytes, start, end, counter) {
   const blocks = Math.max(1, Math.ceil((end - start) / BLOCK_LEN));
   for (let i = 0; i < blocks - 1; i += 1) {
     const flags = i === 0 ? CHUNK_START : 0;
-    cv = Array.from(compress(cv, words(bytes, start + i * BLOCK_LEN, BLOCK_LEN), counter, BLOCK_LEN, flags).slice(0, 8));
+    cv = Array.from(
+      compress(cv, words(bytes, start + i * BLOCK_LEN, BLOCK_LEN), counter, BLOCK_LEN, flags).slice(
+        0,
+        8,
+      ),
+    );
   }
   const offset = start + (blocks - 1) * BLOCK_LEN;
   const length = end - offset;
@@ -81,7 +86,13 @@ function chainingValue(out) {
 }
 
 function parentOutput(left, right) {
-  return { cv: IV, block: Int32Array.from([...left, ...right]), counter: 0, blockLen: BLOCK_LEN, flags: PARENT };
+  return {
+    cv: IV,
+    block: Int32Array.from([...left, ...right]),
+    counter: 0,
+    blockLen: BLOCK_LEN,
+    flags: PARENT,
+  };
 }
 
 export function blake3(bytes) {

@@ -86,7 +86,11 @@ export function parseTree(text) {
       }
     }
     if (c === '"') return string();
-    for (const [word, v] of [["true", true], ["false", false], ["null", null]]) {
+    for (const [word, v] of [
+      ["true", true],
+      ["false", false],
+      ["null", null],
+    ]) {
       if (text.startsWith(word, pos)) {
         pos += word.length;
         return { t: "lit", v, start, end: pos };

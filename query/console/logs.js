@@ -4,6 +4,7 @@
 // and consistency proofs are public.
 
 import { getText } from "./api.js";
+import { failure, h, show } from "./dom.js";
 import { hasher, ProofError, verifyConsistency } from "./merkle.js";
 import { b64decode, checkQuorum, NoteError, openCheckpoint } from "./note.js";
 import { currentTrust, listLogs, seen } from "./trust.js";
@@ -24,8 +25,11 @@ async function check(log, trust) {
   const note = await getText(`../v1/logs/${encodeURIComponent(log.log)}/checkpoint`);
   const opened = await openCheckpoint(note, [...trust.keys, ...(trust.policy?.logs ?? [])]);
   const cp = opened.checkpoint;
-  if (cp.origin !== log.origin) throw new NoteError(`checkpoint of ${cp.origin}, listed as ${log.origin}`);
-  let witnesses = opened.parsed.signatures.filter((s) => !opened.signedBy.some((b) => b.name === s.name)).map((s) => s.name);
+  if (cp.origin !== log.origin)
+    throw new NoteError(`checkpoint of ${cp.origin}, listed as ${log.origin}`);
+  let witnesses = opened.parsed.signatures
+    .filter((s) => !opened.signedBy.some((b) => b.name === s.name))
+    .map((s) => s.name);
   let quorum = "";
   if (trust.policy) {
     const verdict = await checkQuorum(trust.policy, opened, trust.now, trust.maxAge);
@@ -40,13 +44,19 @@ async function check(log, trust) {
     status = "first";
     text = `first checkpoint this browser has seen (size ${cp.size}); remembered`;
   } else {
-    const old = (await openCheckpoint(prior.note, trust.keys.length ? trust.keys : trust.policy.logs)).checkpoint;
+    const old = (
+      await openCheckpoint(prior.note, trust.keys.length ? trust.keys : trust.policy.logs)
+    ).checkpoint;
     if (old.size > cp.size) {
-      throw new ProofError(`ROLLBACK: this browser saw size ${old.size}, the log now shows ${cp.size}`);
+      throw new ProofError(
+        `ROLLBACK: this browser saw size ${old.size}, the log now shows ${cp.size}`,
+      );
     }
     let proof = [];
     if (old.size !== cp.size && old.size > 0n) {
-      const body = await getText(`../v1/proofs/consistency?log=${encodeURIComponent(log.log)}&from=${old.size}&to=${cp.size}`);
+      const body = await getText(
+        `../v1/proofs/consistency?log=${encodeURIComponent(log.log)}&from=${old.size}&to=${cp.size}`,
+      );
       const head = body.slice(0, body.indexOf("\n\n")).split("\n");
       proof = head.slice(1).map(b64decode);
     }
@@ -57,13 +67,29 @@ async function check(log, trust) {
   return { status, text, witnesses: (witnesses.join(", ") || "none") + quorum };
 }
 
-export async function logsPage(show, h, failure) {
+export async function logsPage() {
   const body = h("tbody", {});
   const note = h("p", { class: "muted", id: "logs-trust" });
-  show(h("h1", {}, "Logs"), note,
-    h("table", { id: "logs" },
-      h("thead", {}, h("tr", {}, ["Log", "Origin", "Scheme", "Size", "Checkpoint", "Witnesses", "Consistency"].map((t) => h("th", { scope: "col" }, t)))),
-      body));
+  show(
+    h("h1", {}, "Logs"),
+    note,
+    h(
+      "table",
+      { id: "logs" },
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["Log", "Origin", "Scheme", "Size", "Checkpoint", "Witnesses", "Consistency"].map((t) =>
+            h("th", { scope: "col" }, t),
+          ),
+        ),
+      ),
+      body,
+    ),
+  );
   try {
     const trust = await currentTrust();
     note.textContent = trust.served
@@ -74,17 +100,34 @@ export async function logsPage(show, h, failure) {
         witnesses: h("td", {}, "…"),
         consistency: h("td", { class: "consistency" }, "checking…"),
       };
-      body.append(h("tr", { "data-log": log.log },
-        h("td", { class: "mono" }, log.log), h("td", { class: "mono" }, log.origin),
-        h("td", {}, log.hash_scheme), h("td", { class: "size" }, log.size),
-        h("td", {}, age(log.checkpoint_at)), cells.witnesses, cells.consistency));
+      body.append(
+        h(
+          "tr",
+          { "data-log": log.log },
+          h("td", { class: "mono" }, log.log),
+          h("td", { class: "mono" }, log.origin),
+          h("td", {}, log.hash_scheme),
+          h("td", { class: "size" }, log.size),
+          h("td", {}, age(log.checkpoint_at)),
+          cells.witnesses,
+          cells.consistency,
+        ),
+      );
       try {
         const r = await check(log, trust);
-        cells.consistency.replaceChildren(h("span", { class: r.status === "none" ? "muted" : "status-ok", "data-status": r.status }, r.text));
+        cells.consistency.replaceChildren(
+          h(
+            "span",
+            { class: r.status === "none" ? "muted" : "status-ok", "data-status": r.status },
+            r.text,
+          ),
+        );
         cells.witnesses.textContent = r.witnesses ?? "";
       } catch (exc) {
         if (!(exc instanceof NoteError || exc instanceof ProofError)) throw exc;
-        cells.consistency.replaceChildren(h("span", { class: "status-failed", "data-status": "bad", role: "alert" }, exc.message));
+        cells.consistency.replaceChildren(
+          h("span", { class: "status-failed", "data-status": "bad", role: "alert" }, exc.message),
+        );
         cells.witnesses.textContent = "";
       }
     }

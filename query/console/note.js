@@ -68,15 +68,18 @@ export function parseNote(data) {
   const text = data.slice(0, split + 1);
   const block = data.slice(split + 2);
   if (!block || !block.endsWith("\n")) throw new NoteError("the note must end with signatures");
-  const signatures = block.slice(0, -1).split("\n").map((line) => {
-    if (!line.startsWith(SIG_PREFIX)) throw new NoteError(`not a signature line: ${line}`);
-    const [name, encoded, ...extra] = line.slice(SIG_PREFIX.length).split(" ");
-    const raw = b64decode(encoded ?? "");
-    if (extra.length || !validName(name) || raw.length <= 4) {
-      throw new NoteError(`malformed signature line: ${line}`);
-    }
-    return { name, keyId: raw.slice(0, 4), sig: raw.slice(4) };
-  });
+  const signatures = block
+    .slice(0, -1)
+    .split("\n")
+    .map((line) => {
+      if (!line.startsWith(SIG_PREFIX)) throw new NoteError(`not a signature line: ${line}`);
+      const [name, encoded, ...extra] = line.slice(SIG_PREFIX.length).split(" ");
+      const raw = b64decode(encoded ?? "");
+      if (extra.length || !validName(name) || raw.length <= 4) {
+        throw new NoteError(`malformed signature line: ${line}`);
+      }
+      return { name, keyId: raw.slice(0, 4), sig: raw.slice(4) };
+    });
   if (signatures.length > MAX_SIGNATURES) throw new NoteError("more than 100 signatures");
   return { text, signatures };
 }
@@ -151,9 +154,7 @@ export async function openCheckpoint(note, trusted) {
 export async function verifiedCosigners(parsed, witnesses) {
   const out = new Map();
   for (const sig of parsed.signatures) {
-    const entry = [...witnesses].find(
-      ([, w]) => w.name === sig.name && equal(w.keyId, sig.keyId),
-    );
+    const entry = [...witnesses].find(([, w]) => w.name === sig.name && equal(w.keyId, sig.keyId));
     if (!entry || out.has(entry[0])) continue;
     const [label, witness] = entry;
     if (sig.sig.length !== 72) throw new NoteError(`cosignature by ${sig.name} is malformed`);

@@ -38,7 +38,10 @@ export async function listLogs(fresh = false) {
 // {keys, served, policy, maxAge, now}: the trust verifyEvent takes. Pinned keys if any; else
 // the keys this same server lists, marked `served` (not an independent check).
 export async function currentTrust() {
-  const lines = pins.keys.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const lines = pins.keys
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
   let keys = [];
   let served = false;
   for (const line of lines) keys.push(await parseVkey(line));
@@ -58,6 +61,9 @@ export const seen = {
     return raw ? JSON.parse(raw) : null;
   },
   set(origin, note, size) {
-    localStorage.setItem(SEEN + origin, JSON.stringify({ note, size: String(size), at: Date.now() }));
+    localStorage.setItem(
+      SEEN + origin,
+      JSON.stringify({ note, size: String(size), at: Date.now() }),
+    );
   },
 };

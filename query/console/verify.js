@@ -31,8 +31,16 @@ export function parseReceipt(text) {
 
 // id, what a passed step says, what a failed one means.
 const STEPS = [
-  ["envelope", "Envelope is canonical JSON and hashes to the event hash", "the envelope is not what its hash says"],
-  ["signature", "Checkpoint signed by a pinned log key", "the checkpoint is not signed by a pinned key"],
+  [
+    "envelope",
+    "Envelope is canonical JSON and hashes to the event hash",
+    "the envelope is not what its hash says",
+  ],
+  [
+    "signature",
+    "Checkpoint signed by a pinned log key",
+    "the checkpoint is not signed by a pinned key",
+  ],
   ["origin", "Checkpoint is of the expected log", "the checkpoint is of another log"],
   ["leaf", "Leaf hash computed from the envelope", "no leaf hash can be computed"],
   ["inclusion", "Inclusion proof leads to the signed root", "the event is not in the signed log"],
@@ -43,7 +51,13 @@ const STEPS = [
 // checkpoint, index, leaf}. `trust`: {keys: [log keys], served: bool (the keys came from the
 // server), policy?, origin?, now (seconds), maxAge?}.
 export async function verifyEvent({ envelopeText, eventHash, receiptText, scheme, trust }) {
-  const steps = STEPS.map(([id, title, meaning]) => ({ id, title, meaning, status: "skipped", detail: "" }));
+  const steps = STEPS.map(([id, title, meaning]) => ({
+    id,
+    title,
+    meaning,
+    status: "skipped",
+    detail: "",
+  }));
   const result = { ok: false, steps };
   const step = (id) => steps.find((s) => s.id === id);
   let current = "envelope";
@@ -126,4 +140,3 @@ function ok(s, detail) {
   s.status = "ok";
   s.detail = detail;
 }
-
