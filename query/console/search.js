@@ -1,7 +1,7 @@
 // The search page: the query form, the results table, paging through the stored result set and
 // downloads; and the events of the page shown, which event pages read.
 
-import { eventsOf, pangea } from "./api.js";
+import { ApiError, eventsOf, pangea } from "./api.js";
 import { parseTree, toValue } from "./canonical.js";
 import { failure, h, show } from "./dom.js";
 
@@ -193,7 +193,11 @@ async function download(format) {
   const last = saved();
   try {
     const answer = await pangea("../v1/download_results", { result_id: last.id, format });
-    const link = h("a", { href: answer.result.dest_url, download: `search.${format}` });
+    const url = new URL(answer.result.dest_url, location.href);
+    if (url.protocol !== "https:" && url.protocol !== "http:") {
+      throw new ApiError(`not a download URL: ${answer.result.dest_url}`);
+    }
+    const link = h("a", { href: url.href, download: `search.${format}` });
     document.body.append(link);
     link.click();
     link.remove();
