@@ -79,6 +79,31 @@ def static_files(directory: Path) -> Iterator[str]:
         thread.join()
 
 
+@contextlib.contextmanager
+def module_page() -> Iterator[Any]:
+    """A browser on a page of the console's origin, ready for :func:`run` (no service)."""
+    with console_files() as base, chromium() as driver:
+        # Any page of that origin will do: the modules are imported by the scripts run.
+        driver.get(f"{base}/verify.js")
+        driver.base = base
+        yield driver
+
+
+def run(driver: Any, body: str, *args: object) -> Any:
+    """Run ``body`` (an async function body; ``mod(name)`` imports a console module) in the
+    page of :func:`module_page` and return its result; a JavaScript exception fails the test."""
+    script = (
+        "const done = arguments[arguments.length - 1];"
+        "const args = Array.from(arguments).slice(0, -1);"
+        f"const mod = (name) => import('{driver.base}/' + name);"
+        f"(async () => {{ {body} }})().then((value) => done({{value}}),"
+        " (e) => done({error: String(e && e.stack || e)}));"
+    )
+    answer = driver.execute_async_script(script, *args)
+    assert "error" not in answer, answer["error"]
+    return answer["value"]
+
+
 def console_files() -> contextlib.AbstractContextManager[str]:
     """The console's files alone (no service behind them). Loopback is a secure context, so
     WebCrypto is there as on an HTTPS deployment."""
