@@ -2,7 +2,7 @@
 // the keys this server lists (shown as not independent).
 
 import { failure, h, show } from "./dom.js";
-import { currentTrust, listLogs, pins } from "./trust.js";
+import { listLogs, parsePins, pins } from "./trust.js";
 
 export async function keysPage() {
   const keys = h(
@@ -24,8 +24,11 @@ export async function keysPage() {
       onsubmit: async (e) => {
         e.preventDefault();
         try {
+          // Nothing unreadable is kept: parse first, then save.
+          await parsePins(keys.value, policy.value);
+          if (maxAge.value && !(Number(maxAge.value) >= 0))
+            throw new Error("not an age in seconds");
           pins.save(keys.value, policy.value, maxAge.value);
-          await currentTrust();
           status.replaceChildren(h("span", { class: "status-ok" }, "Saved in this browser."));
         } catch (exc) {
           status.replaceChildren(failure(exc));
@@ -46,7 +49,7 @@ export async function keysPage() {
     policy,
     h("label", { for: "max-age" }, "Maximum cosignature age in seconds (optional)"),
     maxAge,
-    h("p", {}, h("button", { class: "primary", type: "submit" }, "Save")),
+    h("p", {}, h("button", { class: "primary", type: "submit", id: "save-keys" }, "Save")),
     status,
   );
   show(

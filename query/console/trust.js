@@ -35,17 +35,25 @@ export async function listLogs(fresh = false) {
   return logsCache;
 }
 
-// {keys, served, policy, maxAge, now}: the trust verifyEvent takes. Pinned keys if any; else
-// the keys this same server lists, marked `served` (not an independent check).
-export async function currentTrust() {
-  const lines = pins.keys
+// The pinned keys and policy as text would be parsed; NoteError when they cannot be.
+export async function parsePins(keysText, policyText) {
+  const lines = keysText
     .split("\n")
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("#"));
-  let keys = [];
-  let served = false;
+  const keys = [];
   for (const line of lines) keys.push(await parseVkey(line));
-  const policy = pins.policy ? await parsePolicy(`${pins.policy}\n`) : undefined;
+  const policy = policyText.trim() ? await parsePolicy(`${policyText}\n`) : undefined;
+  return { keys, policy };
+}
+
+// {keys, served, policy, maxAge, now}: the trust verifyEvent takes. Pinned keys if any; else
+// the keys this same server lists, marked `served` (not an independent check).
+export async function currentTrust() {
+  const pinned = await parsePins(pins.keys, pins.policy);
+  const { policy } = pinned;
+  let { keys } = pinned;
+  let served = false;
   if (!keys.length && !policy?.logs.length) {
     served = true;
     const listed = (await listLogs()).map((l) => l.vkey).filter(Boolean);

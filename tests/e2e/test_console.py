@@ -168,9 +168,7 @@ def pin(driver: Any, c: Console, vkey: str) -> None:
     area = wait(driver, lambda d: by_id(d, "pinned-keys"))
     area.clear()
     area.send_keys(vkey)
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    by_id(driver, "save-keys").click()
     wait(driver, lambda d: "Saved" in text_of(d, "keys-status"))
 
 
@@ -305,6 +303,15 @@ def test_an_altered_event_and_a_wrong_key_fail(browser: Any, console: Console) -
         shot(browser, "event-failed")
     finally:
         asyncio.run(store(row, original))
+
+    # A key that is not one is refused, and the pinned one is kept.
+    browser.get(f"{c.base}/console/#/keys")
+    area = wait(browser, lambda d: by_id(d, "pinned-keys"))
+    area.clear()
+    area.send_keys("not+a+key")
+    by_id(browser, "save-keys").click()
+    assert "malformed verifier key" in wait(browser, lambda d: text_of(d, "keys-status"))
+    assert browser.execute_script("return localStorage.getItem('auditlog.pinned-keys')") == c.vkey
 
     pin(browser, c, NoteSigner.generate(ORIGIN).vkey())
     search(browser, c, f"message:{c.marker}")
