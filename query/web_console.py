@@ -6,8 +6,8 @@ service's JSON endpoints with the token the user signed in with, and verifies re
 (query/console/verify.js). The policy below tells the browser so: scripts, styles and requests
 come from this origin only; embedding the console in a product's page (an iframe) is allowed.
 
-Only files that exist in the directory when the service starts are served, by name, so no path
-can climb out of it.
+Only the files the directory holds (read once, at the first request for one) are served, by
+name, so no path can climb out of it.
 """
 
 from __future__ import annotations
