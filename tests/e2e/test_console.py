@@ -320,6 +320,44 @@ def test_an_altered_event_and_a_wrong_key_fail(browser: Any, console: Console) -
     assert result["signature"] == "failed"
 
 
+def test_a_pinned_witness_policy_is_enforced(browser: Any, console: Console) -> None:
+    from selenium.webdriver.common.by import By
+
+    from auditlog.core.cosignature import Cosigner
+
+    c = console
+    sign_in(browser, c, c.token)
+    pin(browser, c, c.vkey)
+    # This deployment has no witnesses: a policy that needs one fails every receipt.
+    witness = Cosigner.generate("witness.example")
+    browser.get(f"{c.base}/console/#/keys")
+    policy = wait(browser, lambda d: by_id(d, "policy"))
+    policy.send_keys(f"witness w {witness.vkey()}\nquorum w\n")
+    by_id(browser, "save-keys").click()
+    wait(browser, lambda d: "Saved" in text_of(d, "keys-status"))
+    try:
+        search(browser, c, f"message:{c.marker}")
+        result = open_event(browser, c.hashes[0])
+        assert result["verdict"].startswith("Verification FAILED: the witness quorum"), result
+        assert result["inclusion"] == "ok"
+        assert result["witnesses"] == "failed"
+        browser.get(f"{c.base}/console/#/logs")
+        wait(browser, lambda d: "checking" not in d.find_element(By.ID, "logs").text)
+        rows = [
+            row
+            for row in browser.find_elements(By.CSS_SELECTOR, "#logs tbody tr")
+            if str(row.get_attribute("data-log")).startswith(c.topic)
+        ]
+        assert len(rows) == 2
+        statuses = {
+            row.find_element(By.CSS_SELECTOR, "[data-status]").get_attribute("data-status")
+            for row in rows
+        }
+        assert statuses == {"bad"}
+    finally:
+        browser.execute_script("localStorage.removeItem('auditlog.policy')")
+
+
 def test_a_viewer_token_sees_only_its_tenant_and_expires(
     browser: Any, console: Console, services: Services
 ) -> None:
