@@ -3,7 +3,7 @@
 // the remembered checkpoint; a fork or rollback is shown as such). Needs no token: checkpoints
 // and consistency proofs are public.
 
-import { getText } from "./api.js";
+import { ApiError, getText } from "./api.js";
 import { failure, h, show } from "./dom.js";
 import { hasher, ProofError, verifyConsistency } from "./merkle.js";
 import { b64decode, checkQuorum, NoteError, openCheckpoint } from "./note.js";
@@ -124,7 +124,10 @@ export async function logsPage() {
         );
         cells.witnesses.textContent = r.witnesses ?? "";
       } catch (exc) {
-        if (!(exc instanceof NoteError || exc instanceof ProofError)) throw exc;
+        // One log that cannot be read or verified is shown as such; the others are still checked.
+        if (!(exc instanceof NoteError || exc instanceof ProofError || exc instanceof ApiError)) {
+          throw exc;
+        }
         cells.consistency.replaceChildren(
           h("span", { class: "status-failed", "data-status": "bad", role: "alert" }, exc.message),
         );
