@@ -75,7 +75,7 @@ export async function logsPage() {
     note,
     h(
       "table",
-      { id: "logs" },
+      { id: "logs", "aria-busy": "true" },
       h(
         "thead",
         {},
@@ -136,5 +136,7 @@ export async function logsPage() {
     }
   } catch (exc) {
     body.append(h("tr", {}, h("td", { colspan: 7 }, failure(exc))));
+  } finally {
+    document.getElementById("logs")?.setAttribute("aria-busy", "false");
   }
 }

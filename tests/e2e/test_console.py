@@ -200,6 +200,23 @@ def open_event(driver: Any, event_hash: str) -> dict[str, str]:
     return {"verdict": verdict, **steps}
 
 
+def logs_checked(driver: Any) -> None:
+    """Wait until the logs page has checked every log (its table is no longer busy)."""
+
+    def done(d: Any) -> bool:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
+
+        try:
+            return by_id(d, "logs").get_attribute("aria-busy") == "false"
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+
+    wait(driver, done, timeout=60)
+
+
 def shown_hashes(driver: Any) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -342,7 +359,7 @@ def test_a_pinned_witness_policy_is_enforced(browser: Any, console: Console) -> 
         assert result["inclusion"] == "ok"
         assert result["witnesses"] == "failed"
         browser.get(f"{c.base}/console/#/logs")
-        wait(browser, lambda d: "checking" not in d.find_element(By.ID, "logs").text)
+        logs_checked(browser)
         rows = [
             row
             for row in browser.find_elements(By.CSS_SELECTOR, "#logs tbody tr")
@@ -473,8 +490,8 @@ def test_the_logs_page_checks_consistency_with_the_last_checkpoint_seen(
         # One visit of the logs page (each visit remembers the checkpoints it verified).
         browser.get(f"{c.base}/console/#/keys")
         browser.get(f"{c.base}/console/#/logs")
-        rows = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#logs tbody tr"))
-        wait(browser, lambda d: "checking" not in d.find_element(By.ID, "logs").text)
+        logs_checked(browser)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#logs tbody tr")
         out = {}
         for row in rows:
             log = row.get_attribute("data-log")
