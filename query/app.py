@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -46,7 +47,16 @@ from auditlog.web.pangea import (
 )
 from auditlog.web.params import non_negative_int
 from auditlog.web.ratelimit import Limits
-from query import downloads, idempotency, openapi, roots, search, statements
+from query import (
+    downloads,
+    idempotency,
+    openapi,
+    roots,
+    search,
+    statements,
+    viewer_tokens,
+    web_console,
+)
 from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
@@ -60,11 +70,17 @@ HASH_SIZE = 32
 SWEEP_SECONDS = 600.0
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
 async def list_logs(request: Request) -> Response:
     st = state(request)
     rows = await st.pool.fetch(
-        "SELECT log_id, origin, hash_scheme, size, topic, kafka_partition FROM logs"
-        ' ORDER BY log_id COLLATE "C"'
+        "SELECT log_id, origin, hash_scheme, size, topic, kafka_partition,"
+        # When the latest checkpoint was signed: one primary-key lookup a log.
+        " (SELECT created_at FROM checkpoints c WHERE c.log_id = l.log_id AND c.size = l.size)"
+        ' AS checkpoint_at FROM logs l ORDER BY log_id COLLATE "C"'
     )
     key = NoteVerifier.from_vkey(st.settings.vkey) if st.settings.vkey else None
     return success(
@@ -79,6 +95,7 @@ async def list_logs(request: Request) -> Response:
                     "topic": r["topic"],
                     "partition": r["kafka_partition"],
                     "vkey": log_vkey(key, r["origin"]) if key is not None else None,
+                    "checkpoint_at": _iso(r["checkpoint_at"]),
                 }
                 for r in rows
             ]
@@ -243,6 +260,11 @@ def routes() -> list[BaseRoute]:
         Route("/v1/proofs/consistency", roots.consistency, methods=["GET"]),
         Route("/v1/downloads/{secret}/{name}", downloads.serve_download, methods=["GET"]),
         Route("/v1/openapi.json", openapi.endpoint, methods=["GET"]),
+        Route("/v1/viewer_tokens", viewer_tokens.mint, methods=["POST"]),
+        # The web console (static files; query/web_console.py)
+        Route("/console", web_console.to_index, methods=["GET"]),
+        Route("/console/", web_console.index, methods=["GET"]),
+        Route("/console/{name}", web_console.asset, methods=["GET"]),
         # Operations
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -250,9 +272,9 @@ def routes() -> list[BaseRoute]:
 
 
 async def _sweep(pool: asyncpg.Pool) -> None:
-    """Drop expired result sets, exports and downloads now and then."""
+    """Drop expired result sets, exports, downloads and viewer tokens now and then."""
     while True:
-        for table in ("search_results", "exports", "downloads"):
+        for table in ("search_results", "exports", "downloads", "api_tokens"):
             try:
                 await pool.execute(f"DELETE FROM {table} WHERE expires_at < now()")  # noqa: S608
             except (OSError, asyncpg.PostgresError) as exc:

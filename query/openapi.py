@@ -17,6 +17,7 @@ _STR: Final = {"type": "string"}
 _INT: Final = {"type": "integer"}
 _BOOL: Final = {"type": "boolean"}
 _TEXT: Final = {"text/plain": {"schema": _STR}}
+_HTML: Final = {"text/html": {"schema": _STR}}
 _BYTES: Final = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
@@ -226,6 +227,17 @@ _SCHEMAS: Final[dict[str, Any]] = {
         ("id",),
     ),
     "RootRequest": _obj({"tree_size": _INT, "tree_name": _STR}),
+    "ViewerTokenRequest": _obj({"tenant_id": _STR, "ttl_seconds": _INT, "name": _STR}),
+    "ViewerToken": _obj(
+        {
+            "token": _STR,
+            "token_id": _STR,
+            "tenant_id": _STR,
+            "scopes": {"type": "array", "items": _STR},
+            "expires_at": _STR,
+        },
+        ("token", "token_id", "tenant_id", "scopes", "expires_at"),
+    ),
     "DownloadRequest": _obj(
         {"result_id": _STR, "request_id": _STR, "format": {"enum": ["csv", "json"]}}
     ),
@@ -376,12 +388,32 @@ def document() -> dict[str, Any]:
             )
         },
         "/v1/openapi.json": {"get": _native("This document", _json({"type": "object"}), [])},
+        "/v1/viewer_tokens": {
+            "post": _pangea(
+                "Mint a viewer token: read-only (scope search), bound to one tenant, expiring"
+                " after `ttl_seconds` (default 900, at most 86400). Needs an admin token",
+                "ViewerTokenRequest",
+                _ref("ViewerToken"),
+            )
+        },
+        "/console": {"get": _native("The web console (redirects to /console/)", _HTML, [])},
+        "/console/": {"get": _native("The web console's page", _HTML, [])},
+        "/console/{name}": {
+            "get": _native(
+                "A file of the web console (ES module, style sheet)",
+                {"text/javascript": {"schema": _STR}, "text/css": {"schema": _STR}},
+                [_path("name")],
+            )
+        },
         "/healthz": {"get": _native("Liveness", _json(_ref("PangeaEnvelope")), [])},
         "/readyz": {"get": _native("Readiness", _json(_ref("PangeaEnvelope")), [])},
         "/metrics": {"get": _native("Prometheus metrics", _TEXT, [])},
     }
     for name in ("/healthz", "/readyz", "/metrics"):
         paths[name]["get"]["tags"] = ["Operations"]
+    for name in ("/console", "/console/", "/console/{name}"):
+        paths[name]["get"]["tags"] = ["Console"]
+    paths["/console"]["get"]["responses"]["308"] = {"description": "Redirect to /console/"}
     return {
         "openapi": "3.1.0",
         "info": {

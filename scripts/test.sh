@@ -12,6 +12,13 @@ if ! scripts/go-tools.sh; then
     echo "test: the Go tools are missing; the tests that need them will be skipped" >&2
 fi
 
+# Debian's chromium and chromedriver for the console's browser tests; likewise skipped without
+# them, except under CI.
+if ! scripts/browser.sh; then
+    [ "${CI:-}" = true ] && exit 2
+    echo "test: chromium is missing; the console's browser tests will be skipped" >&2
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

@@ -179,6 +179,7 @@ def cmd_up(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - a linea
         for key, value in dev_env.items():
             print(f"  {key}={value}")
         print(f"  (written to {cfg.home / 'dev.env'}; Ctrl-C stops everything)")
+        print(f"web console: {base}/console/  (docs/console.md)")
         if args.then:
             rc = subprocess.call(args.then, shell=True, env={**env, **dev_env})  # noqa: S602
             if rc != 0:

@@ -5,6 +5,10 @@ gives nobody a usable token. The services resolve a presented token through :cla
 which keeps positive and negative answers for a few seconds so that a flood of requests costs
 one query per token, while a revocation still takes effect within ``ttl`` seconds (and keeps
 known tokens working through a short database outage; see the class).
+
+A token may carry an expiry (``expires_at``, schema 10): the console's *viewer tokens*
+(:func:`mint_viewer_token`) are read-only, bound to one tenant and short-lived. Past its expiry a
+token is refused at once, by the database and by the cache alike.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeVar
 
 import asyncpg
 
 SCOPES = ("log", "search", "admin")
+# What a viewer token may do: read (search, results, receipts, downloads), never log or mint.
+VIEWER_SCOPES: Final = frozenset({"search"})
+VIEWER_TTL_MAX: Final = timedelta(hours=24)
 
 _V = TypeVar("_V")
 
@@ -35,9 +43,13 @@ class TokenInfo:
     name: str
     scopes: frozenset[str]
     tenant_id: str | None
+    expires_at: datetime | None = None
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 def hash_token(token: str) -> bytes:
@@ -50,12 +62,13 @@ async def create_token(
     scopes: set[str],
     tenant_id: str | None = None,
     token: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[str, TokenInfo]:
     """Store a new token and return (secret token, info).
 
     ``token`` lets development set-ups keep one secret across runs: an existing, valid token
-    with that secret is returned as it is. A revoked one raises :class:`TokenRevoked`: creating
-    a token must never bring a revoked secret back to life.
+    with that secret is returned as it is. A revoked or expired one raises :class:`TokenRevoked`:
+    creating a token must never bring a revoked secret back to life.
     """
     unknown = scopes - set(SCOPES)
     if unknown or not scopes:
@@ -63,36 +76,63 @@ async def create_token(
     token_id = secrets.token_hex(6)
     secret = token or f"alt_{token_id}_{secrets.token_urlsafe(32)}"
     await conn.execute(
-        "INSERT INTO api_tokens (token_id, token_hash, name, scopes, tenant_id)"
-        " VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO api_tokens (token_id, token_hash, name, scopes, tenant_id, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (token_hash) DO NOTHING",
         token_id,
         hash_token(secret),
         name,
         sorted(scopes),
         tenant_id,
+        expires_at,
     )
     info = await lookup_token(conn, secret)
     if info is None:
-        raise TokenRevoked("that token was revoked; it cannot be created again")
+        raise TokenRevoked("that token was revoked or has expired; it cannot be created again")
     return secret, info
+
+
+async def mint_viewer_token(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: str,
+    ttl: timedelta,
+    name: str = "viewer",
+) -> tuple[str, TokenInfo]:
+    """A viewer token: scope ``search`` only, bound to ``tenant_id``, valid for ``ttl``.
+
+    What a product hands the console it embeds for one of its customers: it reads that tenant's
+    events (search, results, receipts, downloads) and nothing else, and stops working by itself.
+    """
+    if not tenant_id:
+        raise ValueError("a viewer token is bound to a tenant")
+    if not timedelta(0) < ttl <= VIEWER_TTL_MAX:
+        raise ValueError(f"a viewer token lives more than 0 s and at most {VIEWER_TTL_MAX}")
+    expires = datetime.now(UTC) + ttl
+    return await create_token(conn, name, set(VIEWER_SCOPES), tenant_id, expires_at=expires)
 
 
 async def lookup_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> TokenInfo | None:
     row = await conn.fetchrow(
-        "SELECT token_id, name, scopes, tenant_id FROM api_tokens"
-        " WHERE token_hash = $1 AND revoked_at IS NULL",
+        "SELECT token_id, name, scopes, tenant_id, expires_at FROM api_tokens"
+        " WHERE token_hash = $1 AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())",
         hash_token(token),
     )
     if row is None:
         return None
-    return TokenInfo(row["token_id"], row["name"], frozenset(row["scopes"]), row["tenant_id"])
+    return TokenInfo(
+        row["token_id"],
+        row["name"],
+        frozenset(row["scopes"]),
+        row["tenant_id"],
+        row["expires_at"],
+    )
 
 
 async def list_tokens(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
-            "SELECT token_id, name, scopes, tenant_id, created_at, revoked_at"
+            "SELECT token_id, name, scopes, tenant_id, created_at, revoked_at, expires_at"
             " FROM api_tokens ORDER BY created_at"
         )
     )
@@ -129,6 +169,7 @@ class TokenCache:
       is still accepted (so ingest keeps taking events that need only Kafka through a restart
       of the database); a token never seen, or last seen longer ago, is refused by the error.
       At worst a revocation therefore takes ``ttl + grace`` seconds, and only during an outage.
+    - A token with an expiry is refused from that instant on (``wall_clock``), cached or not.
     - Unknown tokens are remembered apart from known ones, so a flood of made-up tokens evicts
       no real one, and at most ``max_lookups`` lookups run at once, so such a flood holds at
       most that many database connections.
@@ -143,9 +184,11 @@ class TokenCache:
         max_entries: int = 10_000,
         max_lookups: int = 4,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
         self._clock = clock
+        self._wall_clock = wall_clock
         self._ttl = ttl
         self._grace = grace
         self._max = max_entries
@@ -163,6 +206,11 @@ class TokenCache:
             return None
         now = self._clock()
         known = self._known.get(token)
+        if known is not None and known[1].expired(self._wall_clock()):
+            # Expiry is final: nothing to look up again, not even during an outage.
+            del self._known[token]
+            self._remember(self._unknown, token, now)
+            return None
         if known is not None and now - known[0] < self._ttl:
             return known[1]
         refused_at = self._unknown.get(token)

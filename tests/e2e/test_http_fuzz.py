@@ -76,6 +76,9 @@ NOT_PANGEA = {
     "/v1/downloads/{secret}/{name}",
     "/v1/openapi.json",
     "/metrics",
+    "/console",  # the web console: a redirect, its page and its files
+    "/console/",
+    "/console/{name}",
 }
 QUERY_POSTS = ("/v1/search", "/v1/results", "/v1/root", "/v1/download_results", "/v1/export")
 INGEST_POSTS = ("/v1/log", "/v2/log", "/v2/log_async", "/v1/log_stream")
@@ -147,7 +150,7 @@ def _problem(
         overload = status == 503 and "retry-after" in headers
         if malformed or not overload:
             return f"HTTP {status}: {body[:300]!r}"
-    if plain_ok and status == 200:
+    if plain_ok and (status == 200 or 300 <= status < 400):  # /console redirects to /console/
         return None
     try:
         doc = orjson.loads(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,9 +29,13 @@ class Database:
         self.running = 0
         self.most_running = 0
 
-    def add(self, token: str, tenant: str | None = None) -> None:
+    def add(self, token: str, tenant: str | None = None, expires: datetime | None = None) -> None:
         self.rows[hash_token(token)] = {
-            "token_id": token[-4:], "name": "t", "scopes": ["log"], "tenant_id": tenant,
+            "token_id": token[-4:],
+            "name": "t",
+            "scopes": ["log"],
+            "tenant_id": tenant,
+            "expires_at": expires,
         }
 
     async def fetchrow(self, _sql: str, token_hash: bytes) -> dict[str, Any] | None:
@@ -125,3 +130,18 @@ async def test_a_token_never_seen_is_not_accepted_during_an_outage(clock: Clock)
     db.down = True
     with pytest.raises(ConnectionRefusedError):
         await cache(db, clock).resolve("alt_other")
+
+
+async def test_an_expired_token_is_refused_at_once_even_when_cached(clock: Clock) -> None:
+    db = Database()
+    wall = datetime(2026, 1, 1, tzinfo=UTC)
+    db.add("alt_viewer", "acme", expires=wall + timedelta(seconds=60))
+    tc = TokenCache(db, clock=clock, wall_clock=lambda: wall, ttl=3600)  # type: ignore[arg-type]
+    info = await tc.resolve("alt_viewer")
+    assert info is not None
+    assert info.tenant_id == "acme"
+    wall += timedelta(seconds=60)
+    db.down = True  # no lookup is needed to refuse it, and none is made
+    queries = db.queries
+    assert await tc.resolve("alt_viewer") is None
+    assert db.queries == queries
