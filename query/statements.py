@@ -38,5 +38,9 @@ async def erasures(request: Request) -> Response:
         rows = await state(request).pool.fetch(
             "SELECT note FROM erasures WHERE log_id = $1 ORDER BY idx", request.path_params["log"]
         )
+    if not rows and not await state(request).pool.fetchval(
+        "SELECT true FROM logs WHERE log_id = $1", request.path_params["log"]
+    ):
+        return not_found(request, "no such log")
     body = orjson.dumps({"erasures": [r["note"] for r in rows]})
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-cache"})

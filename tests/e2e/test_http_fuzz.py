@@ -70,6 +70,8 @@ NOT_PANGEA = {
     "/v1/logs/{log}/checkpoints/{size}",
     "/v1/logs/{log}/tile/{rest}",
     "/v1/logs/{log}/receipts/{index}",
+    "/v1/logs/{log}/pruned",  # signed statements: a note, and a list of notes (docs/retention.md)
+    "/v1/logs/{log}/erasures",
     "/v1/receipts/{hash}",
     "/v1/receipts",
     "/v1/proofs/consistency",
