@@ -10,10 +10,17 @@ from auditlog.cli.args import Subparsers
 def cmd_stack(args: argparse.Namespace) -> int:
     from auditlog.devstack import stack
 
-    return stack.main([args.action])
+    return stack.main([args.action], sasl_ssl_port=args.sasl_ssl_port)
 
 
 def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
     st = sub.add_parser("stack", help="the local Kafka and PostgreSQL only")
     st.add_argument("action", choices=["start", "stop", "status"])
+    st.add_argument(
+        "--sasl-ssl-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="start: Kafka also listens with SASL_SSL on PORT (docs/kafka-security.md)",
+    )
     st.set_defaults(func=cmd_stack)

@@ -16,6 +16,7 @@ HOME_ENV = "AUDITLOG_HOME"
 KAFKA_PORT_ENV = "AUDITLOG_STACK_KAFKA_PORT"
 CONTROLLER_PORT_ENV = "AUDITLOG_STACK_CONTROLLER_PORT"
 PG_PORT_ENV = "AUDITLOG_STACK_PG_PORT"
+KAFKA_SASL_SSL_PORT_ENV = "AUDITLOG_STACK_KAFKA_SASL_SSL_PORT"
 
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
@@ -44,6 +45,8 @@ class StackConfig:
     kafka_port: int = DEFAULT_KAFKA_PORT
     controller_port: int = DEFAULT_CONTROLLER_PORT
     pg_port: int = DEFAULT_PG_PORT
+    # A second Kafka listener, SASL_SSL, on this port; 0: none (docs/kafka-security.md).
+    kafka_sasl_ssl_port: int = 0
 
     def __post_init__(self) -> None:
         # Subprocesses run in other directories, and pg_ctl normalises "..": the home path must
@@ -54,13 +57,15 @@ class StackConfig:
             CONTROLLER_PORT_ENV: self.controller_port,
             PG_PORT_ENV: self.pg_port,
         }
+        if self.kafka_sasl_ssl_port:
+            ports[KAFKA_SASL_SSL_PORT_ENV] = self.kafka_sasl_ssl_port
         for env_var, port in ports.items():
             if not 1 <= port <= 65535:
                 raise StackError(f"port {port} is out of range; set {env_var} to 1..65535")
         if len(set(ports.values())) != len(ports):
             raise StackError(
-                f"the stack needs three different ports, got kafka {self.kafka_port}, "
-                f"controller {self.controller_port}, postgres {self.pg_port}"
+                "the stack needs different ports, got "
+                + ", ".join(f"{name}={port}" for name, port in ports.items())
             )
 
     @classmethod
@@ -72,11 +77,16 @@ class StackConfig:
             kafka_port=_port_from_env(environ, KAFKA_PORT_ENV, DEFAULT_KAFKA_PORT),
             controller_port=_port_from_env(environ, CONTROLLER_PORT_ENV, DEFAULT_CONTROLLER_PORT),
             pg_port=_port_from_env(environ, PG_PORT_ENV, DEFAULT_PG_PORT),
+            kafka_sasl_ssl_port=_port_from_env(environ, KAFKA_SASL_SSL_PORT_ENV, 0),
         )
 
     @property
     def kafka_bootstrap(self) -> str:
         return f"{HOST}:{self.kafka_port}"
+
+    @property
+    def kafka_sasl_ssl_bootstrap(self) -> str | None:
+        return f"{HOST}:{self.kafka_sasl_ssl_port}" if self.kafka_sasl_ssl_port else None
 
     @property
     def database_url(self) -> str:

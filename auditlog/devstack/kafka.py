@@ -20,6 +20,7 @@ from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditlog.devstack import kafka_sasl
 from auditlog.devstack.config import HOST, ComponentStatus, Echo, StackConfig, StackError
 from auditlog.devstack.host import (
     cmdline,
@@ -48,15 +49,20 @@ def render_server_properties(cfg: StackConfig) -> str:
     kafka_dir = cfg.home / "kafka"
     # Java properties treat a backslash as an escape, even in values.
     log_dirs = str(kafka_dir / "data").replace("\\", "\\\\")
+    listeners = {"PLAINTEXT": cfg.kafka_port}
+    if cfg.kafka_sasl_ssl_port:
+        listeners["SASL_SSL"] = cfg.kafka_sasl_ssl_port
+    advertised = ",".join(f"{name}://{HOST}:{port}" for name, port in listeners.items())
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{cfg.controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{cfg.kafka_port},CONTROLLER://{HOST}:{cfg.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{cfg.kafka_port}",
+        "listeners": f"{advertised},CONTROLLER://{HOST}:{cfg.controller_port}",
+        "advertised.listeners": advertised,
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+        "SASL_SSL:SASL_SSL",
         "log.dirs": log_dirs,
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -82,6 +88,8 @@ def render_server_properties(cfg: StackConfig) -> str:
         # later, unlinking them took CPU from whatever ran then (docs/performance.md).
         "log.segment.delete.delay.ms": "1000",
     }
+    if cfg.kafka_sasl_ssl_port:
+        settings |= kafka_sasl.listener_properties(cfg)
     header = "# Written by `auditlog stack start` on every start; set AUDITLOG_STACK_* to change.\n"
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -133,6 +141,8 @@ def prepare(cfg: StackConfig, echo: Echo) -> str:
     if not current:
         _fetch_jars(cfg, echo)
     write_if_changed(_files(cfg).properties, render_server_properties(cfg))
+    # It may hold the SASL user's PLAIN password.
+    _files(cfg).properties.chmod(0o600)
     _ensure_formatted(cfg, java, echo)
     return java
 
@@ -201,9 +211,11 @@ def _ensure_formatted(cfg: StackConfig, java: str, echo: Echo) -> None:
             _new_cluster_id(),
             "-c",
             str(files.properties),
+            *kafka_sasl.format_arguments(cfg),
         ],
         what="kafka storage format",
     )
+    kafka_sasl.mark_formatted(files.data)
 
 
 def _new_cluster_id() -> str:

@@ -22,12 +22,13 @@ the message on stderr; anything else is a bug.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditlog.devstack import kafka, postgres
+from auditlog.devstack import kafka, kafka_sasl, postgres
 from auditlog.devstack.config import (
     CONTROLLER_PORT_ENV,
     HOST,
@@ -153,18 +154,25 @@ def is_running(cfg: StackConfig) -> bool:
     return all(component.running for component in status(cfg))
 
 
-def main(argv: Sequence[str]) -> int:
-    """`auditlog stack start|stop|status`: 0 ok, 1 not running (status), 2 on error."""
+def main(argv: Sequence[str], *, sasl_ssl_port: int | None = None) -> int:
+    """`auditlog stack start|stop|status`: 0 ok, 1 not running (status), 2 on error.
+    ``sasl_ssl_port`` overrides ``AUDITLOG_STACK_KAFKA_SASL_SSL_PORT``."""
     commands = ("start", "stop", "status")
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: auditlog stack {'|'.join(commands)}", file=sys.stderr)
         return 2
     try:
         cfg = StackConfig.from_env()
+        if sasl_ssl_port is not None:
+            cfg = dataclasses.replace(cfg, kafka_sasl_ssl_port=sasl_ssl_port)
         if argv[0] == "start":
             start(cfg)
             print(f"AUDITLOG_KAFKA_BOOTSTRAP={cfg.kafka_bootstrap}")
             print(f"AUDITLOG_DATABASE_URL={cfg.database_url}")
+            if cfg.kafka_sasl_ssl_port:
+                print("# the SASL_SSL listener, for clients:")
+                for name, value in kafka_sasl.client_environment(cfg).items():
+                    print(f"# {name}={value}")
             return 0
         if argv[0] == "stop":
             stop(cfg)

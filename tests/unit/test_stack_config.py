@@ -93,7 +93,7 @@ def test_from_env_rejects_a_bad_port_naming_the_variable(value: str) -> None:
 
 
 def test_ports_must_differ() -> None:
-    with pytest.raises(StackError, match="three different ports"):
+    with pytest.raises(StackError, match="needs different ports"):
         StackConfig(home=Path("/x"), kafka_port=5000, controller_port=5001, pg_port=5000)
 
 

@@ -1,0 +1,93 @@
+"""The local stack's CA and its SASL_SSL listener's broker properties."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from auditlog.devstack import kafka_sasl
+from auditlog.devstack.config import StackConfig, StackError
+from auditlog.devstack.kafka import render_server_properties
+from auditlog.devstack.tls import ensure_certificates
+
+
+def test_certificates_chain_to_the_ca_and_name_loopback(tmp_path: Path) -> None:
+    files = ensure_certificates(tmp_path)
+    (ca,) = x509.load_pem_x509_certificates(files.ca_cert.read_bytes())
+    broker, chained_ca = x509.load_pem_x509_certificates(files.broker_keystore.read_bytes())
+    (client,) = x509.load_pem_x509_certificates(files.client_cert.read_bytes())
+    assert chained_ca == ca
+    for leaf in (broker, client):
+        leaf.verify_directly_issued_by(ca)
+    names = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    usage = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in usage
+    assert b"BEGIN PRIVATE KEY" in files.broker_keystore.read_bytes()
+    for key in (files.ca_key, files.client_key, files.broker_keystore):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_certificates_are_kept_until_near_expiry(tmp_path: Path) -> None:
+    first = ensure_certificates(tmp_path).ca_cert.read_bytes()
+    assert ensure_certificates(tmp_path).ca_cert.read_bytes() == first
+
+
+def _properties(text: str) -> dict[str, str]:
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_the_sasl_ssl_listener_is_added_beside_plaintext(tmp_path: Path) -> None:
+    cfg = StackConfig(
+        home=tmp_path, kafka_port=29092, controller_port=29093, kafka_sasl_ssl_port=29094
+    )
+    props = _properties(render_server_properties(cfg))
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:29092,SASL_SSL://127.0.0.1:29094,CONTROLLER://127.0.0.1:29093"
+    )
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:29092,SASL_SSL://127.0.0.1:29094"
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    assert props["ssl.keystore.type"] == "PEM"
+    assert props["ssl.client.auth"] == "requested"
+    secret = kafka_sasl.password(cfg)
+    assert f'user_auditlog="{secret}"' in props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert kafka_sasl.format_arguments(cfg) == [
+        "--add-scram",
+        f"SCRAM-SHA-256=[name=auditlog,password={secret}]",
+        "--add-scram",
+        f"SCRAM-SHA-512=[name=auditlog,password={secret}]",
+    ]
+    env = kafka_sasl.client_environment(cfg)
+    assert env["AUDITLOG_KAFKA_BOOTSTRAP"] == "127.0.0.1:29094"
+    assert env["AUDITLOG_KAFKA_SASL_PASSWORD"] == secret
+
+
+def test_the_password_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    cfg = StackConfig(home=tmp_path)
+    secret = kafka_sasl.password(cfg)
+    assert len(secret) == 32 and kafka_sasl.password(cfg) == secret
+    path = tmp_path / "kafka" / "sasl.password"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_storage_formatted_without_scram_users_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "kafka" / "data"
+    data.mkdir(parents=True)
+    (data / "meta.properties").write_text("version=1\n")
+    cfg = StackConfig(home=tmp_path, kafka_sasl_ssl_port=29094)
+    with pytest.raises(StackError, match="formatted before the stack made SCRAM users"):
+        render_server_properties(cfg)
+    kafka_sasl.mark_formatted(data)
+    assert "SASL_SSL://" in render_server_properties(cfg)
+
+
+def test_the_sasl_ssl_port_must_differ_from_the_others(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="AUDITLOG_STACK_KAFKA_SASL_SSL_PORT=19092"):
+        StackConfig(home=tmp_path, kafka_sasl_ssl_port=19092)
