@@ -331,8 +331,8 @@ def _answers(port: int, timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as sock:
             sock.sendall(struct.pack(">i", len(header)) + header)
-            (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
-            body = _recv_exactly(sock, size)
+            (size,) = struct.unpack(">i", recv_exactly(sock, 4))
+            body = recv_exactly(sock, size)
     except OSError:
         return False
     if len(body) < 6:
@@ -342,7 +342,7 @@ def _answers(port: int, timeout: float = 2.0) -> bool:
     return answered_id == correlation_id and error_code in {0, 35}
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
         chunk = sock.recv(size - len(chunks))

@@ -2,11 +2,17 @@
 
 Set ``AUDITLOG_STACK_KAFKA_SASL_SSL_PORT`` (or ``auditlog stack start --sasl-ssl-port``) and the
 broker listens there too, besides its plaintext listener, which the stack's own tools and the
-development default keep using. One user, ``auditlog``, with a random password made once and
-kept in ``<home>/kafka/sasl.password``, authenticates with SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN;
+development default keep using. Users authenticate with SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN;
 a client certificate is requested, not required, so both SASL alone and SASL with mutual TLS
 work. SCRAM credentials live in the cluster metadata and are written when the storage is
 formatted, so every home formatted by this version can open the listener later.
+
+Kafka's authorizer is on with the listener: ``auditlog`` is a super user (the setup and admin
+calls), ``auditlog-ingest``, ``auditlog-sealer`` and ``auditlog-setup`` may do only what their
+ACLs allow (`auditlog.devstack.kafka_acls` grants the ones docs/kafka-security.md lists).
+The plaintext listener's clients, and the broker itself, are ``ANONYMOUS``, a super user too,
+so the development default is unchanged. Each user's random password is made once and kept in
+``<home>/kafka/sasl/<user>.password``.
 """
 
 from __future__ import annotations
@@ -19,18 +25,23 @@ from auditlog.devstack.config import HOST, StackConfig, StackError
 from auditlog.devstack.tls import TlsFiles, ensure_certificates, tls_files
 
 SASL_USER = "auditlog"
+INGEST_USER = "auditlog-ingest"
+SEALER_USER = "auditlog-sealer"
+SETUP_USER = "auditlog-setup"
+USERS = (SASL_USER, INGEST_USER, SEALER_USER, SETUP_USER)
+SUPER_USERS = ("ANONYMOUS", SASL_USER)
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 # The marker the storage format leaves: these users exist in the cluster's metadata.
 _SCRAM_STAMP = "scram-users"
 
 
-def _password_file(cfg: StackConfig) -> Path:
-    return cfg.home / "kafka" / "sasl.password"
+def _password_file(cfg: StackConfig, user: str) -> Path:
+    return cfg.home / "kafka" / "sasl" / f"{user}.password"
 
 
-def password(cfg: StackConfig) -> str:
-    """The ``auditlog`` user's password, made on first use and kept (owner-only file)."""
-    path = _password_file(cfg)
+def password(cfg: StackConfig, user: str = SASL_USER) -> str:
+    """A user's password, made on first use and kept (owner-only file)."""
+    path = _password_file(cfg, user)
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -49,16 +60,17 @@ def certificates(cfg: StackConfig) -> TlsFiles:
 
 
 def format_arguments(cfg: StackConfig) -> list[str]:
-    """``kafka-storage format`` arguments that create the user's SCRAM credentials."""
-    secret = password(cfg)
+    """``kafka-storage format`` arguments that create the users' SCRAM credentials."""
     arguments = []
-    for mechanism in SCRAM_MECHANISMS:
-        arguments += ["--add-scram", f"{mechanism}=[name={SASL_USER},password={secret}]"]
+    for user in USERS:
+        secret = password(cfg, user)
+        for mechanism in SCRAM_MECHANISMS:
+            arguments += ["--add-scram", f"{mechanism}=[name={user},password={secret}]"]
     return arguments
 
 
 def mark_formatted(data: Path) -> None:
-    (data / _SCRAM_STAMP).write_text(f"{SASL_USER}\n")
+    (data / _SCRAM_STAMP).write_text("".join(f"{user}\n" for user in USERS))
 
 
 def listener_properties(cfg: StackConfig) -> dict[str, str]:
@@ -73,14 +85,15 @@ def listener_properties(cfg: StackConfig) -> dict[str, str]:
             f"or stop the stack and remove {data} (its topics are lost)"
         )
     files = ensure_certificates(cfg.home / "kafka" / "tls")
-    secret = password(cfg)
+    plain_users = " ".join(f'user_{user}="{password(cfg, user)}"' for user in USERS)
     prefix = "listener.name.sasl_ssl"
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     return {
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": ";".join(f"User:{user}" for user in SUPER_USERS),
         "sasl.enabled.mechanisms": ",".join(("PLAIN", *SCRAM_MECHANISMS)),
         f"{prefix}.plain.sasl.jaas.config": (
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'user_{SASL_USER}="{secret}";'
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
         ),
         **{f"{prefix}.{m.lower()}.sasl.jaas.config": scram for m in SCRAM_MECHANISMS},
         "ssl.keystore.type": "PEM",
@@ -91,16 +104,19 @@ def listener_properties(cfg: StackConfig) -> dict[str, str]:
     }
 
 
-def client_environment(cfg: StackConfig, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
-    """``AUDITLOG_KAFKA_*`` settings a service needs to reach the SASL_SSL listener."""
+def client_environment(
+    cfg: StackConfig, user: str = SASL_USER, mechanism: str = "SCRAM-SHA-512"
+) -> dict[str, str]:
+    """``AUDITLOG_KAFKA_*`` settings a service needs to reach the SASL_SSL listener as
+    ``user``."""
     files = certificates(cfg)
     return {
         "AUDITLOG_KAFKA_BOOTSTRAP": f"{HOST}:{cfg.kafka_sasl_ssl_port}",
         "AUDITLOG_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "AUDITLOG_KAFKA_SSL_CAFILE": str(files.ca_cert),
         "AUDITLOG_KAFKA_SASL_MECHANISM": mechanism,
-        "AUDITLOG_KAFKA_SASL_USERNAME": SASL_USER,
-        "AUDITLOG_KAFKA_SASL_PASSWORD": password(cfg),
+        "AUDITLOG_KAFKA_SASL_USERNAME": user,
+        "AUDITLOG_KAFKA_SASL_PASSWORD": password(cfg, user),
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,28 @@ def separate_stack(
         pg_root = pg_data_dir(cfg).parent
         if not pg_root.is_relative_to(cfg.home):
             shutil.rmtree(pg_root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def separate_kafka(home: Path, **ports: int) -> Iterator[StackConfig]:
+    """Only a Kafka broker of its own in ``home`` (``ports`` as `StackConfig` takes them, e.g.
+    ``kafka_sasl_ssl_port``), on free ports where not given; stopped on exit. Tests that need no
+    PostgreSQL of their own use the shared one and save a cluster's start."""
+    chosen = {
+        name: ports.get(name) or free_port()
+        for name in ("kafka_port", "controller_port", "pg_port")
+    }
+    cfg = StackConfig(home=home, **{**ports, **chosen})
+    _seed_kafka_jars(cfg)
+    try:
+        java = kafka.prepare(cfg, print)
+        kafka.wait_until_answering(cfg, kafka.launch(cfg, java), print)
+        yield cfg
+    finally:
+        kafka.stop(cfg, print)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

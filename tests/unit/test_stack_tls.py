@@ -56,14 +56,16 @@ def test_the_sasl_ssl_listener_is_added_beside_plaintext(tmp_path: Path) -> None
     assert props["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
     assert props["ssl.keystore.type"] == "PEM"
     assert props["ssl.client.auth"] == "requested"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["super.users"] == "User:ANONYMOUS;User:auditlog"
+    plain = props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    arguments = kafka_sasl.format_arguments(cfg)
+    for user in ("auditlog", "auditlog-ingest", "auditlog-sealer", "auditlog-setup"):
+        secret = kafka_sasl.password(cfg, user)
+        assert f'user_{user}="{secret}"' in plain
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            assert f"{mechanism}=[name={user},password={secret}]" in arguments
     secret = kafka_sasl.password(cfg)
-    assert f'user_auditlog="{secret}"' in props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
-    assert kafka_sasl.format_arguments(cfg) == [
-        "--add-scram",
-        f"SCRAM-SHA-256=[name=auditlog,password={secret}]",
-        "--add-scram",
-        f"SCRAM-SHA-512=[name=auditlog,password={secret}]",
-    ]
     env = kafka_sasl.client_environment(cfg)
     assert env["AUDITLOG_KAFKA_BOOTSTRAP"] == "127.0.0.1:29094"
     assert env["AUDITLOG_KAFKA_SASL_PASSWORD"] == secret
@@ -73,7 +75,8 @@ def test_the_password_is_made_once_and_kept_private(tmp_path: Path) -> None:
     cfg = StackConfig(home=tmp_path)
     secret = kafka_sasl.password(cfg)
     assert len(secret) == 32 and kafka_sasl.password(cfg) == secret
-    path = tmp_path / "kafka" / "sasl.password"
+    assert kafka_sasl.password(cfg, "auditlog-sealer") != secret
+    path = tmp_path / "kafka" / "sasl" / "auditlog.password"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
