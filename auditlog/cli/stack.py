@@ -10,7 +10,7 @@ from auditlog.cli.args import Subparsers
 def cmd_stack(args: argparse.Namespace) -> int:
     from auditlog.devstack import stack
 
-    return stack.main([args.action], sasl_ssl_port=args.sasl_ssl_port)
+    return stack.main([args.action], sasl_ssl_port=args.sasl_ssl_port, brokers=args.brokers)
 
 
 def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -22,5 +22,12 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         default=None,
         metavar="PORT",
         help="start: Kafka also listens with SASL_SSL on PORT (docs/kafka-security.md)",
+    )
+    st.add_argument(
+        "--brokers",
+        type=int,
+        choices=[1, 3],
+        default=None,
+        help="Kafka nodes: 3 is a cluster with replication factor 3, min.insync.replicas 2",
     )
     st.set_defaults(func=cmd_stack)

@@ -21,7 +21,7 @@ import os
 import secrets
 from pathlib import Path
 
-from auditlog.devstack.config import HOST, StackConfig, StackError
+from auditlog.devstack.config import StackConfig, StackError
 from auditlog.devstack.tls import TlsFiles, ensure_certificates, tls_files
 
 SASL_USER = "auditlog"
@@ -111,7 +111,7 @@ def client_environment(
     ``user``."""
     files = certificates(cfg)
     return {
-        "AUDITLOG_KAFKA_BOOTSTRAP": f"{HOST}:{cfg.kafka_sasl_ssl_port}",
+        "AUDITLOG_KAFKA_BOOTSTRAP": cfg.kafka_sasl_ssl_bootstrap or "",
         "AUDITLOG_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "AUDITLOG_KAFKA_SSL_CAFILE": str(files.ca_cert),
         "AUDITLOG_KAFKA_SASL_MECHANISM": mechanism,

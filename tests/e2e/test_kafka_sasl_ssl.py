@@ -68,7 +68,7 @@ def _security(cfg: StackConfig, user: str, mechanism: str, **extra: str) -> Kafk
 def secured(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     work = tmp_path_factory.mktemp("sasl-ssl")
     topic, group = f"audit.sasl-{secrets.token_hex(3)}", "sealer-sasl"
-    with separate_kafka(work / "home", kafka_sasl_ssl_port=free_port()) as cfg:
+    with separate_kafka(work / "home", sasl_ssl=True) as cfg:
         port = cfg.kafka_port
         grant(port, kafka_sasl.SETUP_USER, setup_acls(topic))
         grant(port, kafka_sasl.INGEST_USER, producer_acls(topic))

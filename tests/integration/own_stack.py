@@ -53,19 +53,19 @@ def separate_stack(
 
 
 @contextlib.contextmanager
-def separate_kafka(home: Path, **ports: int) -> Iterator[StackConfig]:
-    """Only a Kafka broker of its own in ``home`` (``ports`` as `StackConfig` takes them, e.g.
-    ``kafka_sasl_ssl_port``), on free ports where not given; stopped on exit. Tests that need no
-    PostgreSQL of their own use the shared one and save a cluster's start."""
-    chosen = {
-        name: ports.get(name) or free_port()
-        for name in ("kafka_port", "controller_port", "pg_port")
-    }
-    cfg = StackConfig(home=home, **{**ports, **chosen})
+def separate_kafka(
+    home: Path, *, brokers: int = 1, sasl_ssl: bool = False
+) -> Iterator[StackConfig]:
+    """Only Kafka, of its own, in ``home``: one broker or a cluster of ``brokers``, with a
+    SASL_SSL listener if asked, on free ports; stopped on exit. Tests that need no PostgreSQL of
+    their own use the shared one and save a cluster's start."""
+    names = ["kafka_port", "controller_port", "pg_port"] + (["kafka_sasl_ssl_port"] * sasl_ssl)
+    cfg = StackConfig(
+        home=home, brokers=brokers, **dict(zip(names, free_ports(len(names), brokers), strict=True))
+    )
     _seed_kafka_jars(cfg)
     try:
-        java = kafka.prepare(cfg, print)
-        kafka.wait_until_answering(cfg, kafka.launch(cfg, java), print)
+        stack.start_kafka(cfg, echo=print)
         yield cfg
     finally:
         kafka.stop(cfg, print)
@@ -75,3 +75,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(count: int, brokers: int = 1) -> list[int]:
+    """``count`` free ports, each with free ports for nodes 2.. of a cluster of ``brokers``
+    (`StackConfig.node_port`); the stack checks them again before it starts."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = free_port()
+        node_ports = [StackConfig.node_port(port, node) for node in range(1, brokers + 1)]
+        if (
+            max(node_ports) <= 65535
+            and port not in chosen
+            and all(_free(p) for p in node_ports[1:])
+        ):
+            chosen.append(port)
+    return chosen
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

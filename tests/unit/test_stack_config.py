@@ -210,4 +210,4 @@ def test_main_reports_a_bad_environment_as_exit_2(
 ) -> None:
     monkeypatch.setenv("AUDITLOG_STACK_PG_PORT", "five")
     assert stack.main(["status"]) == 2
-    assert "AUDITLOG_STACK_PG_PORT='five' is not a port number" in capsys.readouterr().err
+    assert "AUDITLOG_STACK_PG_PORT='five' is not a whole number" in capsys.readouterr().err

@@ -94,3 +94,33 @@ def test_storage_formatted_without_scram_users_is_named(tmp_path: Path) -> None:
 def test_the_sasl_ssl_port_must_differ_from_the_others(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="AUDITLOG_STACK_KAFKA_SASL_SSL_PORT=19092"):
         StackConfig(home=tmp_path, kafka_sasl_ssl_port=19092)
+
+
+def test_a_three_broker_cluster_replicates_three_times_and_needs_two() -> None:
+    cfg = StackConfig(home=Path("/srv/al"), kafka_port=29092, controller_port=29093, brokers=3)
+    assert cfg.kafka_bootstrap == "127.0.0.1:29092,127.0.0.1:29192,127.0.0.1:29292"
+    voters = "1@127.0.0.1:29093,2@127.0.0.1:29193,3@127.0.0.1:29293"
+    for node in (1, 2, 3):
+        props = _properties(render_server_properties(cfg, node))
+        assert props["node.id"] == str(node)
+        assert props["controller.quorum.voters"] == voters
+        port = 29092 + 100 * (node - 1)
+        assert props["listeners"] == (
+            f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}"
+        )
+        for key in ("default.replication.factor", "offsets.topic.replication.factor"):
+            assert props[key] == "3"
+        assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+    assert _properties(render_server_properties(cfg, 2))["log.dirs"] == (
+        "/srv/al/kafka/node-2/data"
+    )
+
+
+def test_the_broker_count_is_one_or_three_and_fixed_once_formatted(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="AUDITLOG_STACK_KAFKA_BROKERS must be 1 or 3"):
+        StackConfig(home=tmp_path, brokers=2)
+    with pytest.raises(StackError, match="ports would pass 65535"):
+        StackConfig(home=tmp_path, kafka_port=65400, controller_port=65401, brokers=3)
+    # Node 2's client port (5000 + 100) is node 1's controller port: the clash is named.
+    with pytest.raises(StackError, match="node 2"):
+        StackConfig(home=tmp_path, kafka_port=5000, controller_port=5100, brokers=3)
