@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
+import signal
 import socket
 import struct
 import time
@@ -104,6 +106,10 @@ def render_server_properties(cfg: StackConfig, node: int = 1) -> str:
         # The log cleaner takes a 128 MiB dedupe buffer at start by default: more than half of
         # a cluster node's 256 MiB heap (launch), which it then lacks (OutOfMemoryError).
         settings["log.cleaner.dedupe.buffer.size"] = str(16 * 1024 * 1024)
+        # A dead broker is fenced, and its partitions led by others, after this long without a
+        # heartbeat (default 9 s): the time writes to its partitions stall (docs/local-stack.md).
+        settings["broker.session.timeout.ms"] = "4000"
+        settings["broker.heartbeat.interval.ms"] = "1000"
     if cfg.kafka_sasl_ssl_port:
         settings |= kafka_sasl.listener_properties(cfg)
     header = "# Written by `auditlog stack start` on every start; set AUDITLOG_STACK_* to change.\n"
@@ -359,6 +365,13 @@ def stop(cfg: StackConfig, echo: Echo, nodes: Sequence[int] | None = None) -> No
             if _files(cfg, n).root.is_dir()
         )
         nodes = [*cfg.nodes, *extra]
+    # All at once: a node stopped after the others lost the voters' majority would wait out
+    # its controlled shutdown (30 s) for a controller that is gone.
+    for node in nodes:
+        pid = running_pid(cfg, node)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
     for node in nodes:
         name, pid = _name(cfg, node), running_pid(cfg, node)
         if pid is None:
