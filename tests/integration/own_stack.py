@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from auditlog.devstack import kafka, stack
+from auditlog.devstack import kafka, postgres, postgres_replica, stack
 from auditlog.devstack.config import StackConfig
 from auditlog.devstack.postgres import pg_data_dir
 
@@ -100,3 +100,24 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+@contextlib.contextmanager
+def separate_postgres(home: Path) -> Iterator[StackConfig]:
+    """Only a PostgreSQL of its own in ``home``, on a free port, stopped and removed on exit
+    (with a replica of it, if one was started); Kafka stays the shared one."""
+    kafka_port, controller_port, pg_port = free_ports(3)
+    cfg = StackConfig(
+        home=home, kafka_port=kafka_port, controller_port=controller_port, pg_port=pg_port
+    )
+    try:
+        bin_dir = postgres.ensure_bin(print)
+        files = postgres.prepare(cfg, bin_dir, print)
+        postgres.start_or_repair(cfg, bin_dir, files, postgres.status(cfg), print)
+        yield cfg
+    finally:
+        postgres_replica.stop_replica(cfg, print, mode="immediate")
+        postgres.stop(cfg, print)
+        for root in (pg_data_dir(cfg).parent, postgres_replica.replica_files(cfg).root):
+            if not root.is_relative_to(cfg.home):
+                shutil.rmtree(root, ignore_errors=True)
