@@ -10,7 +10,13 @@ from auditlog.cli.args import Subparsers
 def cmd_stack(args: argparse.Namespace) -> int:
     from auditlog.devstack import stack
 
-    return stack.main([args.action], sasl_ssl_port=args.sasl_ssl_port, brokers=args.brokers)
+    return stack.main(
+        [args.action],
+        sasl_ssl_port=args.sasl_ssl_port,
+        brokers=args.brokers,
+        pg_replica_port=args.pg_replica_port,
+        pg_synchronous=args.pg_synchronous,
+    )
 
 
 def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -29,5 +35,17 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         choices=[1, 3],
         default=None,
         help="Kafka nodes: 3 is a cluster with replication factor 3, min.insync.replicas 2",
+    )
+    st.add_argument(
+        "--pg-replica-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="start: also a streaming replica of PostgreSQL on PORT (docs/local-stack.md)",
+    )
+    st.add_argument(
+        "--pg-synchronous",
+        action="store_true",
+        help="with --pg-replica-port: every commit waits for the replica",
     )
     st.set_defaults(func=cmd_stack)

@@ -92,14 +92,21 @@ def start_replica(cfg: StackConfig, port: int, echo: Echo, *, synchronous: bool 
     _configure_standby(cfg, files, port, primary.data, source.port)
     if _process(files) is None:
         _start(bin_dir, files)
-    if synchronous:
-        _primary_sql(cfg, f"ALTER SYSTEM SET synchronous_standby_names = '{REPLICA_NAME}'")
-        _primary_sql(cfg, "SELECT pg_reload_conf()")
+    set_synchronous(cfg, synchronous=synchronous)
     _wait_streaming(cfg, "sync" if synchronous else "async")
     echo(
         f"postgres replica: streaming ({'synchronous' if synchronous else 'asynchronous'}) "
         f"on {HOST}:{port}"
     )
+
+
+def set_synchronous(cfg: StackConfig, *, synchronous: bool) -> None:
+    """Make the primary's commits wait for the replica, or stop them waiting."""
+    if synchronous:
+        _primary_sql(cfg, f"ALTER SYSTEM SET synchronous_standby_names = '{REPLICA_NAME}'")
+    else:
+        _primary_sql(cfg, "ALTER SYSTEM RESET synchronous_standby_names")
+    _primary_sql(cfg, "SELECT pg_reload_conf()")
 
 
 def _configure_standby(

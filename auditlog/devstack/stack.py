@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditlog.devstack import kafka, kafka_sasl, postgres
+from auditlog.devstack import kafka, kafka_sasl, postgres, postgres_replica
 from auditlog.devstack.config import (
     CONTROLLER_PORT_ENV,
     HOST,
@@ -172,6 +172,11 @@ def stop(cfg: StackConfig, echo: Echo = print) -> None:
         return
     with locked(cfg):
         kafka.stop(cfg, echo)
+        if (postgres_replica.replica_files(cfg).data / "PG_VERSION").is_file():
+            # Else the next start, without the replica, would leave every commit waiting.
+            if postgres.running_pid(cfg) is not None:
+                postgres_replica.set_synchronous(cfg, synchronous=False)
+            postgres_replica.stop_replica(cfg, echo)
         postgres.stop(cfg, echo)
 
 
@@ -196,11 +201,17 @@ def is_running(cfg: StackConfig) -> bool:
 
 
 def main(
-    argv: Sequence[str], *, sasl_ssl_port: int | None = None, brokers: int | None = None
+    argv: Sequence[str],
+    *,
+    sasl_ssl_port: int | None = None,
+    brokers: int | None = None,
+    pg_replica_port: int | None = None,
+    pg_synchronous: bool = False,
 ) -> int:
     """`auditlog stack start|stop|status`: 0 ok, 1 not running (status), 2 on error.
     ``sasl_ssl_port`` and ``brokers`` override ``AUDITLOG_STACK_KAFKA_SASL_SSL_PORT`` and
-    ``AUDITLOG_STACK_KAFKA_BROKERS``."""
+    ``AUDITLOG_STACK_KAFKA_BROKERS``; ``pg_replica_port`` (start) adds a streaming replica of
+    PostgreSQL there, synchronous if ``pg_synchronous``."""
     commands = ("start", "stop", "status")
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: auditlog stack {'|'.join(commands)}", file=sys.stderr)
@@ -213,8 +224,16 @@ def main(
             cfg = dataclasses.replace(cfg, brokers=brokers)
         if argv[0] == "start":
             start(cfg)
+            if pg_replica_port is not None:
+                with locked(cfg):
+                    postgres_replica.start_replica(
+                        cfg, pg_replica_port, print, synchronous=pg_synchronous
+                    )
             print(f"AUDITLOG_KAFKA_BOOTSTRAP={cfg.kafka_bootstrap}")
             print(f"AUDITLOG_DATABASE_URL={cfg.database_url}")
+            if pg_replica_port is not None:
+                print(f"# the replica: {postgres_replica.replica_url(cfg, pg_replica_port)}")
+                print(f"# failover: {postgres_replica.failover_url(cfg, pg_replica_port)}")
             if cfg.kafka_sasl_ssl_port:
                 print("# the SASL_SSL listener, for clients:")
                 for name, value in kafka_sasl.client_environment(cfg).items():
