@@ -165,21 +165,33 @@ def _pg_ctl_stop(files: PgFiles, mode: str, echo: Echo, name: str) -> None:
     echo(f"{name}: stopped ({mode})")
 
 
+def pause_replay(cfg: StackConfig, *, paused: bool = True) -> None:
+    """Stop (or resume) applying the WAL the replica receives: it falls behind at will, as a
+    replica under load or on a slow disk does (lag drills)."""
+    _sql(
+        replica_files(cfg),
+        "SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()",
+    )
+
+
 def _primary_sql(cfg: StackConfig, sql: str) -> str:
-    primary = cluster_files(cfg)
-    process = _process(primary)
+    return _sql(cluster_files(cfg), sql)
+
+
+def _sql(files: PgFiles, sql: str) -> str:
+    process = _process(files)
     if process is None:
-        raise StackError("postgres: the primary is not running")
+        raise StackError(f"postgres: the server in {files.data} is not running")
     result = run(
         as_pg_owner(
             [
                 str(ensure_bin(print) / "psql"),
-                *("-h", str(primary.data), "-p", str(process.port), "-U", "postgres"),
+                *("-h", str(files.data), "-p", str(process.port), "-U", "postgres"),
                 *("-d", "postgres", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql),
             ]
         ),
-        what="psql on the primary",
-        cwd=primary.root,
+        what=f"psql on {files.data}",
+        cwd=files.root,
         env=_pg_env(),
     )
     return result.stdout.strip()
