@@ -9,9 +9,9 @@ It builds and hashes envelopes exactly as the ingest service does (same validati
 canonical bytes), and :meth:`AuditProducer.log` returns the event hash only after Kafka
 acknowledged the record (``acks=all``, idempotent producer): a returned hash is durable.
 
-Over TLS or SASL, pass ``security=``: a :class:`auditlog.kafka.security.KafkaSecurity`, built
-directly or with ``KafkaSecurity.from_env(Env())`` from the ``AUDITLOG_KAFKA_*`` variables the
-services read (docs/kafka-security.md).
+Over TLS or SASL, pass ``security=``: a `KafkaSecurity` (``from auditlog.producer import
+KafkaSecurity``), built directly or with ``KafkaSecurity.from_env(Env())`` from the
+``AUDITLOG_KAFKA_*`` variables the services read (docs/kafka-security.md).
 
 Errors: :class:`auditlog.core.errors.InvalidEvent` for an event the standard schema rejects (its
 ``errors`` attribute lists Pangea-style error items), :class:`ProducerUnavailable` (a
@@ -40,6 +40,9 @@ from auditlog.core.schema import (
 from auditlog.kafka.clients import make_producer, record_key
 from auditlog.kafka.security import PLAINTEXT, KafkaSecurity
 from auditlog.runtime.settings import DEFAULT_TOPIC
+
+# KafkaSecurity is part of this library's interface (``security=``): importable from here.
+__all__ = ["AuditProducer", "EventRejected", "KafkaSecurity", "ProducerUnavailable"]
 
 
 class ProducerUnavailable(Pushback):
