@@ -25,6 +25,7 @@ from typing import Final
 
 import asyncpg
 import structlog
+from prometheus_client import Gauge
 
 from query.hashes import HashIndexProbe
 from query.heads import HeadCache
@@ -36,6 +37,12 @@ PRIMARY: Final = "primary"
 REPLICA: Final = "replica"
 READ_FROM_HEADER: Final = "Auditlog-Read-From"  # on receipts: which server answered
 WATCH_INTERVAL = 0.5
+
+LAG_SECONDS = Gauge(
+    "auditlog_query_replica_lag_seconds",
+    "How far the read replica is behind its primary (+Inf: unknown or unreachable)",
+    multiprocess_mode="max",  # the worst any worker process measured
+)
 
 # pg_last_wal_receive_lsn() is NULL when the standby does not stream (it lost its primary, or it
 # was promoted and is no standby at all): both count as "not known to be current" but the latter.
@@ -79,6 +86,7 @@ class ReplicaLag:
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             lag = math.inf
         was_fresh, self.seconds = self.fresh, lag
+        LAG_SECONDS.set(lag)
         if was_fresh != self.fresh:
             # One line per change, not per measurement: reads moved between servers.
             if self.fresh:

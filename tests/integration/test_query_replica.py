@@ -179,6 +179,14 @@ async def test_receipts_come_from_the_replica_within_the_bound_else_from_the_pri
         # The bounded one turns to the primary once the replica is a second behind.
         resp = await _until(setup, setup.bounded, second, "primary")
         await _verifies(setup, second, resp.text)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{setup.bounded}/metrics")).text
+        (lag,) = (
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("auditlog_query_replica_lag_seconds")
+        )
+        assert lag > 1
         assert (await _receipt(setup, setup.strict, second)).status_code == 404
     finally:
         await asyncio.to_thread(postgres_replica.pause_replay, setup.cfg, paused=False)
