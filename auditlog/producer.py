@@ -9,6 +9,10 @@ It builds and hashes envelopes exactly as the ingest service does (same validati
 canonical bytes), and :meth:`AuditProducer.log` returns the event hash only after Kafka
 acknowledged the record (``acks=all``, idempotent producer): a returned hash is durable.
 
+Over TLS or SASL, pass ``security=``: a `KafkaSecurity` (``from auditlog.producer import
+KafkaSecurity``), built directly or with ``KafkaSecurity.from_env(Env())`` from the
+``AUDITLOG_KAFKA_*`` variables the services read (docs/kafka-security.md).
+
 Errors: :class:`auditlog.core.errors.InvalidEvent` for an event the standard schema rejects (its
 ``errors`` attribute lists Pangea-style error items), :class:`ProducerUnavailable` (a
 ``Pushback``) when Kafka does not acknowledge in time or too many events are in flight.
@@ -34,7 +38,11 @@ from auditlog.core.schema import (
     validate_signature_fields,
 )
 from auditlog.kafka.clients import make_producer, record_key
+from auditlog.kafka.security import PLAINTEXT, KafkaSecurity
 from auditlog.runtime.settings import DEFAULT_TOPIC
+
+# KafkaSecurity is part of this library's interface (``security=``): importable from here.
+__all__ = ["AuditProducer", "EventRejected", "KafkaSecurity", "ProducerUnavailable"]
 
 
 class ProducerUnavailable(Pushback):
@@ -58,10 +66,11 @@ class AuditProducer:
         max_in_flight: int = 10_000,
         schemas: Schemas = NO_CUSTOM_SCHEMAS,
         ack_timeout: float = 10.0,
+        security: KafkaSecurity = PLAINTEXT,
         **kafka_options: Any,
     ) -> None:
         self.topic = topic
-        self._producer = make_producer(bootstrap, **kafka_options)
+        self._producer = make_producer(bootstrap, security, **kafka_options)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._max_in_flight = max_in_flight
         self._ack_timeout = ack_timeout

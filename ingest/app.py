@@ -460,7 +460,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     pool = await db.connect_pool(settings.database_url.value, max_size=4, statement_timeout=2.0)
     try:
         await db.check_schema(pool)
-        producer = make_producer(settings.kafka_bootstrap)
+        producer = make_producer(settings.kafka_bootstrap, settings.kafka_security)
         await producer.start()
         try:
             # Background log_async publishes live in this group: shutdown waits for them

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditlog.kafka.security import PLAINTEXT, KafkaSecurity
 from auditlog.runtime.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_KAFKA_BOOTSTRAP,
@@ -29,6 +30,8 @@ DEFAULT_RATE_LIMITS = RateSettings.defaults(DEFAULT_EVENTS_PER_SECOND)
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    # TLS and SASL of every Kafka client (docs/kafka-security.md).
+    kafka_security: KafkaSecurity = PLAINTEXT
     database_url: Secret = Secret(DEFAULT_DATABASE_URL)
     topic: str = DEFAULT_TOPIC
     host: str = "127.0.0.1"
@@ -58,6 +61,7 @@ class Settings:
         env = Env(environ)
         return cls(
             kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+            kafka_security=KafkaSecurity.from_env(env),
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
             topic=env.text("TOPIC", DEFAULT_TOPIC),
             host=env.text("HOST", "127.0.0.1"),

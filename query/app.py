@@ -60,6 +60,7 @@ from query import (
 from query.hashes import HashIndexProbe, find_by_hash
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
+from query.replica import READ_FROM_HEADER, REPLICA, Reads, ReplicaLag
 from query.roots import IMMUTABLE, text
 from query.settings import Settings
 from query.state import COST_READ, QueryState, admitted, state
@@ -76,7 +77,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 async def list_logs(request: Request) -> Response:
     st = state(request)
-    rows = await st.pool.fetch(
+    rows = await st.reads().pool.fetch(
         "SELECT log_id, origin, hash_scheme, size, topic, kafka_partition,"
         # When the latest checkpoint was signed: one primary-key lookup a log.
         " (SELECT created_at FROM checkpoints c WHERE c.log_id = l.log_id AND c.size = l.size)"
@@ -104,8 +105,10 @@ async def list_logs(request: Request) -> Response:
 
 
 async def checkpoint(request: Request) -> Response:
-    note = await state(request).pool.fetchval(
-        "SELECT checkpoint FROM logs WHERE log_id = $1", request.path_params["log"]
+    note = (
+        await state(request)
+        .reads()
+        .pool.fetchval("SELECT checkpoint FROM logs WHERE log_id = $1", request.path_params["log"])
     )
     if note is None:
         return not_found(request, "no such log, or nothing sealed in it yet")
@@ -118,7 +121,7 @@ async def tile(request: Request) -> Response:
         level, index, width = parse_tile_path("tile/" + request.path_params["rest"])
     except TileError:
         return not_found(request, "not a tile path")
-    pool = state(request).pool
+    pool = state(request).reads().pool
     if level is None:
         # Entry bundles carry the events themselves: the same rights as search.
         token = await admitted(request, COST_READ)
@@ -154,22 +157,28 @@ async def tile(request: Request) -> Response:
     return Response(body, media_type="application/octet-stream", headers={"Cache-Control": cache})
 
 
-async def _receipt(request: Request, token: TokenInfo, row: asyncpg.Record | None) -> Response:
+async def _receipt(
+    request: Request, reads: Reads, token: TokenInfo, row: asyncpg.Record | None
+) -> Response:
     # A tenant-bound token gets the same answer for another tenant's event as for a missing one.
     if row is None or (token.tenant_id is not None and row["tenant_id"] != token.tenant_id):
         return not_found(request, "no sealed event with that hash or index")
-    return await _receipt_at(request, row["log_id"], row["idx"], entry_read=True)
+    return await _receipt_at(request, reads, row["log_id"], row["idx"], entry_read=True)
 
 
-async def _receipt_at(request: Request, log_id: str, index: int, *, entry_read: bool) -> Response:
-    st = state(request)
-    head = await st.heads.covering(log_id, index, entry_read=entry_read)
+async def _receipt_at(
+    request: Request, reads: Reads, log_id: str, index: int, *, entry_read: bool
+) -> Response:
+    head = await reads.heads.covering(log_id, index, entry_read=entry_read)
     if head is None or head.size <= index:
         return not_found(request, "no sealed event with that hash or index")
-    # The proof is built for the head's size and sent with that head's checkpoint, never another.
-    proof = await st.proofs.inclusion(head, index)
+    # The proof is built for the head's size and sent with that head's checkpoint, never another,
+    # both read from one server (query/replica.py).
+    proof = await reads.proofs.inclusion(head, index)
     receipt = Receipt(index=index, proof=tuple(proof), checkpoint=head.checkpoint)
-    return text(receipt.to_text(), cache="private, no-cache")
+    response = text(receipt.to_text(), cache="private, no-cache")
+    response.headers[READ_FROM_HEADER] = reads.source
+    return response
 
 
 async def receipt_by_hash(request: Request) -> Response:
@@ -187,8 +196,8 @@ async def receipt_by_hash(request: Request) -> Response:
     token = await admitted(request, COST_READ)
     if isinstance(token, Response):
         return token
-    st = state(request)
-    if received_at is None and not await st.hash_index.available():
+    reads = state(request).reads()
+    if received_at is None and not await reads.hash_index.available():
         return validation_error(
             request,
             [
@@ -200,8 +209,8 @@ async def receipt_by_hash(request: Request) -> Response:
                 )
             ],
         )
-    row = await find_by_hash(st.pool, digest, token.tenant_id, received_at)
-    return await _receipt(request, token, row)
+    row = await find_by_hash(reads.pool, digest, token.tenant_id, received_at)
+    return await _receipt(request, reads, token, row)
 
 
 async def receipt_by_index(request: Request) -> Response:
@@ -214,13 +223,17 @@ async def receipt_by_index(request: Request) -> Response:
     if token.tenant_id is None:
         # Every sealed entry is this token's to see, and the signed head alone says whether the
         # entry is sealed (index < size): no row to read.
-        return await _receipt_at(request, request.path_params["log"], index, entry_read=False)
-    row = await state(request).pool.fetchrow(
+        reads = state(request).reads()
+        return await _receipt_at(
+            request, reads, request.path_params["log"], index, entry_read=False
+        )
+    reads = state(request).reads()
+    row = await reads.pool.fetchrow(
         "SELECT log_id, idx, tenant_id FROM events WHERE log_id = $1 AND idx = $2",
         request.path_params["log"],
         index,
     )
-    return await _receipt(request, token, row)
+    return await _receipt(request, reads, token, row)
 
 
 async def healthz(request: Request) -> Response:
@@ -295,11 +308,20 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
         reset_session=False,
         statement_timeout=settings.statement_timeout_seconds,
     )
+    replica_pool = None
     try:
         await db.check_schema(pool)
         proofs = ProofBuilder(
             pool, tile_limit=settings.tile_cache_tiles, node_limit=settings.node_cache_nodes
         )
+        if settings.replica_database_url is not None:
+            replica_pool = await db.connect_pool(
+                settings.replica_database_url.value,
+                max_size=settings.pool_size,
+                reset_session=False,
+                statement_timeout=settings.statement_timeout_seconds,
+            )
+            await db.check_schema(replica_pool)
         # Background tasks live in a group; they run until the app stops serving, then are
         # cancelled before the pool closes (shutdown order: docs/query.md).
         async with asyncio.TaskGroup() as background:
@@ -311,16 +333,38 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
                 heads = HeadCache(pool, ttl=settings.head_ttl_seconds, spawn=background.create_task)
                 hashes = HashIndexProbe(pool, ttl=settings.hash_index_ttl_seconds)
                 limits = Limits.of(settings.rate_limits)
-                yield {
-                    "query": QueryState(
-                        settings, pool, TokenCache(pool), proofs, heads, hashes, limits
+                query = QueryState(settings, pool, TokenCache(pool), proofs, heads, hashes, limits)
+                if replica_pool is not None:
+                    query.replica, query.replica_lag = _replica(settings, replica_pool, background)
+                    await query.replica_lag.measure()
+                    tasks.append(
+                        background.create_task(query.replica_lag.watch(), name="replica-lag")
                     )
-                }
+                yield {"query": query}
             finally:
                 for task in tasks:
                     task.cancel()
     finally:
+        if replica_pool is not None:
+            await replica_pool.close()
         await pool.close()
+
+
+def _replica(
+    settings: Settings, pool: asyncpg.Pool, background: asyncio.TaskGroup
+) -> tuple[Reads, ReplicaLag]:
+    """The replica's read path, with caches of its own: a head or tile cached from one server
+    never serves a request that reads the other."""
+    reads = Reads(
+        REPLICA,
+        pool,
+        HeadCache(pool, ttl=settings.head_ttl_seconds, spawn=background.create_task),
+        ProofBuilder(
+            pool, tile_limit=settings.tile_cache_tiles, node_limit=settings.node_cache_nodes
+        ),
+        HashIndexProbe(pool, ttl=settings.hash_index_ttl_seconds),
+    )
+    return reads, ReplicaLag(pool, settings.replica_max_lag)
 
 
 def create_app(settings: Settings) -> Edge:

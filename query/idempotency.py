@@ -26,6 +26,7 @@ from auditlog.core.schema import error_item
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web import pangea
 from auditlog.web.pangea import PangeaResponse, not_found, validation_error
+from query.replica import READ_FROM_HEADER
 from query.state import COST_READ, authorize, state
 
 # What the sealer accepts as a key and a principal (sealer/records.py) and a tenant (its index).
@@ -96,15 +97,15 @@ async def receipt_by_key(request: Request) -> Response:
                 request, "Forbidden", None, "a tenant-bound token looks up its own tenant's keys"
             )
         tenant = token.tenant_id
-    st = state(request)
-    row = await st.pool.fetchrow(_CLAIM, principal, tenant or "", key)
+    reads = state(request).reads()
+    row = await reads.pool.fetchrow(_CLAIM, principal, tenant or "", key)
     if row is None:
         return not_found(request, "no event sealed under that idempotency key (yet)")
     log_id, index = row["log_id"], row["idx"]
-    head = await st.heads.covering(log_id, index, entry_read=True)
+    head = await reads.heads.covering(log_id, index, entry_read=True)
     if head is None or head.size <= index:
         return not_found(request, "no event sealed under that idempotency key (yet)")
-    proof = await st.proofs.inclusion(head, index)
+    proof = await reads.proofs.inclusion(head, index)
     receipt = Receipt(index=index, proof=tuple(proof), checkpoint=head.checkpoint)
     return Response(
         receipt.to_text(),
@@ -113,6 +114,7 @@ async def receipt_by_key(request: Request) -> Response:
             "Cache-Control": "private, no-cache",
             "Auditlog-Log": log_id,
             "Auditlog-Index": str(index),
+            READ_FROM_HEADER: reads.source,
             "Auditlog-Event-Hash": bytes(row["event_hash"]).hex(),
         },
     )

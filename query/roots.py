@@ -29,6 +29,7 @@ from auditlog.core.schema import error_item
 from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
 from auditlog.web.params import non_negative_int
 from query.proofs import LogHead, load_head
+from query.replica import Reads
 from query.snapshot import checkpoint_url, rfc3339
 from query.state import COST_PAGE, authorized_json, public_base, state
 
@@ -48,9 +49,11 @@ def _tree_not_found(request: Request, why: str) -> Response:
     return PangeaResponse(request, "TreeNotFound", None, why)
 
 
-async def _root_log(request: Request, tree_name: str | None) -> LogHead | Response:
+async def _root_log(request: Request, tree_name: str | None) -> tuple[LogHead, Reads] | Response:
+    """The tree's head and the server it was read from (the rest of the request reads there)."""
     st = state(request)
-    rows = await st.pool.fetch(
+    reads = st.reads()
+    rows = await reads.pool.fetch(
         "SELECT log_id, origin FROM logs WHERE topic = $1 AND checkpoint IS NOT NULL"
         " AND size > 0 AND ($2::text IS NULL OR origin = $2 OR log_id = $2)",
         st.settings.topic,
@@ -64,8 +67,10 @@ async def _root_log(request: Request, tree_name: str | None) -> LogHead | Respon
             request,
             [error_item("MustProvideOne", f"several trees; name one in tree_name: {names}", "/")],
         )
-    head = await load_head(st.pool, rows[0]["log_id"])
-    return head if head is not None else _tree_not_found(request, "nothing sealed yet")
+    head = await load_head(reads.pool, rows[0]["log_id"])
+    if head is None:
+        return _tree_not_found(request, "nothing sealed yet")
+    return head, reads
 
 
 async def root(request: Request) -> Response:
@@ -83,9 +88,10 @@ async def root(request: Request) -> Response:
         return validation_error(
             request, [error_item("InvalidString", "'/tree_name' must be a string", "/tree_name")]
         )
-    head = await _root_log(request, tree_name)
-    if isinstance(head, Response):
-        return head
+    found = await _root_log(request, tree_name)
+    if isinstance(found, Response):
+        return found
+    head, reads = found
     size = head.size if size is None else size
     if size > head.size:
         return validation_error(
@@ -93,8 +99,7 @@ async def root(request: Request) -> Response:
             [error_item("IsTooBig", f"the tree has {head.size} leaves", "/tree_size")],
             f"tree_size {size} is beyond the tree's {head.size} leaves",
         )
-    st = state(request)
-    covering = await st.pool.fetchrow(
+    covering = await reads.pool.fetchrow(
         "SELECT size, note, created_at FROM checkpoints WHERE log_id = $1 AND size >= $2"
         " ORDER BY size LIMIT 1",
         head.log_id,
@@ -103,7 +108,7 @@ async def root(request: Request) -> Response:
     data: dict[str, Any] = {
         "tree_name": head.origin,
         "size": size,
-        "root_hash": (await st.proofs.root(head, size)).hex(),
+        "root_hash": (await reads.proofs.root(head, size)).hex(),
         "url": checkpoint_url(public_base(request), head.log_id, size),
     }
     if covering is not None:
@@ -111,7 +116,7 @@ async def root(request: Request) -> Response:
         if covering["size"] == size:
             data["checkpoint"] = covering["note"]
     if head.hash_scheme == PANGEA_SHA256 and size > 1:
-        data["consistency_proof"] = await st.proofs.pangea_consistency(head, size - 1, size)
+        data["consistency_proof"] = await reads.proofs.pangea_consistency(head, size - 1, size)
     return success(request, {"data": data})
 
 
@@ -120,10 +125,14 @@ async def checkpoint_at(request: Request) -> Response:
     size = non_negative_int(request.path_params["size"])
     if size is None:
         return not_found(request, "a size is a non-negative integer")
-    note = await state(request).pool.fetchval(
-        "SELECT note FROM checkpoints WHERE log_id = $1 AND size = $2",
-        request.path_params["log"],
-        size,
+    note = (
+        await state(request)
+        .reads()
+        .pool.fetchval(
+            "SELECT note FROM checkpoints WHERE log_id = $1 AND size = $2",
+            request.path_params["log"],
+            size,
+        )
     )
     if note is None:
         return not_found(request, "the log has no checkpoint of that size")
@@ -151,13 +160,13 @@ async def consistency(request: Request) -> Response:
     assert isinstance(size1, int)
     assert log_id is not None
     assert not isinstance(size2, str)
-    st = state(request)
-    head = await load_head(st.pool, log_id)
+    reads = state(request).reads()
+    head = await load_head(reads.pool, log_id)
     if head is None:
         return not_found(request, "no such log, or nothing sealed in it yet")
     note = head.checkpoint
     if isinstance(size2, int) and size2 != head.size:
-        found = await st.pool.fetchval(
+        found = await reads.pool.fetchval(
             "SELECT note FROM checkpoints WHERE log_id = $1 AND size = $2", log_id, size2
         )
         if found is None:
@@ -168,7 +177,7 @@ async def consistency(request: Request) -> Response:
         return validation_error(
             request, [error_item("IsTooBig", f"'from' must be at most {target}", "/from")]
         )
-    proof = await st.proofs.consistency(head, size1, target)
+    proof = await reads.proofs.consistency(head, size1, target)
     lines = [f"old {size1}", *(base64.b64encode(h).decode("ascii") for h in proof)]
     body = "\n".join(lines) + "\n\n" + note
     return text(body, cache=IMMUTABLE if size2 is not None else "no-cache")

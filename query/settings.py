@@ -69,6 +69,10 @@ class Settings:
     # served on the API port (development).
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    # A streaming replica that receipts, proofs, tiles and checkpoints are read from while it is
+    # at most replica_max_lag seconds behind (query/replica.py); None: the primary only.
+    replica_database_url: Secret | None = None
+    replica_max_lag: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +80,7 @@ class Settings:
         public_url = env.optional("PUBLIC_URL")
         if public_url is not None and not public_url.startswith(("http://", "https://")):
             raise SettingsError("AUDITLOG_PUBLIC_URL must start with http:// or https://")
+        replica = env.optional("QUERY_DATABASE_URL")
         vkey = env.optional("VKEY")
         if vkey is not None:
             try:
@@ -110,4 +115,6 @@ class Settings:
             ),
             metrics_host=env.text("QUERY_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.port("QUERY_METRICS_PORT", 0),
+            replica_database_url=Secret(replica) if replica else None,
+            replica_max_lag=env.number("QUERY_REPLICA_MAX_LAG", 5.0, minimum=0.0),
         )

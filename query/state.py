@@ -15,6 +15,7 @@ from auditlog.web.ratelimit import Limits
 from query.hashes import HashIndexProbe
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
+from query.replica import PRIMARY, Reads, ReplicaLag
 from query.settings import Settings
 
 # What a request costs against the token's (and tenant's) rate limit, in units: about what it
@@ -34,6 +35,16 @@ class QueryState:
     heads: HeadCache
     hash_index: HashIndexProbe
     limits: Limits = field(default_factory=Limits.unlimited)
+    # A read replica and its lag (query/replica.py); None: everything reads the primary.
+    replica: Reads | None = None
+    replica_lag: ReplicaLag | None = None
+
+    def reads(self) -> Reads:
+        """The server this request reads receipts, proofs, tiles and checkpoints from: the
+        replica while it is within the lag bound, else the primary. Pick once per request."""
+        if self.replica is not None and self.replica_lag is not None and self.replica_lag.fresh:
+            return self.replica
+        return Reads(PRIMARY, self.pool, self.heads, self.proofs, self.hash_index)
 
 
 def state(request: Request) -> QueryState:

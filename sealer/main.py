@@ -18,13 +18,13 @@ import stat
 from pathlib import Path
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from auditlog.core.hashing import LogHasher, get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.policy import parse_policy
 from auditlog.core.schema import Schemas
-from auditlog.kafka.clients import make_producer
+from auditlog.kafka.clients import make_consumer, make_producer
 from auditlog.pg import db
 from auditlog.runtime import stalls
 from auditlog.runtime.listener import MetricsListener, serve_metrics
@@ -132,11 +132,14 @@ async def _run(
         await db.check_schema(pool)
         # Not idempotent: aiokafka's idempotent producer never recovers from one refused batch
         # (OutOfOrderSequenceNumber ever after), and a dead letter written twice is harmless.
-        dlq = make_producer(settings.kafka_bootstrap, enable_idempotence=False)
+        dlq = make_producer(
+            settings.kafka_bootstrap, settings.kafka_security, enable_idempotence=False
+        )
         await dlq.start()
         try:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=settings.kafka_bootstrap,
+            consumer = make_consumer(
+                settings.kafka_bootstrap,
+                settings.kafka_security,
                 group_id=settings.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",

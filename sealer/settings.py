@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditlog.kafka.security import PLAINTEXT, KafkaSecurity
 from auditlog.runtime.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_KAFKA_BOOTSTRAP,
@@ -33,6 +34,8 @@ MIN_MAX_PAST = 86_400.0
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    # TLS and SASL of every Kafka client (docs/kafka-security.md).
+    kafka_security: KafkaSecurity = PLAINTEXT
     database_url: Secret = Secret(DEFAULT_DATABASE_URL)
     topic: str = DEFAULT_TOPIC
     group_id: str = DEFAULT_GROUP_ID
@@ -65,6 +68,7 @@ class Settings:
         env = Env(environ)
         settings = cls(
             kafka_bootstrap=env.text("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+            kafka_security=KafkaSecurity.from_env(env),
             database_url=env.secret("DATABASE_URL", DEFAULT_DATABASE_URL),
             topic=env.text("TOPIC", DEFAULT_TOPIC),
             group_id=env.text("SEALER_GROUP_ID", DEFAULT_GROUP_ID),

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from auditlog.cli.args import EXIT_FAILED, EXIT_OK, Subparsers, UsageError
+from auditlog.producer import KafkaSecurity
+from auditlog.runtime.settings import Env
 
 MAX_SECONDS = 3600
 
@@ -99,6 +101,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         seal_samples=args.seal_samples,
         seal_wait=args.seal_wait,
         kafka_bootstrap=kafka,
+        kafka_security=KafkaSecurity.from_env(Env()),
         topic=args.topic,
         seed=args.seed,
         templated=args.templated,

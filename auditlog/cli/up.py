@@ -65,10 +65,11 @@ async def _prepare_dev(env: dict[str, str], token: str | None) -> tuple[str, int
     """Migrate, create topics, and make sure the dev token exists; returns the token and the
     number of partitions (logs) of the events topic."""
     import asyncpg
-    from aiokafka.admin import AIOKafkaAdminClient
 
-    from auditlog.kafka.clients import ensure_topics
+    from auditlog.kafka.clients import ensure_topics, make_admin
+    from auditlog.kafka.security import KafkaSecurity
     from auditlog.pg import db, tokens
+    from auditlog.runtime.settings import Env
 
     url = env["AUDITLOG_DATABASE_URL"]
     conn = await asyncpg.connect(url)
@@ -82,8 +83,10 @@ async def _prepare_dev(env: dict[str, str], token: str | None) -> tuple[str, int
             secret, _ = await tokens.create_token(conn, "dev", scopes)
     finally:
         await conn.close()
-    await ensure_topics(env["AUDITLOG_KAFKA_BOOTSTRAP"], env["AUDITLOG_TOPIC"])
-    admin = AIOKafkaAdminClient(bootstrap_servers=env["AUDITLOG_KAFKA_BOOTSTRAP"])
+    security = KafkaSecurity.from_env(Env(env))
+    bootstrap = env["AUDITLOG_KAFKA_BOOTSTRAP"]
+    await ensure_topics(bootstrap, env["AUDITLOG_TOPIC"], security=security)
+    admin = make_admin(bootstrap, security)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([env["AUDITLOG_TOPIC"]])

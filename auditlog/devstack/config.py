@@ -16,6 +16,13 @@ HOME_ENV = "AUDITLOG_HOME"
 KAFKA_PORT_ENV = "AUDITLOG_STACK_KAFKA_PORT"
 CONTROLLER_PORT_ENV = "AUDITLOG_STACK_CONTROLLER_PORT"
 PG_PORT_ENV = "AUDITLOG_STACK_PG_PORT"
+KAFKA_SASL_SSL_PORT_ENV = "AUDITLOG_STACK_KAFKA_SASL_SSL_PORT"
+BROKERS_ENV = "AUDITLOG_STACK_KAFKA_BROKERS"
+# One broker, or a cluster that keeps every acknowledged record and takes writes with one
+# broker down (replication factor 3, min.insync.replicas 2).
+BROKER_COUNTS = (1, 3)
+# Node N of a cluster listens on each of node 1's ports plus (N - 1) * NODE_PORT_STRIDE.
+NODE_PORT_STRIDE = 100
 
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
@@ -44,6 +51,10 @@ class StackConfig:
     kafka_port: int = DEFAULT_KAFKA_PORT
     controller_port: int = DEFAULT_CONTROLLER_PORT
     pg_port: int = DEFAULT_PG_PORT
+    # A second Kafka listener, SASL_SSL, on this port; 0: none (docs/kafka-security.md).
+    kafka_sasl_ssl_port: int = 0
+    # Kafka nodes, each a KRaft voter and a broker (docs/local-stack.md#a-three-broker-cluster).
+    brokers: int = 1
 
     def __post_init__(self) -> None:
         # Subprocesses run in other directories, and pg_ctl normalises "..": the home path must
@@ -54,13 +65,23 @@ class StackConfig:
             CONTROLLER_PORT_ENV: self.controller_port,
             PG_PORT_ENV: self.pg_port,
         }
+        if self.kafka_sasl_ssl_port:
+            ports[KAFKA_SASL_SSL_PORT_ENV] = self.kafka_sasl_ssl_port
+        if self.brokers not in BROKER_COUNTS:
+            raise StackError(f"{BROKERS_ENV} must be 1 or 3, got {self.brokers}")
         for env_var, port in ports.items():
             if not 1 <= port <= 65535:
                 raise StackError(f"port {port} is out of range; set {env_var} to 1..65535")
+        for node in range(2, self.brokers + 1):
+            for env_var in (KAFKA_PORT_ENV, CONTROLLER_PORT_ENV, KAFKA_SASL_SSL_PORT_ENV):
+                if env_var in ports:
+                    ports[f"{env_var} (node {node})"] = self.node_port(ports[env_var], node)
+            if max(ports.values()) > 65535:
+                raise StackError(f"node {node}'s ports would pass 65535; lower the stack's ports")
         if len(set(ports.values())) != len(ports):
             raise StackError(
-                f"the stack needs three different ports, got kafka {self.kafka_port}, "
-                f"controller {self.controller_port}, postgres {self.pg_port}"
+                "the stack needs different ports, got "
+                + ", ".join(f"{name}={port}" for name, port in ports.items())
             )
 
     @classmethod
@@ -72,11 +93,32 @@ class StackConfig:
             kafka_port=_port_from_env(environ, KAFKA_PORT_ENV, DEFAULT_KAFKA_PORT),
             controller_port=_port_from_env(environ, CONTROLLER_PORT_ENV, DEFAULT_CONTROLLER_PORT),
             pg_port=_port_from_env(environ, PG_PORT_ENV, DEFAULT_PG_PORT),
+            kafka_sasl_ssl_port=_port_from_env(environ, KAFKA_SASL_SSL_PORT_ENV, 0),
+            brokers=_port_from_env(environ, BROKERS_ENV, 1),
         )
 
     @property
+    def nodes(self) -> range:
+        return range(1, self.brokers + 1)
+
+    @staticmethod
+    def node_port(port: int, node: int) -> int:
+        return port + (node - 1) * NODE_PORT_STRIDE
+
+    def node_bootstrap(self, node: int) -> str:
+        return f"{HOST}:{self.node_port(self.kafka_port, node)}"
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{HOST}:{self.kafka_port}"
+        return ",".join(self.node_bootstrap(node) for node in self.nodes)
+
+    @property
+    def kafka_sasl_ssl_bootstrap(self) -> str | None:
+        if not self.kafka_sasl_ssl_port:
+            return None
+        return ",".join(
+            f"{HOST}:{self.node_port(self.kafka_sasl_ssl_port, node)}" for node in self.nodes
+        )
 
     @property
     def database_url(self) -> str:
@@ -101,4 +143,4 @@ def _port_from_env(environ: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise StackError(f"{name}={raw!r} is not a port number") from None
+        raise StackError(f"{name}={raw!r} is not a whole number") from None

@@ -57,6 +57,7 @@ _PG_HBA = (
     "# Written by `auditlog stack start`. The socket lives in the data directory, which only the\n"
     "# cluster's owner can enter, so trusting it lets in no one else.\n"
     "local   all   postgres                 trust\n"
+    "local   replication   postgres         trust\n"
     f"host    all   all        {HOST}/32   scram-sha-256\n"
 )
 

@@ -11,12 +11,13 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from auditlog.core.envelope import Envelope
+from auditlog.kafka.security import PLAINTEXT, KafkaSecurity
 
 # Large batches and a short linger: one in-flight batch per partition is aiokafka's limit, so
 # throughput per partition is batch size / round trip.
@@ -31,6 +32,11 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 DEFAULT_PARTITIONS = 4
+# Replicas of a topic this code creates on a cluster of at least this many brokers, and the
+# replicas an acks=all write must reach: one broker may fail without losing an acknowledged
+# record or refusing writes.
+REPLICATION_FACTOR = 3
+MIN_INSYNC_REPLICAS = 2
 
 # Record headers the sealer reads (docs/kafka-messages.md): the retry key, and who produced the
 # record, the namespace of its key. Ingest sends ``token:<token_id>``; a record without the
@@ -101,19 +107,46 @@ class KeyPartitioner:
         return all_partitions[index]
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
-    options = {"partitioner": KeyPartitioner(), **PRODUCER_DEFAULTS, **overrides}
+def make_producer(
+    bootstrap: str, security: KafkaSecurity = PLAINTEXT, **overrides: Any
+) -> AIOKafkaProducer:
+    options = {
+        "partitioner": KeyPartitioner(),
+        **PRODUCER_DEFAULTS,
+        **security.client_options(),
+        **overrides,
+    }
     return AIOKafkaProducer(bootstrap_servers=bootstrap, **options)
 
 
-async def ensure_topics(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
-    """Create the events topic and its dead-letter topic when missing (single-node: RF 1)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+def make_consumer(
+    bootstrap: str, security: KafkaSecurity = PLAINTEXT, **options: Any
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, **security.client_options(), **options)
+
+
+def make_admin(bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_options())
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topic: str,
+    partitions: int = DEFAULT_PARTITIONS,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
+) -> None:
+    """Create the events topic and its dead-letter topic when missing: replicated 3 times with
+    ``min.insync.replicas=2`` on a cluster of 3 brokers or more, once on a smaller one."""
+    admin = make_admin(bootstrap, security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replicas = REPLICATION_FACTOR if brokers >= REPLICATION_FACTOR else 1
+        configs = {"min.insync.replicas": str(MIN_INSYNC_REPLICAS)} if replicas > 1 else {}
         wanted = [
-            NewTopic(name, num_partitions=n, replication_factor=1)
+            NewTopic(name, num_partitions=n, replication_factor=replicas, topic_configs=configs)
             for name, n in ((topic, partitions), (dlq_topic(topic), 1))
             if name not in existing
         ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from auditlog.loadtest.pacing import Plan
+from auditlog.producer import KafkaSecurity
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class Config:
     seal_samples: int = 200
     seal_wait: float = 30.0
     kafka_bootstrap: str | None = None
+    # TLS and SASL of the kafka scenario's producer, from AUDITLOG_KAFKA_* (the CLI reads them)
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     topic: str = "audit.events"
     seed: int = 0
     templated: bool = False

@@ -54,7 +54,12 @@ async def _producer(config: Config) -> AuditProducer | None:
     """The producer library's client, started, for the kafka scenario."""
     if config.scenario != "kafka" or not config.kafka_bootstrap:
         return None
-    producer = AuditProducer(config.kafka_bootstrap, config.topic, ack_timeout=config.timeout)
+    producer = AuditProducer(
+        config.kafka_bootstrap,
+        config.topic,
+        ack_timeout=config.timeout,
+        security=config.kafka_security,
+    )
     try:
         await producer.start()
     except KafkaError as exc:

@@ -111,6 +111,9 @@ def describe(settings: object) -> dict[str, Any]:
             value = masked_url(value.value) if "://" in value.value else str(value)
         elif isinstance(value, Path):
             value = str(value)
+        elif callable(getattr(value, "describe", None)):
+            # A settings piece of its own (auditlog.kafka.security) knows what is safe to show.
+            value = value.describe()
         out[field.name] = value
     return out
 

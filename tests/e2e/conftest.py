@@ -68,15 +68,18 @@ def make_token(services: Services, scopes: set[str], tenant: str | None = None) 
     return asyncio.run(_token(services.database_url, scopes, tenant))
 
 
-def start_pipeline(work: Path, env: dict[str, str]) -> tuple[list[subprocess.Popen[bytes]], str]:
-    """`auditlog serve` and `auditlog sealer` with ``env``, once /readyz answers; logs in work."""
+def start_pipeline(
+    work: Path, env: dict[str, str], own: dict[str, dict[str, str]] | None = None
+) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """`auditlog serve` and `auditlog sealer` with ``env`` (or ``own[name]``, a process's own:
+    each service as a principal of its own), once /readyz answers; logs in work."""
     procs: list[subprocess.Popen[bytes]] = []
     for name in ("serve", "sealer"):
         with (work / f"{name}.log").open("wb") as out:
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "auditlog.cli", name],
-                    env=env,
+                    env=(own or {}).get(name, env),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )

@@ -93,7 +93,7 @@ def test_from_env_rejects_a_bad_port_naming_the_variable(value: str) -> None:
 
 
 def test_ports_must_differ() -> None:
-    with pytest.raises(StackError, match="three different ports"):
+    with pytest.raises(StackError, match="needs different ports"):
         StackConfig(home=Path("/x"), kafka_port=5000, controller_port=5001, pg_port=5000)
 
 
@@ -210,4 +210,29 @@ def test_main_reports_a_bad_environment_as_exit_2(
 ) -> None:
     monkeypatch.setenv("AUDITLOG_STACK_PG_PORT", "five")
     assert stack.main(["status"]) == 2
-    assert "AUDITLOG_STACK_PG_PORT='five' is not a port number" in capsys.readouterr().err
+    assert "AUDITLOG_STACK_PG_PORT='five' is not a whole number" in capsys.readouterr().err
+
+
+def test_main_status_of_a_cluster_names_each_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _quiet_config(tmp_path)
+    monkeypatch.setenv("AUDITLOG_HOME", str(cfg.home))
+    monkeypatch.setenv("AUDITLOG_STACK_KAFKA_PORT", str(cfg.kafka_port))
+    monkeypatch.setenv("AUDITLOG_STACK_CONTROLLER_PORT", str(cfg.controller_port))
+    monkeypatch.setenv("AUDITLOG_STACK_PG_PORT", str(cfg.pg_port))
+    assert stack.main(["status"], brokers=3) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["kafka-1", "kafka-2", "kafka-3", "postgres"]
+
+
+def test_the_cli_reads_the_cluster_listener_and_replica_options() -> None:
+    from auditlog.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["stack", "start", "--brokers", "3", "--sasl-ssl-port", "29094", "--pg-replica-port", "5"]
+    )
+    assert (args.action, args.brokers, args.sasl_ssl_port) == ("start", 3, 29094)
+    assert (args.pg_replica_port, args.pg_synchronous) == (5, False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["stack", "start", "--brokers", "2"])

@@ -60,7 +60,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "kafka": frozenset({"core", "runtime"}),
     "web": frozenset({"core", "runtime", "pg"}),
     "verify": frozenset({"core", "runtime", "pg", "web"}),  # the witness is an HTTP server
-    "devstack": frozenset({"core", "runtime"}),
+    "devstack": frozenset({"core", "runtime", "kafka"}),
     "loadtest": frozenset({"core", "runtime", "producer"}),  # the kafka scenario
     "producer": frozenset({"core", "runtime", "kafka"}),
     **dict.fromkeys(SERVICES, _SHARED),
