@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from auditlog.cli import (
     audit,
     database,
+    forward,
     keys,
     loadtest,
     logs,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = (up, stack, services, keys, logs, database, loadtest, verify, audit, monitor, witness)
     for group in groups:
         group.register(sub)
+    forward.register(sub)
     return parser
 
 
