@@ -111,9 +111,13 @@ class SyslogSink:
     ) -> None:
         raw = writer.get_extra_info("socket")
         while True:
-            if reader.at_eof():
+            if reader.at_eof() or writer.is_closing():
                 raise EOFError("the receiver closed the connection")
-            if raw is None or unacknowledged_bytes(raw) == 0:
+            if raw is None:
+                break  # not a socket we can ask (not on Linux): drained is all we know
+            if raw.fileno() < 0:
+                raise EOFError("the connection is closed")
+            if unacknowledged_bytes(raw) == 0:
                 break
             await asyncio.sleep(_ACK_POLL)
         # A receiver that closed while the batch was on its way has acknowledged our bytes at

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,16 +184,27 @@ ruleset(name="out") {{
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 20
-        while not all((self.directory / n).exists() and (self.directory / n).read_text().strip()
-                      for n in ("tcp.port", "tls.port")):  # fmt: skip
+        while not self._listening():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(
                     "rsyslogd did not start: " + (self.directory / "rsyslogd.log").read_text()
                 )
             time.sleep(0.05)
-        # Later starts listen on the same ports, as a restarted receiver would.
-        self.tcp_port = int((self.directory / "tcp.port").read_text())
-        self.tls_port = int((self.directory / "tls.port").read_text())
+
+    def _listening(self) -> bool:
+        if not self.tcp_port:
+            # First start: the ports rsyslog chose (it writes them once listening); later
+            # starts listen on the same ones, as a restarted receiver would.
+            files = [self.directory / "tcp.port", self.directory / "tls.port"]
+            if not all(f.exists() and f.read_text().strip() for f in files):
+                return False
+            self.tcp_port, self.tls_port = (int(f.read_text()) for f in files)
+        for port in (self.tcp_port, self.tls_port):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
