@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import secrets
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -135,9 +136,6 @@ name = "otlp-{tag}"
 kind = "otlp"
 url = "{receivers.url}/v1/logs"
 """)
-    metrics_port = 0
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         metrics_port = s.getsockname()[1]

@@ -4,8 +4,9 @@ sealed event delivered, first arrivals in index order per log, nothing missing."
 
 from __future__ import annotations
 
-import signal
+import asyncio
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -185,10 +186,7 @@ async def test_pause_resume_and_replay(
     await produce(services, topic, 200, "paused")
     await wait_sealed(services, topic, 500)
     before = len(receivers.webhook)
-    await wait_for(lambda: len(forwarders.events("delivered")) >= 0, "nothing")
-    import asyncio
-
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # ten poll intervals
     assert len(receivers.webhook) == before, "a paused destination received events"
     resumed = cli(services, "resume", name)
     assert resumed.returncode == 0, resumed.stderr
