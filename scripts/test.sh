@@ -12,6 +12,12 @@ if ! scripts/go-tools.sh; then
     echo "test: the Go tools are missing; the tests that need them will be skipped" >&2
 fi
 
+# rsyslog from Debian for the forwarder's tests (tests/integration/test_forward*.py).
+if ! scripts/forward-tools.sh; then
+    [ "${CI:-}" = true ] && exit 2
+    echo "test: rsyslog is missing; the forwarder's syslog tests will be skipped" >&2
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
