@@ -93,6 +93,7 @@ class Pump:
                 if self.stopping.is_set():
                     break
                 worked |= await self._visit(log_id, size)
+                self.health.beat(self.name)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # PostgreSQL away: nothing moves, nothing is lost; look again next round.
             log.warning("database_unavailable", destination=self.name, error=repr(exc))
