@@ -116,14 +116,42 @@ async def advance(
     return Claim(claim.log_id, next_idx, claim.generation)
 
 
-async def release(pool: asyncpg.Pool, destination: str, owner: str) -> None:
-    """Give up this process's leases at a clean stop, so another takes over at once."""
+async def release(
+    pool: asyncpg.Pool, destination: str, owner: str, log_id: str | None = None
+) -> None:
+    """Give up this process's leases of a destination (in one log, or all), so that another
+    process takes them over at once: at a clean stop, or when the work was shared anew."""
     await pool.execute(
         "UPDATE forward_cursors SET owner = NULL, lease_until = NULL"
-        " WHERE destination = $1 AND owner = $2",
+        " WHERE destination = $1 AND owner = $2 AND ($3::text IS NULL OR log_id = $3)",
         destination,
         owner,
+        log_id,
     )
+
+
+async def heartbeat(pool: asyncpg.Pool, owner: str, lease: float) -> list[str]:
+    """Note this process alive; every process alive (seen within ``lease``), sorted."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO forward_workers (owner) VALUES ($1)"
+            " ON CONFLICT (owner) DO UPDATE SET seen_at = now()",
+            owner,
+        )
+        await conn.execute(
+            "DELETE FROM forward_workers WHERE seen_at < now() - make_interval(secs => $1)",
+            lease * 10,
+        )
+        rows = await conn.fetch(
+            "SELECT owner FROM forward_workers"
+            " WHERE seen_at >= now() - make_interval(secs => $1) ORDER BY owner",
+            lease,
+        )
+    return [r["owner"] for r in rows]
+
+
+async def leave(pool: asyncpg.Pool, owner: str) -> None:
+    await pool.execute("DELETE FROM forward_workers WHERE owner = $1", owner)
 
 
 # -- what operators do (auditlog forward pause|resume|replay|status|forget) ---------------------

@@ -1,9 +1,10 @@
 """The forwarder's composition root: settings and the destinations file read, the pool opened,
 one loop per destination run (:class:`forward.pump.Pump`).
 
-Several forwarder processes may run against one database: each (destination, log) cursor is
-leased to one of them at a time (forward/cursors.py), so they share the work and take over a
-dead one's after ``AUDITLOG_FORWARD_LEASE`` seconds.
+Several forwarder processes may run against one database: they share the (destination, log)
+pairs out among those alive (forward/membership.py), and each pair's cursor is leased to one
+of them at a time (forward/cursors.py), so a dead one's pairs move after
+``AUDITLOG_FORWARD_LEASE`` seconds.
 
 Shutdown order (SIGTERM/SIGINT): every loop finishes the delivery under way (up to its
 deadline) and advances its cursor, or leaves it where it was; the leases are released; the
@@ -27,6 +28,7 @@ from auditlog.runtime.settings import describe
 from forward import cursors
 from forward.config import Destination, load_destinations
 from forward.health import ForwardHealth
+from forward.membership import Membership
 from forward.pump import Pump
 from forward.settings import Settings
 from forward.sinks import make_sink
@@ -64,8 +66,8 @@ async def run(settings: Settings) -> None:
 
 
 async def _run(settings: Settings, destinations: list[Destination], health: ForwardHealth) -> None:
-    # One connection per destination's loop, one for the loops' short look-ups in between.
-    pool = await db.connect_pool(settings.database_url.value, max_size=len(destinations) + 1)
+    # One connection per destination's loop, one for the heartbeat and the short look-ups.
+    pool = await db.connect_pool(settings.database_url.value, max_size=len(destinations) + 2)
     try:
         await db.check_schema(pool)
         await cursors.register(pool, destinations)
@@ -74,10 +76,19 @@ async def _run(settings: Settings, destinations: list[Destination], health: Forw
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        membership = Membership(owner)
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(membership.keep(pool, settings.lease, stopping), name="membership")
             for destination in destinations:
                 pump = Pump(
-                    destination, make_sink(destination), pool, settings, owner, stopping, health
+                    destination,
+                    make_sink(destination),
+                    pool,
+                    settings,
+                    owner,
+                    stopping,
+                    health,
+                    membership,
                 )
                 tg.create_task(pump.run(), name=f"forward-{destination.name}")
             tg.create_task(stalls.watch_event_loop(stopping), name="loop-watch")

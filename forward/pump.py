@@ -35,6 +35,7 @@ from forward.health import (
     RETRIED,
     ForwardHealth,
 )
+from forward.membership import Membership
 from forward.records import Record, read_batch
 from forward.settings import Settings
 from forward.sinks.base import DeliveryError, Rejected, Sink
@@ -58,6 +59,7 @@ class Pump:
         owner: str,
         stopping: asyncio.Event,
         health: ForwardHealth,
+        membership: Membership,
     ) -> None:
         self.destination = destination
         self.name = destination.name
@@ -67,6 +69,7 @@ class Pump:
         self.owner = owner
         self.stopping = stopping
         self.health = health
+        self.membership = membership
         self.claims: dict[str, tuple[Claim, float]] = {}  # log -> (claim, renew after)
 
     async def run(self) -> None:
@@ -89,9 +92,14 @@ class Pump:
                 return False
             PAUSED.labels(self.name).set(0)
             worked = False
-            for log_id, size in await cursors.logs(self.pool, self.settings.topic):
+            for position, (log_id, size) in enumerate(
+                await cursors.logs(self.pool, self.settings.topic)
+            ):
                 if self.stopping.is_set():
                     break
+                if not self.membership.mine(self.name, position):
+                    await self._let_go(log_id)
+                    continue
                 worked |= await self._visit(log_id, size)
                 self.health.beat(self.name)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -99,6 +107,18 @@ class Pump:
             log.warning("database_unavailable", destination=self.name, error=repr(exc))
             return False
         return worked
+
+    async def _let_go(self, log_id: str) -> None:
+        """Another member's pair: release the cursor if we held it, report it no more."""
+        if self.claims.pop(log_id, None) is not None:
+            await cursors.release(self.pool, self.name, self.owner, log_id)
+            log.info("handed_over", destination=self.name, log=log_id)
+        self._forget(log_id)
+
+    def _forget(self, log_id: str) -> None:
+        for gauge in (LAG, PROGRESS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.name, log_id)
 
     async def _claim(self, log_id: str) -> Claim | None:
         held = self.claims.get(log_id)
@@ -109,8 +129,7 @@ class Pump:
         )
         if claim is None:
             self.claims.pop(log_id, None)
-            with contextlib.suppress(KeyError):
-                LAG.remove(self.name, log_id)  # another process reports this one
+            self._forget(log_id)  # another process reports this one
             return None
         self._hold(claim)
         return claim

@@ -218,3 +218,45 @@ async def test_pause_resume_and_replay(
     assert_in_order(receivers.webhook[mark:], wanted)
 
     assert cli(services, "pause", "no-such-destination").returncode == 1
+
+
+def _delivered_logs(path: Path) -> set[str]:
+    found = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            entry = orjson.loads(line)
+            if entry.get("event") == "delivered":
+                found.add(entry["log"])
+    return found
+
+
+@pytest.mark.parametrize("topic", [4], indirect=True)
+async def test_two_forwarders_share_the_logs_and_one_takes_over(
+    services: Services,
+    topic: str,
+    fleet: SealerFleet,
+    receivers: Receivers,
+    forwarders: Forwarders,
+    tmp_path: Path,
+) -> None:
+    fleet.start()
+    await produce(services, topic, 800, "share")
+    await wait_sealed(services, topic, 800)
+    expected = await sealed_events(services, topic)
+    logs = {e.log_id for e in expected}
+    assert len(logs) >= 3
+    forwarders.destinations.write_text(_webhook(f"share-{secrets.token_hex(3)}", receivers, 20))
+    receivers.delay = 0.05
+    first, second = forwarders.start(), forwarders.start()
+    await wait_for(lambda: len(receivers.webhook) >= 200, "both at work", forwarders=forwarders)
+    mine = [_delivered_logs(tmp_path / f"forward-{i}.log") for i in (0, 1)]
+    assert mine[0]
+    assert mine[1], "the second forwarder got no share"
+    first.send_signal(signal.SIGTERM)  # a clean stop releases its cursors at once
+    await asyncio.to_thread(first.wait, 30)  # the receiver runs on this loop: keep it going
+    receivers.delay = 0.0
+    await wait_for(lambda: len(first_seen(receivers.webhook)) >= len(expected), "all of it", 90,
+                   forwarders)  # fmt: skip
+    assert_in_order(receivers.webhook, expected)
+    assert _delivered_logs(tmp_path / "forward-1.log") == logs  # it took the others over
+    assert second.poll() is None

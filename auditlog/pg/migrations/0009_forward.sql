@@ -27,6 +27,12 @@ CREATE TABLE forward_cursors (
 );
 CREATE INDEX forward_cursors_log ON forward_cursors (log_id, next_idx);
 
+-- The forwarder processes alive, each renewing its row: the cursors are shared out among them.
+CREATE TABLE forward_workers (
+    owner   text PRIMARY KEY,
+    seen_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE forward_dead_letters (
     destination text NOT NULL REFERENCES forward_destinations (name) ON DELETE CASCADE,
     log_id      text NOT NULL,
