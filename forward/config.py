@@ -28,7 +28,9 @@ DEFAULT_BATCH_SIZE: Final = 500
 MAX_BATCH_SIZE: Final = 10_000
 DEFAULT_TIMEOUT: Final = 10.0
 _NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-_COMMON: Final = frozenset({"name", "kind", "start", "batch_size", "timeout", "tenants", "query"})
+_COMMON: Final = frozenset(
+    {"name", "kind", "start", "batch_size", "timeout", "tenants", "query", "receipts"}
+)
 
 Start = Literal["beginning", "end"]
 
@@ -93,6 +95,7 @@ class Destination:
     start: Start = "beginning"  # where a new cursor starts: the log's first entry or its head
     batch_size: int = DEFAULT_BATCH_SIZE
     timeout: float = DEFAULT_TIMEOUT  # one delivery attempt, seconds
+    receipts: bool = False  # attach each event's receipt (not to syslog messages)
 
 
 class _Table:
@@ -277,7 +280,10 @@ def _destination(data: Mapping[str, Any], where: str, environ: Mapping[str, str]
         "start": start,
         "batch_size": t.integer("batch_size", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_SIZE),
         "timeout": t.number("timeout", DEFAULT_TIMEOUT, 0.1),
+        "receipts": t.boolean("receipts", False),
     }
+    if common["receipts"] and kind == "syslog":
+        raise SettingsError(f"{where}: syslog messages carry no receipt (receipts = true)")
     options = _PARSERS[kind](t)
     t.done(_COMMON)
     return Destination(name, kind, options, **common)  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ from forward.health import (
     ForwardHealth,
 )
 from forward.membership import Membership
+from forward.receipts import with_receipts
 from forward.records import Record, read_batch
 from forward.settings import Settings
 from forward.sinks.base import DeliveryError, Rejected, Sink
@@ -152,6 +153,8 @@ class Pump:
         if not records:
             return False
         admitted = [r for r in records if self.destination.filter.admits(r)]
+        if self.destination.receipts:
+            admitted = await with_receipts(self.pool, log_id, admitted)
         started = time.perf_counter()
         try:
             dead = await self._deliver(claim, admitted)

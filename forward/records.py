@@ -8,7 +8,6 @@ exactly as sealed. JSON destinations embed the envelope's stored bytes as they a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -33,6 +32,7 @@ class Record:
     envelope: bytes  # the canonical envelope, byte for byte as hashed
     received_at: datetime
     fields: dict[str, FieldValue]  # what a search query reads (auditlog/core/search_query.py)
+    receipt: str | None = None  # its c2sp.org/tlog-proof@v1 receipt, when the destination asks
 
     @property
     def hash_hex(self) -> str:
@@ -107,18 +107,15 @@ class Filter:
 
 
 def json_record(record: Record) -> bytes:
-    """One event as a JSON object: ``log``, ``index``, ``hash``, ``received_at`` and the
-    envelope, its stored bytes spliced in unchanged."""
-    return orjson.dumps(
-        {
-            "log": record.log_id,
-            "index": record.index,
-            "hash": record.hash_hex,
-            "received_at": record.received_text,
-            "envelope": orjson.Fragment(record.envelope),
-        }
-    )
-
-
-def json_array(records: Sequence[Record]) -> bytes:
-    return b"[" + b",".join(json_record(r) for r in records) + b"]"
+    """One event as a JSON object: ``log``, ``index``, ``hash``, ``received_at``, the
+    envelope (its stored bytes spliced in unchanged) and, when asked for, its ``receipt``."""
+    out = {
+        "log": record.log_id,
+        "index": record.index,
+        "hash": record.hash_hex,
+        "received_at": record.received_text,
+        "envelope": orjson.Fragment(record.envelope),
+    }
+    if record.receipt is not None:
+        out["receipt"] = record.receipt
+    return orjson.dumps(out)

@@ -4,10 +4,11 @@ OpenTelemetry project's own generated classes (``opentelemetry-proto``).
 One resource (``service.name``, the destination's ``service_name``), one scope
 (``auditlog.forward``), one log record per event: ``time_unix_nano`` is the received time,
 ``severity_number`` INFO, ``body`` the canonical envelope as a string (byte for byte as sealed),
-and the attributes ``auditlog.log``, ``auditlog.index``, ``auditlog.hash`` and, when the event
-has one, ``tenant_id``. A 2xx answer acknowledges the batch, unless its ``partial_success``
-counts rejected records: the batch is then refused (:class:`Rejected`), and the forwarder
-narrows it down to the records at fault (the others may arrive twice).
+and the attributes ``auditlog.log``, ``auditlog.index``, ``auditlog.hash``,
+``auditlog.receipt`` (when the destination asks for receipts) and ``tenant_id`` (when the event
+has one). A 2xx answer acknowledges the batch, unless its ``partial_success`` counts rejected
+records: the batch is then refused (:class:`Rejected`), and the forwarder narrows it down to
+the records at fault (the others may arrive twice).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def log_record(record: Record, observed: int) -> LogRecord:
         KeyValue(key="auditlog.index", value=AnyValue(int_value=record.index)),
         _text("auditlog.hash", record.hash_hex),
     ]
+    if record.receipt is not None:
+        attributes.append(_text("auditlog.receipt", record.receipt))
     tenant = record.fields.get("tenant_id")
     if isinstance(tenant, str):
         attributes.append(_text("tenant_id", tenant))

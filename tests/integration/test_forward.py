@@ -17,6 +17,10 @@ import asyncpg
 import orjson
 import pytest
 
+from auditlog.core.envelope import canonical_json
+from auditlog.core.hashing import get_hasher
+from auditlog.core.note import NoteVerifier
+from auditlog.core.receipt import Receipt, verify_receipt
 from tests.conftest import Services
 from tests.integration.forward_harness import (
     Forwarders,
@@ -116,6 +120,7 @@ kind = "webhook"
 url = "{receivers.url}/hook"
 secret_env = "FWD_SECRET"
 batch_size = 50
+receipts = true
 
 [[destination]]
 name = "files-{tag}"
@@ -177,10 +182,17 @@ url = "{receivers.url}/v1/logs"
     # webhook: every signature verified; the refused event dead-lettered, nothing else lost.
     assert receivers.bad_signatures == 0
     assert_in_order(receivers.webhook, everything)
+    verifier = NoteVerifier.from_vkey(fleet.key_file.with_suffix(".vkey").read_text().strip())
+    hasher = get_hasher("rfc6962-sha256")
     for body in receivers.webhook_bodies:
         for event in body["events"]:
-            canonical = orjson.dumps(event["envelope"], option=orjson.OPT_SORT_KEYS)
+            canonical = canonical_json(event["envelope"])
             assert canonical == by_hash[event["hash"]].envelope
+            # Each event's receipt verifies offline against the log's key.
+            verified = verify_receipt(
+                Receipt.from_text(event["receipt"]), canonical, [verifier], hasher
+            )
+            assert verified.index == event["index"]
     conn = await asyncpg.connect(services.database_url)
     try:
         dead = await conn.fetch(
@@ -215,7 +227,13 @@ url = "{receivers.url}/v1/logs"
     # metrics and the command line agree: nothing left to deliver, the retries counted.
     text = _metrics(metrics_port)
     assert f'auditlog_forward_rejected_events_total{{destination="hook-{tag}"}} 1.0' in text
-    assert f'auditlog_forward_retries_total{{destination="hook-{tag}"}}' in text
+    # The three 503s went to whichever HTTP destinations asked first; each was retried.
+    retries = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("auditlog_forward_retries_total{") and tag in line
+    ]
+    assert sum(retries) == 3
     status = cli(services, "status")
     assert status.returncode == 0, status.stderr
     rows = [line.split("\t") for line in status.stdout.splitlines()[1:]]

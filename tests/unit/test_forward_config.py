@@ -96,6 +96,7 @@ SYSLOG = A + "kind='syslog'\nhost='h'\n"
         (SYSLOG + "tls=true\nca_file='/no/such'", "not a readable file"),
         (SYSLOG + "facility=24", "facility must be 0 to 23"),
         (SYSLOG + "hostname='a b'", "printable ASCII"),
+        (SYSLOG + "receipts=true", "carry no receipt"),
         ("x = 1", "unknown top-level keys x"),
         ("[[destination]\n", "not TOML"),
     ],
