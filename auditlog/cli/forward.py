@@ -2,7 +2,7 @@
 
 ``auditlog forward`` alone runs the service (``AUDITLOG_FORWARD_DESTINATIONS_FILE``); ``status``,
 ``pause``, ``resume``, ``replay`` and ``forget`` act on the state it keeps in PostgreSQL, and a
-running forwarder follows within a poll interval (docs/forwarding.md).
+running forwarder follows within seconds (docs/forwarding.md).
 """
 
 from __future__ import annotations

@@ -126,3 +126,10 @@ def test_settings_need_the_destinations_file(tmp_path: Path) -> None:
                 "AUDITLOG_FORWARD_RETRY_MAX": "1",
             }
         )
+
+
+def test_the_example_file_parses() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "forward-destinations.toml"
+    env = {"AUDITLOG_HOOK_SECRET": "s", "AUDITLOG_HEC_TOKEN": "t"}
+    names = [d.name for d in parse_destinations(example.read_text(encoding="utf-8"), env)]
+    assert names == ["siem", "security-alerts", "archive", "splunk", "otel"]
