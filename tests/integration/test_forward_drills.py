@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import asyncpg
 import orjson
 import pytest
 
+from auditlog.pg.forward_holds import undelivered_from
 from tests.conftest import Services
 from tests.integration.forward_harness import (
     Forwarders,
@@ -188,6 +190,16 @@ async def test_pause_resume_and_replay(
     before = len(receivers.webhook)
     await asyncio.sleep(1.0)  # ten poll intervals
     assert len(receivers.webhook) == before, "a paused destination received events"
+    # What retention must keep: each log from the paused destination's cursor on.
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        holds = await undelivered_from(conn, [name])
+        sizes = dict(await conn.fetch("SELECT log_id, size FROM logs WHERE topic = $1", topic))
+    finally:
+        await conn.close()
+    delivered = Counter(lg for lg, _, _ in receivers.webhook)
+    assert holds == {log_id: delivered[log_id] for log_id in sizes}
+    assert all(holds[log_id] < sizes[log_id] for log_id in sizes)
     resumed = cli(services, "resume", name)
     assert resumed.returncode == 0, resumed.stderr
     expected = await sealed_events(services, topic)
