@@ -38,10 +38,10 @@ async def register(pool: asyncpg.Pool, destinations: Sequence[Destination]) -> N
     )
 
 
-async def paused(pool: asyncpg.Pool, name: str) -> bool:
-    return bool(
-        await pool.fetchval("SELECT paused FROM forward_destinations WHERE name = $1", name)
-    )
+async def paused(pool: asyncpg.Pool, name: str) -> bool | None:
+    """Whether the destination is paused; None when it is not registered (forgotten)."""
+    value = await pool.fetchval("SELECT paused FROM forward_destinations WHERE name = $1", name)
+    return None if value is None else bool(value)
 
 
 async def logs(pool: asyncpg.Pool, topic: str) -> list[tuple[str, int]]:

@@ -88,7 +88,14 @@ class Pump:
     async def round(self) -> bool:
         """One visit of every log; True when something was delivered or passed over."""
         try:
-            if await cursors.paused(self.pool, self.name):
+            paused = await cursors.paused(self.pool, self.name)
+            if paused is None:
+                # Forgotten while still configured here: it starts again, as new.
+                log.warning("destination_forgotten", destination=self.name)
+                await cursors.register(self.pool, [self.destination])
+                self.claims.clear()
+                return False
+            if paused:
                 PAUSED.labels(self.name).set(1)
                 return False
             PAUSED.labels(self.name).set(0)

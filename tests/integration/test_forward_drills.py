@@ -231,6 +231,13 @@ async def test_pause_resume_and_replay(
 
     assert cli(services, "pause", "no-such-destination").returncode == 1
 
+    # Forgotten while a forwarder still has it: it starts again, from the beginning.
+    mark = len(receivers.webhook)
+    assert cli(services, "forget", name).returncode == 0
+    await wait_for(lambda: len(receivers.webhook) - mark >= len(expected), "after forget",
+                   forwarders=forwarders)  # fmt: skip
+    assert_in_order(receivers.webhook[mark:], expected)
+
 
 def _delivered_logs(path: Path) -> set[str]:
     found = set()
