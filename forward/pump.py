@@ -158,6 +158,16 @@ class Pump:
             self.pool, log_id, claim.next_idx, self.destination.batch_size
         )
         if not records:
+            if size > claim.next_idx:
+                # Every entry from the cursor to the head is gone (retention, told to drop
+                # them): nothing to deliver, and nothing to wait for.
+                log.warning("entries_gone", destination=self.name, log=log_id,
+                            first=claim.next_idx, size=size)  # fmt: skip
+                moved = await cursors.advance(
+                    self.pool, self.name, claim, self.owner, self.settings.lease, size
+                )
+                if moved is not None:
+                    self._hold(moved)
             return False
         admitted = [r for r in records if self.destination.filter.admits(r)]
         if self.destination.receipts:

@@ -409,6 +409,10 @@ class Forwarders:
                 proc.kill()
                 proc.wait()
 
+    async def aclose(self) -> None:
+        """:meth:`close` off the event loop, so receivers on it answer the last deliveries."""
+        await asyncio.to_thread(self.close)
+
 
 def cli(services: Services, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -427,3 +431,23 @@ async def wait_for(
             tail = forwarders.logs()[-3000:] if forwarders else ""
             raise AssertionError(f"{what} not within {within} s\n{tail}")
         await asyncio.sleep(0.1)
+
+
+async def caught_up(services: Services, like: str, within: float = 30) -> list[tuple[str, str]]:
+    """Waits until every cursor of the destinations named ``LIKE like`` is at its log's size
+    (a cursor moves just after the receiver answered); their (destination, log)."""
+    deadline = time.monotonic() + within
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        while True:
+            rows = await conn.fetch(
+                "SELECT c.destination, c.log_id, l.size - c.next_idx AS lag"
+                " FROM forward_cursors c JOIN logs l USING (log_id) WHERE c.destination LIKE $1",
+                like,
+            )
+            if rows and all(r["lag"] == 0 for r in rows):
+                return sorted((r["destination"], r["log_id"]) for r in rows)
+            assert time.monotonic() < deadline, f"cursors not caught up: {rows}"
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()

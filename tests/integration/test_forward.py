@@ -27,6 +27,7 @@ from tests.integration.forward_harness import (
     Receivers,
     Rsyslog,
     assert_in_order,
+    caught_up,
     cli,
     first_seen,
     need_rsyslog,
@@ -59,13 +60,13 @@ async def receivers() -> AsyncIterator[Receivers]:
 
 
 @pytest.fixture
-def forwarders(services: Services, topic: str, tmp_path: Path) -> Iterator[Forwarders]:
+async def forwarders(services: Services, topic: str, tmp_path: Path) -> AsyncIterator[Forwarders]:
     fwd = Forwarders(
         services, topic, tmp_path, tmp_path / "destinations.toml",
         extra_env={"FWD_SECRET": SECRET, "FWD_HEC_TOKEN": HEC_TOKEN},
     )  # fmt: skip
     yield fwd
-    fwd.close()
+    await fwd.aclose()
 
 
 async def sealed(services: Services, topic: str, fleet: SealerFleet, n: int, tag: str) -> None:
@@ -234,6 +235,7 @@ url = "{receivers.url}/v1/logs"
         if line.startswith("auditlog_forward_retries_total{") and tag in line
     ]
     assert sum(retries) == 3
+    await caught_up(services, f"%-{tag}")  # the last cursors move just after the answers
     status = cli(services, "status")
     assert status.returncode == 0, status.stderr
     rows = [line.split("\t") for line in status.stdout.splitlines()[1:]]

@@ -8,7 +8,7 @@ import asyncio
 import secrets
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +22,7 @@ from tests.integration.forward_harness import (
     Receivers,
     Rsyslog,
     assert_in_order,
+    caught_up,
     cli,
     first_seen,
     need_rsyslog,
@@ -44,13 +45,13 @@ async def receivers() -> AsyncIterator[Receivers]:
 
 
 @pytest.fixture
-def forwarders(services: Services, topic: str, tmp_path: Path) -> Iterator[Forwarders]:
+async def forwarders(services: Services, topic: str, tmp_path: Path) -> AsyncIterator[Forwarders]:
     fwd = Forwarders(
         services, topic, tmp_path, tmp_path / "destinations.toml",
         extra_env={"FWD_SECRET": SECRET},
     )  # fmt: skip
     yield fwd
-    fwd.close()
+    await fwd.aclose()
 
 
 def _webhook(name: str, receivers: Receivers, batch: int = 100) -> str:
@@ -152,17 +153,8 @@ batch_size = 100
         for line in path.read_bytes().splitlines()
     ]
     assert_in_order([(x["log"], x["index"], x["hash"]) for x in lines], expected)
-    conn = await asyncpg.connect(services.database_url)
-    try:
-        lag = await conn.fetch(
-            "SELECT c.destination, l.size - c.next_idx AS lag FROM forward_cursors c"
-            " JOIN logs l USING (log_id) WHERE c.destination LIKE $1",
-            f"{name}%",
-        )
-    finally:
-        await conn.close()
-    assert lag
-    assert all(r["lag"] == 0 for r in lag)
+    lags = await caught_up(services, f"{name}%")
+    assert len(lags) == 2 * len({e.log_id for e in expected})  # both destinations, every log
 
 
 async def test_pause_resume_and_replay(
@@ -265,12 +257,14 @@ async def test_two_forwarders_share_the_logs_and_one_takes_over(
     logs = {e.log_id for e in expected}
     assert len(logs) >= 3
     forwarders.destinations.write_text(_webhook(f"share-{secrets.token_hex(3)}", receivers, 20))
-    receivers.delay = 0.05
+    receivers.delay = 0.1  # 40 batches: a few seconds of work to share
     first, second = forwarders.start(), forwarders.start()
-    await wait_for(lambda: len(receivers.webhook) >= 200, "both at work", forwarders=forwarders)
-    mine = [_delivered_logs(tmp_path / f"forward-{i}.log") for i in (0, 1)]
-    assert mine[0]
-    assert mine[1], "the second forwarder got no share"
+    # Each process starts alone with everything, and hands over what is the other's once it
+    # sees it (a process starting takes a second or more on a busy machine).
+    logs_of = [tmp_path / f"forward-{i}.log" for i in (0, 1)]
+    await wait_for(lambda: all(_delivered_logs(p) for p in logs_of), "both at work",
+                   forwarders=forwarders)  # fmt: skip
+    assert len(first_seen(receivers.webhook)) < len(expected), "all done before sharing"
     first.send_signal(signal.SIGTERM)  # a clean stop releases its cursors at once
     await asyncio.to_thread(first.wait, 30)  # the receiver runs on this loop: keep it going
     receivers.delay = 0.0
@@ -279,3 +273,36 @@ async def test_two_forwarders_share_the_logs_and_one_takes_over(
     assert_in_order(receivers.webhook, expected)
     assert _delivered_logs(tmp_path / "forward-1.log") == logs  # it took the others over
     assert second.poll() is None
+
+
+async def test_entries_retention_dropped_are_passed_over(
+    services: Services,
+    topic: str,
+    fleet: SealerFleet,
+    receivers: Receivers,
+    forwarders: Forwarders,
+) -> None:
+    fleet.start()
+    await produce(services, topic, 300, "pruned")
+    await wait_sealed(services, topic, 300)
+    before = await sealed_events(services, topic)
+    first, second = sorted({e.log_id for e in before})
+    # What retention leaves: a log without its oldest entries, a log without any.
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        await conn.execute("DELETE FROM events WHERE log_id = $1 AND idx < 50", first)
+        await conn.execute("DELETE FROM events WHERE log_id = $1", second)
+    finally:
+        await conn.close()
+    expected = await sealed_events(services, topic)
+    assert {e.log_id for e in expected} == {first}
+    name = f"pruned-{secrets.token_hex(3)}"
+    forwarders.destinations.write_text(_webhook(name, receivers, batch=40))
+    forwarders.start()
+    await wait_for(
+        lambda: len(receivers.webhook) >= len(expected), "the rest", forwarders=forwarders
+    )
+    assert_in_order(receivers.webhook, expected)
+    lags = await caught_up(services, name)
+    assert sorted(log_id for _, log_id in lags) == [first, second]
+    assert forwarders.events("entries_gone")
