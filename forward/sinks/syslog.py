@@ -12,10 +12,13 @@ is the canonical envelope, byte for byte as sealed, so ``sha256(MSG)`` is the ha
 
 Syslog has no acknowledgement of its own. A batch counts as delivered once the receiver's TCP
 stack acknowledged every byte of it (the socket's send queue, ``SIOCOUTQ``, is empty) and the
-receiver has not closed the connection: a receiver that stops or fails mid-batch makes the
-forwarder send the batch again on a new connection (duplicates, never gaps; the hash is the
-dedup key). What a receiver acknowledged but lost in its own buffers (killed, not stopped) is
-beyond what TCP can tell.
+receiver has not closed the connection. A receiver can still lose what its TCP stack
+acknowledged: stopping, it drops what it had not yet read. So the sink remembers what it sent in
+the last ``RESEND_WINDOW`` seconds (at most ``RESEND_MAX`` messages), and when it finds the
+connection closed or failed, it sends those messages again, in their order, on the next
+connection before anything new: duplicates, never gaps (the hash is the dedup key). What it
+remembers lives in the forwarder's memory: a receiver that loses data at the very moment the
+forwarder itself dies is beyond what TCP syslog can tell.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import fcntl
 import socket
 import ssl
 import termios
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
@@ -36,6 +41,8 @@ from forward.sinks.base import DeliveryError
 
 SD_ID: Final = "auditlog@32473"
 _ACK_POLL: Final = 0.001
+RESEND_WINDOW: Final = 5.0  # seconds before a connection failed whose messages are sent again
+RESEND_MAX: Final = 50_000  # messages remembered at most
 
 
 def _sd_value(text: str) -> str:
@@ -76,13 +83,26 @@ class SyslogSink:
         self._context = tls_context(options) if options.tls else None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # (monotonic time acknowledged, message) of the current connection, oldest first.
+        self._sent: deque[tuple[float, bytes]] = deque(maxlen=RESEND_MAX)
+        # Messages to send again first, once a connection is up: those acknowledged shortly
+        # before the last connection was found broken.
+        self._resend: list[bytes] = []
+
+    def _broken(self) -> None:
+        """The connection is gone: what it carried lately is sent again on the next one."""
+        cutoff = time.monotonic() - RESEND_WINDOW
+        recent = [message for at, message in self._sent if at >= cutoff]
+        self._resend = (self._resend + recent)[-RESEND_MAX:]
+        self._sent.clear()
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = self._reader, self._writer
         if reader is not None and writer is not None:
-            if not reader.at_eof() and not writer.is_closing():
+            if not reader.at_eof() and reader.exception() is None and not writer.is_closing():
                 return reader, writer
-            await self.close()  # the receiver closed it between batches
+            self._broken()  # the receiver closed or reset it between batches
+            await self.close()
         options = self.options
         reader, writer = await asyncio.open_connection(
             options.host,
@@ -94,24 +114,33 @@ class SyslogSink:
         return reader, writer
 
     async def deliver(self, records: Sequence[Record]) -> None:
+        messages = [frame(r, self.options) for r in records]
         try:
             reader, writer = await self._connect()
-            writer.write(b"".join(frame(r, self.options) for r in records))
+            resent = self._resend
+            writer.write(b"".join(resent) + b"".join(messages))
             await writer.drain()
             await self._acknowledged(reader, writer)
         except (OSError, ssl.SSLError, EOFError) as exc:
+            self._broken()
             await self.close()
             raise DeliveryError(f"syslog {self.options.host}:{self.options.port}: {exc!r}") from exc
         except BaseException:
+            self._broken()
             await self.close()  # cut short (a deadline, a stop): the batch goes again, anew
             raise
+        now = time.monotonic()
+        self._sent.extend((now, message) for message in (*resent, *messages))
+        self._resend = []
+        while self._sent and self._sent[0][0] < now - RESEND_WINDOW:
+            self._sent.popleft()
 
     async def _acknowledged(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         raw = writer.get_extra_info("socket")
         while True:
-            if reader.at_eof() or writer.is_closing():
+            if reader.at_eof() or reader.exception() is not None or writer.is_closing():
                 raise EOFError("the receiver closed the connection")
             if raw is None:
                 break  # not a socket we can ask (not on Linux): drained is all we know
@@ -123,7 +152,7 @@ class SyslogSink:
         # A receiver that closed while the batch was on its way has acknowledged our bytes at
         # the TCP level only: give its close a moment to show.
         await asyncio.sleep(0)
-        if reader.at_eof():
+        if reader.at_eof() or reader.exception() is not None:
             raise EOFError("the receiver closed the connection")
 
     async def close(self) -> None:
