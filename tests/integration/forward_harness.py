@@ -103,7 +103,8 @@ def assert_in_order(got: list[tuple[str, int, str]], expected: list[Sealed]) -> 
 
 # -- rsyslog -----------------------------------------------------------------------------------
 def make_certs(directory: Path) -> None:
-    """A CA and a certificate for 127.0.0.1 it signed: ca.pem, server.pem, server.key."""
+    """A CA, and certificates it signed for 127.0.0.1 (server.pem, server.key) and for a
+    client (client.pem, client.key)."""
     now = datetime.datetime.now(datetime.UTC)
 
     def issue(name: str, signer: Any = None, issuer: Any = None) -> tuple[Any, x509.Certificate]:
@@ -123,13 +124,14 @@ def make_certs(directory: Path) -> None:
         return key, builder.sign(signer or key, hashes.SHA256())
 
     ca_key, ca = issue("auditlog test CA")
-    key, cert = issue("localhost", ca_key, ca.subject)
     pem = serialization.Encoding.PEM
     (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (directory / "server.pem").write_bytes(cert.public_bytes(pem))
-    (directory / "server.key").write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    for name in ("server", "client"):
+        key, cert = issue("localhost", ca_key, ca.subject)
+        (directory / f"{name}.pem").write_bytes(cert.public_bytes(pem))
+        (directory / f"{name}.key").write_bytes(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
 
 
 _SD = re.compile(r'\[auditlog@32473 log="([^"]+)" index="(\d+)" hash="([0-9a-f]{64})"\]')
@@ -137,12 +139,14 @@ _SD = re.compile(r'\[auditlog@32473 log="([^"]+)" index="(\d+)" hash="([0-9a-f]{
 
 @dataclass
 class Rsyslog:
-    """rsyslogd in the foreground: a plain TCP and a TLS input, every message written to
-    ``out.log`` as timestamp, hostname, app, msgid, pri, structured data and MSG."""
+    """rsyslogd in the foreground: a plain TCP input, a TLS one, and a TLS one that requires a
+    client certificate the test CA signed; every message written to ``out.log`` as timestamp,
+    hostname, app, msgid, pri, structured data and MSG."""
 
     directory: Path
     tcp_port: int = 0
     tls_port: int = 0
+    mtls_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -162,6 +166,9 @@ input(type="imtcp" address="127.0.0.1" port="{self.tcp_port}"
 input(type="imtcp" address="127.0.0.1" port="{self.tls_port}"
       listenPortFileName="{d}/tls.port" ruleset="out"
       streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{self.mtls_port}"
+      listenPortFileName="{d}/mtls.port" ruleset="out"
+      streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
 template(name="raw" type="string"
          string="%timereported:::date-rfc3339%\\t%hostname%\\t%app-name%\\t%msgid%\\t%pri%\\t%structured-data%\\t%msg%\\n")
 ruleset(name="out") {{
@@ -174,7 +181,7 @@ ruleset(name="out") {{
         self.directory.mkdir(parents=True, exist_ok=True)
         if not (self.directory / "ca.pem").exists():
             make_certs(self.directory)
-        for name in ("tcp.port", "tls.port"):
+        for name in ("tcp.port", "tls.port", "mtls.port"):
             (self.directory / name).unlink(missing_ok=True)
         conf = self.directory / "rsyslog.conf"
         conf.write_text(self.config())
@@ -195,11 +202,11 @@ ruleset(name="out") {{
         if not self.tcp_port:
             # First start: the ports rsyslog chose (it writes them once listening); later
             # starts listen on the same ones, as a restarted receiver would.
-            files = [self.directory / "tcp.port", self.directory / "tls.port"]
+            files = [self.directory / f"{n}.port" for n in ("tcp", "tls", "mtls")]
             if not all(f.exists() and f.read_text().strip() for f in files):
                 return False
-            self.tcp_port, self.tls_port = (int(f.read_text()) for f in files)
-        for port in (self.tcp_port, self.tls_port):
+            self.tcp_port, self.tls_port, self.mtls_port = (int(f.read_text()) for f in files)
+        for port in (self.tcp_port, self.tls_port, self.mtls_port):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
             except OSError:

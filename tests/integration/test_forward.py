@@ -108,6 +108,18 @@ hostname = "fwd.test"
 batch_size = 97
 
 [[destination]]
+name = "mtls-{tag}"
+kind = "syslog"
+host = "127.0.0.1"
+port = {rsyslog.mtls_port}
+tls = true
+ca_file = "{rsyslog.directory}/ca.pem"
+cert_file = "{rsyslog.directory}/client.pem"
+key_file = "{rsyslog.directory}/client.key"
+server_name = "localhost"
+hostname = "mtls.test"
+
+[[destination]]
 name = "tcp-{tag}"
 kind = "syslog"
 host = "127.0.0.1"
@@ -153,7 +165,7 @@ url = "{receivers.url}/v1/logs"
         in ("user-1", "user-2")
     ]  # fmt: skip
     assert filtered
-    syslog_total = len(expected) + len(filtered)
+    syslog_total = 2 * len(expected) + len(filtered)
     await wait_for(lambda: len(rsyslog.messages()) >= syslog_total, "syslog", forwarders=forwarders)
     await wait_for(lambda: len(first_seen(receivers.webhook)) >= len(everything), "webhook",
                    forwarders=forwarders)  # fmt: skip
@@ -165,11 +177,14 @@ url = "{receivers.url}/v1/logs"
     # syslog: exactly the sealed events, in order, the envelope as MSG byte for byte.
     by_hash = {e.hash: e for e in expected}
     messages = rsyslog.messages()
+
     # Both destinations write to the same file; the TCP one gets only what its filter admits.
-    tls_got = [(m["log"], m["index"], m["hash"]) for m in messages if m["hostname"] == "fwd.test"]
-    tcp_got = [(m["log"], m["index"], m["hash"]) for m in messages if m["hostname"] != "fwd.test"]
-    assert_in_order(tls_got, expected)
-    assert_in_order(tcp_got, filtered)
+    def got(hostname: str) -> list[tuple[str, int, str]]:
+        return [(m["log"], m["index"], m["hash"]) for m in messages if m["hostname"] == hostname]
+
+    assert_in_order(got("fwd.test"), expected)
+    assert_in_order(got("mtls.test"), expected)  # with a client certificate
+    assert_in_order(got("-"), filtered)
     for m in messages:
         sealed_one = by_hash[m["hash"]]
         assert m["msg"] == sealed_one.envelope
@@ -240,7 +255,7 @@ url = "{receivers.url}/v1/logs"
     assert status.returncode == 0, status.stderr
     rows = [line.split("\t") for line in status.stdout.splitlines()[1:]]
     mine = [r for r in rows if r[0].endswith(tag)]
-    assert len(mine) == 6 * 2  # every destination, both logs
+    assert len(mine) == 7 * 2  # every destination, both logs
     assert all(r[6] == "0" for r in mine), status.stdout
     assert forwarders.events("delivered")
 

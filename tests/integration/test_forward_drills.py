@@ -301,12 +301,19 @@ async def test_entries_retention_dropped_are_passed_over(
     expected = await sealed_events(services, topic)
     assert {e.log_id for e in expected} == {first}
     name = f"pruned-{secrets.token_hex(3)}"
-    forwarders.destinations.write_text(_webhook(name, receivers, batch=40))
+    # A destination that starts at the head receives none of what was sealed before it.
+    late = _webhook(f"{name}-late", receivers).replace(
+        'kind = "webhook"', 'kind = "webhook"\nstart = "end"'
+    )
+    forwarders.destinations.write_text(_webhook(name, receivers, batch=40) + late)
     forwarders.start()
     await wait_for(
         lambda: len(receivers.webhook) >= len(expected), "the rest", forwarders=forwarders
     )
     assert_in_order(receivers.webhook, expected)
-    lags = await caught_up(services, name)
-    assert sorted(log_id for _, log_id in lags) == [first, second]
+    lags = await caught_up(services, f"{name}%")
+    assert sorted(lags) == sorted(
+        (dest, log_id) for dest in (name, f"{name}-late") for log_id in (first, second)
+    )
+    assert len(receivers.webhook) == len(expected)  # nothing for the late one
     assert forwarders.events("entries_gone")
