@@ -41,7 +41,6 @@ from tests.integration.sealer_harness import (
 
 pytestmark = pytest.mark.integration
 
-
 def _vkey(fleet: SealerFleet) -> str:
     return fleet.key_file.with_suffix(".vkey").read_text().strip()
 

@@ -30,10 +30,7 @@ class Database:
 
     def add(self, token: str, tenant: str | None = None) -> None:
         self.rows[hash_token(token)] = {
-            "token_id": token[-4:],
-            "name": "t",
-            "scopes": ["log"],
-            "tenant_id": tenant,
+            "token_id": token[-4:], "name": "t", "scopes": ["log"], "tenant_id": tenant,
         }
 
     async def fetchrow(self, _sql: str, token_hash: bytes) -> dict[str, Any] | None:

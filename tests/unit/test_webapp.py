@@ -88,6 +88,7 @@ def test_a_forked_child_draws_fresh_request_ids() -> None:
     assert child.startswith("prq_")
 
 
+
 HANDLED: list[int] = []
 
 
