@@ -15,7 +15,8 @@ import asyncpg
 
 
 async def undelivered_from(
-    conn: asyncpg.Connection | asyncpg.Pool, destinations: Sequence[str] | None = None
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool,
+    destinations: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Log -> the lowest index some destination (of ``destinations``, or any) has not yet
     acknowledged; logs no destination holds are absent."""
