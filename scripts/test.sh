@@ -18,6 +18,11 @@ if ! scripts/browser.sh; then
     [ "${CI:-}" = true ] && exit 2
     echo "test: chromium is missing; the console's browser tests will be skipped" >&2
 fi
+# rsyslog from Debian for the forwarder's tests (tests/integration/test_forward*.py).
+if ! scripts/forward-tools.sh; then
+    [ "${CI:-}" = true ] && exit 2
+    echo "test: rsyslog is missing; the forwarder's syslog tests will be skipped" >&2
+fi
 
 echo "== ruff"
 .venv/bin/ruff check .

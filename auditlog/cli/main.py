@@ -14,6 +14,7 @@ from auditlog.cli import (
     archive,
     audit,
     database,
+    forward,
     keys,
     loadtest,
     logs,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         group.register(sub)
     retention.register(sub)
     archive.register(sub)
+    forward.register(sub)
     return parser
 
 

@@ -21,7 +21,7 @@ import yaml  # type: ignore[import-untyped]
 
 from tests.unit.deploy_tools import DEPLOY, ROOT
 
-SOURCES = ("auditlog", "ingest", "sealer", "query")
+SOURCES = ("auditlog", "ingest", "sealer", "query", "forward")
 RULES_FILE = DEPLOY / "prometheus" / "auditlog.rules.yml"
 DASHBOARD = DEPLOY / "grafana" / "auditlog.json"
 RUNBOOK = DEPLOY / "runbooks" / "alerts.md"

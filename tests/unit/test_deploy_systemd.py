@@ -22,6 +22,7 @@ VERIFIED = [
     "auditlog-query@3.service",
     "auditlog-sealer@1.service",
     "auditlog-sealer@42.service",
+    "auditlog-forward@7.service",
     "auditlog-audit.service",
     "auditlog-audit.timer",
     "auditlog-monitor.service",
@@ -104,6 +105,7 @@ def _instance_env(tmp_path: Path, template: str, instance: str) -> tuple[int, di
         ("auditlog-sealer@.service", "1", {"AUDITLOG_SEALER_METRICS_PORT": "9301"}),
         ("auditlog-sealer@.service", "42", {"AUDITLOG_SEALER_METRICS_PORT": "9342"}),
         ("auditlog-sealer@.service", "899", {"AUDITLOG_SEALER_METRICS_PORT": "10199"}),
+        ("auditlog-forward@.service", "7", {"AUDITLOG_FORWARD_METRICS_PORT": "9407"}),
         (
             "auditlog-ingest@.service",
             "5",

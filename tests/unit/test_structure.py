@@ -42,7 +42,7 @@ from typing import NamedTuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = frozenset({"ingest", "sealer", "query"})
+SERVICES = frozenset({"ingest", "sealer", "query", "forward"})
 PRODUCT = ("auditlog", *sorted(SERVICES))
 PROJECT = (*PRODUCT, "bench", "tests")
 LENGTH_CHECKED = PROJECT
