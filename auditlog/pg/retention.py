@@ -32,6 +32,7 @@ from auditlog.core.log_statements import PrunedBound, sign_statement
 from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.tiles import TILE_WIDTH
 from auditlog.pg.erasure import erase_tenant_before
+from auditlog.pg.forward_holds import undelivered_from
 
 __all__ = [
     "LateEntries",
@@ -188,8 +189,10 @@ async def _plan_drops(
     months: list[tuple[int, int, str, bool]],
     longer: list[Policy],
     now: datetime,
+    undelivered: int | None = None,
 ) -> None:
-    """The log's expired month leaves, oldest first, up to the first it cannot drop."""
+    """The log's expired month leaves, oldest first, up to the first it cannot drop (one that
+    holds entries from ``undelivered`` on, which a forward destination has not received)."""
     for year, mon, table, split in months:
         if not _expired(year, mon, plan.keep_months, now):
             return
@@ -207,6 +210,12 @@ async def _plan_drops(
             f"SELECT max(idx) FROM {leaf} WHERE log_id = $1",  # noqa: S608
             plan.log_id,
         )
+        if top is not None and undelivered is not None and top >= undelivered:
+            plan.held.append(
+                f"{leaf} holds entries from {undelivered} on that a forward destination has not"
+                " received (auditlog forward status; forget a destination gone for good)"
+            )
+            return
         plan.drops.append((table, leaf))
         if top is not None:
             plan.new_bound = max(plan.new_bound, top + 1)
@@ -233,6 +242,7 @@ async def plan_retention(
     now = now or datetime.now(UTC)
     rules = await policies(conn)
     months = await _months(conn)
+    undelivered = await undelivered_from(conn)
     plans = []
     for log in await conn.fetch("SELECT log_id, origin FROM logs ORDER BY log_id"):
         log_id = log["log_id"]
@@ -245,7 +255,8 @@ async def plan_retention(
         # A tenant's longer policy holds back the months that hold its events; a shorter one
         # cannot drop them (months are shared by tenants): its expired events are erased.
         tenants = [p for p in rules if p.scope == "tenant"]
-        await _plan_drops(conn, plan, months, [p for p in tenants if p.keep_months > keep], now)
+        longer = [p for p in tenants if p.keep_months > keep]
+        await _plan_drops(conn, plan, months, longer, now, undelivered.get(log_id))
         await _plan_erasures(conn, plan, [p for p in tenants if p.keep_months < keep], now)
         if policy.require_archive:
             plan.archived = await archived_below(conn, log_id, plan.bound)

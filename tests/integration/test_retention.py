@@ -287,3 +287,28 @@ def test_a_tenant_kept_shorter_has_its_expired_events_erased(sealed: Sealed, clo
     erased = {entry["log"]: entry["erased"] for entry in report["logs"]}
     assert len(erased[LOG]) == PER_MONTH // 2
     assert erased[LOG][0]["reason"] == "retention policy of tenant t0: keep-months 1"
+
+
+def test_entries_a_forward_destination_has_not_received_are_kept(
+    sealed: Sealed, clone: str
+) -> None:
+    cli(sealed, "retention", "policy", "set", "--keep-months", "2", "--database-url", clone)
+    run_sql(clone, "INSERT INTO forward_destinations (name, kind) VALUES ('siem', 'syslog')")
+    # siem has received LOG up to the middle of February, and nothing of PANGEA yet.
+    run_sql(
+        clone,
+        "INSERT INTO forward_cursors (destination, log_id, next_idx) VALUES ('siem', $1, $2)",
+        LOG,
+        PER_MONTH + PER_MONTH // 2,
+    )
+    plan = cli(sealed, "retention", "plan", "--as-of", AS_OF, "--json", "--database-url", clone)
+    assert plan.returncode == 0, plan.stderr
+    plans = {p["log"]: p for p in json.loads(plan.stdout)}
+    assert len(plans[LOG]["drop"]) == 1 and plans[LOG]["drop"][0].startswith("events_2025_01_")
+    assert "forward destination has not received" in plans[LOG]["held"][0]
+    assert plans[PANGEA]["drop"] == []
+    # Once siem has everything (or is forgotten), the months go.
+    run_sql(clone, "DELETE FROM forward_destinations WHERE name = 'siem'")
+    plan = cli(sealed, "retention", "plan", "--as-of", AS_OF, "--json", "--database-url", clone)
+    plans = {p["log"]: p for p in json.loads(plan.stdout)}
+    assert len(plans[LOG]["drop"]) >= 3 and len(plans[PANGEA]["drop"]) >= 3
