@@ -174,48 +174,53 @@ async def forward(
     return figures
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    workdir = Path(args.workdir)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    # bench_stack sets up and tears down with asyncio.run of its own: entered outside the loop.
+    workdir = Path(args.workdir).resolve()  # rsyslog wants absolute paths
     with bench_stack(workdir, args.partitions) as bench:
-        figures["seal_seconds_s"] = round(await seal(bench, args.events), 3)
-        rsyslog, port, out = start_rsyslog(workdir)
-        try:
-            syslog = await forward(
-                bench,
-                "bench-syslog",
-                f'[[destination]]\nname = "bench-syslog"\nkind = "syslog"\n'
-                f'host = "127.0.0.1"\nport = {port}\nbatch_size = {args.batch}\n',
-                args.events,
-                rsyslog.pid,
-            )
-            deadline = time.monotonic() + 60
-            while (lines := out.read_bytes().count(b"\n")) < args.events:
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.2)
-            syslog["received"] = lines
-            figures["syslog"] = syslog
-        finally:
-            rsyslog.terminate()
-            rsyslog.wait(30)
-        hook = Hook()
-        await hook.start()
-        try:
-            webhook = await forward(
-                bench,
-                "bench-webhook",
-                f'[[destination]]\nname = "bench-webhook"\nkind = "webhook"\n'
-                f'url = "http://127.0.0.1:{hook.port}/hook"\nsecret_env = "BENCH_SECRET"\n'
-                f"batch_size = {args.batch}\n",
-                args.events,
-                None,
-            )
-            webhook["received"] = hook.events
-            webhook["bad_signatures"] = hook.bad
-            figures["webhook"] = webhook
-        finally:
-            await hook.stop()
+        return asyncio.run(_measure(args, bench, workdir))
+
+
+async def _measure(args: argparse.Namespace, bench: Bench, workdir: Path) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    figures["seal_seconds_s"] = round(await seal(bench, args.events), 3)
+    rsyslog, port, out = start_rsyslog(workdir)
+    try:
+        syslog = await forward(
+            bench,
+            "bench-syslog",
+            f'[[destination]]\nname = "bench-syslog"\nkind = "syslog"\n'
+            f'host = "127.0.0.1"\nport = {port}\nbatch_size = {args.batch}\n',
+            args.events,
+            rsyslog.pid,
+        )
+        deadline = time.monotonic() + 60
+        while (lines := out.read_bytes().count(b"\n")) < args.events:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        syslog["received"] = lines
+        figures["syslog"] = syslog
+    finally:
+        rsyslog.terminate()
+        rsyslog.wait(30)
+    hook = Hook()
+    await hook.start()
+    try:
+        webhook = await forward(
+            bench,
+            "bench-webhook",
+            f'[[destination]]\nname = "bench-webhook"\nkind = "webhook"\n'
+            f'url = "http://127.0.0.1:{hook.port}/hook"\nsecret_env = "BENCH_SECRET"\n'
+            f"batch_size = {args.batch}\n",
+            args.events,
+            None,
+        )
+        webhook["received"] = hook.events
+        webhook["bad_signatures"] = hook.bad
+        figures["webhook"] = webhook
+    finally:
+        await hook.stop()
     return figures
 
 
@@ -228,7 +233,7 @@ def main() -> None:
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
-    figures = asyncio.run(run(args))
+    figures = run(args)
     ok = (
         all(figures[k]["received"] >= args.events for k in ("syslog", "webhook"))
         and not figures["webhook"]["bad_signatures"]
