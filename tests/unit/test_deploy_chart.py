@@ -130,6 +130,55 @@ def test_the_sealer_group_keda_watches_follows_the_sealers_setting(helm: Path) -
     find(manifest, "TriggerAuthentication", "-sealer")
 
 
+def kafka_env(manifest: Manifest) -> dict[str, dict[str, Any]]:
+    """Each Deployment's first container's AUDITLOG_KAFKA_* security variables."""
+    out = {}
+    for o in manifest:
+        if o["kind"] == "Deployment":
+            env = o["spec"]["template"]["spec"]["containers"][0].get("env", [])
+            out[o["metadata"]["name"]] = {
+                e["name"]: e.get("value", e.get("valueFrom"))
+                for e in env
+                if e["name"].startswith("AUDITLOG_KAFKA_")
+                and e["name"] != "AUDITLOG_KAFKA_BOOTSTRAP"
+            }
+    return out
+
+
+def test_the_services_connect_to_kafka_with_the_charts_tls_and_sasl(helm: Path) -> None:
+    assert all(not env for env in kafka_env(objects(render(helm))).values())  # plaintext
+    secure = kafka_env(
+        objects(
+            render(
+                helm,
+                *("-f", CHART / "ci" / "production-values.yaml"),
+                *("--set", "kafka.tls.clientCertificate=true"),
+                *("--set", "kafka.sasl.mechanism=SCRAM-SHA-256"),
+            )
+        )
+    )
+    ingest = secure["audit-auditlog-ingest"]
+    assert ingest["AUDITLOG_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert ingest["AUDITLOG_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-256"
+    assert ingest["AUDITLOG_KAFKA_SASL_PASSWORD"] == {
+        "secretKeyRef": {"name": "auditlog-kafka-sasl", "key": "password"}
+    }
+    assert ingest["AUDITLOG_KAFKA_SSL_CAFILE"] == "/etc/auditlog/kafka-tls/ca"
+    assert ingest["AUDITLOG_KAFKA_SSL_KEYFILE"] == "/etc/auditlog/kafka-tls/key"
+    assert secure["audit-auditlog-sealer"] == ingest
+    tls_only = kafka_env(
+        objects(
+            render(
+                helm, "--set", "kafka.tls.secretName=kafka-ca", "--set", "kafka.sasl.secretName="
+            )
+        )
+    )
+    assert tls_only["audit-auditlog-sealer"] == {
+        "AUDITLOG_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "AUDITLOG_KAFKA_SSL_CAFILE": "/etc/auditlog/kafka-tls/ca",
+    }
+
+
 def test_only_the_sealers_mount_the_signing_key(helm: Path) -> None:
     manifest = objects(render(helm))
     for o in manifest:

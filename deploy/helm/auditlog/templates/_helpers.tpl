@@ -63,6 +63,38 @@ capabilities:
   value: {{ $v.kafka.bootstrapServers | quote }}
 - name: AUDITLOG_TOPIC
   value: {{ $v.kafka.topic | quote }}
+{{- $tls := $v.kafka.tls.secretName }}
+{{- with $v.kafka.sasl.secretName }}
+- name: AUDITLOG_KAFKA_SECURITY_PROTOCOL
+  value: {{ ternary "SASL_SSL" "SASL_PLAINTEXT" (ne $tls "") | quote }}
+- name: AUDITLOG_KAFKA_SASL_MECHANISM
+  value: {{ $v.kafka.sasl.mechanism | quote }}
+- name: AUDITLOG_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: username
+- name: AUDITLOG_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: password
+{{- else }}
+{{- if $tls }}
+- name: AUDITLOG_KAFKA_SECURITY_PROTOCOL
+  value: "SSL"
+{{- end }}
+{{- end }}
+{{- if $tls }}
+- name: AUDITLOG_KAFKA_SSL_CAFILE
+  value: /etc/auditlog/kafka-tls/ca
+{{- if $v.kafka.tls.clientCertificate }}
+- name: AUDITLOG_KAFKA_SSL_CERTFILE
+  value: /etc/auditlog/kafka-tls/cert
+- name: AUDITLOG_KAFKA_SSL_KEYFILE
+  value: /etc/auditlog/kafka-tls/key
+{{- end }}
+{{- end }}
 - name: AUDITLOG_DATABASE_URL
   valueFrom:
     secretKeyRef:
