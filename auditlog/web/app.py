@@ -4,11 +4,11 @@ Every HTTP answer, errors included, is a Pangea JSON envelope, because the offic
 every body it receives; each request gets a ``prq_`` id, one log line and a latency sample.
 
 One layer, :class:`Edge`, does all of that in front of Starlette, and calls the handlers of
-exact-path routes (``/v1/log``, ``/v2/log``, ``/v1/search``, ...) itself: Starlette's
-middleware stack, router and per-request exception wrappers cost an ingest worker ~30 µs of
-CPU per request (a third of what uvicorn itself costs), measured with bench_ingest's
-single-event load. Templated routes and every unknown path still go through Starlette, and both
-ways map exceptions to answers through the one table :func:`build_app` makes.
+exact-path routes (``/v1/log``, ``/v2/log``, ``/v1/search``, ...) itself: Starlette's router
+and per-request exception wrappers cost ~30 µs of CPU per request, beside uvicorn's own ~72
+(bench/bench_http_floor.py, docs/performance.md). Templated routes and every unknown path
+still go through Starlette, and both ways map exceptions to answers through the one table
+:func:`build_app` makes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 from auditlog.core.errors import Pushback
 from auditlog.core.schema import error_item
 from auditlog.runtime.observability import RequestLog, metrics_endpoint, worker_stopped
-from auditlog.web.limits import BodyTooLarge, content_length
+from auditlog.web.limits import BodyLimit, BodyTooLarge
 from auditlog.web.pangea import PangeaResponse, new_request_id, now, unavailable, validation_error
 
 log = structlog.get_logger("http")
@@ -144,10 +144,8 @@ class Edge:
         direct: Mapping[tuple[str, str], Route],
         handlers: Mapping[int | type[Exception], Handler],
     ) -> None:
-        if max_body_bytes < 1:
-            raise ValueError("max_body_bytes must be positive")
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.limited = BodyLimit(self._dispatch, max_body_bytes, body_too_large)
         self.direct = dict(direct)
         self.handlers = dict(handlers)
         self.request_log = RequestLog(service)
@@ -173,43 +171,26 @@ class Edge:
             await send(message)
 
         try:
-            await self._handle(scope, receive, send_status)
+            await self.limited(scope, receive, send_status)
         finally:
             self.request_log.record(scope, status, perf_counter() - start)
 
-    async def _handle(self, scope: Any, receive: Any, send: Any) -> None:
-        limit = self.max_body_bytes
-        announced = content_length(scope)
-        if announced is not None and announced > limit:
-            # Answering without reading: uvicorn closes the connection after a response that
-            # left a body unread, so the client cannot make us drain a gigabyte either.
-            await body_too_large(Request(scope), limit)(scope, receive, send)
-            return
-        seen = 0
-
-        async def bounded_receive() -> dict[str, Any]:
-            nonlocal seen
-            message: dict[str, Any] = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge(limit)
-            return message
-
+    async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
+        """The handler of the request, behind the body limit (``receive`` is bounded)."""
         route = self.direct.get((scope["method"], scope["path"]))
         if scope.get("root_path"):
             route = None  # mounted under a prefix: Starlette's router knows how to strip it
         if route is None:
-            await self.app(scope, bounded_receive, send)
+            await self.app(scope, receive, send)
             return
         scope["route"] = route
-        request = Request(scope, bounded_receive, send)
+        request = Request(scope, receive, send)
         endpoint: Endpoint = route.endpoint
         try:
             response = await endpoint(request)
         except Exception as exc:  # noqa: BLE001 - mapped like Starlette's, 500 for the rest
             response = await self._handler(exc)(request, exc)
-        await response(scope, bounded_receive, send)
+        await response(scope, receive, send)
 
     def _handler(self, exc: Exception) -> Handler:
         for cls in type(exc).__mro__:

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from auditlog.core.errors import AuditLogError
 
-__all__ = ["BodyLimit", "BodyTooLarge", "content_length"]
+__all__ = ["BodyLimit", "BodyTooLarge"]
 
 Scope = dict[str, Any]
 
@@ -53,7 +53,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        announced = content_length(scope)
+        announced = _content_length(scope)
         if announced is not None and announced > self.max_bytes:
             # Answering without reading: uvicorn closes the connection after a response that
             # left a body unread, so the client cannot make us drain a gigabyte either.
@@ -75,7 +75,7 @@ class BodyLimit:
         await self.app(scope, bounded_receive, send)
 
 
-def content_length(scope: Scope) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     """The announced body length; a malformed header counts as unbounded (the server refuses it
     before we run, but a proxy in front might not)."""
     for name, value in scope.get("headers", ()):
