@@ -22,6 +22,7 @@ import structlog
 
 from auditlog.pg import db
 from auditlog.runtime import stalls
+from auditlog.runtime.eventloop import run_main
 from auditlog.runtime.listener import MetricsListener, serve_metrics
 from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import describe
@@ -99,10 +100,4 @@ async def _run(settings: Settings, destinations: list[Destination], health: Forw
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    try:
-        import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
-    except ImportError:
-        asyncio.run(run(settings))
-    else:
-        uvloop.run(run(settings))
+    run_main(run(Settings.from_env()))

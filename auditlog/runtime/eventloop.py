@@ -1,0 +1,17 @@
+"""Running a service's main coroutine: on uvloop when it is installed, asyncio's loop otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+
+def run_main(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to completion in a new event loop, as ``asyncio.run`` does."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
