@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -42,6 +43,23 @@ def record_fuzz(name: str, tried: int, failures: int) -> None:
 # The sealer's hostile-record corpus (tests/integration/test_sealer_hostile.py): name ->
 # (records tried, dead-lettered with the expected reason, sealed as they should be, crashes).
 SEALER_TALLIES: dict[str, tuple[int, int, int, int]] = {}
+
+
+# Figures the drills measure (recovery times), by drill; written as JSON to the file
+# AUDITLOG_DRILL_FIGURES names when set (bench/bench_drills.py sets it and keeps them).
+DRILL_FIGURES: dict[str, dict[str, object]] = {}
+DRILL_FIGURES_FILE = "AUDITLOG_DRILL_FIGURES"
+
+
+def record_drill(name: str, **figures: object) -> None:
+    """Keep what drill ``name`` measured (also printed by the drill itself)."""
+    DRILL_FIGURES.setdefault(name, {}).update(figures)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get(DRILL_FIGURES_FILE)
+    if path and DRILL_FIGURES:
+        Path(path).write_text(json.dumps(DRILL_FIGURES, indent=1) + "\n", encoding="utf-8")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -34,7 +34,7 @@ from auditlog.cli.keys import write_signing_key
 from auditlog.devstack import kafka, stack
 from auditlog.devstack.config import StackConfig
 from auditlog.kafka.clients import ensure_topics, make_admin
-from tests.conftest import Services, start_service
+from tests.conftest import Services, record_drill, start_service
 from tests.e2e.conftest import make_token
 from tests.integration.own_stack import free_port, separate_kafka
 
@@ -204,9 +204,16 @@ async def test_a_killed_partition_leader_loses_no_acknowledged_event(cluster: Cl
     try:
         recovered = traffic.first_ok_sent_after(killed) - killed
         after = [h for h, at in traffic.acked.items() if at > killed + recovered]
+        answers = dict(traffic.counts(killed, float("inf")))
         print(
             f"leader kafka-{victim} killed: first 200 after {recovered:.2f}s; answers after the "
-            f"kill {dict(traffic.counts(killed, float('inf')))}; {len(traffic.acked)} acknowledged"
+            f"kill {answers}; {len(traffic.acked)} acknowledged"
+        )
+        record_drill(
+            "leader_killed",
+            first_200_after_kill_s=round(recovered, 2),
+            answers_after_kill=answers,
+            acknowledged=len(traffic.acked),
         )
         assert after, "nothing was acknowledged after the kill"
         assert await _unsealed(cluster, list(traffic.acked)) == 0
@@ -239,6 +246,14 @@ async def test_two_brokers_down_answers_503_then_recovers(cluster: Cluster) -> N
         f"two brokers down for {restarting - killed:.1f}s: answers {dict(outage)}; after the "
         f"restart began, ingest's first 200 at {recovered - restarting:.1f}s, both brokers "
         f"answering at {answering - restarting:.1f}s; {len(traffic.acked)} acknowledged"
+    )
+    record_drill(
+        "two_brokers_down",
+        down_s=round(restarting - killed, 1),
+        answers_while_down=dict(outage),
+        first_200_after_restart_began_s=round(recovered - restarting, 1),
+        brokers_answering_after_s=round(answering - restarting, 1),
+        acknowledged=len(traffic.acked),
     )
     # Nothing sent while two brokers were down was acknowledged.
     assert outage["200"] == 0 and outage["503"] > 0, outage

@@ -27,7 +27,7 @@ from auditlog.devstack import postgres_replica
 from auditlog.devstack.config import StackConfig
 from auditlog.pg import db
 from auditlog.producer import AuditProducer
-from tests.conftest import Services
+from tests.conftest import Services, record_drill
 from tests.integration.own_stack import free_port, separate_postgres
 from tests.integration.sealer_harness import (
     SealerFleet,
@@ -134,6 +134,12 @@ async def test_promoting_the_synchronous_replica_loses_nothing_the_sealers_commi
     print(
         f"primary crashed; replica promoted {promoted:.1f}s and the first checkpoint sealed on "
         f"it {resumed:.1f}s after the crash; {len(hashes)} events"
+    )
+    record_drill(
+        "postgres_failover",
+        promoted_after_crash_s=round(promoted, 2),
+        first_checkpoint_after_crash_s=round(resumed, 2),
+        events=len(hashes),
     )
     after = await _checkpoints(postgres_replica.replica_url(cfg, replica_port), topic)
     assert committed, "nothing was sealed before the crash"
