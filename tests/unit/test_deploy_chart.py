@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from forward.config import parse_destinations
 from tests.unit.deploy_tools import CHART, HELM_VERSION, VALIDATOR, build_validator, cached_tool
 
 VALUES_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -177,6 +178,32 @@ def test_the_services_connect_to_kafka_with_the_charts_tls_and_sasl(helm: Path) 
         "AUDITLOG_KAFKA_SECURITY_PROTOCOL": "SSL",
         "AUDITLOG_KAFKA_SSL_CAFILE": "/etc/auditlog/kafka-tls/ca",
     }
+
+
+def test_the_forwarder_runs_only_when_enabled_with_the_destinations_it_is_given(
+    helm: Path,
+) -> None:
+    assert not [o for o in objects(render(helm)) if o["metadata"]["name"].endswith("-forward")]
+    manifest = objects(render(helm, "-f", CHART / "ci" / "production-values.yaml"))
+    deployment = find(manifest, "Deployment", "-forward")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["forward"]
+    env = {e["name"]: e for e in container["env"]}
+    path = env["AUDITLOG_FORWARD_DESTINATIONS_FILE"]["value"]
+    assert path == "/etc/auditlog/config/forward-destinations.toml"
+    assert env["HOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "auditlog-forward"
+    find(manifest, "PodDisruptionBudget", "-forward")
+    find(manifest, "NetworkPolicy", "-forward")
+    # What the pod reads is a destinations file the forwarder accepts.
+    text = find(manifest, "ConfigMap", "-auditlog")["data"]["forward-destinations.toml"]
+    kinds = {d.name: d.kind for d in parse_destinations(text, {"HOOK_SECRET": "s3cret"})}
+    assert kinds == {"siem": "syslog", "alerts": "webhook"}
+
+
+def test_the_chart_refuses_a_forwarder_without_destinations(helm: Path) -> None:
+    result = run([helm, "template", "audit", CHART, "--set", "forward.enabled=true"])
+    assert result.returncode != 0
+    assert "forward.destinations is required" in result.stderr
 
 
 def test_only_the_sealers_mount_the_signing_key(helm: Path) -> None:
