@@ -210,6 +210,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--held-p99-ms", type=float, default=2000)
     parser.add_argument("--corpus-events", type=int, default=50_000)
+    parser.add_argument(
+        "--batch-max-age", type=float, help="the sealers' AUDITLOG_BATCH_MAX_AGE (their default)"
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -223,8 +226,13 @@ def main() -> None:
     with bench_stack(WORKDIR, partitions=4) as bench:
         port = free_port()
         bench.spawn("ingest", AUDITLOG_PORT=str(port))
+        age = (
+            {}
+            if args.batch_max_age is None
+            else {"AUDITLOG_BATCH_MAX_AGE": str(args.batch_max_age)}
+        )
         for _ in range(2):
-            bench.spawn("sealer")
+            bench.spawn("sealer", **age)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz")
         figures["auditlog"] = run_auditlog(args, loadgen, corpus, bench, base)
