@@ -201,7 +201,11 @@ class Edge:
 
 
 def _direct_routes(route_list: Sequence[BaseRoute]) -> dict[tuple[str, str], Route]:
-    """(method, path) of every route without path parameters whose endpoint is a function."""
+    """(method, path) of every route without path parameters whose endpoint is a function.
+
+    Called directly, an exact path wins even over an earlier templated route that would also
+    match it, where Starlette would take the first; no route list of the services has such a
+    pair (``/v1/logs`` and ``/v1/logs/{log}`` never match the same path)."""
     out: dict[tuple[str, str], Route] = {}
     for route in route_list:
         if not isinstance(route, Route) or route.param_convertors:
