@@ -28,6 +28,7 @@ import pytest
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
+from auditlog.pg import db
 from sealer.records import Sealable
 from sealer.store import Partitions, connect_pool, load_head, seal
 from sealer.timestamps import micros
@@ -124,7 +125,7 @@ def sealed_template(
     try:
         yield Sealed(admin_url, template, key_file, vkey_file, hashes, envelopes, work)
     finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        asyncio.run(db.drop_database(admin_url, template))
 
 
 def cloned(sealed: Sealed) -> Iterator[str]:
@@ -133,7 +134,7 @@ def cloned(sealed: Sealed) -> Iterator[str]:
     try:
         yield _url(sealed.admin_url, name)
     finally:
-        asyncio.run(_admin(sealed.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(db.drop_database(sealed.admin_url, name))
 
 
 def cli(sealed: Sealed, *args: str) -> subprocess.CompletedProcess[str]:

@@ -34,6 +34,7 @@ from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.tiles import decode_bundle, encode_bundle
+from auditlog.pg import db
 from sealer.records import Sealable
 from sealer.store import connect_pool, load_head, seal
 from sealer.timestamps import micros
@@ -151,7 +152,7 @@ def sealed_template(
     try:
         yield Pristine(admin_url, template, signer, vkey_file, hashes, notes, work / "state")
     finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        asyncio.run(db.drop_database(admin_url, template))
 
 
 def cloned(pristine: Pristine) -> Iterator[str]:
@@ -163,7 +164,7 @@ def cloned(pristine: Pristine) -> Iterator[str]:
     try:
         yield _url(pristine.admin_url, name)
     finally:
-        asyncio.run(_admin(pristine.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(db.drop_database(pristine.admin_url, name))
 
 
 def damage(url: str, fn: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:

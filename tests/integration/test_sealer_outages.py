@@ -1,8 +1,9 @@
 """Sealer drills that take a server down under running sealers: PostgreSQL stopped with
 ``pg_ctl stop -m immediate`` mid-seal, and the Kafka broker killed with kill -9.
 
-They run on a stack of their own (own home, ports 39092/39093 and 54349), started and always
-stopped by this module: the shared stack on the default ports is never touched. The sealers are
+They run on a stack of their own (own home, ports 29592-29594: below Linux's ephemeral
+range, where a client connection's local port could hold them), started and always stopped by
+this module: the shared stack on the default ports is never touched. The sealers are
 never restarted by the test: they must recover on their own, and each drill ends with exactly the
 acknowledged events sealed once, under consistent signed checkpoints, `auditlog audit` clean.
 """
@@ -46,7 +47,7 @@ pytestmark = pytest.mark.integration
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
     home = tmp_path_factory.mktemp("outage-stack")
     with separate_stack(
-        home, kafka_port=39092, controller_port=39093, pg_port=54349, seed_jars=True
+        home, kafka_port=29592, controller_port=29593, pg_port=29594, seed_jars=True
     ) as cfg:
 
         async def migrate() -> None:
