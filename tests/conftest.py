@@ -163,6 +163,22 @@ def scratch_database(admin_url: str, name: str, migrated_to: int | None = None) 
         asyncio.run(_drop_database(admin_url, name))
 
 
+def migrate_database(url: str) -> None:
+    """``auditlog migrate`` on the database at ``url`` (a test's own PostgreSQL)."""
+    import asyncpg
+
+    from auditlog.pg import db
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await db.migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 async def migrate_to(conn: Any, version: int) -> None:
     """Apply the migrations up to ``version`` to an empty database, recording them as
     ``auditlog migrate`` does, so that a later ``db.migrate`` applies the rest (upgrade tests)."""
@@ -176,6 +192,19 @@ async def migrate_to(conn: Any, version: int) -> None:
         if number <= version:
             await conn.execute(sql)
             await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", number, file)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, then SIGKILL whatever is still running after 20 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def start_service(

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Services
+from tests.conftest import Services, stop_processes
 
 CUSTOM_CONFIG = "pci_e2ecustomschema"
 CUSTOM_SCHEMAS = {
@@ -97,19 +97,6 @@ def start_pipeline(
             stop_processes(procs)
             pytest.fail(f"pipeline did not start:\n{logs}")
         time.sleep(0.2)
-
-
-def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM, then SIGKILL whatever is still running after 20 s."""
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from tests.conftest import Services
+from tests.conftest import Services, stop_processes
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
 
@@ -406,15 +406,7 @@ class Forwarders:
         return found
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
 
     async def aclose(self) -> None:
         """:meth:`close` off the event loop, so receivers on it answer the last deliveries."""

@@ -28,7 +28,7 @@ from auditlog.core.proof import (
 )
 from auditlog.core.tiles import TileID
 from auditlog.producer import AuditProducer
-from tests.conftest import Services
+from tests.conftest import Services, stop_processes
 
 
 @dataclass
@@ -83,15 +83,7 @@ class SealerFleet:
         return found
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
 
 
 async def produce(services: Services, topic: str, n: int, tag: str) -> list[str]:

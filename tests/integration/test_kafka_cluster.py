@@ -34,7 +34,7 @@ from auditlog.cli.keys import write_signing_key
 from auditlog.devstack import kafka, stack
 from auditlog.devstack.config import StackConfig
 from auditlog.kafka.clients import ensure_topics, make_admin
-from tests.conftest import Services, record_drill, start_service
+from tests.conftest import Services, record_drill, start_service, stop_processes
 from tests.e2e.conftest import make_token
 from tests.integration.own_stack import free_port, separate_kafka
 
@@ -87,10 +87,7 @@ def cluster(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
             own = Services(cfg.kafka_bootstrap, services.database_url, topic)
             yield Cluster(cfg, own, base, make_token(services, {"log"}))
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(30)
+            stop_processes(procs)
 
 
 @dataclass

@@ -25,9 +25,8 @@ import pytest
 
 from auditlog.devstack import postgres_replica
 from auditlog.devstack.config import StackConfig
-from auditlog.pg import db
 from auditlog.producer import AuditProducer
-from tests.conftest import Services, record_drill
+from tests.conftest import Services, migrate_database, record_drill
 from tests.integration.own_stack import free_port, separate_postgres
 from tests.integration.sealer_harness import (
     SealerFleet,
@@ -44,15 +43,7 @@ RATE, SECONDS = 1000, 10  # events a second, and for how long
 @pytest.fixture(scope="module")
 def primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackConfig, int]]:
     with separate_postgres(tmp_path_factory.mktemp("failover")) as cfg:
-
-        async def migrate() -> None:
-            conn = await asyncpg.connect(cfg.database_url)
-            try:
-                await db.migrate(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(migrate())
+        migrate_database(cfg.database_url)
         replica_port = free_port()
         postgres_replica.start_replica(cfg, replica_port, print, synchronous=True)
         yield cfg, replica_port

@@ -29,9 +29,8 @@ from auditlog.core.receipt import Receipt, verify_receipt
 from auditlog.devstack import postgres_replica
 from auditlog.devstack.config import StackConfig
 from auditlog.kafka.clients import dlq_topic, ensure_topics
-from auditlog.pg import db
 from auditlog.producer import AuditProducer
-from tests.conftest import Services, delete_topics, start_service
+from tests.conftest import Services, delete_topics, migrate_database, start_service, stop_processes
 from tests.e2e.conftest import make_token
 from tests.integration.own_stack import free_port, separate_postgres
 
@@ -54,15 +53,7 @@ class Setup:
 def setup(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     work = tmp_path_factory.mktemp("replica")
     with separate_postgres(work / "home") as cfg:
-
-        async def migrate() -> None:
-            conn = await asyncpg.connect(cfg.database_url)
-            try:
-                await db.migrate(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(migrate())
+        migrate_database(cfg.database_url)
         replica_port = free_port()
         postgres_replica.start_replica(cfg, replica_port, print, synchronous=False)
         topic = f"{services.topic}.replica"
@@ -102,10 +93,7 @@ def setup(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
             token = make_token(own, {"log", "search"})
             yield Setup(own, urls[0], urls[1], token, NoteVerifier.from_vkey(vkey), cfg)
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(30)
+            stop_processes(procs)
             asyncio.run(_delete_topic(services, topic))
 
 

@@ -20,16 +20,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from auditlog.devstack import kafka, postgres, stack
 from auditlog.devstack.config import StackConfig
 from auditlog.devstack.host import as_pg_owner, pid_alive
 from auditlog.kafka.clients import ensure_topics
-from auditlog.pg import db
 from auditlog.producer import AuditProducer
-from tests.conftest import Services
+from tests.conftest import Services, migrate_database
 from tests.integration.own_stack import separate_stack
 from tests.integration.sealer_harness import (
     SealerFleet,
@@ -49,15 +47,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]
     with separate_stack(
         home, kafka_port=29592, controller_port=29593, pg_port=29594, seed_jars=True
     ) as cfg:
-
-        async def migrate() -> None:
-            conn = await asyncpg.connect(cfg.database_url)
-            try:
-                await db.migrate(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(migrate())
+        migrate_database(cfg.database_url)
         yield cfg
 
 
