@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_audit.py                      # 1M entries, rfc6962-sha256
     .venv/bin/python bench/bench_audit.py --entries 200000 --mode bundles
 
-A log of ``--entries`` Pangea-style envelopes is sealed in memory first (integrate in batches of
+A log of ``--entries`` realistic events (auditlog/loadtest/events.py; ``--templated``: one
+message pattern, the old best case) is sealed in memory first (integrate in batches of
 ``--batch``, one signed checkpoint per batch, rows with their searchable columns, tiles and entry
 bundles kept in dicts), then audited exactly as ``auditlog audit`` does it, chunk by chunk, with
 the stored tiles it asks for answered from the dicts. Only the audit is timed: what is measured
@@ -39,6 +40,7 @@ from auditlog.core.hashing import get_hasher
 from auditlog.core.integrate import integrate, tiles_to_fetch
 from auditlog.core.note import NoteSigner, sign_note
 from auditlog.core.tiles import TILE_WIDTH, TileID, encode_bundle
+from auditlog.loadtest.events import EventGenerator
 
 try:
     from bench import results
@@ -48,7 +50,11 @@ except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
 ORIGIN = "bench.auditlog.test/audit.events/0"
 
 
-def envelope(i: int, t0: datetime) -> Envelope:
+def envelope(i: int, t0: datetime, generator: EventGenerator | None = None) -> Envelope:
+    """Entry ``i``: a realistic event from ``generator``, or the templated best case."""
+    received = format_received_at(t0 + timedelta(microseconds=i))
+    if generator is not None:
+        return Envelope(event=generator.event(t0), received_at=received)
     event: dict[str, object] = {
         "message": f"User {i % 977} updated the record {i}",
         "actor": f"user-{i % 977}@example.com",
@@ -61,11 +67,14 @@ def envelope(i: int, t0: datetime) -> Envelope:
         "old": '{"state": "pending"}',
         "timestamp": "2025-03-01T12:00:00.000000Z",
     }
-    return Envelope(event=event, received_at=format_received_at(t0 + timedelta(microseconds=i)))
+    return Envelope(event=event, received_at=received)
 
 
-def build(n: int, batch: int, scheme: str) -> tuple[dict[int, list[StoredEvent]], ...]:
+def build(
+    n: int, batch: int, scheme: str, templated: bool = False
+) -> tuple[dict[int, list[StoredEvent]], ...]:
     """Seal ``n`` entries in memory; rows by chunk, tiles, bundles, checkpoints, head."""
+    generator = None if templated else EventGenerator(0)
     hasher = get_hasher(scheme)
     signer = NoteSigner.generate("bench.auditlog.test")
     t0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -76,7 +85,7 @@ def build(n: int, batch: int, scheme: str) -> tuple[dict[int, list[StoredEvent]]
     size = 0
     root = hasher.empty_root()
     while size < n:
-        envs = [envelope(i, t0) for i in range(size, min(size + batch, n))]
+        envs = [envelope(i, t0, generator) for i in range(size, min(size + batch, n))]
         canon = [e.canonical for e in envs]
         edge = {t: tiles[t] for t in tiles_to_fetch(size)}
         result = integrate(hasher, size, edge, [leaf_hash(hasher, c) for c in canon])
@@ -102,12 +111,17 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1_000, help="entries per checkpoint")
     parser.add_argument("--scheme", default="rfc6962-sha256")
     parser.add_argument("--mode", choices=["rows", "bundles", "tiles"], default="rows")
+    parser.add_argument(
+        "--templated", action="store_true", help="the best case: templated events, not realistic"
+    )
     results.add_option(parser)
     args = parser.parse_args()
     run_started = results.now()
 
     started = time.perf_counter()
-    rows, tiles, bundles, notes, head, signer = build(args.entries, args.batch, args.scheme)
+    rows, tiles, bundles, notes, head, signer = build(
+        args.entries, args.batch, args.scheme, args.templated
+    )
     built = time.perf_counter() - started
     print(f"sealed {args.entries:,} entries in memory in {built:.1f}s ({len(notes):,} checkpoints)")
 

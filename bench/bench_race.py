@@ -1,7 +1,8 @@
 """auditlog and Tessera (v1.0.4, POSIX storage) side by side: the same open-loop load, same box.
 
     .venv/bin/python -m bench.bench_race [--rates 1000 2000 4000 ...] [--bulk-rates ...]
-        [--seconds 20] [--held-p99-ms 2000]
+        [--seconds 20] [--held-p99-ms 2000] [--batch-max-age S] [--batch-min-interval S]
+        [--skip-tessera]
 
 Both are fed by ``bench/race`` (Go), one run per offered rate, with the same realistic events
 (``auditlog/loadtest/events.py``, each entry the event's JSON, ~420 bytes): Tessera's conformance
@@ -213,6 +214,16 @@ def main() -> None:
     parser.add_argument(
         "--batch-max-age", type=float, help="the sealers' AUDITLOG_BATCH_MAX_AGE (their default)"
     )
+    parser.add_argument(
+        "--batch-min-interval",
+        type=float,
+        help="the sealers' AUDITLOG_BATCH_MIN_INTERVAL (their default)",
+    )
+    parser.add_argument(
+        "--skip-tessera",
+        action="store_true",
+        help="auditlog's side only (an A/B of its settings; no ratios)",
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -222,17 +233,20 @@ def main() -> None:
     WORKDIR.mkdir(parents=True, exist_ok=True)
     corpus = write_corpus(WORKDIR / "race-corpus.jsonl", args.corpus_events)
     figures: dict[str, Any] = {"tessera_version": TESSERA_VERSION}
-    figures["tessera"] = run_tessera(args, loadgen, corpus)
+    figures["tessera"] = [] if args.skip_tessera else run_tessera(args, loadgen, corpus)
     with bench_stack(WORKDIR, partitions=4) as bench:
         port = free_port()
         bench.spawn("ingest", AUDITLOG_PORT=str(port))
-        age = (
-            {}
-            if args.batch_max_age is None
-            else {"AUDITLOG_BATCH_MAX_AGE": str(args.batch_max_age)}
-        )
+        batching = {
+            name: str(value)
+            for name, value in (
+                ("AUDITLOG_BATCH_MAX_AGE", args.batch_max_age),
+                ("AUDITLOG_BATCH_MIN_INTERVAL", args.batch_min_interval),
+            )
+            if value is not None
+        }
         for _ in range(2):
-            bench.spawn("sealer", **age)
+            bench.spawn("sealer", **batching)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz")
         figures["auditlog"] = run_auditlog(args, loadgen, corpus, bench, base)

@@ -12,8 +12,8 @@ and entry bundles' row counts (one bundle per 256 entries). Then:
   months (so ``months - keep`` months expire), timed in process;
 * ``apply``: signing the pruned bound, dropping the expired leaves, deleting the bundles and
   search blocks below the bound, timed in process;
-* sealing meanwhile: a second log is sealed in a loop (batches of ``--batch`` events, the
-  sealer's own ``seal`` transaction and partitions) for ``--seconds`` before retention (the
+* sealing meanwhile: a second log is sealed in a loop (batches of ``--batch`` realistic
+  events, auditlog/loadtest/events.py, the sealer's own ``seal`` transaction and partitions) for ``--seconds`` before retention (the
   baseline) and while apply runs; each seal's latency is recorded, and the result shows the
   percentiles and the worst seal of each phase.
 """
@@ -33,6 +33,7 @@ from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.tiles import TILE_WIDTH
+from auditlog.loadtest.events import EventGenerator
 from auditlog.pg import retention
 from bench import results
 from bench.harness import bench_stack, wait_idle
@@ -107,16 +108,14 @@ class Sealing:
         hasher = get_hasher("rfc6962-sha256")
         pool = await connect_pool(self.url, max_size=2)
         partitions = Partitions()
+        generator = EventGenerator(1)  # realistic events (auditlog/loadtest/events.py)
         try:
             head = await load_head(pool, self.topic, 1, "bench.auditlog.test", hasher)
             while not self.stop.is_set():
                 now = datetime.now(UTC)
                 items = []
                 for i in range(self.batch):
-                    env = Envelope(
-                        event={"message": f"sealed meanwhile {head.size + i}", "actor": "bench"},
-                        received_at=format_received_at(now),
-                    )
+                    env = Envelope(event=generator.event(now), received_at=format_received_at(now))
                     items.append(Sealable(head.next_offset + i, env, micros(now), None))
                 await partitions.ensure(pool, head.log_id, [micros(now)])
                 began = time.perf_counter()

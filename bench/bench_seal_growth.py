@@ -2,16 +2,19 @@
 
     .venv/bin/python -m bench.bench_seal_growth [--events 10000000] [--batch 2000]
         [--breakdown] [--drop-index events_search_text] [--extra-btree actor,target]
+        [--templated]
 
 Calls the sealer's own transaction (`sealer.store.seal`) directly against the local
 PostgreSQL, batch after batch into one log, without Kafka (whose cost does not depend on the
 log's size), and prints the median milliseconds per batch around each milestone (10k, 100k,
-1M, 10M events). Events are built in memory beforehand per batch, so the figure is the
+1M, 10M events). Events are realistic (auditlog/loadtest/events.py; ``--templated``: the old
+best case, few distinct words), built in memory beforehand per batch, so the figure is the
 sealer's work plus PostgreSQL's: leaf hashing, integrate, COPY into the partitioned events
 table with its indexes, tiles, bundles, the signed checkpoint and the fenced head update.
 
-``--breakdown`` also times every statement of the transaction and reports PostgreSQL's CPU
-(all processes of the ``postgres`` user, from ``/proc``) and this process's per event;
+Every run reports the WAL PostgreSQL wrote per event (the whole cluster's, so on an idle
+one); ``--breakdown`` also times every statement of the transaction and reports PostgreSQL's
+CPU (all processes of the ``postgres`` user, from ``/proc``) and this process's per event;
 ``--drop-index`` measures what an index of the migrated schema costs by sealing without it.
 """
 
@@ -30,6 +33,7 @@ from typing import Any
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
+from auditlog.loadtest.events import EventGenerator
 from bench import results
 from bench.harness import CpuMeter, bench_stack
 from sealer.records import Sealable
@@ -39,26 +43,13 @@ from sealer.timestamps import micros
 MILESTONES = (10_000, 100_000, 1_000_000, 10_000_000)
 
 
-def _batch(start: int, n: int, received: datetime) -> list[Sealable]:
+def _batch(generator: EventGenerator, start: int, n: int, received: datetime) -> list[Sealable]:
     stamp = format_received_at(received)
     return [
-        Sealable(
-            start + i,
-            Envelope(
-                event={
-                    "message": f"event {start + i}",
-                    "actor": f"user-{i % 97}",
-                    "action": "read",
-                    "target": f"doc-{(start + i) % 1013}",
-                    "tenant_id": f"tenant-{i % 31}",
-                },
-                received_at=stamp,
-            ),
-            micros(received),
-            None,
-        )
+        Sealable(start + i, Envelope(event=generator.event(received), received_at=stamp),
+                 micros(received), None)
         for i in range(n)
-    ]
+    ]  # fmt: skip
 
 
 class _Timed:
@@ -134,6 +125,7 @@ async def _run(
     extra_btree: list[str],
     breakdown: bool = False,
     drop_index: list[str] | None = None,
+    templated: bool = False,
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {"milestones": [], "breakdown": None}
     pool = await connect_pool(url, max_size=2)
@@ -148,17 +140,20 @@ async def _run(
         signer = NoteSigner.generate("bench.auditlog.test")
         head = await load_head(pool, "audit.growth", 0, "bench.auditlog.test", hasher)
         partitions = Partitions()
+        generator = EventGenerator(0, templated=templated)
         window: list[float] = []
         spent: dict[str, float] = defaultdict(float)
         meter = CpuMeter()
         meter.sample()
+        # The whole cluster's WAL: the run's figure holds only on an otherwise idle PostgreSQL.
+        wal_start = await pool.fetchval("SELECT pg_current_wal_lsn()")
         batches = 0
         marks = iter(m for m in MILESTONES if m <= events)
         mark = next(marks, None)
         began = time.perf_counter()
         while head.size < events:
             now = datetime.now(UTC)
-            items = _batch(head.size, min(batch, events - head.size), now)
+            items = _batch(generator, head.size, min(batch, events - head.size), now)
             await partitions.ensure(pool, head.log_id, [micros(now)])
             t0 = time.perf_counter()
             async with pool.acquire() as conn:
@@ -190,13 +185,19 @@ async def _run(
                 mark = next(marks, None)
         meter.sample()
         cpu = meter.seconds()
+        wal = await pool.fetchval(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)", wal_start
+        )
         figures.update(
+            wal_bytes=int(wal),
+            wal_bytes_per_event=round(float(wal) / max(head.size, 1), 1),
             events=head.size,
             batches=batches,
             seconds=time.perf_counter() - began,
             cpu_s=cpu,
             cpu_us_per_event={g: s / max(head.size, 1) * 1e6 for g, s in cpu.items()},
         )
+        print(f"WAL: {figures['wal_bytes_per_event']:,.0f} bytes per event", flush=True)
         if breakdown:
             figures["breakdown"] = _report_breakdown(spent, batches, head.size, cpu)
     finally:
@@ -222,6 +223,11 @@ def main() -> None:
         default=[],
         help="an events index to drop first, to measure its cost (e.g. events_search_text)",
     )
+    parser.add_argument(
+        "--templated",
+        action="store_true",
+        help="the best case: templated events (few distinct words) instead of realistic ones",
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -232,7 +238,13 @@ def main() -> None:
     with bench_stack(Path(".auditlog/bench"), 1) as bench:
         figures = asyncio.run(
             _run(
-                bench.database_url, args.events, args.batch, extra, args.breakdown, args.drop_index
+                bench.database_url,
+                args.events,
+                args.batch,
+                extra,
+                args.breakdown,
+                args.drop_index,
+                args.templated,
             )
         )
     path = results.write("bench_seal_growth", started, vars(args), figures, args.results_dir)

@@ -9,6 +9,12 @@ one before it ends. The batcher is plain data and arithmetic (no asyncio), so te
 by hand; the sealer's fetch loop feeds it and hands closed batches to the seal worker through a
 bounded queue.
 
+A key's batches close by age at most once per ``min_interval`` (counted from the previous
+closing): an event arriving after a quiet spell is sealed ``max_age`` later, but under steady
+load a partition seals a few times a second instead of every ``max_age``. Each seal costs ~2 ms
+of CPU (sealer and PostgreSQL) whatever its size, so at thousands of events a second per
+partition the interval saves more CPU than the short age costs latency (docs/performance.md).
+
 Each batch carries its partition's *generation*: the sealer bumps it whenever the partition's
 read position is reset (assignment, fencing, revocation), so batches fetched before the reset
 are recognised as stale and dropped instead of being sealed out of order.
@@ -29,6 +35,7 @@ DEFAULT_BATCH_MAX_SIZE = 5000
 # seal grows meanwhile); at 50 ms instead of 100, latency fell by about the difference
 # (docs/performance.md).
 DEFAULT_BATCH_MAX_AGE = 0.05
+DEFAULT_BATCH_MIN_INTERVAL = 0.2
 
 
 def _always(key: object) -> bool:
@@ -50,13 +57,18 @@ class Batcher(Generic[K, R]):
         max_size: int = DEFAULT_BATCH_MAX_SIZE,
         max_age: float = DEFAULT_BATCH_MAX_AGE,
         clock: Callable[[], float] | None = None,
+        min_interval: float = 0.0,
     ) -> None:
-        if max_size < 1 or max_age <= 0:
-            raise ValueError("max_size must be >= 1 and max_age > 0")
+        if max_size < 1 or max_age <= 0 or min_interval < 0:
+            raise ValueError("max_size must be >= 1, max_age > 0 and min_interval >= 0")
         self.max_size = max_size
         self.max_age = max_age
+        self.min_interval = min_interval
         self.clock = clock or time.monotonic
         self._open: dict[K, Batch[K, R]] = {}
+        # When each key's last batch closed, by size or age: what min_interval counts from.
+        # One float per partition ever owned; drop() forgets it with the batch.
+        self._closed: dict[K, float] = {}
 
     def add(self, key: K, generation: int, records: Sequence[R]) -> list[Batch[K, R]]:
         """Buffer records; returns the batches that became full, in order."""
@@ -75,11 +87,20 @@ class Batcher(Generic[K, R]):
                 batch = None
         return closed
 
+    def _due_at(self, key: K, batch: Batch[K, R]) -> float:
+        """When ``batch`` may close by age: its oldest record ``max_age`` old, and the key's
+        previous batch closed ``min_interval`` before."""
+        due = batch.opened_at + self.max_age
+        last = self._closed.get(key)
+        if last is not None and self.min_interval > 0:
+            due = max(due, last + self.min_interval)
+        return due
+
     def expired(self, ready: Callable[[K], bool] = _always) -> list[Batch[K, R]]:
-        """Close and return the batches whose oldest record waited ``max_age`` or more, of
-        the keys ``ready`` accepts; the others stay open and keep growing."""
+        """Close and return the batches due by age (:meth:`_due_at`) of the keys ``ready``
+        accepts; the others stay open and keep growing."""
         now = self.clock()
-        due = [k for k, b in self._open.items() if now - b.opened_at >= self.max_age and ready(k)]
+        due = [k for k, b in self._open.items() if now >= self._due_at(k, b) and ready(k)]
         return [self._close(k) for k in due]
 
     def drain(self) -> list[Batch[K, R]]:
@@ -88,11 +109,12 @@ class Batcher(Generic[K, R]):
 
     def _close(self, key: K) -> Batch[K, R]:
         batch = self._open.pop(key)
-        batch.closed_at = self.clock()
+        batch.closed_at = self._closed[key] = self.clock()
         return batch
 
     def drop(self, key: K) -> None:
         self._open.pop(key, None)
+        self._closed.pop(key, None)
 
     def next_deadline(
         self, ready: Callable[[K], bool] = _always, recheck: float = 0.0
@@ -107,7 +129,7 @@ class Batcher(Generic[K, R]):
         now = self.clock()
         waits = []
         for key, batch in self._open.items():
-            left = batch.opened_at + self.max_age - now
+            left = self._due_at(key, batch) - now
             waits.append(left if left > 0 else 0.0 if ready(key) else recheck)
         return min(waits)
 

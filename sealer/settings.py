@@ -18,7 +18,11 @@ from auditlog.runtime.settings import (
     SettingsError,
 )
 from sealer import faults
-from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MAX_SIZE
+from sealer.batcher import (
+    DEFAULT_BATCH_MAX_AGE,
+    DEFAULT_BATCH_MAX_SIZE,
+    DEFAULT_BATCH_MIN_INTERVAL,
+)
 from sealer.health import DEFAULT_MAX_SEAL_AGE
 from sealer.records import DEFAULT_MAX_FUTURE, DEFAULT_MAX_PAST
 
@@ -47,6 +51,8 @@ class Settings:
     legacy_key_name: bool = True
     batch_max_size: int = DEFAULT_BATCH_MAX_SIZE
     batch_max_age: float = DEFAULT_BATCH_MAX_AGE
+    # A partition's batches close by age at most this often (seconds; sealer/batcher.py).
+    batch_min_interval: float = DEFAULT_BATCH_MIN_INTERVAL
     witness_policy_file: Path | None = None  # C2SP tlog-policy with witness URLs and quorum
     witness_timeout: float = 1.0
     schemas_file: Path | None = None  # custom schemas per config_id, as ingest's
@@ -78,6 +84,9 @@ class Settings:
             legacy_key_name=_on_off("LEGACY_KEY_NAME", env.text("LEGACY_KEY_NAME", "on")),
             batch_max_size=env.integer("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, minimum=1),
             batch_max_age=env.number("BATCH_MAX_AGE", DEFAULT_BATCH_MAX_AGE, minimum=0.001),
+            batch_min_interval=env.number(
+                "BATCH_MIN_INTERVAL", DEFAULT_BATCH_MIN_INTERVAL, minimum=0
+            ),
             witness_policy_file=env.path("WITNESS_POLICY_FILE"),
             witness_timeout=env.number("WITNESS_TIMEOUT", 1.0, minimum=0.05),
             schemas_file=env.path("SCHEMAS_FILE"),
@@ -100,8 +109,11 @@ class Settings:
     def validate(self) -> None:
         # A batch must close well inside the consumer's poll interval (300 s) or the group
         # would evict a healthy sealer.
-        if self.batch_max_age > 60:
+        # Written so that NaN fails too.
+        if not self.batch_max_age <= 60:
             raise SettingsError("AUDITLOG_BATCH_MAX_AGE must be at most 60 seconds")
+        if not 0 <= self.batch_min_interval <= 60:
+            raise SettingsError("AUDITLOG_BATCH_MIN_INTERVAL must be at most 60 seconds")
         if "/" in self.topic:
             raise SettingsError("AUDITLOG_TOPIC must not contain '/'")
         for name, value in (("MAX_PAST", self.max_past), ("MAX_FUTURE", self.max_future)):

@@ -134,7 +134,7 @@ class Sealer:
         self.heads: dict[TP, LogHead] = {}
         self.generation: dict[TP, int] = {}
         self.batcher: Batcher[TP, Judged] = Batcher(
-            settings.batch_max_size, settings.batch_max_age, clock
+            settings.batch_max_size, settings.batch_max_age, clock, settings.batch_min_interval
         )
         self.handoff: asyncio.Queue[SealBatch | None] = asyncio.Queue(HANDOFF_DEPTH)
         # Seals of different partitions run side by side (each on its own connection, so one

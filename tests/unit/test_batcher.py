@@ -87,3 +87,63 @@ def test_the_deadline_of_a_young_batch_ignores_readiness() -> None:
     b.add("p0", 0, [1])
     clock.now += 0.1
     assert b.next_deadline(lambda k: False, recheck=0.005) == pytest.approx(0.4)
+
+
+def test_after_a_quiet_spell_a_batch_closes_at_max_age() -> None:
+    clock = Clock()
+    b: Batcher[str, int] = Batcher(max_size=100, max_age=0.05, clock=clock, min_interval=0.2)
+    b.add("p0", 0, [1])
+    clock.now += 0.05
+    assert [e.records for e in b.expired()] == [[1]]
+    clock.now += 5.0  # quiet: the interval since that closing has long passed
+    b.add("p0", 0, [2])
+    assert b.next_deadline() == pytest.approx(0.05)
+    clock.now += 0.05
+    assert [e.records for e in b.expired()] == [[2]]
+
+
+def test_under_steady_load_a_key_closes_by_age_once_per_min_interval() -> None:
+    clock = Clock()
+    b: Batcher[str, int] = Batcher(max_size=100, max_age=0.05, clock=clock, min_interval=0.2)
+    b.add("p0", 0, [1])
+    clock.now += 0.05
+    assert [e.records for e in b.expired()] == [[1]]
+    b.add("p0", 0, [2])
+    b.add("p1", 0, [7])  # another key keeps its own pace
+    clock.now += 0.05
+    assert [(e.key, e.records) for e in b.expired()] == [("p1", [7])]
+    # p0's batch is old enough, but its previous one closed only 0.05 s ago: it grows.
+    assert b.next_deadline() == pytest.approx(0.15)
+    clock.now += 0.1
+    b.add("p0", 0, [3])
+    assert b.expired() == []
+    clock.now += 0.06  # past 100.25 whatever the float sums above round to
+    (batch,) = b.expired()
+    assert (batch.key, batch.records, batch.closed_at) == ("p0", [2, 3], pytest.approx(100.26))
+
+
+def test_a_batch_closed_by_size_starts_the_interval_and_size_ignores_it() -> None:
+    clock = Clock()
+    b: Batcher[str, int] = Batcher(max_size=2, max_age=0.05, clock=clock, min_interval=0.2)
+    assert [c.records for c in b.add("p0", 0, [1, 2, 3, 4, 5])] == [[1, 2], [3, 4]]
+    clock.now += 0.05
+    assert b.expired() == []  # [5] is old enough, but a batch closed 0.05 s ago
+    clock.now += 0.16
+    assert [e.records for e in b.expired()] == [[5]]
+
+
+def test_drop_forgets_the_interval_too() -> None:
+    clock = Clock()
+    b: Batcher[str, int] = Batcher(max_size=100, max_age=0.05, clock=clock, min_interval=0.2)
+    b.add("p0", 0, [1])
+    clock.now += 0.05
+    b.expired()
+    b.drop("p0")  # reassigned: the new owner's first batch closes at max_age
+    b.add("p0", 1, [2])
+    clock.now += 0.05
+    assert [e.records for e in b.expired()] == [[2]]
+
+
+def test_a_negative_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="min_interval"):
+        Batcher(min_interval=-1)

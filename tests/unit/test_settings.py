@@ -29,18 +29,29 @@ def test_sealer_settings_from_env() -> None:
             "AUDITLOG_TOPIC": "t",
             "AUDITLOG_BATCH_MAX_SIZE": "10",
             "AUDITLOG_BATCH_MAX_AGE": "0.5",
+            "AUDITLOG_BATCH_MIN_INTERVAL": "0",
             "AUDITLOG_SIGNING_KEY_FILE": "/k/log.skey",
             "AUDITLOG_HASH_SCHEME": "rfc6962-blake3",
         }
     )
     assert (settings.topic, settings.batch_max_size, settings.batch_max_age) == ("t", 10, 0.5)
+    assert settings.batch_min_interval == 0
+    assert SealerSettings.from_env({}).batch_min_interval == 0.2
     assert settings.signing_key_file == Path("/k/log.skey")
     assert settings.hash_scheme == "rfc6962-blake3"
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("BATCH_MAX_SIZE", "0"), ("BATCH_MAX_SIZE", "ten"), ("BATCH_MAX_AGE", "120")],
+    [
+        ("BATCH_MAX_SIZE", "0"),
+        ("BATCH_MAX_SIZE", "ten"),
+        ("BATCH_MAX_AGE", "120"),
+        ("BATCH_MAX_AGE", "nan"),
+        ("BATCH_MIN_INTERVAL", "-0.1"),
+        ("BATCH_MIN_INTERVAL", "61"),
+        ("BATCH_MIN_INTERVAL", "nan"),
+    ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"AUDITLOG_{name}"):
