@@ -21,6 +21,7 @@ from auditlog.devstack.config import (
     PG_DATABASE,
     PG_PASSWORD,
     PG_ROLE,
+    ComponentStatus,
     Echo,
     StackConfig,
     StackError,
@@ -98,6 +99,19 @@ def start_replica(cfg: StackConfig, port: int, echo: Echo, *, synchronous: bool 
         f"postgres replica: streaming ({'synchronous' if synchronous else 'asynchronous'}) "
         f"on {HOST}:{port}"
     )
+
+
+def replica_status(cfg: StackConfig) -> ComponentStatus | None:
+    """The replica's state for `auditlog stack status`; None when this home has none."""
+    files = replica_files(cfg)
+    if not (files.data / "PG_VERSION").is_file():
+        return None
+    process = _process(files)
+    if process is None:
+        return ComponentStatus("replica", running=False, pid=None, detail=f"data {files.data}")
+    role = "promoted (a primary)" if (files.data / "promoted").exists() else "standby"
+    detail = f"{role} on {HOST}:{process.port}; data {files.data}; log {files.log}"
+    return ComponentStatus("replica", running=True, pid=process.pid, detail=detail)
 
 
 def set_synchronous(cfg: StackConfig, *, synchronous: bool) -> None:

@@ -246,7 +246,9 @@ def main(
     except (StackError, OSError) as exc:
         print(f"auditlog stack: {exc}", file=sys.stderr)
         return 2
-    for component in components:
+    # The replica is listed but does not decide the exit code: the stack runs without one.
+    replica = postgres_replica.replica_status(cfg)
+    for component in [*components, *([replica] if replica is not None else [])]:
         state = "running" if component.running else "stopped"
         pid = f"pid {component.pid}" if component.pid is not None else "-"
         print(f"{component.name:<9} {state:<8} {pid:<11} {component.detail}")
