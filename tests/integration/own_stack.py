@@ -7,13 +7,17 @@ integration tests share (on the default ports) is never touched.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from auditlog.devstack import kafka, postgres, postgres_replica, stack
 from auditlog.devstack.config import StackConfig
+from auditlog.devstack.host import pid_alive
 from auditlog.devstack.postgres import pg_data_dir
 
 
@@ -45,6 +49,7 @@ def separate_stack(
         stack.start(cfg, echo=print)
         yield cfg
     finally:
+        _kill_kafka(cfg)
         stack.stop(cfg, echo=print)
         # A cluster placed in the short fallback location (a deep home) is not under home.
         pg_root = pg_data_dir(cfg).parent
@@ -68,7 +73,21 @@ def separate_kafka(
         stack.start_kafka(cfg, echo=print)
         yield cfg
     finally:
+        _kill_kafka(cfg)
         kafka.stop(cfg, print)
+
+
+def _kill_kafka(cfg: StackConfig) -> None:
+    """SIGKILL every broker of a test's own Kafka, whose data goes with it: a controlled
+    shutdown (several seconds a node, on two cores) would keep nothing worth keeping.
+    `kafka.stop` after it then only tidies up."""
+    pids = [pid for node in cfg.nodes if (pid := kafka.running_pid(cfg, node)) is not None]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -55,12 +55,15 @@ class SealerFleet:
             **extra,
         }
 
-    def start(self, group: str = "drill", **extra: str) -> subprocess.Popen[bytes]:
+    def start(self, group: str | None = None, **extra: str) -> subprocess.Popen[bytes]:
+        """A sealer in ``group``, by default the fleet's own: a group shared with other tests
+        would keep a member one of them killed until its session timed out (10 s), and every
+        sealer joining it meanwhile would wait that out."""
         log = self.workdir / f"sealer-{len(self.procs)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "auditlog.cli", "sealer"],
-                env=self.env(group, **extra),
+                env=self.env(group or f"drill.{self.topic}", **extra),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

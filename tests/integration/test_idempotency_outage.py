@@ -2,15 +2,17 @@
 
 A bounded run of ``/v2/log`` traffic (about 2,000 events a second, untenanted, each event with
 its own ``idempotency_key``), whose client retries every 503 (and every failed connection) with
-the same body, so the same keys, until it gets 200. Four seconds in, the Kafka broker is killed
-with SIGKILL and started again 10 seconds later; traffic goes on until 5 s after it answers
-again. Every attempt that timed out is still delivered once the broker is back, as are the
-retries: several copies of one event reach the topic.
+the same body, so the same keys, until it gets 200. Two seconds in, the Kafka broker is killed
+with SIGKILL and started again 5 seconds later (over twice ingest's 2-s send timeout, so
+requests time out and are retried); traffic goes on until 2 s after it answers again. Every
+attempt that timed out is still delivered once the broker is back, as are the retries: several
+copies of one event reach the topic.
 
 Asserted: every copy of a key is on one partition (the record key is the key's namespace), every
 acknowledged key is sealed, each key exactly once, and nothing was sealed that was not sent; the
-sealer met no deadlock. It runs on a stack of its own (own home and ports): the stack other
-tests share on the default ports is never touched.
+sealer met no deadlock. It runs on a stack of its own (``outage_stack`` in
+tests/integration/conftest.py, shared with the sealer outage drills, each on topics of its own):
+the stack other tests share on the default ports is never touched.
 """
 
 from __future__ import annotations
@@ -37,25 +39,17 @@ from auditlog.cli.keys import write_signing_key
 from auditlog.devstack import stack
 from auditlog.devstack.config import StackConfig
 from tests.conftest import Services
-from tests.integration.own_stack import separate_stack
 from tests.integration.sealer_harness import SealerFleet
 
 pytestmark = pytest.mark.integration
 
 TOPIC = "audit.idem-outage"
-# Traffic from the start until AFTER_BACK seconds after the broker answers again (about 35 s:
-# a broker killed mid-write takes ~15 s to start again), then only the retries, for up to
+# Traffic from the start until AFTER_BACK seconds after the broker answers again (about 20 s:
+# a broker killed mid-write takes ~10 s to start again), then only the retries, for up to
 # GIVE_UP seconds.
-KILL_AT, DOWN_FOR, AFTER_BACK, GIVE_UP = 4.0, 10.0, 5.0, 30.0
+KILL_AT, DOWN_FOR, AFTER_BACK, GIVE_UP = 2.0, 5.0, 2.0, 30.0
 RATE = 2000  # events a second, all workers together
 WORKERS, PER_REQUEST = 8, 25
-
-
-@pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
-    home = tmp_path_factory.mktemp("idem-stack")
-    with separate_stack(home, kafka_port=29392, controller_port=29393, pg_port=54379) as cfg:
-        yield cfg
 
 
 def _free_port() -> int:
@@ -196,13 +190,13 @@ async def _partitions_of_keys(cfg: StackConfig) -> dict[str, set[int]]:
 
 
 def test_retries_through_a_broker_kill_are_sealed_exactly_once(
-    own_stack: StackConfig, tmp_path: Path
+    outage_stack: StackConfig, tmp_path: Path
 ) -> None:
     key = tmp_path / "log.skey"
     write_signing_key(key, "drill.auditlog.test")
-    services = Services(own_stack.kafka_bootstrap, own_stack.database_url, TOPIC)
+    services = Services(outage_stack.kafka_bootstrap, outage_stack.database_url, TOPIC)
     fleet = SealerFleet(services, TOPIC, key, tmp_path)
-    with _ingest(own_stack, tmp_path) as (base, token, token_id):
+    with _ingest(outage_stack, tmp_path) as (base, token, token_id):
         fleet.start()
         try:
             traffic = _Traffic(base, token)
@@ -211,7 +205,7 @@ def test_retries_through_a_broker_kill_are_sealed_exactly_once(
                 started = asyncio.get_running_loop().time()
                 async with httpx.AsyncClient() as client:
                     await asyncio.gather(
-                        _kill_and_restart(own_stack, started, traffic),
+                        _kill_and_restart(outage_stack, started, traffic),
                         *(traffic.worker(client) for _ in range(WORKERS)),
                     )
 
@@ -219,13 +213,13 @@ def test_retries_through_a_broker_kill_are_sealed_exactly_once(
             print(f"sent {len(traffic.sent)} events, answers {dict(traffic.answers)}")
             assert set(traffic.acked) == traffic.sent, "a request was never acknowledged"
             assert traffic.answers["503"] > 0, "the outage never showed: nothing was retried"
-            sealed = asyncio.run(_wait_sealed(own_stack, len(traffic.sent)))
+            sealed = asyncio.run(_wait_sealed(outage_stack, len(traffic.sent)))
         finally:
             fleet.close()
     # Every key once, every acknowledged key, nothing that was not sent.
     assert not [k for k, n in sealed.items() if n > 1], "a key was sealed twice"
     assert set(sealed) == traffic.sent
-    partitions = asyncio.run(_partitions_of_keys(own_stack))
+    partitions = asyncio.run(_partitions_of_keys(outage_stack))
     copies = sum(len(p) for p in partitions.values())
     assert not [k for k, p in partitions.items() if len(p) > 1], "a key's copies on two partitions"
     duplicates = sum(e["duplicates"] for e in fleet.events("sealed"))
@@ -233,7 +227,7 @@ def test_retries_through_a_broker_kill_are_sealed_exactly_once(
     assert duplicates > 0, "no retry reached the topic: the drill tested nothing"
     assert copies == len(partitions) == len(sealed)
     assert "Deadlock" not in fleet.logs()
-    claims = asyncio.run(_claims(own_stack, token_id))
+    claims = asyncio.run(_claims(outage_stack, token_id))
     assert claims == len(sealed)
 
 

@@ -125,6 +125,13 @@ class Traffic:
             self.answers.append((sent, time.monotonic(), what))
             await asyncio.sleep(max(0.0, PACE - (time.monotonic() - sent)))
 
+    async def acknowledged_after(self, moment: float, within: float = 30) -> None:
+        """Wait until a request sent after ``moment`` is answered 200."""
+        deadline = time.monotonic() + within
+        while not any(what == "200" and sent > moment for sent, _, what in self.answers):
+            assert time.monotonic() < deadline, f"nothing sent after {moment} acknowledged"
+            await asyncio.sleep(0.1)
+
     def first_ok_sent_after(self, moment: float) -> float:
         """When the first request sent after ``moment`` that got 200 was answered."""
         return min(
@@ -191,11 +198,13 @@ async def test_a_killed_partition_leader_loses_no_acknowledged_event(cluster: Cl
     await _fully_replicated(cluster)
     traffic = Traffic(cluster)
     load = asyncio.create_task(traffic.run())
-    await asyncio.sleep(3)
+    await traffic.acknowledged_after(time.monotonic())
     victim = (await _leaders(cluster))[0]
     killed = time.monotonic()
     _kill(cluster.cfg, victim)
-    await asyncio.sleep(7)
+    # Past the 4-s fencing, then a second of acknowledged writes after leadership moved.
+    await traffic.acknowledged_after(killed, within=60)
+    await asyncio.sleep(1)
     traffic.running = False
     await load
     try:
@@ -222,19 +231,17 @@ async def test_two_brokers_down_answers_503_then_recovers(cluster: Cluster) -> N
     await _fully_replicated(cluster)
     traffic = Traffic(cluster)
     load = asyncio.create_task(traffic.run())
-    await asyncio.sleep(3)
+    await traffic.acknowledged_after(time.monotonic())
     for node in (2, 3):
         _kill(cluster.cfg, node)
     killed = time.monotonic()
-    await asyncio.sleep(8)
+    # Down for twice ingest's send timeout: requests sent well inside the outage time out (503).
+    await asyncio.sleep(2 * SEND_TIMEOUT)
     restarting = time.monotonic()
     await asyncio.to_thread(stack.start_kafka, cluster.cfg, print)
     answering = time.monotonic()
-    deadline = answering + 60
-    while not any(what == "200" and sent > answering for sent, _, what in traffic.answers):
-        assert time.monotonic() < deadline, "ingest never acknowledged again"
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(3)
+    await traffic.acknowledged_after(answering, within=60)
+    await asyncio.sleep(1)
     traffic.running = False
     await load
     outage = traffic.counts(killed, restarting)

@@ -42,9 +42,15 @@ def sealed(retention_sealed: Sealed) -> Sealed:
     return retention_sealed
 
 
-@pytest.fixture
-def served(sealed: Sealed, services: Services, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
-    """A pruned clone with one erased entry, served by `auditlog query`: (base, token, url)."""
+@pytest.fixture(scope="module")
+def served(
+    retention_sealed: Sealed, services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, str]]:
+    """A pruned clone with one erased entry, served by `auditlog query`: (base, token, url).
+    One for the module: the tests only read it, but for the monitor's, which puts back what it
+    deletes."""
+    sealed = retention_sealed
+    tmp_path = tmp_path_factory.mktemp("served")
     for url in cloned(sealed):
         cli(sealed, "retention", "policy", "set", "--keep-months", "2", "--database-url", url)
         proc = cli(sealed, "retention", "apply", "--as-of", "2025-06-15", "--database-url", url)
@@ -114,8 +120,17 @@ def test_monitor_remembers_the_bound(
     first = cli(sealed, *args)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "auditlog-pruned/v1" in state.read_text()
-    run_sql(url, "DELETE FROM pruned_bounds WHERE log_id = $1", LOG)
-    second = cli(sealed, *args)
-    assert second.returncode != 0
-    assert "pruned-bound-backwards" in second.stderr
-    assert audit(sealed, url, "--no-state")[0] == 1
+    gone = run_sql(url, "DELETE FROM pruned_bounds WHERE log_id = $1 RETURNING *", LOG)
+    try:
+        second = cli(sealed, *args)
+        assert second.returncode != 0
+        assert "pruned-bound-backwards" in second.stderr
+        assert audit(sealed, url, "--no-state")[0] == 1
+    finally:
+        for row in gone:  # the module's other tests read this clone
+            run_sql(
+                url,
+                "INSERT INTO pruned_bounds (log_id, below, size, note, created_at)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                *(row[c] for c in ("log_id", "below", "size", "note", "created_at")),
+            )

@@ -41,6 +41,7 @@ from tests.integration.sealer_harness import (
 
 pytestmark = pytest.mark.integration
 
+
 def _vkey(fleet: SealerFleet) -> str:
     return fleet.key_file.with_suffix(".vkey").read_text().strip()
 
@@ -383,7 +384,7 @@ async def test_witnessed_checkpoints_wait_for_the_quorum_and_carry_cosignatures(
         # Witness down: nothing more is sealed, because nothing could be published.
         witness.stop()
         more = await produce(services, topic, 50, "while down")
-        await asyncio.sleep(3)
+        await asyncio.sleep(1.5)  # three witness timeouts: a seal that did not wait would show
         assert await sealed_count(services, topic) == len(hashes)
         witness.start()
         await wait_sealed(services, topic, len(hashes) + len(more))

@@ -1,9 +1,9 @@
 """Sealer drills that take a server down under running sealers: PostgreSQL stopped with
 ``pg_ctl stop -m immediate`` mid-seal, and the Kafka broker killed with kill -9.
 
-They run on a stack of their own (own home, ports 29592-29594: below Linux's ephemeral
-range, where a client connection's local port could hold them), started and always stopped by
-this module: the shared stack on the default ports is never touched. The sealers are
+They run on a stack of their own (``outage_stack`` in tests/integration/conftest.py, ports
+29592-29594, shared with the idempotency outage drill), always stopped at the end: the shared
+stack on the default ports is never touched. The sealers are
 never restarted by the test: they must recover on their own, and each drill ends with exactly the
 acknowledged events sealed once, under consistent signed checkpoints, `auditlog audit` clean.
 """
@@ -17,7 +17,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,7 @@ from auditlog.devstack.config import StackConfig
 from auditlog.devstack.host import as_pg_owner, pid_alive
 from auditlog.kafka.clients import ensure_topics
 from auditlog.producer import AuditProducer
-from tests.conftest import Services, migrate_database
-from tests.integration.own_stack import separate_stack
+from tests.conftest import Services
 from tests.integration.sealer_harness import (
     SealerFleet,
     audit_clean,
@@ -41,26 +39,16 @@ from tests.integration.sealer_harness import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
-    home = tmp_path_factory.mktemp("outage-stack")
-    with separate_stack(
-        home, kafka_port=29592, controller_port=29593, pg_port=29594, seed_jars=True
-    ) as cfg:
-        migrate_database(cfg.database_url)
-        yield cfg
-
-
 @pytest.fixture
-async def topic(own_stack: StackConfig) -> str:
+async def topic(outage_stack: StackConfig) -> str:
     name = f"audit.outage-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(own_stack.kafka_bootstrap, name, partitions=2)
-    return name  # the stack, and the topic with it, goes at the end of the module
+    await ensure_topics(outage_stack.kafka_bootstrap, name, partitions=2)
+    return name  # the stack, and the topic with it, goes at the end of the session
 
 
 @pytest.fixture
-def services(own_stack: StackConfig, topic: str) -> Services:
-    return Services(own_stack.kafka_bootstrap, own_stack.database_url, topic)
+def services(outage_stack: StackConfig, topic: str) -> Services:
+    return Services(outage_stack.kafka_bootstrap, outage_stack.database_url, topic)
 
 
 def _stop_postgres_immediately(cfg: StackConfig) -> None:
@@ -116,18 +104,18 @@ async def _check(services: Services, fleet: SealerFleet, hashes: list[str], tmp_
 
 
 async def test_postgres_immediate_stop_mid_seal_then_start(
-    own_stack: StackConfig, services: Services, fleet: SealerFleet, tmp_path: Path
+    outage_stack: StackConfig, services: Services, fleet: SealerFleet, tmp_path: Path
 ) -> None:
     sealers = [fleet.start(), fleet.start()]
     await asyncio.sleep(0)
     hashes: list[str] = []
-    producing = asyncio.create_task(_produce_steadily(services, services.topic, 3000, 10, hashes))
+    producing = asyncio.create_task(_produce_steadily(services, services.topic, 3000, 7, hashes))
     try:
         await wait_sealed(services, services.topic, 3000, within=30)
         before = await sealed_count(services, services.topic)
-        await asyncio.to_thread(_stop_postgres_immediately, own_stack)
-        await asyncio.sleep(3)
-        await asyncio.to_thread(stack.start, own_stack, print)
+        await asyncio.to_thread(_stop_postgres_immediately, outage_stack)
+        await asyncio.sleep(1)  # seals meanwhile fail; the stream goes on into Kafka
+        await asyncio.to_thread(stack.start, outage_stack, print)
         await producing
     finally:
         if not producing.done():
@@ -142,16 +130,16 @@ async def test_postgres_immediate_stop_mid_seal_then_start(
 
 
 async def test_kafka_broker_killed_under_running_sealers_then_started(
-    own_stack: StackConfig, services: Services, fleet: SealerFleet, tmp_path: Path
+    outage_stack: StackConfig, services: Services, fleet: SealerFleet, tmp_path: Path
 ) -> None:
     hashes = await produce(services, services.topic, 20_000, "before")
     fleet.start()
     fleet.start()
     await wait_sealed(services, services.topic, 2000, within=30)
-    await asyncio.to_thread(_kill_kafka, own_stack)
+    await asyncio.to_thread(_kill_kafka, outage_stack)
     during = await sealed_count(services, services.topic)
-    await asyncio.sleep(10)
-    await asyncio.to_thread(stack.start, own_stack, print)
+    await asyncio.sleep(4)  # the sealers meet a dead broker for a while (was 10 s; 4 is plenty)
+    await asyncio.to_thread(stack.start, outage_stack, print)
     hashes += await produce(services, services.topic, 2000, "after")
     assert during < 20_000, "everything was sealed before the broker went down"
     await _check(services, fleet, hashes, tmp_path)
