@@ -106,10 +106,12 @@ def render_server_properties(cfg: StackConfig, node: int = 1) -> str:
         # The log cleaner takes a 128 MiB dedupe buffer at start by default: more than half of
         # a cluster node's 256 MiB heap (launch), which it then lacks (OutOfMemoryError).
         settings["log.cleaner.dedupe.buffer.size"] = str(16 * 1024 * 1024)
-        # A dead broker is fenced, and its partitions led by others, after this long without a
-        # heartbeat (default 9 s): the time writes to its partitions stall (docs/local-stack.md).
-        settings["broker.session.timeout.ms"] = "4000"
-        settings["broker.heartbeat.interval.ms"] = "1000"
+    # A dead broker is fenced, and its partitions led by others, after this long without a
+    # heartbeat (default 9 s): the time writes to its partitions stall (docs/local-stack.md).
+    # A single broker restarted after a crash is refused (DUPLICATE_BROKER_REGISTRATION) until
+    # its old session ends: the same bound shortens that wait.
+    settings["broker.session.timeout.ms"] = "4000"
+    settings["broker.heartbeat.interval.ms"] = "1000"
     if cfg.kafka_sasl_ssl_port:
         settings |= kafka_sasl.listener_properties(cfg)
     header = "# Written by `auditlog stack start` on every start; set AUDITLOG_STACK_* to change.\n"

@@ -119,6 +119,7 @@ def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
         "AUDITLOG_PORT": str(port),
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{services.topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
         "AUDITLOG_SCHEMAS_FILE": str(schemas),
     }
     procs, base = start_pipeline(work, env)

@@ -70,6 +70,7 @@ def _start(services: Services, work: Path, topic: str) -> tuple[list[subprocess.
         "AUDITLOG_PORT": str(port),
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
         # test_query_reads.py drops and rebuilds the hash index: receipts must see it at once.
         "AUDITLOG_QUERY_HASH_INDEX_TTL_SECONDS": "0",
     }

@@ -72,6 +72,7 @@ def console(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "AUDITLOG_PORT": str(_free_port()),
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
     }
     procs, base = start_pipeline(work, env)
     try:

@@ -228,6 +228,7 @@ def deployment(
         "AUDITLOG_PORT": str(_free_port()),
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
         "AUDITLOG_INGEST_MAX_BODY_BYTES": str(INGEST_LIMIT),
         "AUDITLOG_QUERY_MAX_BODY_BYTES": str(QUERY_LIMIT),
     }

@@ -89,6 +89,7 @@ def secured(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "AUDITLOG_PORT": str(free_port()),
             "AUDITLOG_SEALER_GROUP_ID": group,
             "AUDITLOG_BATCH_MAX_AGE": "0.05",
+            "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
         }
         # `serve` runs ingest (and query, which needs no Kafka): it is the ingest principal.
         serve_env = {

@@ -128,6 +128,7 @@ def deployment(
         "AUDITLOG_PORT": str(_free_port()),
         "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
         "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
         "AUDITLOG_BATCH_MAX_SIZE": "128",  # several checkpoints, partial and full tiles
     }
     procs, base = start_pipeline(work, env)

@@ -52,6 +52,7 @@ class SealerFleet:
             "AUDITLOG_SEALER_GROUP_ID": group,
             "AUDITLOG_BATCH_MAX_SIZE": "200",
             "AUDITLOG_BATCH_MAX_AGE": "0.05",
+            "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
             **extra,
         }
 

@@ -75,6 +75,7 @@ def cluster(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
             "AUDITLOG_SEALER_METRICS_PORT": str(metrics),
             "AUDITLOG_BATCH_MAX_AGE": "0.05",
+            "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
         }
         base = f"http://127.0.0.1:{port}"
         procs = [

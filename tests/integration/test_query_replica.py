@@ -70,6 +70,7 @@ def setup(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "AUDITLOG_SIGNING_KEY_FILE": str(key),
             "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
             "AUDITLOG_BATCH_MAX_AGE": "0.05",
+            "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
             "AUDITLOG_QUERY_WORKERS": "1",
             "AUDITLOG_QUERY_DATABASE_URL": postgres_replica.replica_url(cfg, replica_port),
         }
