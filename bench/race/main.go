@@ -126,6 +126,10 @@ func main() {
 		MaxIdleConnsPerHost: *workers,
 		MaxConnsPerHost:     *workers,
 		DisableCompression:  true,
+		// Under uvicorn's 5-s keep-alive: a connection the server closes while a request is
+		// being written on it fails that request ("connection reset by peer"), which is the
+		// client's race, not the server's refusal.
+		IdleConnTimeout: 4 * time.Second,
 	}
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 
