@@ -13,9 +13,9 @@ and entry bundles' row counts (one bundle per 256 entries). Then:
 * ``apply``: signing the pruned bound, dropping the expired leaves, deleting the bundles and
   search blocks below the bound, timed in process;
 * sealing meanwhile: a second log is sealed in a loop (batches of ``--batch`` realistic
-  events, auditlog/loadtest/events.py, the sealer's own ``seal`` transaction and partitions) for ``--seconds`` before retention (the
-  baseline) and while apply runs; each seal's latency is recorded, and the result shows the
-  percentiles and the worst seal of each phase.
+  events, auditlog/loadtest/events.py, the sealer's own ``seal`` transaction and partitions)
+  for ``--seconds`` before retention (the baseline) and while apply runs; each seal's latency
+  is recorded, and the result shows the percentiles and the worst seal of each phase.
 """
 
 from __future__ import annotations

@@ -101,6 +101,8 @@ async def test_promoting_the_synchronous_replica_loses_nothing_the_sealers_commi
     tmp_path: Path,
 ) -> None:
     cfg, replica_port = primary
+    standby = postgres_replica.replica_status(cfg)  # what `auditlog stack status` prints
+    assert standby is not None and standby.running and standby.detail.startswith("standby on")
     fleet.start()
     fleet.start()
     hashes: list[str] = []
@@ -113,6 +115,8 @@ async def test_promoting_the_synchronous_replica_loses_nothing_the_sealers_commi
         await asyncio.to_thread(postgres_replica.stop_primary, cfg, print)
         await asyncio.to_thread(postgres_replica.promote, cfg, print)
         promoted = time.monotonic() - crashed
+        now_primary = postgres_replica.replica_status(cfg)
+        assert now_primary is not None and now_primary.detail.startswith("promoted")
         at_promotion = await _checkpoints(services.database_url, topic)
         resumed = await _first_new_checkpoint(services, topic, at_promotion) - crashed
         await producing
