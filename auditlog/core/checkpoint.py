@@ -20,28 +20,32 @@ from dataclasses import dataclass
 from auditlog.core.errors import MalformedNote
 from auditlog.core.hashing import HASH_SIZE
 
-__all__ = ["Checkpoint"]
+__all__ = ["Checkpoint", "parse_decimal", "parse_hash"]
 
 _MAX_SIZE = (1 << 63) - 1  # sizes are uint64 on the wire; int64 keeps Go and SQL bigint happy
 
 
-def _parse_size(text: str) -> int:
+def parse_decimal(text: str, what: str) -> int:
+    """A non-negative int64 spelled in decimal without sign or leading zeros, as every note line
+    of ours spells numbers (checkpoints, auditlog/core/log_statements.py); ``what`` names it in
+    the error."""
     if not text.isascii() or not text.isdigit() or (len(text) > 1 and text[0] == "0"):
-        raise MalformedNote(f"checkpoint size {text!r} is not a decimal without leading zeros")
-    size = int(text)
-    if size > _MAX_SIZE:
-        raise MalformedNote(f"checkpoint size {size} is too large")
-    return size
+        raise MalformedNote(f"{what} {text!r} is not a decimal without leading zeros")
+    value = int(text)
+    if value > _MAX_SIZE:
+        raise MalformedNote(f"{what} {value} is too large")
+    return value
 
 
-def _parse_root(text: str) -> bytes:
+def parse_hash(text: str, what: str) -> bytes:
+    """A hash spelled as the standard, padded base64 of HASH_SIZE bytes, and only so."""
     try:
-        root = base64.b64decode(text.encode("ascii"), validate=True)
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise MalformedNote(f"checkpoint root {text!r} is not base64") from exc
-    if len(root) != HASH_SIZE or base64.b64encode(root).decode("ascii") != text:
-        raise MalformedNote(f"checkpoint root {text!r} is not the base64 of {HASH_SIZE} bytes")
-    return root
+        raise MalformedNote(f"{what} {text!r} is not base64") from exc
+    if len(raw) != HASH_SIZE or base64.b64encode(raw).decode("ascii") != text:
+        raise MalformedNote(f"{what} {text!r} is not the base64 of {HASH_SIZE} bytes")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,4 +82,9 @@ class Checkpoint:
         if len(lines) < 3:
             raise MalformedNote("checkpoint needs origin, size and root lines")
         origin, size, root, *extensions = lines
-        return cls(origin, _parse_size(size), _parse_root(root), tuple(extensions))
+        return cls(
+            origin,
+            parse_decimal(size, "checkpoint size"),
+            parse_hash(root, "checkpoint root"),
+            tuple(extensions),
+        )

@@ -28,13 +28,12 @@ for checkpoints, so that one statement has one spelling.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from auditlog.core.checkpoint import Checkpoint
+from auditlog.core.checkpoint import Checkpoint, parse_decimal, parse_hash
 from auditlog.core.errors import MalformedNote, OriginMismatch
 from auditlog.core.hashing import HASH_SIZE, LogHasher
 from auditlog.core.log_keys import checkpoint_signers, checkpoint_verifiers, open_checkpoint_note
@@ -63,25 +62,6 @@ ERASED_ENTRY_PREFIX: Final = b"auditlog-erased/v1 "
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 _MAX_INDEX: Final = (1 << 63) - 1
 MAX_REASON: Final = 1000
-
-
-def _decimal(text: str, what: str) -> int:
-    if not text.isascii() or not text.isdigit() or (len(text) > 1 and text[0] == "0"):
-        raise MalformedNote(f"{what} {text!r} is not a decimal without leading zeros")
-    value = int(text)
-    if value > _MAX_INDEX:
-        raise MalformedNote(f"{what} {value} is too large")
-    return value
-
-
-def _hash_b64(text: str, what: str) -> bytes:
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise MalformedNote(f"{what} {text!r} is not base64") from exc
-    if len(raw) != HASH_SIZE or base64.b64encode(raw).decode("ascii") != text:
-        raise MalformedNote(f"{what} {text!r} is not the base64 of {HASH_SIZE} bytes")
-    return raw
 
 
 def _time(text: str) -> str:
@@ -157,9 +137,9 @@ class PrunedBound:
             raise MalformedNote("checkpoint line needs a size and a root")
         return cls(
             origin,
-            _decimal(below, "below"),
-            _decimal(size, "size"),
-            _hash_b64(root, "root"),
+            parse_decimal(below, "below"),
+            parse_decimal(size, "size"),
+            parse_hash(root, "root"),
             _time(time),
         )
 
@@ -211,9 +191,9 @@ class ErasureRecord:
             raise MalformedNote(f"hash {digest!r} is not hex") from exc
         return cls(
             origin,
-            _decimal(index, "index"),
+            parse_decimal(index, "index"),
             event_hash,
-            _hash_b64(leaf, "leaf"),
+            parse_hash(leaf, "leaf"),
             _time(time),
             reason,
         )
