@@ -68,6 +68,28 @@ def make_token(services: Services, scopes: set[str], tenant: str | None = None) 
     return asyncio.run(_token(services.database_url, scopes, tenant))
 
 
+def pipeline_env(
+    services: Services, topic: str, origin: str, key: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a test's own pipeline (:func:`start_pipeline`): the shared Kafka and
+    PostgreSQL, its topic, origin and signing key, a free port, a sealer group of its own, and
+    batching that seals as soon as a test waits for it (no spacing between seals); ``extra``
+    adds or overrides variables."""
+    return {
+        **os.environ,
+        "AUDITLOG_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+        "AUDITLOG_DATABASE_URL": services.database_url,
+        "AUDITLOG_TOPIC": topic,
+        "AUDITLOG_ORIGIN": origin,
+        "AUDITLOG_SIGNING_KEY_FILE": str(key),
+        "AUDITLOG_PORT": str(_free_port()),
+        "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
+        "AUDITLOG_BATCH_MAX_AGE": "0.05",
+        "AUDITLOG_BATCH_MIN_INTERVAL": "0",
+        **extra,
+    }
+
+
 def start_pipeline(
     work: Path, env: dict[str, str], own: dict[str, dict[str, str]] | None = None
 ) -> tuple[list[subprocess.Popen[bytes]], str]:
@@ -108,20 +130,9 @@ def pipeline(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
     vkey = write_signing_key(key, "e2e.auditlog.test")
     schemas = work / "schemas.json"
     schemas.write_text(json.dumps(CUSTOM_SCHEMAS))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AUDITLOG_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-        "AUDITLOG_DATABASE_URL": services.database_url,
-        "AUDITLOG_TOPIC": services.topic,
-        "AUDITLOG_ORIGIN": "e2e.auditlog.test",
-        "AUDITLOG_SIGNING_KEY_FILE": str(key),
-        "AUDITLOG_PORT": str(port),
-        "AUDITLOG_SEALER_GROUP_ID": f"sealer-{services.topic}",
-        "AUDITLOG_BATCH_MAX_AGE": "0.05",
-        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
-        "AUDITLOG_SCHEMAS_FILE": str(schemas),
-    }
+    env = pipeline_env(
+        services, services.topic, "e2e.auditlog.test", key, AUDITLOG_SCHEMAS_FILE=str(schemas)
+    )
     procs, base = start_pipeline(work, env)
     try:
         token = make_token(services, {"log", "search"})

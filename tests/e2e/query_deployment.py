@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -28,7 +27,7 @@ from pangea.services.audit import util as pangea_util
 from auditlog.core.hashing import PANGEA_SHA256
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
-from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
+from tests.e2e.conftest import make_token, pipeline_env, start_pipeline, stop_processes
 from tests.unit.test_search_query import REFERENCE_EVENTS
 
 ORIGIN = "query.e2e.test"
@@ -58,22 +57,15 @@ def _start(services: Services, work: Path, topic: str) -> tuple[list[subprocess.
 
     key = work / "log.skey"
     write_signing_key(key, ORIGIN)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AUDITLOG_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-        "AUDITLOG_DATABASE_URL": services.database_url,
-        "AUDITLOG_TOPIC": topic,
-        "AUDITLOG_ORIGIN": ORIGIN,
-        "AUDITLOG_SIGNING_KEY_FILE": str(key),
-        "AUDITLOG_HASH_SCHEME": PANGEA_SHA256,
-        "AUDITLOG_PORT": str(port),
-        "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
-        "AUDITLOG_BATCH_MAX_AGE": "0.05",
-        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
+    env = pipeline_env(
+        services,
+        topic,
+        ORIGIN,
+        key,
+        AUDITLOG_HASH_SCHEME=PANGEA_SHA256,
         # test_query_reads.py drops and rebuilds the hash index: receipts must see it at once.
-        "AUDITLOG_QUERY_HASH_INDEX_TTL_SECONDS": "0",
-    }
+        AUDITLOG_QUERY_HASH_INDEX_TTL_SECONDS="0",
+    )
     return start_pipeline(work, env)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import pytest
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
 from tests.e2e.browser import chromium, static_files
-from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
+from tests.e2e.conftest import make_token, pipeline_env, start_pipeline, stop_processes
 from tests.e2e.console_pages import (
     ORIGIN,
     TENANTS,
@@ -61,19 +60,7 @@ def console(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
     asyncio.run(ensure_topics(services.kafka_bootstrap, topic, partitions=2))
     work = tmp_path_factory.mktemp("console")
     vkey = write_signing_key(work / "log.skey", ORIGIN)
-    env = {
-        **os.environ,
-        "AUDITLOG_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-        "AUDITLOG_DATABASE_URL": services.database_url,
-        "AUDITLOG_TOPIC": topic,
-        "AUDITLOG_ORIGIN": ORIGIN,
-        "AUDITLOG_SIGNING_KEY_FILE": str(work / "log.skey"),
-        "AUDITLOG_VKEY": vkey,
-        "AUDITLOG_PORT": str(_free_port()),
-        "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
-        "AUDITLOG_BATCH_MAX_AGE": "0.05",
-        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
-    }
+    env = pipeline_env(services, topic, ORIGIN, work / "log.skey", AUDITLOG_VKEY=vkey)
     procs, base = start_pipeline(work, env)
     try:
         token = make_token(services, {"log", "search", "admin"})

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from schemathesis import Case, GenerationMode
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from query import openapi
 from tests.conftest import Services, delete_topics, record_fuzz
-from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
+from tests.e2e.conftest import _free_port, make_token, pipeline_env, start_pipeline, stop_processes
 from tests.e2e.http_hostile import (
     Hostile,
     auth_cases,
@@ -218,20 +217,14 @@ def deployment(
     asyncio.run(ensure_topics(services.kafka_bootstrap, topic, partitions=1))
     work = tmp_path_factory.mktemp("fuzz-pipeline")
     write_signing_key(work / "log.skey", "fuzz.e2e.test")
-    env = {
-        **os.environ,
-        "AUDITLOG_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-        "AUDITLOG_DATABASE_URL": services.database_url,
-        "AUDITLOG_TOPIC": topic,
-        "AUDITLOG_ORIGIN": "fuzz.e2e.test",
-        "AUDITLOG_SIGNING_KEY_FILE": str(work / "log.skey"),
-        "AUDITLOG_PORT": str(_free_port()),
-        "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
-        "AUDITLOG_BATCH_MAX_AGE": "0.05",
-        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
-        "AUDITLOG_INGEST_MAX_BODY_BYTES": str(INGEST_LIMIT),
-        "AUDITLOG_QUERY_MAX_BODY_BYTES": str(QUERY_LIMIT),
-    }
+    env = pipeline_env(
+        services,
+        topic,
+        "fuzz.e2e.test",
+        work / "log.skey",
+        AUDITLOG_INGEST_MAX_BODY_BYTES=str(INGEST_LIMIT),
+        AUDITLOG_QUERY_MAX_BODY_BYTES=str(QUERY_LIMIT),
+    )
     procs, base = start_pipeline(work, env)
     named = {"serve": procs[0], "sealer": procs[1]}
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -39,7 +38,7 @@ from auditlog.core.log_keys import log_vkey
 from auditlog.core.note import NoteSigner, NoteVerifier
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from tests.conftest import Services, delete_topics
-from tests.e2e.conftest import _free_port, make_token, start_pipeline, stop_processes
+from tests.e2e.conftest import make_token, pipeline_env, start_pipeline, stop_processes
 from tests.go_tools import cached_tool, go_build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
@@ -117,20 +116,14 @@ def deployment(
     asyncio.run(ensure_topics(services.kafka_bootstrap, topic, partitions=1))
     work = tmp_path_factory.mktemp("tessera-pipeline")
     vkey = write_signing_key(work / "log.skey", ORIGIN_BASE)
-    env = {
-        **os.environ,
-        "AUDITLOG_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-        "AUDITLOG_DATABASE_URL": services.database_url,
-        "AUDITLOG_TOPIC": topic,
-        "AUDITLOG_ORIGIN": ORIGIN_BASE,
-        "AUDITLOG_SIGNING_KEY_FILE": str(work / "log.skey"),
-        "AUDITLOG_VKEY": vkey,
-        "AUDITLOG_PORT": str(_free_port()),
-        "AUDITLOG_SEALER_GROUP_ID": f"sealer-{topic}",
-        "AUDITLOG_BATCH_MAX_AGE": "0.05",
-        "AUDITLOG_BATCH_MIN_INTERVAL": "0",  # tests wait on each seal: no spacing
-        "AUDITLOG_BATCH_MAX_SIZE": "128",  # several checkpoints, partial and full tiles
-    }
+    env = pipeline_env(
+        services,
+        topic,
+        ORIGIN_BASE,
+        work / "log.skey",
+        AUDITLOG_VKEY=vkey,
+        AUDITLOG_BATCH_MAX_SIZE="128",  # several checkpoints, partial and full tiles
+    )
     procs, base = start_pipeline(work, env)
     try:
         token = make_token(services, {"log", "search"})
