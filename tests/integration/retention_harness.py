@@ -33,7 +33,7 @@ from sealer.records import Sealable
 from sealer.store import Partitions, connect_pool, load_head, seal
 from sealer.timestamps import micros
 from tests.conftest import Services
-from tests.integration.tamper_harness import _admin, _url
+from tests.integration.tamper_harness import clone_database
 
 TOPIC = "retention.test"
 LOG = f"{TOPIC}-0"  # rfc6962-sha256
@@ -100,8 +100,6 @@ async def _seal(url: str, signer: NoteSigner) -> tuple[dict[Any, str], dict[Any,
 def sealed_template(
     services: Services, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Sealed]:
-    from auditlog.pg import db
-
     admin_url = services.database_url
     template = f"retention_tpl_{secrets.token_hex(4)}"
     work = tmp_path_factory.mktemp("retention")
@@ -113,13 +111,7 @@ def sealed_template(
     vkey_file.write_text(signer.vkey() + "\n")
 
     async def build() -> tuple[dict[Any, str], dict[Any, bytes]]:
-        await _admin(admin_url, f'CREATE DATABASE "{template}"')
-        conn = await asyncpg.connect(_url(admin_url, template))
-        try:
-            await db.migrate(conn)
-        finally:
-            await conn.close()
-        return await _seal(_url(admin_url, template), signer)
+        return await _seal(await db.create_database(admin_url, template), signer)
 
     hashes, envelopes = asyncio.run(build())
     try:
@@ -129,12 +121,7 @@ def sealed_template(
 
 
 def cloned(sealed: Sealed) -> Iterator[str]:
-    name = f"retention_case_{secrets.token_hex(4)}"
-    asyncio.run(_admin(sealed.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{sealed.template}"'))
-    try:
-        yield _url(sealed.admin_url, name)
-    finally:
-        asyncio.run(db.drop_database(sealed.admin_url, name))
+    yield from clone_database(sealed.admin_url, sealed.template, "retention_case")
 
 
 def cli(sealed: Sealed, *args: str) -> subprocess.CompletedProcess[str]:

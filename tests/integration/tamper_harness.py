@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -47,10 +46,6 @@ BATCHES = (100, 156, 60, 300, 1)  # sizes 100, 256, 316, 616, 617
 SIZE = sum(BATCHES)
 ORIGIN = "tamper.auditlog.test"
 ZERO = "00" * 32  # the hash a forged tile holds
-
-
-def _url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path="/" + name))
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -130,8 +125,6 @@ def sealed_template(
     services: Services, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pristine]:
     """The body of a module's ``pristine`` fixture: seals the template, drops it after."""
-    from auditlog.pg import db
-
     admin_url = services.database_url
     template = f"tamper_tpl_{secrets.token_hex(4)}"
     work = tmp_path_factory.mktemp("tamper")
@@ -140,13 +133,7 @@ def sealed_template(
     vkey_file.write_text(signer.vkey() + "\n")
 
     async def build() -> tuple[dict[tuple[str, int], str], dict[int, str]]:
-        await _admin(admin_url, f'CREATE DATABASE "{template}"')
-        conn = await asyncpg.connect(_url(admin_url, template))
-        try:
-            await db.migrate(conn)
-        finally:
-            await conn.close()
-        return await _seal_logs(_url(admin_url, template), signer)
+        return await _seal_logs(await db.create_database(admin_url, template), signer)
 
     hashes, notes = asyncio.run(build())
     try:
@@ -155,16 +142,20 @@ def sealed_template(
         asyncio.run(db.drop_database(admin_url, template))
 
 
+def clone_database(admin_url: str, template: str, prefix: str) -> Iterator[str]:
+    """A fresh copy of database ``template`` named ``<prefix>_<random>``, dropped afterwards;
+    yields its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield db.database_url(admin_url, name)
+    finally:
+        asyncio.run(db.drop_database(admin_url, name))
+
+
 def cloned(pristine: Pristine) -> Iterator[str]:
     """The body of a ``clone`` fixture: a fresh copy of the pristine database; its URL."""
-    name = f"tamper_case_{secrets.token_hex(4)}"
-    asyncio.run(
-        _admin(pristine.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{pristine.template}"')
-    )
-    try:
-        yield _url(pristine.admin_url, name)
-    finally:
-        asyncio.run(db.drop_database(pristine.admin_url, name))
+    yield from clone_database(pristine.admin_url, pristine.template, "tamper_case")
 
 
 def damage(url: str, fn: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
