@@ -25,6 +25,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import httpx
@@ -143,14 +144,20 @@ class Traffic:
         return collections.Counter(what for sent, _, what in self.answers if start < sent < end)
 
 
-async def _leaders(cluster: Cluster) -> dict[int, int]:
-    """Partition -> the node that leads it."""
+async def _describe(cluster: Cluster) -> dict[str, Any]:
+    """The events topic as the cluster describes it now (leaders, in-sync replicas)."""
     admin = make_admin(cluster.cfg.kafka_bootstrap)
     await admin.start()
     try:
         (topic,) = await admin.describe_topics([cluster.services.topic])
     finally:
         await admin.close()
+    return topic  # type: ignore[no-any-return]
+
+
+async def _leaders(cluster: Cluster) -> dict[int, int]:
+    """Partition -> the node that leads it."""
+    topic = await _describe(cluster)
     return {p["partition"]: p["leader"] for p in topic["partitions"]}
 
 
@@ -159,12 +166,7 @@ async def _fully_replicated(cluster: Cluster) -> None:
     up), so that the next drill starts from a whole cluster."""
     deadline = time.monotonic() + 60
     while True:
-        admin = make_admin(cluster.cfg.kafka_bootstrap)
-        await admin.start()
-        try:
-            (topic,) = await admin.describe_topics([cluster.services.topic])
-        finally:
-            await admin.close()
+        topic = await _describe(cluster)
         if all(len(p["isr"]) == 3 for p in topic["partitions"]):
             return
         assert time.monotonic() < deadline, f"replicas never caught up: {topic}"
