@@ -36,7 +36,7 @@ from auditlog.core.columns import searchable_values
 from auditlog.core.note import NoteSigner
 from auditlog.loadtest.events import EventGenerator
 from auditlog.pg import search_index
-from auditlog.pg.search_blocks import BLOCK_COLUMNS, block_rows
+from auditlog.pg.search_blocks import block_rows, copy_blocks
 from bench import results
 from bench.harness import bench_stack, free_port, percentile, wait_http, wait_idle
 from bench.query_data import build_log, rebuilding_indexes
@@ -95,9 +95,7 @@ async def load(url: str, log_id: str, size: int, seed: int) -> tuple[Samples, fl
                 )  # fmt: skip
             await conn.copy_records_to_table("events", columns=EVENT_COLUMNS, records=rows)
             blocks = block_rows(log_id, [(r[1], r[4], *r[6:15]) for r in rows])
-            await conn.copy_records_to_table(
-                "search_blocks", columns=list(BLOCK_COLUMNS), records=blocks
-            )
+            await copy_blocks(conn, blocks)
             if (lo // _CHUNK) % 20 == 0:
                 print(f"  events: {lo + len(rows):,} ({time.perf_counter() - began:.0f} s)")
     finally:

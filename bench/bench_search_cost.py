@@ -37,7 +37,7 @@ import asyncpg
 from auditlog.core.columns import SEARCH_TEXT, searchable_values
 from auditlog.core.search_keys import tokens
 from auditlog.loadtest.events import EventGenerator
-from auditlog.pg.search_blocks import BLOCK_COLUMNS, block_rows
+from auditlog.pg.search_blocks import block_rows, copy_blocks
 from bench import results
 from bench.harness import process_cpu
 
@@ -133,9 +133,7 @@ async def measure(
                 "t", schema_name="bench_search", records=rows, columns=columns
             )
             if blocks:
-                await conn.copy_records_to_table(
-                    "blocks", schema_name="bench_search", records=blocks, columns=BLOCK_COLUMNS
-                )
+                await copy_blocks(conn, blocks, table="blocks", schema_name="bench_search")
     cpu1 = process_cpu(pid)
     if index and bulk:
         await conn.execute(f"CREATE INDEX ON bench_search.t USING {index}")

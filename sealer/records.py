@@ -145,7 +145,6 @@ class Prepared(NamedTuple):
     leaf: bytes  # its leaf hash
     entry: bytes  # its log entry, as its entry bundle holds it
     tail: tuple[object, ...]  # its events row after (log_id, idx), in rows.EVENT_COLUMNS order
-    tokens: list[bytes]  # its text fields' search tokens (auditlog/core/search_keys.py)
 
 
 # Not frozen: a frozen dataclass's __init__ costs three times as much, and the sealer builds

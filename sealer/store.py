@@ -27,7 +27,7 @@ from auditlog.core.tiles import TILE_WIDTH, TileID, encode_bundle
 from auditlog.kafka.clients import log_id as make_log_id
 from auditlog.pg import db
 from auditlog.pg.db import fetch_tiles
-from auditlog.pg.search_blocks import BLOCK_COLUMNS
+from auditlog.pg.search_blocks import copy_blocks
 from auditlog.verify.witness_client import Witness, cosign_checkpoint
 from sealer import faults, timestamps
 from sealer.claims import Conflict, claim
@@ -320,9 +320,7 @@ async def seal(
             columns=EVENT_COLUMNS,
             records=[(log_id, size + i, *p.tail) for i, p in enumerate(ready)],
         )
-        await conn.copy_records_to_table(
-            "search_blocks", columns=list(BLOCK_COLUMNS), records=block_rows(log_id, size, ready)
-        )
+        await copy_blocks(conn, block_rows(log_id, size, ready))
         if faults.armed is not None:
             faults.armed.reach("events-copied")
         tiles = list(result.tiles.items())

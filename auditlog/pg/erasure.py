@@ -23,7 +23,7 @@ from auditlog.core.log_statements import ErasureRecord, erased_entry, sign_state
 from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.tiles import TILE_WIDTH, TileID, decode_bundle, encode_bundle
 from auditlog.pg.db import fetch_tiles
-from auditlog.pg.search_blocks import BLOCK_COLUMNS, block_rows
+from auditlog.pg.search_blocks import block_rows, copy_blocks
 
 __all__ = ["EraseRefused", "Erasure", "erase_event", "erase_tenant_before"]
 
@@ -65,9 +65,7 @@ async def _rebuild_block(conn: Conn, log_id: str, idx: int) -> None:
     await conn.execute(
         "DELETE FROM search_blocks WHERE log_id = $1 AND first_idx = $2", log_id, first
     )
-    rows = block_rows(log_id, [tuple(e) for e in events])
-    if rows:
-        await conn.copy_records_to_table("search_blocks", columns=list(BLOCK_COLUMNS), records=rows)
+    await copy_blocks(conn, block_rows(log_id, [tuple(e) for e in events]))
 
 
 async def _replace_in_bundle(conn: Conn, log_id: str, idx: int, leaf: bytes) -> None:

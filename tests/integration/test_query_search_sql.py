@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 
 from auditlog.core.search_query import Expr, matches, parse_query
 from auditlog.pg import search_index
-from auditlog.pg.search_blocks import BLOCK_COLUMNS, block_rows
+from auditlog.pg.search_blocks import block_rows, copy_blocks
 from query.search_sql import (
     ORDER_BY,
     Filter,
@@ -69,11 +69,7 @@ async def _insert(url: str, log_id: str) -> None:
             " new_value, old_value FROM events WHERE log_id = $1 ORDER BY idx",
             log_id,
         )
-        await conn.copy_records_to_table(
-            "search_blocks",
-            columns=list(BLOCK_COLUMNS),
-            records=block_rows(log_id, [tuple(r) for r in rows]),
-        )
+        await copy_blocks(conn, block_rows(log_id, [tuple(r) for r in rows]))
     finally:
         await conn.close()
 

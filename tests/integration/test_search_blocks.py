@@ -123,3 +123,43 @@ def test_old_entries_are_found_before_and_after_the_backfill(services: Services)
                 await conn.close()
 
         asyncio.run(after())
+
+
+def test_blocks_written_by_binary_copy_read_back_as_given(services: Services) -> None:
+    # copy_blocks encodes PostgreSQL's binary COPY itself (not asyncpg's encoder): every column
+    # must arrive exactly, times given as datetimes (rows read back) or as microseconds since
+    # 2000 (the sealer's), keys at both ends of the 31-bit range, arrays of any length.
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    at = datetime(2026, 12, 5, 6, 30, 1, 123456, tzinfo=UTC)
+    micros = (at - epoch) // timedelta(microseconds=1)
+    rows = [
+        ("audit-0", 0, 63, at, at + timedelta(seconds=3), [0, 1, 2**31 - 1]),
+        ("audit-é✓", 64, 64, micros, micros + 1, [42]),
+        ("audit-0", 128, 191, micros - 10**6, at, list(range(5000, 0, -1))),
+        ("audit-0", 192, 192, at, at, []),
+    ]
+    name = f"auditlog_copy_{secrets.token_hex(4)}"
+    with scratch_database(services.database_url, name) as url:
+
+        async def check() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                async with conn.transaction():
+                    await search_blocks.copy_blocks(conn, rows)
+                    await search_blocks.copy_blocks(conn, [])
+                back = await conn.fetch(
+                    "SELECT log_id, first_idx, last_idx, first_at, last_at, keys"
+                    " FROM search_blocks ORDER BY first_idx"
+                )
+            finally:
+                await conn.close()
+            as_datetime = [
+                tuple(
+                    epoch + timedelta(microseconds=v) if i in (3, 4) and isinstance(v, int) else v
+                    for i, v in enumerate(row)
+                )
+                for row in rows
+            ]
+            assert [tuple(r) for r in back] == as_datetime
+
+        asyncio.run(check())

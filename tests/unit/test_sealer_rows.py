@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from auditlog.core.columns import searchable_values
 from auditlog.core.entry import MAX_ENTRY_SIZE, leaf_hash, log_entry
 from auditlog.core.envelope import Envelope
 from auditlog.core.hashing import HASH_SCHEMES, get_hasher
+from auditlog.pg import search_blocks
 from sealer.records import Sealable
-from sealer.rows import EVENT_COLUMNS, prepare, prepared
+from sealer.rows import EVENT_COLUMNS, block_rows, prepare, prepared
 from sealer.timestamps import micros
 
 RECEIVED = datetime(2026, 11, 26, 15, 0, 1, 250000, tzinfo=UTC)
@@ -91,3 +93,20 @@ def test_an_unprepared_item_is_prepared_on_demand() -> None:
     sha = get_hasher("rfc6962-sha256")
     assert item.prepared is None
     assert prepared(item, sha) == prepare(item, sha)
+
+
+def test_a_seals_blocks_are_what_the_backfill_makes_of_the_same_rows() -> None:
+    # The seal finds keys from its preparations, the backfill and erasure from rows read back:
+    # the same blocks, and the row's other strings (idempotency key, config id) are no text.
+    sha = get_hasher("rfc6962-sha256")
+    items = [_item(f"message {i} from 10.1.2.{i}", actor=f"user{i % 3}@example.com")
+             for i in range(150)]  # fmt: skip
+    first = 60  # straddles two block boundaries of the log
+    sealed = block_rows("audit.t", first, [prepare(item, sha) for item in items])
+    rows = [(first + i, RECEIVED, *searchable_values(item.envelope.event)[:-1])
+            for i, item in enumerate(items)]  # fmt: skip
+    backfilled = search_blocks.block_rows("audit.t", rows)
+    assert [(r[1], r[2]) for r in sealed] == [(60, 63), (64, 127), (128, 191), (192, 209)]
+    assert [(r[1], r[2], sorted(r[5])) for r in sealed] == [
+        (r[1], r[2], sorted(r[5])) for r in backfilled
+    ]

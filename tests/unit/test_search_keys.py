@@ -25,7 +25,7 @@ _TEXT = st.text(_ALPHABET, max_size=40)
 
 
 def _keys_of(*values: str) -> set[int]:
-    return set(block_keys([tokens(values)]))
+    return set(block_keys([values]))
 
 
 def test_tokens_split_at_ascii_separators_only() -> None:
@@ -48,7 +48,7 @@ def test_value_fields_lead_the_searchable_values() -> None:
 
 def test_short_fields_whole_values_are_keys_of_their_field_only() -> None:
     values = ["acme", "alice@example.com", "login", "/a/b", "ok", "10.0.0.1", "msg", None, None]
-    keys = set(block_keys([tokens(values)]))
+    keys = set(block_keys([values]))
     for field, value in zip(VALUE_FIELDS, values, strict=False):
         assert field_value_key(field, value) in keys
     # Another field holding the same value, or the message, gives another key.
@@ -90,7 +90,7 @@ def test_exact_keys_include_contains_keys(value: str) -> None:
 
 
 def test_block_keys_are_the_union_once_and_fit_an_integer() -> None:
-    keys = block_keys([tokens(["a b"]), tokens(["b c b"])])
+    keys = block_keys([["a b"], ["b c b"]])
     expected = {key(b"a"), key(b"b"), key(b"c")}
     expected |= {field_value_key("tenant_id", "a b"), field_value_key("tenant_id", "b c b")}
     assert sorted(keys) == sorted(expected)
@@ -107,3 +107,17 @@ def test_blocks_are_aligned_in_the_log_and_cover_the_seal() -> None:
             # No block crosses a multiple of BLOCK_SIZE in the log.
             assert (first + start) // BLOCK_SIZE == (first + start + length - 1) // BLOCK_SIZE
             offset += length
+
+
+# An event's searchable values: the short fields first, then longer text; None and non-strings
+# where real events have them (a missing field, event_time).
+_VALUES = st.lists(st.one_of(st.none(), _TEXT, st.integers()), max_size=len(TEXT_COLUMNS) + 1)
+
+
+@given(events=st.lists(_VALUES, max_size=8))
+@example(events=[["a", "b"], ["b", "a"]])  # the same text in another field is another mark
+@example(events=[["\ud800"], ["\udc00"]])  # lone surrogates never pair across events
+def test_block_keys_are_the_keys_of_every_events_tokens(events: list[list[object]]) -> None:
+    # The block-at-once computation against the per-event definition.
+    expected = {key(t) for values in events for t in tokens(values)}
+    assert set(block_keys(events)) == expected
