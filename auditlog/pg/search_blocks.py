@@ -47,6 +47,8 @@ _INT4_OID: Final = 23
 _TIMESTAMP_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _SWAP: Final = sys.byteorder == "little"
+# array's type code for a 32-bit integer ('i' on every platform CPython supports today).
+_INT32: Final = next(code for code in "ihl" if array(code).itemsize == 4)
 
 
 def block_row(
@@ -98,9 +100,9 @@ def encode_blocks(rows: Sequence[Sequence[Any]]) -> bytes:
     for log_id, first, last, first_at, last_at, keys in rows:
         name = log_id.encode()
         count = len(keys)
-        body = array("i", bytes(8 * count))
-        body[0::2] = array("i", [4]) * count  # each element's length, then the element
-        body[1::2] = array("i", keys)
+        body = array(_INT32, bytes(8 * count))
+        body[0::2] = array(_INT32, [4]) * count  # each element's length, then the element
+        body[1::2] = array(_INT32, keys)
         if _SWAP:
             body.byteswap()
         middle = _ROW_MIDDLE.pack(
