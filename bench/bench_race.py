@@ -5,19 +5,22 @@
         [--skip-tessera]
 
 Both are fed by ``bench/race`` (Go), one run per offered rate, with the same realistic events
-(``auditlog/loadtest/events.py``, each entry the event's JSON, ~420 bytes): Tessera's conformance
-server (``cmd/conformance/posix``, built with ``go install`` at the pinned version into the
-user's tools cache; its defaults: batches of 256 or 1 s, a checkpoint every second) gets each as
-an entry (``POST /add``); auditlog's ingest (its default worker processes, two sealers, the
-topic's 4 partitions, the default schema) gets each as a ``/v1/log`` request, and with
-``--bulk-rates`` in ``/v2/log`` requests of ``--bulk`` events. Latency runs from each entry's
-due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms), or to the
-auditlog checkpoint that sealed it (read from the database afterwards; each event carries its
-due time as its ``timestamp``). A rate is *held* when every request succeeded, none was still
-queued when the schedule ended, and p99 stayed within ``--held-p99-ms`` (Tessera's one-second
-checkpoint interval puts its own floor near 1.5 s). CPU per event is every process of each
-system together (Tessera's server; ingest, sealers, Kafka and PostgreSQL), the load generator
-apart. Prints both systems' figures and the ratios of their held rates; writes
+(``auditlog/loadtest/events.py``, each entry the event's JSON, ~420 bytes): Tessera's
+conformance server (``cmd/conformance/posix``, built with ``go install`` at the pinned version
+into the user's tools cache; its defaults: batches of 256 or 1 s, a checkpoint every second)
+gets each as an entry (``POST /add``); auditlog's ingest (its default worker processes, two
+sealers, the topic's 4 partitions, the default schema) gets each as a ``/v1/log`` request, and
+with ``--bulk-rates`` in ``/v2/log`` requests of ``--bulk`` events. Both systems run throughout
+and each single-event rate goes to one, then the other (which first alternates by rate), so that
+both meet the same hour of the host (its speed drifts by the hour); the bulk rates come last,
+auditlog's alone. The system not under load stays up, idle, meanwhile. Latency runs from each
+entry's due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms), or
+to the auditlog checkpoint that sealed it (read from the database afterwards; each event carries
+its due time as its ``timestamp``). A rate is *held* when every request succeeded, none was
+still queued when the schedule ended, and p99 stayed within ``--held-p99-ms`` (Tessera's
+one-second checkpoint interval puts its own floor near 1.5 s). CPU per event is every process of
+each system together (Tessera's server; ingest, sealers, Kafka and PostgreSQL), the load
+generator apart. Prints both systems' figures and the ratios of their held rates; writes
 bench/results/bench_race-*.json.
 """
 
@@ -25,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -102,7 +107,9 @@ def held(run: dict[str, Any], latency: dict[str, float], p99_ms: float) -> bool:
     return run["errors"] == 0 and run["backlog"] == 0 and latency.get("p99", float("inf")) <= p99_ms
 
 
-def run_tessera(args: argparse.Namespace, loadgen: Path, corpus: Path) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def tessera_running() -> Iterator[str]:
+    """Tessera's server on a fresh POSIX log; yields its URL, removes the log afterwards."""
     workdir = WORKDIR / f"tessera-{os.getpid()}"
     storage = workdir / "log"
     storage.mkdir(parents=True, exist_ok=True)
@@ -116,28 +123,31 @@ def run_tessera(args: argparse.Namespace, loadgen: Path, corpus: Path) -> list[d
             stdout=log, stderr=log,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    runs = []
     try:
         wait_http(f"{url}/checkpoint")
-        for rate in args.rates:
-            meter = CpuMeter()
-            with meter.sampling():
-                run = race(loadgen, "tessera", url, corpus, rate, args.seconds)
-            run["cpu_us_per_event"] = cpu_per_event(meter, "tessera", run["events"])
-            run["held"] = held(run, run["integrated_ms"], args.held_p99_ms)
-            print(
-                f"tessera  {rate:>8,.0f}/s: integrated p50 {run['integrated_ms'].get('p50')} ms,"
-                f" p99 {run['integrated_ms'].get('p99')} ms; errors {run['errors']}, backlog"
-                f" {run['backlog']}; CPU {run['cpu_us_per_event']['total']} µs/event"
-                f"{' (held)' if run['held'] else ''}",
-                flush=True,
-            )
-            runs.append(run)
+        yield url
     finally:
         server.terminate()
         server.wait(30)
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
-    return runs
+
+
+def run_tessera(
+    args: argparse.Namespace, loadgen: Path, corpus: Path, url: str, rate: float
+) -> dict[str, Any]:
+    meter = CpuMeter()
+    with meter.sampling():
+        run = race(loadgen, "tessera", url, corpus, rate, args.seconds)
+    run["cpu_us_per_event"] = cpu_per_event(meter, "tessera", run["events"])
+    run["held"] = held(run, run["integrated_ms"], args.held_p99_ms)
+    print(
+        f"tessera  {rate:>8,.0f}/s: integrated p50 {run['integrated_ms'].get('p50')} ms,"
+        f" p99 {run['integrated_ms'].get('p99')} ms; errors {run['errors']}, backlog"
+        f" {run['backlog']}; CPU {run['cpu_us_per_event']['total']} µs/event"
+        f"{' (held)' if run['held'] else ''}",
+        flush=True,
+    )
+    return run
 
 
 async def sealed_latencies(url: str, started_us: int, seconds: float) -> dict[str, float]:
@@ -162,41 +172,64 @@ async def sealed_latencies(url: str, started_us: int, seconds: float) -> dict[st
 
 
 def run_auditlog(
-    args: argparse.Namespace, loadgen: Path, corpus: Path, bench: Bench, base: str
-) -> list[dict[str, Any]]:
-    runs = []
-    plan = [(rate, 1) for rate in args.rates] + [(rate, args.bulk) for rate in args.bulk_rates]
-    for rate, bulk in plan:
-        before = asyncio.run(count_events(bench.database_url))
-        meter = CpuMeter()
-        with meter.sampling():
-            run = race(loadgen, "auditlog", base, corpus, rate, args.seconds,
-                       token=bench.token, bulk=str(bulk))  # fmt: skip
-            # Sealing lags the acknowledgement: wait for every event the run sent.
-            deadline = time.monotonic() + 120
-            while asyncio.run(count_events(bench.database_url)) < before + run["events"]:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-        run["sealed_ms"] = asyncio.run(
-            sealed_latencies(bench.database_url, run["started_unix_us"], args.seconds)
-        )
-        run["cpu_us_per_event"] = cpu_per_event(meter, "auditlog", run["events"])
-        run["held"] = (
-            held(run, run["sealed_ms"], args.held_p99_ms)
-            and run["sealed_ms"]["count"] == run["events"]
-        )
-        kind = "single" if bulk == 1 else f"bulk {bulk}"
-        print(
-            f"auditlog {rate:>8,.0f}/s ({kind}): sealed p50 {run['sealed_ms'].get('p50')} ms,"
-            f" p99 {run['sealed_ms'].get('p99')} ms ({run['sealed_ms']['count']:,} of"
-            f" {run['events']:,}); ack p99 {run['ack_ms'].get('p99')} ms; errors {run['errors']},"
-            f" backlog {run['backlog']}; CPU {run['cpu_us_per_event']['total']} µs/event"
-            f"{' (held)' if run['held'] else ''}",
-            flush=True,
-        )
-        runs.append(run)
-    return runs
+    args: argparse.Namespace,
+    loadgen: Path,
+    corpus: Path,
+    bench: Bench,
+    base: str,
+    rate: float,
+    bulk: int,
+) -> dict[str, Any]:
+    before = asyncio.run(count_events(bench.database_url))
+    meter = CpuMeter()
+    with meter.sampling():
+        run = race(loadgen, "auditlog", base, corpus, rate, args.seconds,
+                   token=bench.token, bulk=str(bulk))  # fmt: skip
+        # Sealing lags the acknowledgement: wait for every event the run sent.
+        deadline = time.monotonic() + 120
+        while asyncio.run(count_events(bench.database_url)) < before + run["events"]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    run["sealed_ms"] = asyncio.run(
+        sealed_latencies(bench.database_url, run["started_unix_us"], args.seconds)
+    )
+    run["cpu_us_per_event"] = cpu_per_event(meter, "auditlog", run["events"])
+    run["held"] = (
+        held(run, run["sealed_ms"], args.held_p99_ms) and run["sealed_ms"]["count"] == run["events"]
+    )
+    kind = "single" if bulk == 1 else f"bulk {bulk}"
+    print(
+        f"auditlog {rate:>8,.0f}/s ({kind}): sealed p50 {run['sealed_ms'].get('p50')} ms,"
+        f" p99 {run['sealed_ms'].get('p99')} ms ({run['sealed_ms']['count']:,} of"
+        f" {run['events']:,}); ack p99 {run['ack_ms'].get('p99')} ms; errors {run['errors']},"
+        f" backlog {run['backlog']}; CPU {run['cpu_us_per_event']['total']} µs/event"
+        f"{' (held)' if run['held'] else ''}",
+        flush=True,
+    )
+    return run
+
+
+def interleaved(
+    args: argparse.Namespace, loadgen: Path, corpus: Path, bench: Bench, base: str, tessera: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every single-event rate offered to both systems one after the other, which one first
+    alternating from rate to rate, then the bulk rates to auditlog: both see the same hour of
+    this host, whose speed drifts by the hour. Returns (Tessera's runs, auditlog's)."""
+    tessera_runs: list[dict[str, Any]] = []
+    auditlog_runs: list[dict[str, Any]] = []
+    for i, rate in enumerate(args.rates):
+        turns = ["tessera", "auditlog"] if tessera else ["auditlog"]
+        for system in turns if i % 2 == 0 else reversed(turns):
+            if system == "tessera":
+                tessera_runs.append(run_tessera(args, loadgen, corpus, tessera, rate))
+            else:
+                auditlog_runs.append(run_auditlog(args, loadgen, corpus, bench, base, rate, 1))
+    bulk = args.bulk
+    auditlog_runs += [
+        run_auditlog(args, loadgen, corpus, bench, base, rate, bulk) for rate in args.bulk_rates
+    ]
+    return tessera_runs, auditlog_runs
 
 
 def highest_held(runs: list[dict[str, Any]], bulk: int) -> float:
@@ -233,8 +266,9 @@ def main() -> None:
     WORKDIR.mkdir(parents=True, exist_ok=True)
     corpus = write_corpus(WORKDIR / "race-corpus.jsonl", args.corpus_events)
     figures: dict[str, Any] = {"tessera_version": TESSERA_VERSION}
-    figures["tessera"] = [] if args.skip_tessera else run_tessera(args, loadgen, corpus)
-    with bench_stack(WORKDIR, partitions=4) as bench:
+    with contextlib.ExitStack() as stack:
+        tessera = "" if args.skip_tessera else stack.enter_context(tessera_running())
+        bench = stack.enter_context(bench_stack(WORKDIR, partitions=4))
         port = free_port()
         bench.spawn("ingest", AUDITLOG_PORT=str(port))
         batching = {
@@ -249,14 +283,18 @@ def main() -> None:
             bench.spawn("sealer", **batching)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz")
-        figures["auditlog"] = run_auditlog(args, loadgen, corpus, bench, base)
+        figures["tessera"], figures["auditlog"] = interleaved(
+            args, loadgen, corpus, bench, base, tessera
+        )
     tessera_held = highest_held(figures["tessera"], 1)
     single = highest_held(figures["auditlog"], 1)
     bulk = highest_held(figures["auditlog"], args.bulk)
     figures["held"] = {"tessera": tessera_held, "auditlog_single": single,
                        "auditlog_bulk": bulk}  # fmt: skip
-    ratio = lambda x: round(x / tessera_held, 2) if tessera_held else None  # noqa: E731
-    figures["ratios"] = {"single": ratio(single), "bulk": ratio(bulk)}
+    figures["ratios"] = {
+        name: round(rate / tessera_held, 2) if tessera_held else None
+        for name, rate in (("single", single), ("bulk", bulk))
+    }
     print(
         f"held (p99 ≤ {args.held_p99_ms:,.0f} ms): Tessera {tessera_held:,.0f}/s; auditlog"
         f" single {single:,.0f}/s (x{figures['ratios']['single']}), bulk of {args.bulk}"
