@@ -42,14 +42,21 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from auditlog.loadtest.events import EventGenerator
 from auditlog.pg import hash_index, search_index
 from auditlog.producer import AuditProducer
 from bench import results
 from bench.corpus import write_corpus
-from bench.harness import Bench, CpuMeter, bench_stack, build_go_tool, free_port, percentile
+from bench.harness import (
+    Bench,
+    CpuMeter,
+    bench_stack,
+    build_go_tool,
+    free_port,
+    group_settled,
+    percentile,
+)
 from bench.sealer_measure import (
     by_window,
     count_events,
@@ -65,7 +72,6 @@ from bench.sealer_measure import (
     windows_report,
 )
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE
-from sealer.settings import DEFAULT_GROUP_ID
 
 
 def _fill_go(
@@ -140,26 +146,6 @@ async def _fill(
                     await asyncio.sleep(delay)
                 sends.create_task(producer.log_many(events))
         return n / (time.perf_counter() - began)
-
-
-async def _group_settled(bench: Bench, members: int, within: float = 60) -> float:
-    """Seconds until the sealers' consumer group is Stable with ``members`` members: a
-    rebalance during the end-to-end phase (the last sealer joining late) would be measured as
-    seconds of latency that a steady deployment does not have."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bench.kafka)
-    await admin.start()
-    began = time.perf_counter()
-    try:
-        while time.perf_counter() - began < within:
-            for response in await admin.describe_consumer_groups([DEFAULT_GROUP_ID]):
-                for group in response.groups:
-                    state, joined = group[2], group[5]
-                    if state == "Stable" and len(joined) == members:
-                        return time.perf_counter() - began
-            await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
-    raise SystemExit(f"the sealers' group did not settle with {members} members in {within} s")
 
 
 def _wait_or_report(bench: Bench, n: int, meter: CpuMeter | None = None) -> None:
@@ -334,7 +320,7 @@ def main() -> None:
             )
         )
 
-        waited = asyncio.run(_group_settled(bench, args.sealers))
+        waited = asyncio.run(group_settled(bench, args.sealers))
         print(f"  consumer group stable with {args.sealers} members ({waited:.1f} s more)")
         figures["group_settled_s"] = waited
         before = [scrape(port) for port in metrics_ports]

@@ -32,6 +32,7 @@ from auditlog.devstack import stack
 from auditlog.kafka.clients import dlq_topic, ensure_topics
 from auditlog.pg import db
 from auditlog.pg.tokens import create_token
+from sealer.settings import DEFAULT_GROUP_ID
 
 
 @dataclass
@@ -303,6 +304,27 @@ def bench_stack(workdir: Path, partitions: int) -> Iterator[Bench]:
         key.with_suffix(".vkey").unlink(missing_ok=True)
         if started:
             stack.stop(cfg)
+
+
+async def group_settled(bench: Bench, members: int, within: float = 60) -> float:
+    """Seconds until the sealers' consumer group is Stable with ``members`` members: a
+    rebalance during a measured phase (a sealer joining late, or one the phase before starved
+    of its heartbeats) would be measured as seconds of latency that a steady deployment does
+    not have."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bench.kafka)
+    await admin.start()
+    began = time.perf_counter()
+    try:
+        while time.perf_counter() - began < within:
+            for response in await admin.describe_consumer_groups([DEFAULT_GROUP_ID]):
+                for group in response.groups:
+                    state, joined = group[2], group[5]
+                    if state == "Stable" and len(joined) == members:
+                        return time.perf_counter() - began
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    raise SystemExit(f"the sealers' group did not settle with {members} members in {within} s")
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
