@@ -13,11 +13,14 @@ sealers, the topic's 4 partitions, the default schema) gets each as a ``/v1/log`
 with ``--bulk-rates`` in ``/v2/log`` requests of ``--bulk`` events. Both systems run throughout
 and each single-event rate goes to one, then the other (which first alternates by rate), so that
 both meet the same hour of the host (its speed drifts by the hour); the bulk rates come last,
-auditlog's alone. The system not under load stays up, idle, meanwhile. Latency runs from each
-entry's due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms), or
-to the auditlog checkpoint that sealed it (read from the database afterwards; each event carries
-its due time as its ``timestamp``). A rate is *held* when every request succeeded, none was
-still queued when the schedule ended, and p99 stayed within ``--held-p99-ms`` (Tessera's
+auditlog's alone. The system not under load stays up, idle, meanwhile, and every run of either
+starts once the box is idle (under 10 % busy for 2 s, waiting at most two minutes): what a run
+leaves behind (autovacuum, checkpoints, a backlog draining) would otherwise land on the next
+one; each auditlog run also waits for its sealers' consumer group to be whole. Latency runs from
+each entry's due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms),
+or to the auditlog checkpoint that sealed it (read from the database afterwards; each event
+carries its due time as its ``timestamp``). A rate is *held* when every request succeeded, none
+was still queued when the schedule ended, and p99 stayed within ``--held-p99-ms`` (Tessera's
 one-second checkpoint interval puts its own floor near 1.5 s). CPU per event is every process of
 each system together (Tessera's server; ingest, sealers, Kafka and PostgreSQL), the load
 generator apart. Prints both systems' figures and the ratios of their held rates; writes
@@ -52,6 +55,7 @@ from bench.harness import (
     group_settled,
     percentile,
     wait_http,
+    wait_idle,
 )
 from bench.sealer_measure import SealTimes, count_events
 
@@ -59,6 +63,8 @@ TESSERA: Final = "github.com/transparency-dev/tessera/cmd/conformance/posix"
 TESSERA_VERSION: Final = "v1.0.4"
 WORKDIR: Final = Path(".auditlog/bench")
 SEALERS: Final = 2
+# Longest wait for the box to go idle before a run (then it runs anyway; the wait is recorded).
+IDLE_WITHIN: Final = 120.0
 SYSTEM_GROUPS: Final = {
     "tessera": ("tessera",),
     "auditlog": ("ingest", "sealer", "kafka", "postgres"),
@@ -137,9 +143,12 @@ def tessera_running() -> Iterator[str]:
 def run_tessera(
     args: argparse.Namespace, loadgen: Path, corpus: Path, url: str, rate: float
 ) -> dict[str, Any]:
+    # What the run before left behind (autovacuum, checkpoints, a backlog) must not land here.
+    idle = wait_idle(within=IDLE_WITHIN)
     meter = CpuMeter()
     with meter.sampling():
         run = race(loadgen, "tessera", url, corpus, rate, args.seconds)
+    run["idle_wait_s"] = round(idle, 1)
     run["cpu_us_per_event"] = cpu_per_event(meter, "tessera", run["events"])
     run["held"] = held(run, run["integrated_ms"], args.held_p99_ms)
     print(
@@ -185,6 +194,7 @@ def run_auditlog(
     # The sealers' group must be whole first: a rebalance left by the previous (overloaded) run
     # would be counted against this one.
     settled = asyncio.run(group_settled(bench, SEALERS))
+    idle = wait_idle(within=IDLE_WITHIN)
     before = asyncio.run(count_events(bench.database_url))
     meter = CpuMeter()
     with meter.sampling():
@@ -201,6 +211,7 @@ def run_auditlog(
     )
     run["cpu_us_per_event"] = cpu_per_event(meter, "auditlog", run["events"])
     run["group_settled_s"] = round(settled, 1)
+    run["idle_wait_s"] = round(idle, 1)
     run["held"] = (
         held(run, run["sealed_ms"], args.held_p99_ms) and run["sealed_ms"]["count"] == run["events"]
     )
