@@ -1,7 +1,8 @@
 """auditlog and Tessera (v1.0.4, POSIX storage) side by side: the same open-loop load, same box.
 
     .venv/bin/python -m bench.bench_race [--rates 1000 2000 4000 ...] [--bulk-rates ...]
-        [--seconds 20] [--held-p99-ms 2000] [--batch-max-age S] [--batch-min-interval S]
+        [--seconds 20] [--held-p99-ms 2000] [--held-backlog-s 0.1] [--batch-max-age S]
+        [--batch-min-interval S]
         [--skip-tessera]
 
 Both are fed by ``bench/race`` (Go), one run per offered rate, with the same realistic events
@@ -19,12 +20,13 @@ leaves behind (autovacuum, checkpoints, a backlog draining) would otherwise land
 one; each auditlog run also waits for its sealers' consumer group to be whole. Latency runs from
 each entry's due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms),
 or to the auditlog checkpoint that sealed it (read from the database afterwards; each event
-carries its due time as its ``timestamp``). A rate is *held* when every request succeeded, none
-was still queued when the schedule ended, and p99 stayed within ``--held-p99-ms`` (Tessera's
-one-second checkpoint interval puts its own floor near 1.5 s). CPU per event is every process of
-each system together (Tessera's server; ingest, sealers, Kafka and PostgreSQL), the load
-generator apart. Prints both systems' figures and the ratios of their held rates; writes
-bench/results/bench_race-*.json.
+carries its due time as its ``timestamp``). A rate is *held* when every request succeeded, no
+more than ``--held-backlog-s`` (0.1 s) of the schedule was still queued when it ended (a system
+falling behind leaves thousands of requests there; one that keeps up, none or a busy moment's
+hundred), and p99 stayed within ``--held-p99-ms`` (Tessera's one-second checkpoint interval puts
+its own floor near 1.5 s). CPU per event is every process of each system together (Tessera's
+server; ingest, sealers, Kafka and PostgreSQL), the load generator apart. Prints both systems'
+figures and the ratios of their held rates; writes bench/results/bench_race-*.json.
 """
 
 from __future__ import annotations
@@ -111,8 +113,17 @@ def cpu_per_event(meter: CpuMeter, system: str, events: int) -> dict[str, float]
     return groups
 
 
-def held(run: dict[str, Any], latency: dict[str, float], p99_ms: float) -> bool:
-    return run["errors"] == 0 and run["backlog"] == 0 and latency.get("p99", float("inf")) <= p99_ms
+def held(run: dict[str, Any], latency: dict[str, float], args: argparse.Namespace) -> bool:
+    """Every request answered 2xx, p99 within ``--held-p99-ms``, and no more requests waiting
+    for a free connection when the schedule ended than ``--held-backlog-s`` of it: the load
+    generator counts those at one instant, and a handful there means a busy moment, not a
+    system falling behind (which leaves thousands)."""
+    requests_per_s = run["rate"] / int(run.get("bulk") or 1)
+    return (
+        run["errors"] == 0
+        and run["backlog"] <= requests_per_s * args.held_backlog_s
+        and latency.get("p99", float("inf")) <= args.held_p99_ms
+    )
 
 
 @contextlib.contextmanager
@@ -150,7 +161,7 @@ def run_tessera(
         run = race(loadgen, "tessera", url, corpus, rate, args.seconds)
     run["idle_wait_s"] = round(idle, 1)
     run["cpu_us_per_event"] = cpu_per_event(meter, "tessera", run["events"])
-    run["held"] = held(run, run["integrated_ms"], args.held_p99_ms)
+    run["held"] = held(run, run["integrated_ms"], args)
     print(
         f"tessera  {rate:>8,.0f}/s: integrated p50 {run['integrated_ms'].get('p50')} ms,"
         f" p99 {run['integrated_ms'].get('p99')} ms; errors {run['errors']}, backlog"
@@ -212,9 +223,7 @@ def run_auditlog(
     run["cpu_us_per_event"] = cpu_per_event(meter, "auditlog", run["events"])
     run["group_settled_s"] = round(settled, 1)
     run["idle_wait_s"] = round(idle, 1)
-    run["held"] = (
-        held(run, run["sealed_ms"], args.held_p99_ms) and run["sealed_ms"]["count"] == run["events"]
-    )
+    run["held"] = held(run, run["sealed_ms"], args) and run["sealed_ms"]["count"] == run["events"]
     kind = "single" if bulk == 1 else f"bulk {bulk}"
     print(
         f"auditlog {rate:>8,.0f}/s ({kind}): sealed p50 {run['sealed_ms'].get('p50')} ms,"
@@ -261,6 +270,12 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=100, help="events per /v2/log request")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--held-p99-ms", type=float, default=2000)
+    parser.add_argument(
+        "--held-backlog-s",
+        type=float,
+        default=0.1,
+        help="requests still queued at the schedule's end a held run may have, in seconds of it",
+    )
     parser.add_argument("--corpus-events", type=int, default=50_000)
     parser.add_argument(
         "--batch-max-age", type=float, help="the sealers' AUDITLOG_BATCH_MAX_AGE (their default)"
@@ -314,7 +329,8 @@ def main() -> None:
         for name, rate in (("single", single), ("bulk", bulk))
     }
     print(
-        f"held (p99 ≤ {args.held_p99_ms:,.0f} ms): Tessera {tessera_held:,.0f}/s; auditlog"
+        f"held (p99 ≤ {args.held_p99_ms:,.0f} ms, ≤ {args.held_backlog_s} s of the schedule"
+        f" queued at its end): Tessera {tessera_held:,.0f}/s; auditlog"
         f" single {single:,.0f}/s (x{figures['ratios']['single']}), bulk of {args.bulk}"
         f" {bulk:,.0f}/s (x{figures['ratios']['bulk']})"
     )
