@@ -7,7 +7,8 @@ loop, the seal worker and the commits are :class:`sealer.worker.Sealer`'s.
 
 Shutdown order (SIGTERM/SIGINT): stop fetching; seal what is buffered (every seal under way
 finishes); commit the offsets to Kafka for lag reporting; stop the consumer (leaves the group);
-flush and stop the dead-letter producer; close the PostgreSQL pool.
+flush and stop the dead-letter producer; close the PostgreSQL pool. The search index's merge
+(sealer/index_merge.py) stops with the seals: a merge under way finishes before the pool closes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import SettingsError, describe, load_schemas
 from sealer import faults
 from sealer.health import SealerHealth
+from sealer.index_merge import merge_loop
 from sealer.settings import Settings
 from sealer.store import Witnessing, connect_pool
 from sealer.worker import PARALLEL_SEALS, Sealer
@@ -127,8 +129,9 @@ async def _run(
     witnessing: Witnessing | None,
     health: SealerHealth,
 ) -> None:
-    # One connection per parallel seal, one for partition creation and housekeeping.
-    pool = await connect_pool(settings.database_url.value, max_size=PARALLEL_SEALS + 1)
+    # One connection per parallel seal, one for partition creation and housekeeping, one for the
+    # search index's merge.
+    pool = await connect_pool(settings.database_url.value, max_size=PARALLEL_SEALS + 2)
     try:
         await db.check_schema(pool)
         # Not idempotent: aiokafka's idempotent producer never recovers from one refused batch
@@ -171,6 +174,10 @@ async def _run(
                     tg.create_task(sealer.seal_loop(), name="seal-loop")
                     tg.create_task(sealer.housekeeping(), name="housekeeping")
                     tg.create_task(sealer.commit_loop(), name="commit-loop")
+                    tg.create_task(
+                        merge_loop(pool, settings.search_merge_interval, sealer.stopping),
+                        name="search-merge",
+                    )
                     tg.create_task(stalls.watch_event_loop(sealer.stopping), name="loop-watch")
                     tg.create_task(
                         health.watch(

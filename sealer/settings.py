@@ -24,6 +24,7 @@ from sealer.batcher import (
     DEFAULT_BATCH_MIN_INTERVAL,
 )
 from sealer.health import DEFAULT_MAX_SEAL_AGE
+from sealer.index_merge import DEFAULT_INTERVAL as DEFAULT_SEARCH_MERGE_INTERVAL
 from sealer.records import DEFAULT_MAX_FUTURE, DEFAULT_MAX_PAST
 
 DEFAULT_GROUP_ID = "auditlog-sealer"
@@ -53,6 +54,9 @@ class Settings:
     batch_max_age: float = DEFAULT_BATCH_MAX_AGE
     # A partition's batches close by age at most this often (seconds; sealer/batcher.py).
     batch_min_interval: float = DEFAULT_BATCH_MIN_INTERVAL
+    # How often the search blocks' index pending list is merged (seconds; 0: by the seals, at
+    # PostgreSQL's 4 MB limit; sealer/index_merge.py).
+    search_merge_interval: float = DEFAULT_SEARCH_MERGE_INTERVAL
     witness_policy_file: Path | None = None  # C2SP tlog-policy with witness URLs and quorum
     witness_timeout: float = 1.0
     schemas_file: Path | None = None  # custom schemas per config_id, as ingest's
@@ -87,6 +91,9 @@ class Settings:
             batch_min_interval=env.number(
                 "BATCH_MIN_INTERVAL", DEFAULT_BATCH_MIN_INTERVAL, minimum=0
             ),
+            search_merge_interval=env.number(
+                "SEARCH_MERGE_INTERVAL", DEFAULT_SEARCH_MERGE_INTERVAL, minimum=0
+            ),
             witness_policy_file=env.path("WITNESS_POLICY_FILE"),
             witness_timeout=env.number("WITNESS_TIMEOUT", 1.0, minimum=0.05),
             schemas_file=env.path("SCHEMAS_FILE"),
@@ -114,6 +121,8 @@ class Settings:
             raise SettingsError("AUDITLOG_BATCH_MAX_AGE must be at most 60 seconds")
         if not 0 <= self.batch_min_interval <= 60:
             raise SettingsError("AUDITLOG_BATCH_MIN_INTERVAL must be at most 60 seconds")
+        if not 0 <= self.search_merge_interval <= 60:
+            raise SettingsError("AUDITLOG_SEARCH_MERGE_INTERVAL must be at most 60 seconds")
         if "/" in self.topic:
             raise SettingsError("AUDITLOG_TOPIC must not contain '/'")
         for name, value in (("MAX_PAST", self.max_past), ("MAX_FUTURE", self.max_future)):

@@ -5,6 +5,13 @@ migration 0007 have none; ``search_coverage`` says, per log, below which index t
 search reads those entries whole until :func:`backfill` writes their blocks. The backfill goes
 down from that index in chunks, each chunk's blocks and the lowered bound in one transaction,
 so it can be stopped and run again at any point, while the sealers run (they write only above).
+
+The blocks' key index is GIN with fast update: a new row's keys go to the index's pending list,
+and the list is merged into the index's tree in bulk. PostgreSQL merges it in the session whose
+insert finds it past ``gin_pending_list_limit`` (4 MB), inside that session's transaction; with
+realistic events that is a seal about once a second at 10k events/s, which then spends a few
+hundred milliseconds merging while its partition waits. :func:`merge_pending` merges it on
+purpose, from a session of its own (sealer/index_merge.py runs it every half second).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ __all__ = [
     "block_rows",
     "copy_blocks",
     "encode_blocks",
+    "merge_pending",
     "uncovered",
 ]
 
@@ -166,3 +174,19 @@ async def backfill(conn: asyncpg.Connection, report: Callable[[str], None] = pri
         await conn.execute("DELETE FROM search_coverage WHERE log_id = $1 AND below = 0", log_id)
         report(f"{log_id}: covered")
     return covered
+
+
+# Taken for the merge's transaction: sessions merging at once would queue behind each other
+# (gin_clean_pending_list waits for the index's merge lock); with it the others skip their turn.
+MERGE_LOCK_ID: Final = int.from_bytes(b"srchmerg", "big")
+_MERGE: Final = (
+    "SELECT CASE WHEN pg_try_advisory_xact_lock($1)"
+    " THEN gin_clean_pending_list('search_blocks_keys'::regclass) END"
+)
+
+
+async def merge_pending(conn: asyncpg.Connection | asyncpg.Pool) -> int | None:
+    """Merge the block index's pending list into its tree now; the pending pages merged, or None
+    when another session was merging. Needs the index's owner (the role that migrated)."""
+    merged: int | None = await conn.fetchval(_MERGE, MERGE_LOCK_ID)
+    return merged

@@ -1,0 +1,80 @@
+"""Merging the search blocks' index off the seals' path.
+
+Every seal adds its blocks' keys to the GIN index's pending list; PostgreSQL merges that list
+into the index's tree in the session whose insert finds it past 4 MB, and with realistic events
+that was a seal about once a second at 10k events/s, spending ~0.3 s of its transaction on the
+merge while its partition's next batches waited: most of the tail of produce→sealed latency
+(bench/JOURNAL.md, 2026-12-05 08:20). Here each sealer merges it every
+``AUDITLOG_SEARCH_MERGE_INTERVAL`` seconds (0.5 by default; 0: never, seals merge as before)
+on a connection of its own; one session merges at a time, the others skip their turn
+(auditlog.pg.search_blocks.merge_pending), so the list stays at ~half a second of keys and no
+seal waits for it. The merge costs PostgreSQL the same CPU wherever it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Final
+
+import asyncpg
+import structlog
+from prometheus_client import Counter, Histogram
+
+from auditlog.pg.search_blocks import merge_pending
+
+__all__ = ["DEFAULT_INTERVAL", "merge_loop"]
+
+log = structlog.get_logger("sealer.index_merge")
+
+DEFAULT_INTERVAL: Final = 0.5
+
+MERGED_PAGES = Counter(
+    "auditlog_sealer_search_merged_pages_total",
+    "Pending-list pages of the search blocks' index this sealer merged into the index's tree",
+)
+MERGE_SECONDS = Histogram(
+    "auditlog_sealer_search_merge_seconds",
+    "Time of each merge of the search blocks' pending list by this sealer",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# Errors that the next turn would meet again: the role does not own the index, or the index is
+# gone or not GIN. The sealer goes on without merging; seals then merge as PostgreSQL decides.
+_FOR_GOOD: Final = (
+    asyncpg.InsufficientPrivilegeError,
+    asyncpg.UndefinedTableError,
+    asyncpg.WrongObjectTypeError,
+)
+# Errors of one turn (a restart, a failover, a cancelled statement): tried again next turn.
+_FOR_NOW: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Event) -> None:
+    """Merge the pending list every ``interval`` seconds until ``stopping`` is set (a merge under
+    way finishes first, which the shutdown order in sealer/main.py allows for)."""
+    if interval <= 0:
+        return
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await stopping.wait()
+        if stopping.is_set():
+            return
+        started = time.perf_counter()
+        try:
+            merged = await merge_pending(pool)
+        except _FOR_GOOD as exc:
+            log.warning(
+                "search index merge off: seals merge the pending list themselves",
+                error=type(exc).__name__,
+                reason=str(exc),
+            )
+            return
+        except _FOR_NOW as exc:
+            log.warning("search index merge failed, next turn retries", error=type(exc).__name__)
+            continue
+        if merged is not None:
+            MERGE_SECONDS.observe(time.perf_counter() - started)
+            MERGED_PAGES.inc(merged)
