@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_sealer [--events 200000] [--sealers 2] [--rate 20000]
         [--search-index blocks|trigram] [--hash-index hash|none]
+        [--batch-age S] [--batch-min-interval S] [--search-merge-interval S]
 
 Phase 1 fills a topic with `--events` canonical envelopes, then starts `--sealers` sealer
 processes and times how long they take to seal everything. Phase 2 keeps the sealers running
@@ -15,7 +16,9 @@ the dead-letter topic. The sealers write search blocks, as always; ``--search-in
 adds the optional trigram index (``auditlog search-index create``), and ``--hash-index none``
 seals without the event-hash index (``auditlog hash-index drop``); ``--drop-index`` and
 ``--sql`` change the scratch schema before sealing, to measure what an index (or an index
-option) costs.
+option) costs. The sealers' batching and search-index merging are their defaults unless
+``--batch-age``, ``--batch-min-interval`` or ``--search-merge-interval`` say otherwise (0 for
+the last: the seals merge the index's pending list themselves, as before sealer/index_merge.py).
 Kafka, PostgreSQL, the producer and the sealers all share this machine's cores.
 
 The events are realistic (``auditlog/loadtest/events.py``, written to a corpus file by
@@ -71,7 +74,8 @@ from bench.sealer_measure import (
     wait_sealed,
     windows_report,
 )
-from sealer.batcher import DEFAULT_BATCH_MAX_AGE
+from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MIN_INTERVAL
+from sealer.index_merge import DEFAULT_INTERVAL as DEFAULT_SEARCH_MERGE_INTERVAL
 
 
 def _fill_go(
@@ -191,6 +195,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-age", type=float, default=DEFAULT_BATCH_MAX_AGE)
     parser.add_argument(
+        "--batch-min-interval",
+        type=float,
+        default=DEFAULT_BATCH_MIN_INTERVAL,
+        help="the sealers' AUDITLOG_BATCH_MIN_INTERVAL",
+    )
+    parser.add_argument(
+        "--search-merge-interval",
+        type=float,
+        default=DEFAULT_SEARCH_MERGE_INTERVAL,
+        help="the sealers' AUDITLOG_SEARCH_MERGE_INTERVAL (0: seals merge the search index's"
+        " pending list themselves, at PostgreSQL's limit)",
+    )
+    parser.add_argument(
         "--search-index",
         choices=("blocks", "trigram"),
         default="blocks",
@@ -283,6 +300,8 @@ def main() -> None:
                 "sealer",
                 AUDITLOG_BATCH_MAX_SIZE=str(args.batch_size),
                 AUDITLOG_BATCH_MAX_AGE=str(args.batch_age),
+                AUDITLOG_BATCH_MIN_INTERVAL=str(args.batch_min_interval),
+                AUDITLOG_SEARCH_MERGE_INTERVAL=str(args.search_merge_interval),
                 AUDITLOG_LOG_LEVEL=args.log_level,
                 AUDITLOG_SEALER_METRICS_PORT=str(port),
             )

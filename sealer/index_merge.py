@@ -4,11 +4,13 @@ Every seal adds its blocks' keys to the GIN index's pending list; PostgreSQL mer
 into the index's tree in the session whose insert finds it past 4 MB, and with realistic events
 that was a seal about once a second at 10k events/s, spending ~0.3 s of its transaction on the
 merge while its partition's next batches waited: most of the tail of produce→sealed latency
-(bench/JOURNAL.md, 2026-12-05 08:20). Here each sealer merges it every
-``AUDITLOG_SEARCH_MERGE_INTERVAL`` seconds (0.5 by default; 0: never, seals merge as before)
-on a connection of its own; one session merges at a time, the others skip their turn
-(auditlog.pg.search_blocks.merge_pending), so the list stays at ~half a second of keys and no
-seal waits for it. The merge costs PostgreSQL the same CPU wherever it runs.
+(bench/JOURNAL.md, 2026-12-05 08:20). Here one sealer of the group, the one whose connection
+holds the merge lock (auditlog.pg.search_blocks.lead_merges), merges it every
+``AUDITLOG_SEARCH_MERGE_INTERVAL`` seconds (0.5 by default; 0: never, seals merge as before) on
+a connection of its own; the others try to take the lock at the same pace, so when that sealer
+stops or dies (its session ends, the lock with it), another one merges from its next turn. The
+list stays at about half a second of keys and no seal waits for it. The merge costs PostgreSQL
+the same CPU wherever it runs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Histogram
 
-from auditlog.pg.search_blocks import merge_pending
+from auditlog.pg.search_blocks import lead_merges, merge_pending
 
 __all__ = ["DEFAULT_INTERVAL", "merge_loop"]
 
@@ -47,24 +49,27 @@ _FOR_GOOD: Final = (
     asyncpg.UndefinedTableError,
     asyncpg.WrongObjectTypeError,
 )
-# Errors of one turn (a restart, a failover, a cancelled statement): tried again next turn.
+# Errors of one turn (a restart, a failover, a cancelled statement): the next turn starts over
+# on a connection from the pool.
 _FOR_NOW: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Event) -> None:
-    """Merge the pending list every ``interval`` seconds until ``stopping`` is set (a merge under
-    way finishes first, which the shutdown order in sealer/main.py allows for)."""
+    """Take turns every ``interval`` seconds until ``stopping`` is set: merge while this sealer
+    holds the merge lock, else try to take it. A merge under way finishes first (the shutdown
+    order in sealer/main.py allows for it)."""
     if interval <= 0:
         return
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval):
-                await stopping.wait()
-        if stopping.is_set():
-            return
-        started = time.perf_counter()
+    while not await _stopped(stopping, interval):
         try:
-            merged = await merge_pending(pool)
+            async with pool.acquire() as conn:
+                try:
+                    await _turns(conn, interval, stopping)
+                finally:
+                    # The sealer's pool keeps session state (sealer/store.py, connect_pool):
+                    # the lock must not stay with a connection going back to it.
+                    with contextlib.suppress(*_FOR_NOW):
+                        await conn.execute("SELECT pg_advisory_unlock_all()")
         except _FOR_GOOD as exc:
             log.warning(
                 "search index merge off: seals merge the pending list themselves",
@@ -74,7 +79,31 @@ async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Even
             return
         except _FOR_NOW as exc:
             log.warning("search index merge failed, next turn retries", error=type(exc).__name__)
-            continue
-        if merged is not None:
+        else:
+            return
+
+
+async def _turns(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    interval: float,
+    stopping: asyncio.Event,
+) -> None:
+    leading = False
+    while True:
+        if not leading:
+            leading = await lead_merges(conn)
+        if leading:
+            started = time.perf_counter()
+            merged = await merge_pending(conn)
             MERGE_SECONDS.observe(time.perf_counter() - started)
             MERGED_PAGES.inc(merged)
+        if await _stopped(stopping, interval):
+            return
+
+
+async def _stopped(stopping: asyncio.Event, interval: float) -> bool:
+    """Whether ``stopping`` was set within the next ``interval`` seconds."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(interval):
+            await stopping.wait()
+    return stopping.is_set()

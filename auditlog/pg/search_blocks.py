@@ -11,7 +11,8 @@ and the list is merged into the index's tree in bulk. PostgreSQL merges it in th
 insert finds it past ``gin_pending_list_limit`` (4 MB), inside that session's transaction; with
 realistic events that is a seal about once a second at 10k events/s, which then spends a few
 hundred milliseconds merging while its partition waits. :func:`merge_pending` merges it on
-purpose, from a session of its own (sealer/index_merge.py runs it every half second).
+purpose, from a session of its own that holds the merge lock (:func:`lead_merges`;
+sealer/index_merge.py merges every half second).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "block_rows",
     "copy_blocks",
     "encode_blocks",
+    "lead_merges",
     "merge_pending",
     "uncovered",
 ]
@@ -176,17 +178,21 @@ async def backfill(conn: asyncpg.Connection, report: Callable[[str], None] = pri
     return covered
 
 
-# Taken for the merge's transaction: sessions merging at once would queue behind each other
-# (gin_clean_pending_list waits for the index's merge lock); with it the others skip their turn.
+# The session holding this advisory lock is the one that merges (sealer/index_merge.py): sessions
+# merging at once would queue behind each other's merge for nothing.
 MERGE_LOCK_ID: Final = int.from_bytes(b"srchmerg", "big")
-_MERGE: Final = (
-    "SELECT CASE WHEN pg_try_advisory_xact_lock($1)"
-    " THEN gin_clean_pending_list('search_blocks_keys'::regclass) END"
-)
 
 
-async def merge_pending(conn: asyncpg.Connection | asyncpg.Pool) -> int | None:
-    """Merge the block index's pending list into its tree now; the pending pages merged, or None
-    when another session was merging. Needs the index's owner (the role that migrated)."""
-    merged: int | None = await conn.fetchval(_MERGE, MERGE_LOCK_ID)
+async def lead_merges(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> bool:
+    """Whether this session now holds the merge lock (it keeps it until it ends or unlocks)."""
+    led: bool = await conn.fetchval("SELECT pg_try_advisory_lock($1)", MERGE_LOCK_ID)
+    return led
+
+
+async def merge_pending(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> int:
+    """Merge the block index's pending list into its tree now; the pending pages merged. Needs
+    the index's owner (the role that migrated)."""
+    merged: int = await conn.fetchval(
+        "SELECT gin_clean_pending_list('search_blocks_keys'::regclass)"
+    )
     return merged

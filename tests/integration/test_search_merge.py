@@ -75,24 +75,22 @@ def test_a_merge_empties_the_pending_list_and_the_index_still_finds_every_block(
         asyncio.run(check())
 
 
-def test_while_one_session_merges_another_skips_its_turn(services: Services) -> None:
+def test_one_session_at_a_time_leads_the_merges(services: Services) -> None:
     name = f"auditlog_merge_{secrets.token_hex(4)}"
     with scratch_database(services.database_url, name) as url:
 
         async def check() -> None:
-            holder = await asyncpg.connect(url)
-            other = await asyncpg.connect(url)
+            first = await asyncpg.connect(url)
+            second = await asyncpg.connect(url)
             try:
-                await _write(other, _blocks(0, 5, random.Random(2)))
-                async with holder.transaction():
-                    await holder.execute(
-                        "SELECT pg_advisory_xact_lock($1)", search_blocks.MERGE_LOCK_ID
-                    )
-                    assert await search_blocks.merge_pending(other) is None
-                assert (await search_blocks.merge_pending(other) or 0) > 0
+                assert await search_blocks.lead_merges(first)
+                assert await search_blocks.lead_merges(first)  # still its own
+                assert not await search_blocks.lead_merges(second)
+                await first.close()  # a sealer gone: its lock with it
+                assert await search_blocks.lead_merges(second)
             finally:
-                await holder.close()
-                await other.close()
+                await first.close()
+                await second.close()
 
         asyncio.run(check())
 
@@ -101,7 +99,15 @@ def _merged_pages() -> float:
     return REGISTRY.get_sample_value("auditlog_sealer_search_merged_pages_total") or 0.0
 
 
-def test_the_loop_merges_until_stopped_and_gives_up_when_the_index_is_gone(
+async def _until_merged(before: float) -> None:
+    for _ in range(600):  # 30 s at most
+        if _merged_pages() > before:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the loop merged nothing in 30 s")
+
+
+def test_the_loop_merges_while_it_leads_and_gives_up_when_the_index_is_gone(
     services: Services,
 ) -> None:
     name = f"auditlog_merge_{secrets.token_hex(4)}"
@@ -109,28 +115,34 @@ def test_the_loop_merges_until_stopped_and_gives_up_when_the_index_is_gone(
 
         async def check() -> None:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+            other = await asyncpg.connect(url)
             assert pool is not None
             try:
-                async with pool.acquire() as conn:
-                    await _write(conn, _blocks(0, 10, random.Random(3)))
+                # Another sealer leads: this one's loop only tries to take the lock.
+                assert await search_blocks.lead_merges(other)
+                await _write(other, _blocks(0, 10, random.Random(3)))
                 before = _merged_pages()
                 stopping = asyncio.Event()
                 loop = asyncio.create_task(merge_loop(pool, 0.05, stopping))
-                for _ in range(600):  # 30 s at most
-                    if _merged_pages() > before:
-                        break
-                    await asyncio.sleep(0.05)
-                assert _merged_pages() > before
-                assert await search_blocks.merge_pending(pool) == 0
+                await asyncio.sleep(0.5)
+                assert _merged_pages() == before
+                # That sealer gone, this one merges from its next turn.
+                await other.execute("SELECT pg_advisory_unlock_all()")
+                await _until_merged(before)
+                assert await search_blocks.merge_pending(other) == 0
+                # Stopped, it leaves the lock behind for the next sealer.
                 stopping.set()
                 async with asyncio.timeout(5):
                     await loop
+                assert await search_blocks.lead_merges(other)
+                await other.execute("SELECT pg_advisory_unlock_all()")
 
                 # An index that cannot be merged ends the loop by itself (the sealer goes on).
                 await pool.execute("DROP INDEX search_blocks_keys")
                 async with asyncio.timeout(5):
                     await merge_loop(pool, 0.05, asyncio.Event())
             finally:
+                await other.close()
                 await pool.close()
 
         asyncio.run(check())
