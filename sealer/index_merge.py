@@ -52,19 +52,37 @@ _FOR_GOOD: Final = (
 # Errors of one turn (a restart, a failover, a cancelled statement): the next turn starts over
 # on a connection from the pool.
 _FOR_NOW: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# The longest wait between two turns after failed ones (seconds).
+_MAX_PAUSE: Final = 30.0
 
 
 async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Event) -> None:
     """Take turns every ``interval`` seconds until ``stopping`` is set: merge while this sealer
     holds the merge lock, else try to take it. A merge under way finishes first (the shutdown
-    order in sealer/main.py allows for it)."""
+    order in sealer/main.py allows for it). While PostgreSQL cannot be reached the turns space
+    out, up to :data:`_MAX_PAUSE`, and the outage is logged once."""
     if interval <= 0:
         return
-    while not await _stopped(stopping, interval):
+    failures = 0
+    pause = interval
+    while not await _stopped(stopping, pause):
         try:
             async with pool.acquire() as conn:
                 try:
-                    await _turns(conn, interval, stopping)
+                    leading = False
+                    while True:
+                        if not leading:
+                            leading = await lead_merges(conn)
+                        if leading:
+                            started = time.perf_counter()
+                            merged = await merge_pending(conn)
+                            MERGE_SECONDS.observe(time.perf_counter() - started)
+                            MERGED_PAGES.inc(merged)
+                        if failures:
+                            log.info("search index merges again", failed_turns=failures)
+                            failures, pause = 0, interval
+                        if await _stopped(stopping, interval):
+                            return
                 finally:
                     # The sealer's pool keeps session state (sealer/store.py, connect_pool):
                     # the lock must not stay with a connection going back to it.
@@ -78,27 +96,10 @@ async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Even
             )
             return
         except _FOR_NOW as exc:
-            log.warning("search index merge failed, next turn retries", error=type(exc).__name__)
-        else:
-            return
-
-
-async def _turns(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
-    interval: float,
-    stopping: asyncio.Event,
-) -> None:
-    leading = False
-    while True:
-        if not leading:
-            leading = await lead_merges(conn)
-        if leading:
-            started = time.perf_counter()
-            merged = await merge_pending(conn)
-            MERGE_SECONDS.observe(time.perf_counter() - started)
-            MERGED_PAGES.inc(merged)
-        if await _stopped(stopping, interval):
-            return
+            failures += 1
+            if failures == 1:
+                log.warning("search index merge failed, retrying", error=type(exc).__name__)
+            pause = min(interval * 2 ** min(failures, 16), _MAX_PAUSE)
 
 
 async def _stopped(stopping: asyncio.Event, interval: float) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import socket
 from datetime import UTC, datetime
 
 import asyncpg
@@ -61,8 +62,7 @@ def test_a_merge_empties_the_pending_list_and_the_index_still_finds_every_block(
             try:
                 await _write(conn, rows)
                 assert await _found(conn, 42) == 30  # read from the pending list
-                merged = await search_blocks.merge_pending(conn)
-                assert merged is not None and merged > 0
+                assert await search_blocks.merge_pending(conn) > 0
                 assert await search_blocks.merge_pending(conn) == 0
                 assert await _found(conn, 42) == 30  # read from the tree
                 for row in rows[::7]:
@@ -146,3 +146,29 @@ def test_the_loop_merges_while_it_leads_and_gives_up_when_the_index_is_gone(
                 await pool.close()
 
         asyncio.run(check())
+
+
+def test_the_loop_outlasts_a_database_it_cannot_reach() -> None:
+    # Nothing listens on the port: every turn fails to connect, the loop waits longer each time
+    # and leaves when the sealer stops, instead of ending the sealer's task group.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def check() -> None:
+        pool = await asyncpg.create_pool(
+            f"postgresql://nobody@127.0.0.1:{port}/none", min_size=0, max_size=1
+        )
+        assert pool is not None
+        try:
+            stopping = asyncio.Event()
+            loop = asyncio.create_task(merge_loop(pool, 0.01, stopping))
+            await asyncio.sleep(0.5)
+            assert not loop.done()
+            stopping.set()
+            async with asyncio.timeout(5):
+                await loop
+        finally:
+            await pool.close()
+
+    asyncio.run(check())
