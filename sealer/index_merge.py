@@ -1,16 +1,16 @@
 """Merging the search blocks' index off the seals' path.
 
-Every seal adds its blocks' keys to the GIN index's pending list; PostgreSQL merges that list
-into the index's tree in the session whose insert finds it past 4 MB, and with realistic events
-that was a seal about once a second at 10k events/s, spending ~0.3 s of its transaction on the
-merge while its partition's next batches waited: most of the tail of produce→sealed latency
-(bench/JOURNAL.md, 2026-12-05 08:20). Here one sealer of the group, the one whose connection
-holds the merge lock (auditlog.pg.search_blocks.lead_merges), merges it every
-``AUDITLOG_SEARCH_MERGE_INTERVAL`` seconds (0.5 by default; 0: never, seals merge as before) on
-a connection of its own; the others try to take the lock at the same pace, so when that sealer
-stops or dies (its session ends, the lock with it), another one merges from its next turn. The
-list stays at about half a second of keys and no seal waits for it. The merge costs PostgreSQL
-the same CPU wherever it runs.
+Every seal adds its blocks' keys to the GIN index's pending list; PostgreSQL merges that list into
+the index's tree in the session whose insert finds it past 4 MB, and with realistic events that was
+a seal every ~3 s at 10k events/s (~125 bytes of pending list per event), spending most of a second
+of its transaction merging ~34,000 events' keys while its partition's next batches waited: most of
+the tail of produce→sealed latency (bench/JOURNAL.md, 2026-12-05 08:20). Here one sealer of the
+group, the one whose connection holds the merge lock (auditlog.pg.search_blocks.lead_merges),
+merges it every ``AUDITLOG_SEARCH_MERGE_INTERVAL`` seconds (0.5 by default; 0: never, seals merge
+as before) on a connection of its own; the others try to take the lock at the same pace, so when
+that sealer stops or dies (its session ends, the lock with it), another one merges from its next
+turn. The list stays at about half a second of keys and no seal waits for it. The merge costs
+PostgreSQL the same CPU wherever it runs.
 """
 
 from __future__ import annotations
