@@ -19,6 +19,7 @@ import zlib
 import asyncpg
 import structlog
 
+from auditlog.runtime.eventloop import pause
 from forward import cursors
 
 log = structlog.get_logger("forward")
@@ -49,8 +50,6 @@ class Membership:
                 if members != self.members:
                     log.info("members", members=members)
                 self.members = members
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(lease / 3):
-                    await stopping.wait()
+            await pause(stopping, lease / 3)
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await cursors.leave(pool, self.owner)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
+from auditlog.runtime.eventloop import pause
 from forward import cursors
 from forward.config import Destination
 from forward.cursors import Claim
@@ -279,7 +280,4 @@ class Pump:
 
     async def _pause_for(self, seconds: float) -> bool:
         """Sleep ``seconds`` or until stopping; True when stopping."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self.stopping.wait()
-        return self.stopping.is_set()
+        return await pause(self.stopping, seconds)

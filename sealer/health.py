@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from auditlog.runtime.eventloop import pause
 from auditlog.runtime.listener import Verdict
 
 log = structlog.get_logger("sealer")
@@ -200,9 +201,7 @@ class SealerHealth:
                 # Nothing is published: should this repeat, /healthz turns 503 after
                 # LOOP_STALL_SECONDS and the sealer is restarted.
                 log.exception("health_watch_failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await stopping.wait()
+            await pause(stopping, interval)
         self.publish(stopping=True)
 
 

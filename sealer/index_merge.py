@@ -25,6 +25,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from auditlog.pg.search_blocks import lead_merges, merge_pending
+from auditlog.runtime.eventloop import pause
 
 __all__ = ["DEFAULT_INTERVAL", "merge_loop"]
 
@@ -64,8 +65,8 @@ async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Even
     if interval <= 0:
         return
     failures = 0
-    pause = interval
-    while not await _stopped(stopping, pause):
+    wait = interval
+    while not await pause(stopping, wait):
         try:
             async with pool.acquire() as conn:
                 try:
@@ -80,8 +81,8 @@ async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Even
                             MERGED_PAGES.inc(merged)
                         if failures:
                             log.info("search index merges again", failed_turns=failures)
-                            failures, pause = 0, interval
-                        if await _stopped(stopping, interval):
+                            failures, wait = 0, interval
+                        if await pause(stopping, interval):
                             return
                 finally:
                     # The sealer's pool keeps session state (sealer/store.py, connect_pool):
@@ -99,12 +100,4 @@ async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Even
             failures += 1
             if failures == 1:
                 log.warning("search index merge failed, retrying", error=type(exc).__name__)
-            pause = min(interval * 2 ** min(failures, 16), _MAX_PAUSE)
-
-
-async def _stopped(stopping: asyncio.Event, interval: float) -> bool:
-    """Whether ``stopping`` was set within the next ``interval`` seconds."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(interval):
-            await stopping.wait()
-    return stopping.is_set()
+            wait = min(interval * 2 ** min(failures, 16), _MAX_PAUSE)

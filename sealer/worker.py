@@ -29,6 +29,7 @@ from prometheus_client import Counter, Histogram
 from auditlog.core.hashing import LogHasher
 from auditlog.core.note import NoteSigner
 from auditlog.core.schema import NO_CUSTOM_SCHEMAS, Schemas
+from auditlog.runtime.eventloop import pause
 from sealer import faults
 from sealer.batcher import Batch, Batcher
 from sealer.claims import Conflict
@@ -424,9 +425,7 @@ class Sealer:
         second is plenty: a commit per seal cost a request per batch.
         """
         while not self.stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(COMMIT_INTERVAL):
-                    await self.stopping.wait()
+            await pause(self.stopping, COMMIT_INTERVAL)
             await self.commit_sealed()
 
     async def commit_sealed(self) -> None:
@@ -487,8 +486,6 @@ class Sealer:
     async def housekeeping(self) -> None:
         """Forget expired idempotency keys now and then."""
         while not self.stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(60):
-                    await self.stopping.wait()
+            await pause(self.stopping, 60)
             with contextlib.suppress(asyncpg.PostgresError, OSError):
                 await forget_expired_keys(self.pool, self.window)

@@ -1,8 +1,10 @@
-"""Running a service's main coroutine: on uvloop when it is installed, asyncio's loop otherwise."""
+"""Running a service's main coroutine: on uvloop when it is installed, asyncio's loop otherwise;
+and the pause its periodic tasks take between rounds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -15,3 +17,11 @@ def run_main(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
     else:
         uvloop.run(main)
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``, or less if ``stopping`` is set meanwhile; True when it is set."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    return stopping.is_set()
