@@ -1,11 +1,14 @@
 """Ingest throughput and latency through real Kafka, one ``auditlog ingest``.
 
     .venv/bin/python -m bench.bench_ingest [--seconds 10] [--concurrency 64] [--rate 1000]
-        [--workers N]
+        [--workers N] [--bulk-clients 4] [--max-in-flight N] [--phases bulk single paced]
 
-Phases: bulk (`/v2/log`, 1,000 events a request, 4 clients), single events (`/v1/log`, closed
-loop with `--concurrency` clients), and a paced open loop at `--rate` requests/s for latency.
-``--workers`` sets AUDITLOG_INGEST_WORKERS (default: the service's own, one per CPU). Each phase
+Phases: bulk (`/v2/log`, 1,000 events a request, `--bulk-clients` closed-loop clients), single
+events (`/v1/log`, closed loop with `--concurrency` clients), and a paced open loop at `--rate`
+requests/s for latency. ``--workers`` sets AUDITLOG_INGEST_WORKERS (default: the service's own,
+one per CPU), ``--max-in-flight`` AUDITLOG_INGEST_MAX_IN_FLIGHT (default: the service's own):
+with more bulk clients than the bound admits, the rest are answered 503 (counted in the phase's
+``statuses``), which is how the bound's size is chosen (docs/ingest.md). Each phase
 reports the CPU ingest's processes spent per event, and Kafka's. The load generator
 (`auditlog.loadtest.run`, aiohttp) runs on the same machine, so it competes with ingest, Kafka
 and PostgreSQL for the two cores: the figures are a floor for one ingest.
@@ -53,29 +56,47 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="ingest worker processes (0: default)"
     )
+    parser.add_argument("--bulk-clients", type=int, default=4)
+    parser.add_argument(
+        "--max-in-flight", type=int, default=0, help="events in flight per worker (0: default)"
+    )
+    parser.add_argument(
+        "--phases", nargs="+", choices=("bulk", "single", "paced"),
+        default=["bulk", "single", "paced"],
+    )  # fmt: skip
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
     phases: list[dict[str, Any]] = []
     with bench_stack(Path(".auditlog/bench"), args.partitions) as bench:
         port = free_port()
-        workers = {"AUDITLOG_INGEST_WORKERS": str(args.workers)} if args.workers else {}
-        bench.spawn("ingest", AUDITLOG_PORT=str(port), **workers)
+        extra = {"AUDITLOG_INGEST_WORKERS": str(args.workers)} if args.workers else {}
+        if args.max_in_flight:
+            extra["AUDITLOG_INGEST_MAX_IN_FLIGHT"] = str(args.max_in_flight)
+        bench.spawn("ingest", AUDITLOG_PORT=str(port), **extra)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz")
         asyncio.run(closed_loop(base, bench.token, seconds=2, concurrency=16))  # warm-up
         runs = {
-            "bulk /v2/log, 1000 events/request, 4 clients": lambda: closed_loop(
-                base, bench.token, seconds=args.seconds, concurrency=4, bulk=1000
+            "bulk": (
+                f"bulk /v2/log, 1000 events/request, {args.bulk_clients} clients",
+                lambda: closed_loop(
+                    base, bench.token, seconds=args.seconds, concurrency=args.bulk_clients,
+                    bulk=1000,
+                ),
             ),
-            f"single /v1/log, {args.concurrency} clients": lambda: closed_loop(
-                base, bench.token, seconds=args.seconds, concurrency=args.concurrency
+            "single": (
+                f"single /v1/log, {args.concurrency} clients",
+                lambda: closed_loop(
+                    base, bench.token, seconds=args.seconds, concurrency=args.concurrency
+                ),
             ),
-            f"paced /v1/log at {args.rate:g} requests/s": lambda: open_loop(
-                base, bench.token, seconds=args.seconds, rate=args.rate
+            "paced": (
+                f"paced /v1/log at {args.rate:g} requests/s",
+                lambda: open_loop(base, bench.token, seconds=args.seconds, rate=args.rate),
             ),
-        }
-        for label, run in runs.items():
+        }  # fmt: skip
+        for label, run in (runs[phase] for phase in args.phases):
             meter = CpuMeter()
             with meter.sampling():
                 result = asyncio.run(run())

@@ -13,7 +13,9 @@ writes). Designs:
 * ``words``: a GIN index of each event's words, split by PostgreSQL (``regexp_split_to_array``);
 * ``tokens``: a GIN index of each event's tokens, split by the client, one array per event;
 * ``blocks``: the search-block index as the sealer writes it (:mod:`auditlog.core.search_keys`,
-  the rows from :func:`auditlog.pg.search_blocks.block_rows`, the table of migration 0007).
+  the rows from :func:`auditlog.pg.search_blocks.block_rows`, the table of migration 0007);
+  ``blocks_bulk`` builds its GIN index once after the rows (is building it in bulk, e.g. per
+  finished partition, any cheaper than merging its pending list as it goes?).
 
 Per event: PostgreSQL's backend CPU (from ``/proc``: PostgreSQL must run on this machine), the
 client's CPU for what the design computes itself, the WAL written (``pg_current_wal_lsn``, after a
@@ -57,17 +59,18 @@ _BLOCKS: Final = (
     "CREATE TABLE bench_search.blocks (log_id text NOT NULL, first_idx bigint NOT NULL,"
     " last_idx bigint NOT NULL, first_at timestamptz NOT NULL, last_at timestamptz NOT NULL,"
     " keys integer[] NOT NULL, PRIMARY KEY (log_id, first_idx));"
-    " ALTER TABLE bench_search.blocks ALTER COLUMN keys SET STORAGE EXTERNAL;"
-    " CREATE INDEX ON bench_search.blocks USING gin (keys)"
+    " ALTER TABLE bench_search.blocks ALTER COLUMN keys SET STORAGE EXTERNAL"
 )
-# design -> (index on bench_search.t or None, build it after the rows)
+_BLOCKS_INDEX: Final = "CREATE INDEX ON bench_search.blocks USING gin (keys)"
+# design -> (index statement for bench_search.t (or .blocks) or None, build it after the rows)
 DESIGNS: Final[dict[str, tuple[str | None, bool]]] = {
     "none": (None, False),
     "trigram": (f"gin (({SEARCH_TEXT}) gin_trgm_ops)", False),
     "trigram_bulk": (f"gin (({SEARCH_TEXT}) gin_trgm_ops)", True),
     "words": (f"gin (bench_search.words({SEARCH_TEXT}))", False),
     "tokens": ("gin (tokens)", False),
-    "blocks": (None, False),
+    "blocks": (_BLOCKS_INDEX, False),
+    "blocks_bulk": (_BLOCKS_INDEX, True),
 }
 
 Row = tuple[Any, ...]
@@ -109,10 +112,12 @@ async def measure(
         "CREATE TABLE bench_search.t (log_id text, idx bigint, received_at timestamptz,"
         f" {', '.join(f'{c} text' for c in _TEXT)}{extra}, PRIMARY KEY (log_id, idx))"
     )
-    if design == "blocks":
+    with_blocks = design.startswith("blocks")
+    if with_blocks:
         await conn.execute(_BLOCKS)
+    create_index = index if with_blocks else f"CREATE INDEX ON bench_search.t USING {index}"
     if index and not bulk:
-        await conn.execute(f"CREATE INDEX ON bench_search.t USING {index}")
+        await conn.execute(create_index)
     # Full-page images follow a checkpoint: start every design from one, as a long run meets
     # them anyway. Needs pg_checkpoint; without it the WAL figures compare less well.
     with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
@@ -124,7 +129,7 @@ async def measure(
     for start in range(0, len(data), batch):
         rows = data[start : start + batch]
         began = time.process_time()
-        blocks = _blocks(rows) if design == "blocks" else []
+        blocks = _blocks(rows) if with_blocks else []
         if client_rows is not None:
             rows = client_rows(rows)
         client += time.process_time() - began
@@ -136,7 +141,7 @@ async def measure(
                 await copy_blocks(conn, blocks, table="blocks", schema_name="bench_search")
     cpu1 = process_cpu(pid)
     if index and bulk:
-        await conn.execute(f"CREATE INDEX ON bench_search.t USING {index}")
+        await conn.execute(create_index)
     cpu2, t2 = process_cpu(pid), time.perf_counter()
     wal = await conn.fetchval("SELECT pg_current_wal_lsn() - $1::pg_lsn", lsn)
     size = await conn.fetchval(

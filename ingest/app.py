@@ -184,10 +184,10 @@ def _result(envelope: Envelope, verbose: bool) -> dict[str, Any]:
 async def _prelude(
     request: Request, items: str | None = None
 ) -> tuple[TokenInfo, dict[str, Any]] | Response:
-    """Authorize (log scope), rate-limit and parse; the grant and body, or the response to send
-    instead. The rate limits count events: one per entry of the body's ``items`` list (every
-    entry, valid or not), one for a request without it. A token already past its limit is
-    refused before its body is read; an unknown token never reaches the limits."""
+    """Authorize (log scope), rate-limit, parse, check the in-flight bound: the grant and body,
+    or the response to send instead. Both count events: one per entry of the body's ``items``
+    (valid or not), else one. A token past its limit, or a full worker, is refused before the
+    body is read; an unknown token never reaches the limits; a refusal is charged nothing."""
     state = _state(request)
     token = await authorize(request, state.tokens, "log")
     if token is None:
@@ -195,17 +195,26 @@ async def _prelude(
         return unauthorized(request)
     refused = throttle(request, state.limits, token, 1, charge=False)
     if refused is None:
+        if not state.admits(1):
+            return _pushed_back(request, InFlightFull.__name__)
         body, errors = parse_json_object(await request.body())
         if body is None:
             REJECTED.labels("validation").inc()
             return validation_error(request, errors)
         listed = body.get(items) if items else None
         cost = len(listed) if isinstance(listed, list) and listed else 1
+        if cost <= MAX_BULK and not state.admits(cost):  # (too many: validation says so)
+            return _pushed_back(request, InFlightFull.__name__)
         refused = throttle(request, state.limits, token, cost)
         if refused is None:
             return token, body
     REJECTED.labels("rate_limited").inc()
     return refused
+
+
+def _pushed_back(request: Request, reason: str) -> Response:
+    REJECTED.labels(reason).inc()
+    return unavailable(request, "Service temporarily unavailable, retry later")
 
 
 async def _publish_or_503(
@@ -216,9 +225,8 @@ async def _publish_or_503(
         # One Kafka record per event, keyed by tenant; acks are awaited together.
         await state.publish_many(envelopes, headers)
     except Pushback as exc:
-        REJECTED.labels(type(exc).__name__).inc()
         log.warning("pushback", reason=str(exc))
-        return unavailable(request, "Service temporarily unavailable, retry later")
+        return _pushed_back(request, type(exc).__name__)
     return None
 
 
@@ -324,14 +332,12 @@ async def log_v2_async(request: Request) -> Response:
     if isinstance(bulk, Response):
         return bulk
     token, envelopes, headers, verbose = bulk.token, bulk.envelopes, bulk.headers, bulk.verbose
-    state = _state(request)
     request_id: str = request.state.request_id
     results = {"results": [_result(e, verbose) for e in envelopes]}
     try:
-        await state.start_async(request_id, token.token_id, envelopes, headers, results)
+        await _state(request).start_async(request_id, token.token_id, envelopes, headers, results)
     except InFlightFull:
-        REJECTED.labels("InFlightFull").inc()
-        return unavailable(request, "Service temporarily unavailable, retry later")
+        return _pushed_back(request, InFlightFull.__name__)
     return requests_store.accepted(request, request_id)
 
 

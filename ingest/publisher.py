@@ -63,6 +63,14 @@ class IngestState:
     # Events a second per token and tenant, charged before a request claims slots or Kafka.
     limits: Limits = field(default_factory=Limits.unlimited)
 
+    def admits(self, n: int) -> bool:
+        """Whether ``n`` more events would fit in flight now. Checked before a request's body is
+        read and again before it is validated, so that a refused request costs little: when
+        clients send faster than Kafka acknowledges, refusals must not eat the CPU the accepted
+        requests need (refusing only at :meth:`reserve`, after every event was validated and
+        enveloped, cut a saturated worker's goodput by more than half)."""
+        return self.in_flight + n <= self.settings.max_in_flight
+
     def reserve(self, n: int) -> None:
         """Claim ``n`` in-flight slots or push back; :meth:`release` gives them back."""
         if self.in_flight + n > self.settings.max_in_flight:
