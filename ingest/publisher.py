@@ -73,7 +73,7 @@ class IngestState:
 
     def reserve(self, n: int) -> None:
         """Claim ``n`` in-flight slots or push back; :meth:`release` gives them back."""
-        if self.in_flight + n > self.settings.max_in_flight:
+        if not self.admits(n):
             raise InFlightFull(f"{self.in_flight} events in flight")
         self.in_flight += n
         IN_FLIGHT.inc(n)
