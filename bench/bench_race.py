@@ -3,30 +3,31 @@
     .venv/bin/python -m bench.bench_race [--rates 1000 2000 4000 ...] [--bulk-rates ...]
         [--seconds 20] [--held-p99-ms 2000] [--held-backlog-s 0.1] [--batch-max-age S]
         [--batch-min-interval S]
-        [--skip-tessera]
+        [--every-rate] [--skip-tessera]
 
 Both are fed by ``bench/race`` (Go), one run per offered rate, with the same realistic events
-(``auditlog/loadtest/events.py``, each entry the event's JSON, ~420 bytes): Tessera's
-conformance server (``cmd/conformance/posix``, built with ``go install`` at the pinned version
-into the user's tools cache; its defaults: batches of 256 or 1 s, a checkpoint every second)
-gets each as an entry (``POST /add``); auditlog's ingest (its default worker processes, two
-sealers, the topic's 4 partitions, the default schema) gets each as a ``/v1/log`` request, and
-with ``--bulk-rates`` in ``/v2/log`` requests of ``--bulk`` events. Both systems run throughout
-and each single-event rate goes to one, then the other (which first alternates by rate), so that
-both meet the same hour of the host (its speed drifts by the hour); the bulk rates come last,
-auditlog's alone. The system not under load stays up, idle, meanwhile, and every run of either
-starts once the box is idle (under 10 % busy for 2 s, waiting at most two minutes): what a run
-leaves behind (autovacuum, checkpoints, a backlog draining) would otherwise land on the next
-one; each auditlog run also waits for its sealers' consumer group to be whole. Latency runs from
-each entry's due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms),
-or to the auditlog checkpoint that sealed it (read from the database afterwards; each event
-carries its due time as its ``timestamp``). A rate is *held* when every request succeeded, no
-more than ``--held-backlog-s`` (0.1 s) of the schedule was still queued when it ended (a system
-falling behind leaves thousands of requests there; one that keeps up, none or a busy moment's
-hundred), and p99 stayed within ``--held-p99-ms`` (Tessera's one-second checkpoint interval puts
-its own floor near 1.5 s). CPU per event is every process of each system together (Tessera's
-server; ingest, sealers, Kafka and PostgreSQL), the load generator apart. Prints both systems'
-figures and the ratios of their held rates; writes bench/results/bench_race-*.json.
+(``auditlog/loadtest/events.py``, each entry the event's JSON, ~420 bytes): Tessera's conformance
+server (``cmd/conformance/posix``, built with ``go install`` at the pinned version into the user's
+tools cache; its defaults: batches of 256 or 1 s, a checkpoint every second) gets each as an entry
+(``POST /add``); auditlog's ingest (its default worker processes, two sealers, the topic's 4
+partitions, the default schema) gets each as a ``/v1/log`` request, and with ``--bulk-rates`` in
+``/v2/log`` requests of ``--bulk`` events, each kind in rising order, stopping at the first rate a
+system does not hold (``--every-rate`` offers them all). Both systems run throughout and each
+single-event rate goes to one, then the other (which first alternates by rate), so that both meet
+the same hour of the host (its speed drifts by the hour); the bulk rates come last, auditlog's
+alone. The system not under load stays up, idle, meanwhile, and every run of either starts once the
+box is idle (under 10 % busy for 2 s, waiting at most two minutes): what a run leaves behind
+(autovacuum, checkpoints, a backlog draining) would otherwise land on the next one; each auditlog
+run also waits for its sealers' consumer group to be whole. Latency runs from each entry's due
+time: to the first Tessera checkpoint seen that covers it (polled every 10 ms), or to the auditlog
+checkpoint that sealed it (read from the database afterwards; each event carries its due time as
+its ``timestamp``). A rate is *held* when every request succeeded, no more than
+``--held-backlog-s`` (0.1 s) of the schedule was still queued when it ended (a system falling
+behind leaves thousands of requests there; one that keeps up, none or a busy moment's hundred), and
+p99 stayed within ``--held-p99-ms`` (Tessera's one-second checkpoint interval puts its own floor
+near 1.5 s). CPU per event is every process of each system together (Tessera's server; ingest,
+sealers, Kafka and PostgreSQL), the load generator apart. Prints both systems' figures and the
+ratios of their held rates; writes bench/results/bench_race-*.json.
 """
 
 from __future__ import annotations
@@ -239,24 +240,39 @@ def run_auditlog(
 
 def interleaved(
     args: argparse.Namespace, loadgen: Path, corpus: Path, bench: Bench, base: str, tessera: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Every single-event rate offered to both systems one after the other, which one first
     alternating from rate to rate, then the bulk rates to auditlog: both see the same hour of
-    this host, whose speed drifts by the hour. Returns (Tessera's runs, auditlog's)."""
+    this host, whose speed drifts by the hour. Rates go up; once a system failed to hold one,
+    its higher rates of that kind are skipped (unless ``--every-rate``): they would not be held
+    either, and an overloaded run leaves minutes of work behind that the next runs, the other
+    system's included, would meet. Returns (Tessera's runs, auditlog's, the runs skipped)."""
     tessera_runs: list[dict[str, Any]] = []
     auditlog_runs: list[dict[str, Any]] = []
-    for i, rate in enumerate(args.rates):
+    skipped: list[dict[str, Any]] = []
+    failed: set[tuple[str, int]] = set()
+
+    def offer(system: str, rate: float, bulk: int) -> None:
+        if (system, bulk) in failed and not args.every_rate:
+            skipped.append({"system": system, "rate": rate, "bulk": bulk})
+            print(f"{system:9s} {rate:7,.0f}/s{' (bulk)' if bulk > 1 else ''}: skipped")
+            return
+        if system == "tessera":
+            run = run_tessera(args, loadgen, corpus, tessera, rate)
+            tessera_runs.append(run)
+        else:
+            run = run_auditlog(args, loadgen, corpus, bench, base, rate, bulk)
+            auditlog_runs.append(run)
+        if not run["held"]:
+            failed.add((system, bulk))
+
+    for i, rate in enumerate(sorted(args.rates)):
         turns = ["tessera", "auditlog"] if tessera else ["auditlog"]
         for system in turns if i % 2 == 0 else reversed(turns):
-            if system == "tessera":
-                tessera_runs.append(run_tessera(args, loadgen, corpus, tessera, rate))
-            else:
-                auditlog_runs.append(run_auditlog(args, loadgen, corpus, bench, base, rate, 1))
-    bulk = args.bulk
-    auditlog_runs += [
-        run_auditlog(args, loadgen, corpus, bench, base, rate, bulk) for rate in args.bulk_rates
-    ]
-    return tessera_runs, auditlog_runs
+            offer(system, rate, 1)
+    for rate in sorted(args.bulk_rates):
+        offer("auditlog", rate, args.bulk)
+    return tessera_runs, auditlog_runs, skipped
 
 
 def highest_held(runs: list[dict[str, Any]], bulk: int) -> float:
@@ -284,6 +300,11 @@ def main() -> None:
         "--batch-min-interval",
         type=float,
         help="the sealers' AUDITLOG_BATCH_MIN_INTERVAL (their default)",
+    )
+    parser.add_argument(
+        "--every-rate",
+        action="store_true",
+        help="offer every rate, even above one the system did not hold",
     )
     parser.add_argument(
         "--skip-tessera",
@@ -316,7 +337,7 @@ def main() -> None:
             bench.spawn("sealer", **batching)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz")
-        figures["tessera"], figures["auditlog"] = interleaved(
+        figures["tessera"], figures["auditlog"], figures["skipped"] = interleaved(
             args, loadgen, corpus, bench, base, tessera
         )
     tessera_held = highest_held(figures["tessera"], 1)
