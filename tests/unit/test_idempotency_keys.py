@@ -6,7 +6,7 @@ content digest ignores only ``received_at``."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +18,11 @@ from auditlog.core.envelope import Envelope
 from auditlog.core.schema import NO_CUSTOM_SCHEMAS
 from auditlog.kafka.clients import record_key
 from auditlog.pg.tokens import TokenInfo
-from auditlog.web.app import build_app
-from ingest.app import routes
 from ingest.publisher import IngestState
 from ingest.settings import Settings
 from sealer.claims import IDEMPOTENCY_CONFLICT, Conflict, content_digest, namespace
 from sealer.records import INVALID_HEADER, MAX_PRINCIPAL_BYTES, Rejected, Sealable, decode
+from tests.unit.ingest_served import served
 
 RECEIVED = "2026-12-04T12:00:00.000000Z"
 TOKENS = {
@@ -158,15 +157,7 @@ async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, Producer]]:
             tasks,
             NO_CUSTOM_SCHEMAS,
         )
-        app = build_app(routes(), None, "ingest")
-
-        async def with_state(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                scope["state"] = {"ingest": state}
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with served(state) as http:
             yield http, producer
 
 

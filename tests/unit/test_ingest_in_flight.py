@@ -6,20 +6,17 @@ Kafka whose acknowledgements the test releases)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from auditlog.core.schema import NO_CUSTOM_SCHEMAS
 from auditlog.pg.tokens import TokenInfo
-from auditlog.web.app import build_app
 from auditlog.web.ratelimit import Limits, Rate
-from ingest.app import routes
 from ingest.publisher import IngestState
-from ingest.settings import Settings
+from tests.unit.ingest_served import bulk, handler_state, served
 
 TOKEN = TokenInfo("a", "a", frozenset({"log"}), None)
 MAX_IN_FLIGHT = 1500
@@ -78,29 +75,9 @@ async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, IngestState, HeldPr
     producer = HeldProducer()
     limits = Limits(Rate(BURST, BURST), Rate(BURST, BURST), clock=Clock())
     async with asyncio.TaskGroup() as tasks:
-        state = IngestState(
-            Settings(max_in_flight=MAX_IN_FLIGHT),
-            producer,  # type: ignore[arg-type]
-            Tokens(),  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]  # the request store is never reached here
-            tasks,
-            NO_CUSTOM_SCHEMAS,
-            limits=limits,
-        )
-        app = build_app(routes(), None, "ingest")
-
-        async def with_state(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                scope["state"] = {"ingest": state}
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        state = handler_state(tasks, producer, Tokens(), max_in_flight=MAX_IN_FLIGHT, limits=limits)
+        async with served(state) as http:
             yield http, state, producer, limits
-
-
-def bulk(n: int, message: str = "m") -> bytes:
-    return orjson.dumps({"events": [{"event": {"message": message}}] * n})
 
 
 def post(http: httpx.AsyncClient, path: str, body: bytes) -> Any:

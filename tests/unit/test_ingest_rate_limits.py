@@ -5,20 +5,17 @@ and the token table, on a clock driven by hand)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from auditlog.core.schema import NO_CUSTOM_SCHEMAS
 from auditlog.pg.tokens import TokenInfo
-from auditlog.web.app import build_app
 from auditlog.web.ratelimit import Limits, Rate
-from ingest.app import routes
 from ingest.publisher import IngestState
-from ingest.settings import Settings
+from tests.unit.ingest_served import bulk, handler_state, served
 
 TOKENS = {
     "alt_a": TokenInfo("a", "a", frozenset({"log"}), None),
@@ -69,29 +66,12 @@ async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, Claims, Producer, C
     # 1,000 events a second and 1,500 saved up per token; 2,000 per tenant.
     limits = Limits(Rate(1000, 1500), Rate(2000, 2000), clock=clock)
     async with asyncio.TaskGroup() as tasks:
-        state = Claims(
-            Settings(max_in_flight=10_000),
-            producer,
-            Tokens(),  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]  # the request store is never reached here
-            tasks,
-            NO_CUSTOM_SCHEMAS,
-            limits=limits,
+        state = handler_state(
+            tasks, producer, Tokens(), max_in_flight=10_000, limits=limits, kind=Claims
         )
-        app = build_app(routes(), None, "ingest")
-
-        async def with_state(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                scope["state"] = {"ingest": state}
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        assert isinstance(state, Claims)
+        async with served(state) as http:
             yield http, state, producer, clock
-
-
-def bulk(n: int, message: str = "m") -> bytes:
-    return orjson.dumps({"events": [{"event": {"message": message}}] * n})
 
 
 def post(http: httpx.AsyncClient, path: str, body: bytes, token: str = "alt_a") -> Any:
