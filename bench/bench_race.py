@@ -11,8 +11,8 @@ server (``cmd/conformance/posix``, built with ``go install`` at the pinned versi
 tools cache; its defaults: batches of 256 or 1 s, a checkpoint every second) gets each as an entry
 (``POST /add``); auditlog's ingest (its default worker processes, two sealers, the topic's 4
 partitions, the default schema) gets each as a ``/v1/log`` request, and with ``--bulk-rates`` in
-``/v2/log`` requests of ``--bulk`` events, each kind in rising order, stopping at the first rate a
-system does not hold (``--every-rate`` offers them all). Both systems run throughout and each
+``/v2/log`` requests of ``--bulk`` events, each kind in rising order, stopping after the first rate
+a system fell behind at (``--every-rate`` offers them all). Both systems run throughout and each
 single-event rate goes to one, then the other (which first alternates by rate), so that both meet
 the same hour of the host (its speed drifts by the hour); the bulk rates come last, auditlog's
 alone. The system not under load stays up, idle, meanwhile, and every run of either starts once the
@@ -60,7 +60,7 @@ from bench.harness import (
     wait_http,
     wait_idle,
 )
-from bench.sealer_measure import SealTimes, count_events
+from bench.sealer_measure import SealTimes, count_events, phase_figures, phase_report, scrape
 
 TESSERA: Final = "github.com/transparency-dev/tessera/cmd/conformance/posix"
 TESSERA_VERSION: Final = "v1.0.4"
@@ -114,15 +114,19 @@ def cpu_per_event(meter: CpuMeter, system: str, events: int) -> dict[str, float]
     return groups
 
 
-def held(run: dict[str, Any], latency: dict[str, float], args: argparse.Namespace) -> bool:
-    """Every request answered 2xx, p99 within ``--held-p99-ms``, and no more requests waiting
-    for a free connection when the schedule ended than ``--held-backlog-s`` of it: the load
-    generator counts those at one instant, and a handful there means a busy moment, not a
-    system falling behind (which leaves thousands)."""
+def fell_behind(run: dict[str, Any], args: argparse.Namespace) -> bool:
+    """More requests waiting for a free connection when the schedule ended than
+    ``--held-backlog-s`` of it: the load generator counts those at one instant, and a handful
+    there means a busy moment, not a system falling behind (which leaves thousands)."""
     requests_per_s = run["rate"] / int(run.get("bulk") or 1)
+    return bool(run["backlog"] > requests_per_s * args.held_backlog_s)
+
+
+def held(run: dict[str, Any], latency: dict[str, float], args: argparse.Namespace) -> bool:
+    """Every request answered 2xx, p99 within ``--held-p99-ms``, and not fallen behind."""
     return (
         run["errors"] == 0
-        and run["backlog"] <= requests_per_s * args.held_backlog_s
+        and not fell_behind(run, args)
         and latency.get("p99", float("inf")) <= args.held_p99_ms
     )
 
@@ -202,12 +206,14 @@ def run_auditlog(
     base: str,
     rate: float,
     bulk: int,
+    sealer_ports: list[int],
 ) -> dict[str, Any]:
     # The sealers' group must be whole first: a rebalance left by the previous (overloaded) run
     # would be counted against this one.
     settled = asyncio.run(group_settled(bench, SEALERS))
     idle = wait_idle(within=IDLE_WITHIN)
     before = asyncio.run(count_events(bench.database_url))
+    scraped = [scrape(port) for port in sealer_ports]
     meter = CpuMeter()
     with meter.sampling():
         run = race(loadgen, "auditlog", base, corpus, rate, args.seconds,
@@ -222,6 +228,11 @@ def run_auditlog(
         sealed_latencies(bench.database_url, run["started_unix_us"], args.seconds)
     )
     run["cpu_us_per_event"] = cpu_per_event(meter, "auditlog", run["events"])
+    # Each sealer's batches, seal times and event-loop lateness over the run (and its draining).
+    run["sealers"] = [
+        phase_figures(before, scrape(port))
+        for port, before in zip(sealer_ports, scraped, strict=True)
+    ]
     run["group_settled_s"] = round(settled, 1)
     run["idle_wait_s"] = round(idle, 1)
     run["held"] = held(run, run["sealed_ms"], args) and run["sealed_ms"]["count"] == run["events"]
@@ -235,18 +246,28 @@ def run_auditlog(
         f"{f'; waited {settled:.1f} s for the sealers group first' if settled > 1 else ''}",
         flush=True,
     )
+    for figures in run["sealers"]:
+        print(f"  a sealer: {phase_report(figures)}", flush=True)
     return run
 
 
 def interleaved(
-    args: argparse.Namespace, loadgen: Path, corpus: Path, bench: Bench, base: str, tessera: str
+    args: argparse.Namespace,
+    loadgen: Path,
+    corpus: Path,
+    bench: Bench,
+    base: str,
+    tessera: str,
+    sealer_ports: list[int],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Every single-event rate offered to both systems one after the other, which one first
     alternating from rate to rate, then the bulk rates to auditlog: both see the same hour of
-    this host, whose speed drifts by the hour. Rates go up; once a system failed to hold one,
-    its higher rates of that kind are skipped (unless ``--every-rate``): they would not be held
-    either, and an overloaded run leaves minutes of work behind that the next runs, the other
-    system's included, would meet. Returns (Tessera's runs, auditlog's, the runs skipped)."""
+    this host, whose speed drifts by the hour. Rates go up; once a system fell behind at one
+    (more of its schedule still queued at the end than a held run may have), its higher rates of
+    that kind are skipped (unless ``--every-rate``): they would fall behind too, and leave minutes
+    of work behind that the next runs, the other system's included, would meet. A run lost to a
+    few errors or to its p99 does not stop the series. Returns (Tessera's runs, auditlog's, the
+    runs skipped)."""
     tessera_runs: list[dict[str, Any]] = []
     auditlog_runs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -261,9 +282,9 @@ def interleaved(
             run = run_tessera(args, loadgen, corpus, tessera, rate)
             tessera_runs.append(run)
         else:
-            run = run_auditlog(args, loadgen, corpus, bench, base, rate, bulk)
+            run = run_auditlog(args, loadgen, corpus, bench, base, rate, bulk, sealer_ports)
             auditlog_runs.append(run)
-        if not run["held"]:
+        if fell_behind(run, args):
             failed.add((system, bulk))
 
     for i, rate in enumerate(sorted(args.rates)):
@@ -333,12 +354,13 @@ def main() -> None:
             )
             if value is not None
         }
-        for _ in range(SEALERS):
-            bench.spawn("sealer", **batching)
+        sealer_ports = [free_port() for _ in range(SEALERS)]
+        for metrics_port in sealer_ports:
+            bench.spawn("sealer", AUDITLOG_SEALER_METRICS_PORT=str(metrics_port), **batching)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz")
         figures["tessera"], figures["auditlog"], figures["skipped"] = interleaved(
-            args, loadgen, corpus, bench, base, tessera
+            args, loadgen, corpus, bench, base, tessera, sealer_ports
         )
     tessera_held = highest_held(figures["tessera"], 1)
     single = highest_held(figures["auditlog"], 1)

@@ -231,6 +231,11 @@ def phase_figures(before: dict[str, float], after: dict[str, float]) -> dict[str
             for b in ("0.005", "0.01", "0.025", "0.05", "0.1")
             if (key := f"auditlog_event_loop_lag_seconds_bucket{{{b}}}") in d
         }
+    # A seal fenced off means another sealer took the partition over mid-batch (a rebalance):
+    # the batch is read and decoded again.
+    fenced = d.get("auditlog_sealer_fenced_total", 0.0)
+    if fenced:
+        out["fenced"] = fenced
     collections = d.get("auditlog_gc_pause_seconds_count", 0.0)
     if collections:
         out["gc_collections"] = collections
@@ -255,6 +260,8 @@ def phase_report(figures: dict[str, Any]) -> str:
             for bucket, percent in figures["event_loop_late_percent"].items()
         )
         parts.append(f"event loop late (of {figures['event_loop_ticks']:,.0f} ticks): {late}")
+    if "fenced" in figures:
+        parts.append(f"{figures['fenced']:,.0f} seals fenced off")
     if "gc_collections" in figures:
         parts.append(
             f"cyclic GC {figures['gc_collections']:,.0f} collections,"
