@@ -230,8 +230,8 @@ def run_auditlog(
     run["cpu_us_per_event"] = cpu_per_event(meter, "auditlog", run["events"])
     # Each sealer's batches, seal times and event-loop lateness over the run (and its draining).
     run["sealers"] = [
-        phase_figures(before, scrape(port))
-        for port, before in zip(sealer_ports, scraped, strict=True)
+        phase_figures(at_start, scrape(port))
+        for port, at_start in zip(sealer_ports, scraped, strict=True)
     ]
     run["group_settled_s"] = round(settled, 1)
     run["idle_wait_s"] = round(idle, 1)
