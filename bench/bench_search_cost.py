@@ -61,14 +61,16 @@ _BLOCKS: Final = (
     " keys integer[] NOT NULL, PRIMARY KEY (log_id, first_idx));"
     " ALTER TABLE bench_search.blocks ALTER COLUMN keys SET STORAGE EXTERNAL"
 )
+_ON_T: Final = "CREATE INDEX ON bench_search.t USING "
+_TRIGRAM: Final = f"{_ON_T}gin (({SEARCH_TEXT}) gin_trgm_ops)"
 _BLOCKS_INDEX: Final = "CREATE INDEX ON bench_search.blocks USING gin (keys)"
-# design -> (index statement for bench_search.t (or .blocks) or None, build it after the rows)
+# design -> (its index's statement or None, build it after the rows)
 DESIGNS: Final[dict[str, tuple[str | None, bool]]] = {
     "none": (None, False),
-    "trigram": (f"gin (({SEARCH_TEXT}) gin_trgm_ops)", False),
-    "trigram_bulk": (f"gin (({SEARCH_TEXT}) gin_trgm_ops)", True),
-    "words": (f"gin (bench_search.words({SEARCH_TEXT}))", False),
-    "tokens": ("gin (tokens)", False),
+    "trigram": (_TRIGRAM, False),
+    "trigram_bulk": (_TRIGRAM, True),
+    "words": (f"{_ON_T}gin (bench_search.words({SEARCH_TEXT}))", False),
+    "tokens": (f"{_ON_T}gin (tokens)", False),
     "blocks": (_BLOCKS_INDEX, False),
     "blocks_bulk": (_BLOCKS_INDEX, True),
 }
@@ -115,9 +117,8 @@ async def measure(
     with_blocks = design.startswith("blocks")
     if with_blocks:
         await conn.execute(_BLOCKS)
-    create_index = index if with_blocks else f"CREATE INDEX ON bench_search.t USING {index}"
     if index and not bulk:
-        await conn.execute(create_index)
+        await conn.execute(index)
     # Full-page images follow a checkpoint: start every design from one, as a long run meets
     # them anyway. Needs pg_checkpoint; without it the WAL figures compare less well.
     with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
@@ -141,7 +142,7 @@ async def measure(
                 await copy_blocks(conn, blocks, table="blocks", schema_name="bench_search")
     cpu1 = process_cpu(pid)
     if index and bulk:
-        await conn.execute(create_index)
+        await conn.execute(index)
     cpu2, t2 = process_cpu(pid), time.perf_counter()
     wal = await conn.fetchval("SELECT pg_current_wal_lsn() - $1::pg_lsn", lsn)
     size = await conn.fetchval(

@@ -80,7 +80,7 @@ class Pump:
                 worked = await self.round()
                 self.health.beat(self.name)
                 if not worked:
-                    await self._pause_for(self.settings.poll_interval)
+                    await pause(self.stopping, self.settings.poll_interval)
         finally:
             with contextlib.suppress(OSError, asyncpg.PostgresError):
                 await cursors.release(self.pool, self.name, self.owner)
@@ -253,7 +253,7 @@ class Pump:
                     error=str(exc) or type(exc).__name__,
                 )
                 self.health.beat(self.name)
-                if await self._pause_for(delay):
+                if await pause(self.stopping, delay):
                     return None
                 await self._renew(claim)
             else:
@@ -277,7 +277,3 @@ class Pump:
         if renewed != claim:
             raise _LostClaim
         self._hold(renewed)
-
-    async def _pause_for(self, seconds: float) -> bool:
-        """Sleep ``seconds`` or until stopping; True when stopping."""
-        return await pause(self.stopping, seconds)

@@ -63,17 +63,10 @@ class HeldProducer:
                 ack.set_result(None)
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, IngestState, HeldProducer, Limits]]:
     producer = HeldProducer()
-    limits = Limits(Rate(BURST, BURST), Rate(BURST, BURST), clock=Clock())
+    limits = Limits(Rate(BURST, BURST), Rate(BURST, BURST), clock=lambda: 0.0)
     async with asyncio.TaskGroup() as tasks:
         state = handler_state(tasks, producer, Tokens(), max_in_flight=MAX_IN_FLIGHT, limits=limits)
         async with served(state) as http:
