@@ -2,32 +2,32 @@
 
     .venv/bin/python -m bench.bench_race [--rates 1000 2000 4000 ...] [--bulk-rates ...]
         [--seconds 20] [--held-p99-ms 2000] [--held-backlog-s 0.1] [--batch-max-age S]
-        [--batch-min-interval S]
+        [--batch-min-interval S] [--sealers 2]
         [--every-rate] [--skip-tessera]
 
 Both are fed by ``bench/race`` (Go), one run per offered rate, with the same realistic events
 (``auditlog/loadtest/events.py``, each entry the event's JSON, ~420 bytes): Tessera's conformance
 server (``cmd/conformance/posix``, built with ``go install`` at the pinned version into the user's
 tools cache; its defaults: batches of 256 or 1 s, a checkpoint every second) gets each as an entry
-(``POST /add``); auditlog's ingest (its default worker processes, two sealers, the topic's 4
-partitions, the default schema) gets each as a ``/v1/log`` request, and with ``--bulk-rates`` in
-``/v2/log`` requests of ``--bulk`` events, each kind in rising order, stopping after the first rate
-a system fell behind at (``--every-rate`` offers them all). Both systems run throughout and each
-single-event rate goes to one, then the other (which first alternates by rate), so that both meet
-the same hour of the host (its speed drifts by the hour); the bulk rates come last, auditlog's
-alone. The system not under load stays up, idle, meanwhile, and every run of either starts once the
-box is idle (under 10 % busy for 2 s, waiting at most two minutes): what a run leaves behind
-(autovacuum, checkpoints, a backlog draining) would otherwise land on the next one; each auditlog
-run also waits for its sealers' consumer group to be whole. Latency runs from each entry's due
-time: to the first Tessera checkpoint seen that covers it (polled every 10 ms), or to the auditlog
-checkpoint that sealed it (read from the database afterwards; each event carries its due time as
-its ``timestamp``). A rate is *held* when every request succeeded, no more than
-``--held-backlog-s`` (0.1 s) of the schedule was still queued when it ended (a system falling
-behind leaves thousands of requests there; one that keeps up, none or a busy moment's hundred), and
-p99 stayed within ``--held-p99-ms`` (Tessera's one-second checkpoint interval puts its own floor
-near 1.5 s). CPU per event is every process of each system together (Tessera's server; ingest,
-sealers, Kafka and PostgreSQL), the load generator apart. Prints both systems' figures and the
-ratios of their held rates; writes bench/results/bench_race-*.json.
+(``POST /add``); auditlog's ingest (its default worker processes, two sealers or ``--sealers``, the
+topic's 4 partitions, the default schema) gets each as a ``/v1/log`` request, and with
+``--bulk-rates`` in ``/v2/log`` requests of ``--bulk`` events, each kind in rising order, stopping
+after the first rate a system fell behind at (``--every-rate`` offers them all). Both systems run
+throughout and each single-event rate goes to one, then the other (which first alternates by rate),
+so that both meet the same hour of the host (its speed drifts by the hour); the bulk rates come
+last, auditlog's alone. The system not under load stays up, idle, meanwhile, and every run of either
+starts once the box is idle (under 10 % busy for 2 s, waiting at most two minutes): what a run
+leaves behind (autovacuum, checkpoints, a backlog draining) would otherwise land on the next one;
+each auditlog run also waits for its sealers' consumer group to be whole. Latency runs from each
+entry's due time: to the first Tessera checkpoint seen that covers it (polled every 10 ms), or to
+the auditlog checkpoint that sealed it (read from the database afterwards; each event carries its
+due time as its ``timestamp``). A rate is *held* when every request succeeded, no more than
+``--held-backlog-s`` (0.1 s) of the schedule was still queued when it ended (a system falling behind
+leaves thousands of requests there; one that keeps up, none or a busy moment's hundred), and p99
+stayed within ``--held-p99-ms`` (Tessera's one-second checkpoint interval puts its own floor near
+1.5 s). CPU per event is every process of each system together (Tessera's server; ingest, sealers,
+Kafka and PostgreSQL), the load generator apart. Prints both systems' figures and the ratios of
+their held rates; writes bench/results/bench_race-*.json.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def run_auditlog(
 ) -> dict[str, Any]:
     # The sealers' group must be whole first: a rebalance left by the previous (overloaded) run
     # would be counted against this one.
-    settled = asyncio.run(group_settled(bench, SEALERS))
+    settled = asyncio.run(group_settled(bench, len(sealer_ports)))
     idle = wait_idle(within=IDLE_WITHIN)
     before = asyncio.run(count_events(bench.database_url))
     scraped = [scrape(port) for port in sealer_ports]
@@ -332,6 +332,9 @@ def main() -> None:
         action="store_true",
         help="auditlog's side only (an A/B of its settings; no ratios)",
     )
+    parser.add_argument(
+        "--sealers", type=int, default=SEALERS, help="sealer processes (the topic has 4 partitions)"
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -354,7 +357,7 @@ def main() -> None:
             )
             if value is not None
         }
-        sealer_ports = [free_port() for _ in range(SEALERS)]
+        sealer_ports = [free_port() for _ in range(args.sealers)]
         for metrics_port in sealer_ports:
             bench.spawn("sealer", AUDITLOG_SEALER_METRICS_PORT=str(metrics_port), **batching)
         base = f"http://127.0.0.1:{port}"

@@ -4,8 +4,9 @@
 // Entries are the JSON events of -corpus (one per line), each with its "timestamp" set to the
 // moment it is due (RFC 3339, UTC, microseconds), so that auditlog's sealed latency can be read
 // from the database afterwards (the checkpoint that sealed it minus its due time), and Tessera's
-// entries are the same bytes. Request i is due at start + i/rate whatever the server does;
-// latencies run from the due time (no coordinated omission).
+// entries are the same bytes. Request i is due at start + i/rate whatever the server does,
+// start being 200 ms after every entry was built; latencies run from the due time (no
+// coordinated omission).
 //
 //   - -target tessera: POST {url}/add with the entry; the answer is its index. A poller reads
 //     {url}/checkpoint every 10 ms: an entry is integrated when a checkpoint's size passes its
@@ -53,6 +54,7 @@ type result struct {
 	Integrated    map[string]float64 `json:"integrated_ms,omitempty"`
 	NotIntegrated int                `json:"not_integrated,omitempty"`
 	StartedUnixUs int64              `json:"started_unix_us"`
+	BuiltUnixUs   int64              `json:"built_unix_us"` // when the entries were ready
 }
 
 func percentiles(values []time.Duration) map[string]float64 {
@@ -95,6 +97,25 @@ type job struct {
 	due    time.Time
 	first  int // index of the first event of the request
 	bodies [][]byte
+	stamps []int // where each body's timestamp value starts
+}
+
+// The timestamp each entry is marshalled with, replaced by its due time when it is sent: the
+// entries are built before the schedule starts (hundreds of milliseconds for a long run at a
+// high rate, which must not be counted as latency), and their due times are known only then.
+const (
+	timestampLayout = "2006-01-02T15:04:05.000000Z"
+	placeholder     = "0000-00-00T00:00:00.000000Z"
+)
+
+var placeholderField = []byte(`"timestamp":"` + placeholder + `"`)
+
+// stamp writes j's due time into each of its bodies, in place (each job is sent once).
+func (j *job) stamp() {
+	due := j.due.UTC().Format(timestampLayout)
+	for k, b := range j.bodies {
+		copy(b[j.stamps[k]:], due)
+	}
 }
 
 func main() {
@@ -136,24 +157,35 @@ func main() {
 	total := int(*rate * duration.Seconds())
 	requests := (total + *bulk - 1) / *bulk
 	interval := time.Duration(float64(time.Second) * float64(*bulk) / *rate)
-	began := time.Now().Add(200 * time.Millisecond)
-	res := result{Target: *target, Rate: *rate, Bulk: *bulk, Statuses: map[string]int{}, StartedUnixUs: began.UnixMicro()}
 
-	// Entries are built ahead, so building them is not in the measured path.
+	// Entries are built ahead, so building them is not in the measured path; the schedule
+	// starts once they are (building 250,000 took ~0.7 s, which a start fixed before it had
+	// counted as the first requests' latency).
 	jobs := make([]job, requests)
 	var entryBytes int
 	for r := range requests {
-		due := began.Add(time.Duration(r) * interval)
-		j := job{due: due, first: r * *bulk}
+		j := job{first: r * *bulk}
 		for k := 0; k < *bulk && j.first+k < total; k++ {
 			e := events[(j.first+k)%len(events)]
-			e["timestamp"] = due.UTC().Format("2006-01-02T15:04:05.000000Z")
+			e["timestamp"] = placeholder
 			b, _ := json.Marshal(e)
+			at := bytes.Index(b, placeholderField)
+			if at < 0 {
+				fmt.Fprintln(os.Stderr, "race: an entry's timestamp was not marshalled as expected")
+				os.Exit(2)
+			}
 			entryBytes += len(b)
 			j.bodies = append(j.bodies, b)
+			j.stamps = append(j.stamps, at+len(`"timestamp":"`))
 		}
 		jobs[r] = j
 	}
+	built := time.Now()
+	began := built.Add(200 * time.Millisecond)
+	for r := range jobs {
+		jobs[r].due = began.Add(time.Duration(r) * interval)
+	}
+	res := result{Target: *target, Rate: *rate, Bulk: *bulk, Statuses: map[string]int{}, StartedUnixUs: began.UnixMicro(), BuiltUnixUs: built.UnixMicro()}
 	res.EntryBytes = math.Round(float64(entryBytes) / float64(total))
 
 	var mu sync.Mutex
@@ -209,6 +241,7 @@ func main() {
 	for range *workers {
 		wg.Go(func() {
 			for j := range queue {
+				j.stamp()
 				var req *http.Request
 				switch {
 				case *target == "tessera":
