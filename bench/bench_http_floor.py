@@ -1,6 +1,7 @@
 """What the HTTP path costs before any ingest work: CPU per request of one uvicorn process.
 
     .venv/bin/python -m bench.bench_http_floor [--rate 2000] [--seconds 10]
+        [--apps bare direct routed] [--bulk 1]
 
 Serves each app of ``bench/http_floor_apps.py`` (``bare`` ASGI, the services' shell with a
 directly called route, the same through Starlette's router) in one uvicorn worker (uvloop,
@@ -8,6 +9,10 @@ httptools, as the services run) and offers it single-event ``/v1/log`` requests 
 ``bench/race`` (Go) at a fixed rate, open loop, with the race's realistic events. Reports the
 server process's CPU per request (user + system, from /proc) and the latency percentiles; writes
 bench/results/bench_http_floor-*.json.
+
+``--bulk N`` sends ``/v2/log`` requests of N events instead (``--rate`` counts events), which only
+``bare`` answers (it answers any path): what the load generator itself adds to a bulk run's
+latency, with nothing behind the server.
 """
 
 from __future__ import annotations
@@ -51,11 +56,13 @@ def serve(app: str) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def measure(loadgen: Path, corpus: Path, app: str, rate: float, seconds: float) -> dict[str, Any]:
+def measure(
+    loadgen: Path, corpus: Path, app: str, rate: float, seconds: float, bulk: int = 1
+) -> dict[str, Any]:
     proc, url = serve(app)
     try:
         args = [str(loadgen), "-target", "auditlog", "-url", url, "-corpus", str(corpus),
-                "-token", "bench", "-bulk", "1"]  # fmt: skip
+                "-token", "bench", "-bulk", str(bulk)]  # fmt: skip
         subprocess.run([*args, "-rate", "500", "-duration", "2s"], capture_output=True, check=True)
         before = process_cpu(proc.pid)
         done = subprocess.run(
@@ -69,6 +76,7 @@ def measure(loadgen: Path, corpus: Path, app: str, rate: float, seconds: float) 
     run = json.loads(done.stdout.strip().splitlines()[-1])
     return {
         "app": app,
+        "bulk": bulk,
         "requests": run["requests"],
         "errors": run["errors"],
         "backlog": run["backlog"],
@@ -81,8 +89,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--apps", nargs="+", choices=APPS, default=list(APPS))
+    parser.add_argument(
+        "--bulk", type=int, default=1, help="events per request (/v2/log when more than 1)"
+    )
     results.add_option(parser)
     args = parser.parse_args()
+    if args.bulk > 1 and args.apps != ["bare"]:
+        parser.error("--bulk above 1 needs --apps bare: the shell apps serve /v1/log only")
     started = results.now()
     loadgen = build_go_tool("race")
     if loadgen is None:
@@ -90,8 +104,8 @@ def main() -> None:
     WORKDIR.mkdir(parents=True, exist_ok=True)
     corpus = write_corpus(WORKDIR / "floor-corpus.jsonl", 20_000)
     runs = []
-    for app in APPS:
-        run = measure(loadgen, corpus, app, args.rate, args.seconds)
+    for app in args.apps:
+        run = measure(loadgen, corpus, app, args.rate, args.seconds, args.bulk)
         print(
             f"{app:>7}: {run['cpu_us_per_request']} µs of CPU per request; p50"
             f" {run['latency_ms'].get('p50')} ms, p99 {run['latency_ms'].get('p99')} ms;"
