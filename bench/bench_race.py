@@ -291,9 +291,10 @@ def interleaved(
             failed.add((system, bulk))
 
     if args.warm_up > 0:
-        # Kafka's JVM compiles its hot paths in its first seconds under load (its first 15 s
-        # at 4,000 events/s cost 98-128 µs of its CPU per event, ~30 after): unmeasured, so
-        # that the first measured run does not pay for it. Tessera gets the same.
+        # Kafka's JVM compiles its hot paths in its first seconds under load: unmeasured, so
+        # that the first measured run does not pay for it (a race's first auditlog run paid
+        # 74-90 µs of Kafka's CPU per event without this, 55 with it; bench/JOURNAL.md,
+        # 2026-12-05). Tessera gets the same.
         print(f"warming both up: {WARM_UP_RATE:,}/s for {args.warm_up:g} s each", flush=True)
         if tessera:
             race(loadgen, "tessera", tessera, corpus, WARM_UP_RATE, args.warm_up)

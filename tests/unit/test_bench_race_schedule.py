@@ -15,13 +15,14 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.go_tools import ROOT, go_build
+from tests.unit.http_standin import standing
 
 SCRATCH = "0000-00-00T00:00:00.000000Z"
 
@@ -57,15 +58,8 @@ def server() -> Iterator[tuple[str, Received]]:
         def log_message(self, *_: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", received
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with standing(Handler) as url:
+        yield url, received
 
 
 def write_corpus(path: Path, n: int) -> Path:

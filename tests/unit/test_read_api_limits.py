@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from auditlog.verify import read_api
 from auditlog.verify.read_api import ReadApi, ReadApiError
+from tests.unit.http_standin import standing
 
 BODIES: dict[str, tuple[bytes, bool]] = {}
 
@@ -32,14 +32,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(read_api, "MAX_BODY", 1 << 20)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with standing(Handler) as url:
+        yield url
 
 
 def test_a_small_gzipped_answer_is_inflated(server: str) -> None:
