@@ -44,6 +44,7 @@ type result struct {
 	Bulk          int                `json:"bulk"`
 	Seconds       float64            `json:"seconds"`
 	Events        int                `json:"events"`
+	Accepted      int                `json:"accepted"` // events of the requests answered 2xx
 	Requests      int                `json:"requests"`
 	Errors        int                `json:"errors"`
 	Statuses      map[string]int     `json:"statuses"`
@@ -286,6 +287,7 @@ func main() {
 						res.FirstError = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 					}
 				} else {
+					res.Accepted += len(j.bodies)
 					acks = append(acks, latency)
 					if *target == "tessera" {
 						if idx, err := strconv.ParseUint(strings.TrimSpace(string(body)), 10, 64); err == nil {

@@ -113,3 +113,45 @@ def test_each_entry_carries_its_requests_due_time(
         assert abs(due - (started + i * interval_us)) <= 1
     # The entries in schedule order are the corpus's in order: the stamps went to the right ones.
     assert [m for due in dues for m in by_due[due]] == [f"event {i}" for i in range(total)]
+
+
+def test_accepted_counts_only_the_events_of_requests_answered_2xx(
+    race_binary: Path, tmp_path: Path
+) -> None:
+    # bench_race waits for, and divides its CPU by, the accepted events: counting refused ones
+    # had it wait out its deadline after any 503, idle CPU and all.
+    refused = 0
+    lock = threading.Lock()
+
+    class Refusing(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            nonlocal refused
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            first = int(body["events"][0]["event"]["message"].split()[1])
+            status = 503 if first % 3 == 0 else 200
+            if status == 503:
+                with lock:
+                    refused += len(body["events"])
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    bulk, rate, seconds = 10, 2000, 0.5
+    with standing(Refusing) as url:
+        out = subprocess.run(
+            [str(race_binary), "-target", "auditlog", "-url", url, "-token", "t",
+             "-corpus", str(write_corpus(tmp_path / "corpus.jsonl", 1000)),
+             "-rate", str(rate), "-duration", f"{seconds}s", "-bulk", str(bulk)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["events"] == 1000
+    assert refused > 0
+    assert result["statuses"]["503"] * bulk == refused
+    assert result["accepted"] == result["events"] - refused == result["statuses"]["200"] * bulk
