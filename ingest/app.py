@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -28,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from auditlog.core.client_signature import verify_event_signature
 from auditlog.core.columns import TEXT_COLUMNS
-from auditlog.core.envelope import Envelope, canonical_json, format_received_at
+from auditlog.core.envelope import Envelope, canonical_json
 from auditlog.core.errors import InvalidEvent, Pushback
 from auditlog.core.schema import (
     Schema,
@@ -39,6 +38,7 @@ from auditlog.core.schema import (
 from auditlog.kafka.clients import PRINCIPAL_HEADER, make_producer
 from auditlog.pg import db
 from auditlog.pg.tokens import TokenCache, TokenInfo
+from auditlog.runtime.clock import iso_us
 from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import describe, load_schemas
 from auditlog.web import requests_store
@@ -237,7 +237,7 @@ async def log_v1(request: Request) -> Response:
     token, body = granted
     errors: list[dict[str, str]] = []
     verbose = _verbose(body, errors)
-    received_at = format_received_at(datetime.now(UTC))
+    received_at = iso_us()
     schema = _schema(request, body, errors)
     if schema is None:
         return validation_error(request, errors)
@@ -276,7 +276,7 @@ def _bulk_envelopes(
             )
         )
         return [], [], verbose, errors
-    received_at = format_received_at(datetime.now(UTC))
+    received_at = iso_us()
     envelopes: list[Envelope] = []
     headers: list[Headers] = []
     for i, item in enumerate(events):

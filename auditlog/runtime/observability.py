@@ -32,6 +32,8 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from auditlog.runtime.clock import log_timestamp
+
 _configured = False
 
 
@@ -45,7 +47,7 @@ def configure_logging(level: str = "info") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            log_timestamp,  # TimeStamper(fmt="iso", utc=True)'s text, cheaper
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,6 +18,7 @@ from starlette.responses import Response
 
 from auditlog.core.schema import error_item
 from auditlog.pg.tokens import TokenCache, TokenInfo
+from auditlog.runtime.clock import iso_ms
 from auditlog.web.ratelimit import Limits
 
 RATE_LIMITED = Counter("auditlog_rate_limited_total", "Requests refused by a rate limit", ["limit"])
@@ -61,7 +61,7 @@ def new_request_id() -> str:
 
 def now() -> str:
     """The current time as Pangea writes it: ISO 8601, UTC, milliseconds, ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms()
 
 
 class PangeaResponse(Response):
