@@ -71,6 +71,20 @@ def write_corpus(path: Path, n: int) -> Path:
     return path
 
 
+def run_race(
+    binary: Path, url: str, tmp_path: Path, rate: float, seconds: float, bulk: int
+) -> dict[str, Any]:
+    """The load generator's result: ``rate`` entries/s for ``seconds``, from 1,000 entries."""
+    out = subprocess.run(
+        [str(binary), "-target", "auditlog", "-url", url, "-token", "t",
+         "-corpus", str(write_corpus(tmp_path / "corpus.jsonl", 1000)),
+         "-rate", str(rate), "-duration", f"{seconds}s", "-bulk", str(bulk)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def micros(stamp: str) -> int:
     at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return round(at.timestamp() * 1_000_000)
@@ -82,13 +96,7 @@ def test_each_entry_carries_its_requests_due_time(
 ) -> None:
     url, received = server
     rate, seconds = 2000, 0.5
-    out = subprocess.run(
-        [str(race_binary), "-target", "auditlog", "-url", url, "-token", "t",
-         "-corpus", str(write_corpus(tmp_path / "corpus.jsonl", 1000)),
-         "-rate", str(rate), "-duration", f"{seconds}s", "-bulk", str(bulk)],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_race(race_binary, url, tmp_path, rate, seconds, bulk)
     total = int(rate * seconds)
     assert result["events"] == total
     assert result["errors"] == 0
@@ -144,13 +152,7 @@ def test_accepted_counts_only_the_events_of_requests_answered_2xx(
 
     bulk, rate, seconds = 10, 2000, 0.5
     with standing(Refusing) as url:
-        out = subprocess.run(
-            [str(race_binary), "-target", "auditlog", "-url", url, "-token", "t",
-             "-corpus", str(write_corpus(tmp_path / "corpus.jsonl", 1000)),
-             "-rate", str(rate), "-duration", f"{seconds}s", "-bulk", str(bulk)],
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+        result = run_race(race_binary, url, tmp_path, rate, seconds, bulk)
     assert result["events"] == 1000
     assert refused > 0
     assert result["statuses"]["503"] * bulk == refused
