@@ -2,11 +2,14 @@
 
     .venv/bin/python -m bench.bench_sealer [--events 200000] [--sealers 2] [--rate 20000]
         [--search-index blocks|trigram] [--hash-index hash|none]
-        [--batch-age S] [--batch-min-interval S] [--search-merge-interval S]
+        [--batch-age S] [--batch-min-interval S] [--search-merge-interval S] [--warm-up 15]
 
 Phase 1 fills a topic with `--events` canonical envelopes, then starts `--sealers` sealer
 processes and times how long they take to seal everything. Phase 2 keeps the sealers running
-while `--rate` events/s are published for `--seconds`, and reads each event's latency from the
+while `--rate` events/s are published for `--seconds` (after ``--warm-up`` seconds of 2,000
+events/s, unmeasured: Kafka's JVM compiles its produce path in its first seconds under load, which
+a freshly started stack's first live phase would otherwise pay for, at 2-3x the CPU per event),
+and reads each event's latency from the
 database: the time its batch's checkpoint was written (``checkpoints.created_at`` is
 ``clock_timestamp()`` at insert, just before commit) minus its ``received_at`` (set by the
 producer when the envelope was built). Phase 2 starts once the sealers' consumer group is
@@ -42,7 +45,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
@@ -76,6 +79,9 @@ from bench.sealer_measure import (
 )
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MIN_INTERVAL
 from sealer.index_merge import DEFAULT_INTERVAL as DEFAULT_SEARCH_MERGE_INTERVAL
+
+# The warm-up's rate: bench_race's, enough for Kafka's JVM to compile its produce path.
+WARM_UP_RATE: Final = 2000
 
 
 def _fill_go(
@@ -243,6 +249,12 @@ def main() -> None:
         help="realistic events (auditlog/loadtest/events.py, the default) or the templated"
         " best case of earlier runs",
     )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=15,
+        help=f"seconds of {WARM_UP_RATE:,} events/s before the live phase, unmeasured (0: none)",
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -342,8 +354,13 @@ def main() -> None:
         waited = asyncio.run(group_settled(bench, args.sealers))
         print(f"  consumer group stable with {args.sealers} members ({waited:.1f} s more)")
         figures["group_settled_s"] = waited
+        warm = int(WARM_UP_RATE * args.warm_up)
+        if warm:
+            fill(bench, warm, "warmup", WARM_UP_RATE)
+            _wait_or_report(bench, args.events + warm)
+            print(f"  warmed up: {warm:,} events at {WARM_UP_RATE:,}/s, unmeasured")
         before = [scrape(port) for port in metrics_ports]
-        total = args.events + int(args.rate * args.seconds)
+        total = args.events + warm + int(args.rate * args.seconds)
         live = CpuMeter()
         with live.sampling():
             achieved = fill(bench, int(args.rate * args.seconds), "live", args.rate)
