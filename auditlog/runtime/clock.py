@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import MutableMapping
+from time import time_ns
 from typing import Any
 
 __all__ = ["iso_ms", "iso_us", "log_timestamp"]
@@ -32,13 +33,13 @@ def _second_text(second: int) -> str:
 def iso_us(ns: int | None = None) -> str:
     """``YYYY-MM-DDTHH:MM:SS.ffffffZ``: now, or ``ns`` nanoseconds after the epoch (an event's
     ``received_at``: exactly six fraction digits, as Pangea hashes it)."""
-    second, fraction = divmod((time.time_ns() if ns is None else ns) // 1000, 1_000_000)
+    second, fraction = divmod((time_ns() if ns is None else ns) // 1000, 1_000_000)
     return f"{_second_text(second)}{fraction:06d}Z"
 
 
 def iso_ms() -> str:
     """Now as ``YYYY-MM-DDTHH:MM:SS.mmmZ``: Pangea's ``request_time`` and ``response_time``."""
-    second, fraction = divmod(time.time_ns() // 1_000_000, 1000)
+    second, fraction = divmod(time_ns() // 1_000_000, 1000)
     return f"{_second_text(second)}{fraction:03d}Z"
 
 
