@@ -60,6 +60,7 @@ from bench.harness import (
     free_port,
     group_settled,
     percentile,
+    postgres_settings,
     wait_http,
     wait_idle,
 )
@@ -374,6 +375,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         tessera = "" if args.skip_tessera else stack.enter_context(tessera_running())
         bench = stack.enter_context(bench_stack(WORKDIR, partitions=4))
+        figures["postgres_settings"] = asyncio.run(postgres_settings(bench.database_url))
         port = free_port()
         bench.spawn("ingest", AUDITLOG_PORT=str(port))
         batching = {

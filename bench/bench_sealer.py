@@ -62,6 +62,7 @@ from bench.harness import (
     free_port,
     group_settled,
     percentile,
+    postgres_settings,
 )
 from bench.sealer_measure import (
     by_window,
@@ -287,6 +288,7 @@ def main() -> None:
             # 50,000 distinct events (~2.5 s to make); kafkaload cycles through them, each
             # record with its own number in its message.
             corpus = write_corpus(bench.workdir / "corpus.jsonl", 50_000)
+        figures["postgres_settings"] = asyncio.run(postgres_settings(bench.database_url))
         figures["indexes"] = asyncio.run(
             _optional_indexes(
                 bench.database_url, args.search_index == "trigram", args.hash_index == "none"

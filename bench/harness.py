@@ -245,6 +245,43 @@ def _uid(user: str) -> int | None:
         return None
 
 
+# The PostgreSQL settings a pipeline result depends on: recorded in it, so that a run on a
+# cluster tuned otherwise (or changed with ALTER SYSTEM for an experiment) says so itself.
+PG_SETTINGS = (
+    "server_version", "shared_buffers", "max_wal_size", "checkpoint_timeout",
+    "checkpoint_completion_target", "wal_compression", "synchronous_commit", "full_page_writes",
+    "backend_flush_after", "autovacuum", "autovacuum_naptime", "gin_pending_list_limit",
+)  # fmt: skip
+
+
+async def postgres_settings(url: str) -> dict[str, str]:
+    """:data:`PG_SETTINGS` as the server reports them, each with its unit (``8GB``, ``900s``)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1::text[])",
+            list(PG_SETTINGS),
+        )
+    finally:
+        await conn.close()
+    found = {r["name"]: _with_unit(r["setting"], r["unit"]) for r in rows}
+    return {name: found[name] for name in PG_SETTINGS if name in found}
+
+
+def _with_unit(setting: str, unit: str | None) -> str:
+    """pg_settings' value in the unit an operator writes: 1024 of ``8kB`` is ``8MB``."""
+    if unit is None:
+        return setting
+    scale = {"8kB": 8 * 1024, "kB": 1024, "MB": 1024**2, "B": 1}.get(unit)
+    if scale is None or not setting.isdigit():
+        return f"{setting}{unit}"  # s, ms, min, -1 (off): as they are
+    size = int(setting) * scale
+    for suffix, factor in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
+        if size % factor == 0 and size >= factor:
+            return f"{size // factor}{suffix}"
+    return f"{size}B"
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
