@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import threading
 from collections.abc import Iterator
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from tests.go_tools import missing
+from tests.http_standin import standing
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -68,15 +68,8 @@ class _Quiet(SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def static_files(directory: Path) -> Iterator[str]:
     """``directory`` served on a loopback port of its own: the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with standing(partial(_Quiet, directory=str(directory))) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.go_tools import ROOT, go_build
-from tests.unit.http_standin import standing
+from tests.http_standin import standing
 
 SCRATCH = "0000-00-00T00:00:00.000000Z"
 

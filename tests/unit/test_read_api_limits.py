@@ -10,7 +10,7 @@ import pytest
 
 from auditlog.verify import read_api
 from auditlog.verify.read_api import ReadApi, ReadApiError
-from tests.unit.http_standin import standing
+from tests.http_standin import standing
 
 BODIES: dict[str, tuple[bytes, bool]] = {}
 
