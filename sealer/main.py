@@ -1,6 +1,7 @@
 """The sealer's composition root: settings and files read, clients built, the loops run.
 
-One consumer group; each worker seals the partitions Kafka assigns it, one log per partition.
+One consumer group; each worker seals the partitions the group's leader assigns it by their
+load (sealer/assignment.py), one log per partition.
 On assignment the worker loads each log's head and stored offset from PostgreSQL and seeks
 there: Kafka's committed offsets are only written for lag monitoring, never read. The fetch
 loop, the seal worker and the commits are :class:`sealer.worker.Sealer`'s.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from auditlog.core.hashing import LogHasher, get_hasher
 from auditlog.core.note import NoteSigner
@@ -33,6 +35,7 @@ from auditlog.runtime.listener import MetricsListener, serve_metrics
 from auditlog.runtime.observability import configure_logging, declare_build_info
 from auditlog.runtime.settings import SettingsError, describe, load_schemas
 from sealer import faults
+from sealer.assignment import LoadAssignor, Rates, balance
 from sealer.health import SealerHealth
 from sealer.index_merge import merge_loop
 from sealer.settings import Settings
@@ -141,6 +144,7 @@ async def _run(
         )
         await dlq.start()
         try:
+            assignor = LoadAssignor(Rates())
             consumer = make_consumer(
                 settings.kafka_bootstrap,
                 settings.kafka_security,
@@ -151,6 +155,9 @@ async def _run(
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 fetch_min_bytes=FETCH_MIN_BYTES,
                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                # Round robin too, which the group uses while any member offers only that
+                # (sealers of an older version, during a rolling upgrade).
+                partition_assignment_strategy=(assignor, RoundRobinPartitionAssignor),
             )
             sealer = Sealer(
                 settings,
@@ -177,6 +184,16 @@ async def _run(
                     tg.create_task(
                         merge_loop(pool, settings.search_merge_interval, sealer.stopping),
                         name="search-merge",
+                    )
+                    tg.create_task(
+                        balance(
+                            consumer,
+                            assignor,
+                            settings.topic,
+                            settings.rebalance_interval,
+                            sealer.stopping,
+                        ),
+                        name="balance",
                     )
                     tg.create_task(stalls.watch_event_loop(sealer.stopping), name="loop-watch")
                     tg.create_task(

@@ -18,6 +18,7 @@ from auditlog.runtime.settings import (
     SettingsError,
 )
 from sealer import faults
+from sealer.assignment import DEFAULT_REBALANCE_INTERVAL
 from sealer.batcher import (
     DEFAULT_BATCH_MAX_AGE,
     DEFAULT_BATCH_MAX_SIZE,
@@ -57,6 +58,9 @@ class Settings:
     # How often the search blocks' index pending list is merged (seconds; 0: by the seals, at
     # PostgreSQL's 4 MB limit; sealer/index_merge.py).
     search_merge_interval: float = DEFAULT_SEARCH_MERGE_INTERVAL
+    # The group's leader asks for a rebalance that evens out the sealers' load at most this
+    # often (seconds; 0: never; sealer/assignment.py).
+    rebalance_interval: float = DEFAULT_REBALANCE_INTERVAL
     witness_policy_file: Path | None = None  # C2SP tlog-policy with witness URLs and quorum
     witness_timeout: float = 1.0
     schemas_file: Path | None = None  # custom schemas per config_id, as ingest's
@@ -94,6 +98,9 @@ class Settings:
             search_merge_interval=env.number(
                 "SEARCH_MERGE_INTERVAL", DEFAULT_SEARCH_MERGE_INTERVAL, minimum=0
             ),
+            rebalance_interval=env.number(
+                "SEALER_REBALANCE_INTERVAL", DEFAULT_REBALANCE_INTERVAL, minimum=0
+            ),
             witness_policy_file=env.path("WITNESS_POLICY_FILE"),
             witness_timeout=env.number("WITNESS_TIMEOUT", 1.0, minimum=0.05),
             schemas_file=env.path("SCHEMAS_FILE"),
@@ -123,6 +130,8 @@ class Settings:
             raise SettingsError("AUDITLOG_BATCH_MIN_INTERVAL must be at most 60 seconds")
         if not 0 <= self.search_merge_interval <= 60:
             raise SettingsError("AUDITLOG_SEARCH_MERGE_INTERVAL must be at most 60 seconds")
+        if not math.isfinite(self.rebalance_interval):
+            raise SettingsError("AUDITLOG_SEALER_REBALANCE_INTERVAL must be a finite number")
         if "/" in self.topic:
             raise SettingsError("AUDITLOG_TOPIC must not contain '/'")
         for name, value in (("MAX_PAST", self.max_past), ("MAX_FUTURE", self.max_future)):

@@ -33,6 +33,7 @@ def test_sealer_settings_from_env() -> None:
             "AUDITLOG_SIGNING_KEY_FILE": "/k/log.skey",
             "AUDITLOG_HASH_SCHEME": "rfc6962-blake3",
             "AUDITLOG_SEARCH_MERGE_INTERVAL": "0",
+            "AUDITLOG_SEALER_REBALANCE_INTERVAL": "0",
         }
     )
     assert (settings.topic, settings.batch_max_size, settings.batch_max_age) == ("t", 10, 0.5)
@@ -40,6 +41,8 @@ def test_sealer_settings_from_env() -> None:
     assert SealerSettings.from_env({}).batch_min_interval == 0.2
     assert settings.search_merge_interval == 0
     assert SealerSettings.from_env({}).search_merge_interval == 0.5
+    assert settings.rebalance_interval == 0
+    assert SealerSettings.from_env({}).rebalance_interval == 60
     assert settings.signing_key_file == Path("/k/log.skey")
     assert settings.hash_scheme == "rfc6962-blake3"
 
@@ -57,6 +60,9 @@ def test_sealer_settings_from_env() -> None:
         ("SEARCH_MERGE_INTERVAL", "-1"),
         ("SEARCH_MERGE_INTERVAL", "61"),
         ("SEARCH_MERGE_INTERVAL", "nan"),
+        ("SEALER_REBALANCE_INTERVAL", "-1"),
+        ("SEALER_REBALANCE_INTERVAL", "inf"),
+        ("SEALER_REBALANCE_INTERVAL", "nan"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
