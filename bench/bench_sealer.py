@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.bench_sealer [--events 200000] [--sealers 2] [--rate 20000]
         [--search-index blocks|trigram] [--hash-index hash|none]
         [--batch-age S] [--batch-min-interval S] [--search-merge-interval S] [--warm-up 15]
+        [--rebalance-interval S]
 
 Phase 1 fills a topic with `--events` canonical envelopes, then starts `--sealers` sealer
 processes and times how long they take to seal everything. Phase 2 keeps the sealers running
@@ -78,6 +79,7 @@ from bench.sealer_measure import (
     wait_sealed,
     windows_report,
 )
+from sealer.assignment import DEFAULT_REBALANCE_INTERVAL
 from sealer.batcher import DEFAULT_BATCH_MAX_AGE, DEFAULT_BATCH_MIN_INTERVAL
 from sealer.index_merge import DEFAULT_INTERVAL as DEFAULT_SEARCH_MERGE_INTERVAL
 
@@ -215,6 +217,14 @@ def main() -> None:
         " pending list themselves, at PostgreSQL's limit)",
     )
     parser.add_argument(
+        "--rebalance-interval",
+        type=float,
+        default=DEFAULT_REBALANCE_INTERVAL,
+        help="the sealers' AUDITLOG_SEALER_REBALANCE_INTERVAL (0: the group keeps the plan made"
+        " as it formed, before any rate was known: partitions dealt by count, as Kafka's round"
+        " robin does)",
+    )
+    parser.add_argument(
         "--search-index",
         choices=("blocks", "trigram"),
         default="blocks",
@@ -316,6 +326,7 @@ def main() -> None:
                 AUDITLOG_BATCH_MAX_AGE=str(args.batch_age),
                 AUDITLOG_BATCH_MIN_INTERVAL=str(args.batch_min_interval),
                 AUDITLOG_SEARCH_MERGE_INTERVAL=str(args.search_merge_interval),
+                AUDITLOG_SEALER_REBALANCE_INTERVAL=str(args.rebalance_interval),
                 AUDITLOG_LOG_LEVEL=args.log_level,
                 AUDITLOG_SEALER_METRICS_PORT=str(port),
             )
@@ -391,10 +402,17 @@ def main() -> None:
             )
         )
         sealers = []
+        rebalances = 0.0
         for port, scraped in zip(metrics_ports, before, strict=True):
-            phase = phase_figures(scraped, scrape(port))
+            after = scrape(port)
+            phase = phase_figures(scraped, after)
             sealers.append(phase)
+            rebalances += after.get("auditlog_sealer_rebalances_requested_total", 0.0)
             print(f"  sealer on :{port}: {phase_report(phase)}")
+        # Asked for by the group's leader to even out the sealers' load (sealer/assignment.py),
+        # in the warm-up as a rule: the plan made as the group formed had no rates to go by.
+        print(f"  rebalances asked for since the sealers started: {rebalances:.0f}")
+        figures["rebalances_requested"] = rebalances
         figures["live"] = {
             "offered_events_per_s": args.rate,
             "achieved_events_per_s": achieved,

@@ -214,6 +214,10 @@ def phase_figures(before: dict[str, float], after: dict[str, float]) -> dict[str
     runs on that loop, between the seals' round trips. Keys absent when there was nothing."""
     d = {k: v - before.get(k, 0.0) for k, v in after.items()}
     out: dict[str, Any] = {}
+    # Each sealer's share of the events: how evenly the group spread the partitions' load.
+    events = d.get("auditlog_sealer_events_total", 0.0)
+    if events:
+        out["events"] = events
     batches = d.get("auditlog_sealer_seal_seconds_count", 0.0)
     if batches:
         out["batches"] = batches
@@ -236,6 +240,9 @@ def phase_figures(before: dict[str, float], after: dict[str, float]) -> dict[str
     fenced = d.get("auditlog_sealer_fenced_total", 0.0)
     if fenced:
         out["fenced"] = fenced
+    rebalances = d.get("auditlog_sealer_rebalances_requested_total", 0.0)
+    if rebalances:
+        out["rebalances_requested"] = rebalances
     collections = d.get("auditlog_gc_pause_seconds_count", 0.0)
     if collections:
         out["gc_collections"] = collections
@@ -246,6 +253,8 @@ def phase_figures(before: dict[str, float], after: dict[str, float]) -> dict[str
 def phase_report(figures: dict[str, Any]) -> str:
     """:func:`phase_figures`, as printed."""
     parts = []
+    if "events" in figures:
+        parts.append(f"{figures['events']:,.0f} events sealed")
     if "batches" in figures:
         parts.append(
             f"{figures['batches']:,.0f} batches of {figures['batch_events_mean']:,.0f} events,"
@@ -262,6 +271,8 @@ def phase_report(figures: dict[str, Any]) -> str:
         parts.append(f"event loop late (of {figures['event_loop_ticks']:,.0f} ticks): {late}")
     if "fenced" in figures:
         parts.append(f"{figures['fenced']:,.0f} seals fenced off")
+    if "rebalances_requested" in figures:
+        parts.append(f"{figures['rebalances_requested']:,.0f} rebalances asked for")
     if "gc_collections" in figures:
         parts.append(
             f"cyclic GC {figures['gc_collections']:,.0f} collections,"
