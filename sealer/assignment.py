@@ -2,10 +2,10 @@
 
 A partition is one log and is sealed by one sealer, and its load is whatever its producers send
 it: with tenants as keys a few partitions often carry most events. Kafka's stock assignors count
-partitions, so two hot partitions can land on one sealer while another idles, and that sealer's
-batches grow, its seals slow, and the tail of produce→sealed latency is its queue (with 85 % of
-the events on two of four partitions, a p99 of 1.3-2.2 s at 15k events/s against 0.65 s when the
-two were split; bench/JOURNAL.md, 2026-12-05).
+partitions, so two busy partitions can land on one sealer while another idles, and a sealer is
+one Python process: on 2 vCPUs at 20k realistic events/s, the sealer given the two partitions
+with ~85 % of the events fell behind (p99 2.3-6.7 s) where the same load spread by rate held at
+p99 0.7 s (bench/JOURNAL.md, 2026-12-05 18:45).
 
 Here each sealer samples the topic's end offsets every :data:`SAMPLE_SECONDS` and keeps each
 partition's incoming rate (events/s, smoothed over about :data:`SMOOTHING_SECONDS`). Whichever
@@ -20,8 +20,14 @@ few seconds (the group's members notice it on their next heartbeat); a sealer th
 partition before keeps nothing of it, and the next owner starts from the partition's head in
 PostgreSQL, as after any rebalance.
 
-The assignor is offered to the group beside Kafka's round-robin one, so a group of sealers of an
-older version and of this one agree on round robin until every member offers both.
+The assignor goes by Kafka's protocol name ``roundrobin``, with round robin's member metadata:
+sealers of older versions offer only that protocol, so during a rolling upgrade both kinds share
+the group, and whichever leads it assigns (an older leader by count, a newer one by load; members
+take any assignment they are given). Offering a second protocol under a name of its own, the
+usual way to change assignors, does not work with aiokafka 0.14: it sends one JoinGroup per
+assignor offered, the later ones with more protocols, and the group takes each for changed
+metadata and rebalances again, in a loop that held two sealers out of work for over 30 s in a
+benchmark (aio-libs/aiokafka#1168).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any, Final
 
 import structlog
 from aiokafka import TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
@@ -56,7 +63,8 @@ __all__ = [
 
 log = structlog.get_logger("sealer.assignment")
 
-ASSIGNOR_NAME: Final = "auditlog-load"
+# Shared with the stock assignor on purpose (the module's docstring says why).
+ASSIGNOR_NAME: Final = RoundRobinPartitionAssignor.name
 # The leader asks for a rebalance at most this often (seconds; 0: never, plans are then made
 # only at the rebalances members joining or leaving cause).
 DEFAULT_REBALANCE_INTERVAL: Final = 60.0
@@ -176,7 +184,7 @@ class LoadAssignor:
     """
 
     name = ASSIGNOR_NAME
-    version = 0
+    version = RoundRobinPartitionAssignor.version
 
     def __init__(self, rates: Rates, clock: Callable[[], float] = time.monotonic) -> None:
         self.rates = rates

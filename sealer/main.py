@@ -21,7 +21,6 @@ from pathlib import Path
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from auditlog.core.hashing import LogHasher, get_hasher
 from auditlog.core.note import NoteSigner
@@ -155,9 +154,9 @@ async def _run(
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 fetch_min_bytes=FETCH_MIN_BYTES,
                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-                # Round robin too, which the group uses while any member offers only that
-                # (sealers of an older version, during a rolling upgrade).
-                partition_assignment_strategy=(assignor, RoundRobinPartitionAssignor),
+                # One assignor only: aiokafka 0.14 rebalances in a loop when offered two
+                # (sealer/assignment.py).
+                partition_assignment_strategy=(assignor,),
             )
             sealer = Sealer(
                 settings,

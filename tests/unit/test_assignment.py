@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
 from sealer.assignment import LoadAssignor, Rates, balance, heaviest, spread, uneven
@@ -277,3 +278,11 @@ async def test_the_leader_asks_once_for_the_rebalance_that_evens_the_load() -> N
     await balance(consumer, assignor, T, 60.0, stopping, every=0)
     assert consumer._coordinator.rejoins == 1
     assert assignor.plan is None
+
+
+def test_it_shares_round_robins_protocol_with_older_sealers() -> None:
+    # Older sealers offer only round robin: a group of both kinds must agree on one protocol,
+    # with metadata both read alike.
+    ours = LoadAssignor(Rates()).metadata([T]).encode()
+    theirs = RoundRobinPartitionAssignor.metadata([T]).encode()
+    assert (LoadAssignor.name, ours) == (RoundRobinPartitionAssignor.name, theirs)
