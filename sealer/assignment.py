@@ -274,31 +274,34 @@ async def balance(
     """Sample the topic's end offsets every ``every`` seconds until ``stopping``; while this
     sealer leads the group, ask for a rebalance when :meth:`LoadAssignor.due` says so."""
     while not await pause(stopping, every):
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            continue
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         try:
-            async with asyncio.timeout(SAMPLE_TIMEOUT):
-                ends = await consumer.end_offsets(tps)
+            await _turn(consumer, assignor, topic, interval)
         except (KafkaError, TimeoutError) as exc:
             log.warning("end_offsets_failed", error=type(exc).__name__)
-            continue
-        assignor.rates.observe(assignor.clock(), ends)
-        relief = assignor.due(interval)
-        if relief is None:
-            continue
-        log.info(
-            "rebalance_requested",
-            busiest=round(relief.now),
-            busiest_after=round(relief.best),
-            rates={
-                f"{tp.partition}": round(r) for tp, r in sorted(assignor.rates.current().items())
-            },
-        )
-        REBALANCES.inc()
-        # aiokafka has no public call for this (the Java client's enforceRebalance): its
-        # coordinator's own, which its members use when metadata changes.
-        consumer._coordinator.request_rejoin()
-        # Until the new plan is made: do not ask twice for one rebalance.
-        assignor.plan = None
+        except Exception:  # spreading the load must never stop the sealer
+            log.exception("balance_failed")
+
+
+async def _turn(consumer: Any, assignor: LoadAssignor, topic: str, interval: float) -> None:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        return
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    async with asyncio.timeout(SAMPLE_TIMEOUT):
+        ends = await consumer.end_offsets(tps)
+    assignor.rates.observe(assignor.clock(), ends)
+    relief = assignor.due(interval)
+    if relief is None:
+        return
+    log.info(
+        "rebalance_requested",
+        busiest=round(relief.now),
+        busiest_after=round(relief.best),
+        rates={f"{tp.partition}": round(r) for tp, r in sorted(assignor.rates.current().items())},
+    )
+    REBALANCES.inc()
+    # aiokafka has no public call for this (the Java client's enforceRebalance): its
+    # coordinator's own, which its members use when metadata changes.
+    consumer._coordinator.request_rejoin()
+    # Until the new plan is made: do not ask twice for one rebalance.
+    assignor.plan = None

@@ -10,6 +10,8 @@ Shutdown order (SIGTERM/SIGINT): stop fetching; seal what is buffered (every sea
 finishes); commit the offsets to Kafka for lag reporting; stop the consumer (leaves the group);
 flush and stop the dead-letter producer; close the PostgreSQL pool. The search index's merge
 (sealer/index_merge.py) stops with the seals: a merge under way finishes before the pool closes.
+The load sampling (sealer/assignment.py) stops at its next turn, after a request for end offsets
+under way (at most 10 s).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+from aiokafka.errors import KafkaConnectionError
 
 from sealer.assignment import LoadAssignor, Rates, balance, heaviest, spread, uneven
 
@@ -250,9 +251,10 @@ class Consumer:
         return {0, 1, 2, 3}
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        if not self.ends:
+        # The last sample is given again as the loop is told to stop.
+        if len(self.ends) == 1:
             self.stopping.set()
-            return dict.fromkeys(partitions, 0)
+            return self.ends[0]
         return self.ends.pop(0)
 
 
@@ -286,3 +288,35 @@ def test_it_shares_round_robins_protocol_with_older_sealers() -> None:
     ours = LoadAssignor(Rates()).metadata([T]).encode()
     theirs = RoundRobinPartitionAssignor.metadata([T]).encode()
     assert (LoadAssignor.name, ours) == (RoundRobinPartitionAssignor.name, theirs)
+
+
+@dataclass
+class Flaky(Consumer):
+    """A consumer whose first requests for end offsets fail, as a broker going away would."""
+
+    failures: list[BaseException] = field(default_factory=list)
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.failures:
+            raise self.failures.pop(0)
+        return await super().end_offsets(partitions)
+
+
+async def test_a_failed_turn_does_not_stop_the_balance() -> None:
+    clock = Clock()
+    assignor = LoadAssignor(Rates(), clock)
+    stopping = asyncio.Event()
+    consumer = Flaky(
+        [dict.fromkeys(tps(0, 1, 2, 3), 0), dict.fromkeys(tps(0, 1, 2, 3), 100)],
+        stopping,
+        failures=[KafkaConnectionError(), RuntimeError("a bug")],
+    )
+
+    def tick() -> float:
+        clock.now += 1
+        return clock.now
+
+    assignor.clock = tick
+    await balance(consumer, assignor, T, 60.0, stopping, every=0)
+    # Both samples after the failures were taken: 100 events in the second between them.
+    assert assignor.rates.current() == dict.fromkeys(tps(0, 1, 2, 3), 100.0)
