@@ -16,7 +16,7 @@ rebalance when the busiest sealer would shed at least a quarter of its load and
 :data:`MIN_EXCESS` events/s (:func:`uneven`), at most once per
 ``AUDITLOG_SEALER_REBALANCE_INTERVAL`` seconds after a plan made with rates (a plan made before
 any rate was known may be corrected as soon as one is). A rebalance pauses every sealer for a
-few seconds (the group's members notice it on their next heartbeat); a sealer that had a
+second or so (the group's members notice it on their next heartbeat); a sealer that had a
 partition before keeps nothing of it, and the next owner starts from the partition's head in
 PostgreSQL, as after any rebalance.
 

@@ -51,6 +51,7 @@ log = structlog.get_logger("sealer")
 # 20 ms of latency when idle or slow (docs/performance.md).
 FETCH_MIN_BYTES = 64 * 1024
 FETCH_MAX_WAIT_MS = 20
+HEARTBEAT_INTERVAL_MS = 1000
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -159,6 +160,9 @@ async def _run(
                 # One assignor only: aiokafka 0.14 rebalances in a loop when offered two
                 # (sealer/assignment.py).
                 partition_assignment_strategy=(assignor,),
+                # Members learn of a rebalance from their next heartbeat, and every partition
+                # waits for the last of them: a second apart instead of the default three.
+                heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             )
             sealer = Sealer(
                 settings,
