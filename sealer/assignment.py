@@ -4,8 +4,8 @@ A partition is one log and is sealed by one sealer, and its load is whatever its
 it: with tenants as keys a few partitions often carry most events. Kafka's stock assignors count
 partitions, so two busy partitions can land on one sealer while another idles, and a sealer is
 one Python process: on 2 vCPUs at 20k realistic events/s, the sealer given the two partitions
-with ~85 % of the events fell behind (p99 2.3-6.7 s) where the same load spread by rate held at
-p99 0.7 s (bench/JOURNAL.md, 2026-12-05 18:45).
+with ~85 % of the events fell behind (p99 1.3-6.7 s in one-minute runs) where the same load spread
+by rate held at p99 0.7-1.0 s (bench/JOURNAL.md, 2026-12-05 18:40).
 
 Here each sealer samples the topic's end offsets every :data:`SAMPLE_SECONDS` and keeps each
 partition's incoming rate (events/s, smoothed over about :data:`SMOOTHING_SECONDS`). Whichever
