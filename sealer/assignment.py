@@ -202,15 +202,17 @@ class LoadAssignor:
 
     def assign(self, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
         topics = sorted({t for m in members.values() for t in m.subscription})
+        if len({frozenset(m.subscription) for m in members.values()}) > 1:
+            # Sealers of one deployment share one topic; anything else is dealt by count, as
+            # the stock assignor does with members of different subscriptions.
+            log.warning("subscriptions_differ", topics=topics)
+            by_count: dict[str, Any] = RoundRobinPartitionAssignor.assign(cluster, members)
+            return by_count
         partitions = [
             TopicPartition(t, p)
             for t in topics
             for p in sorted(cluster.partitions_for_topic(t) or ())
         ]
-        if len({frozenset(m.subscription) for m in members.values()}) > 1:
-            # Sealers of one deployment share one topic; anything else is spread by count.
-            log.warning("subscriptions_differ", topics=topics)
-            return _by_count(topics, partitions, members)
         rates = self.rates.current()
         blind = not self.rates.known(partitions)
         plan = spread({tp: rates.get(tp, 0.0) for tp in partitions}, list(members))
@@ -247,20 +249,6 @@ def _by_topic(parts: Sequence[TopicPartition]) -> list[tuple[str, list[int]]]:
     for tp in parts:
         grouped.setdefault(tp.topic, []).append(tp.partition)
     return sorted(grouped.items())
-
-
-def _by_count(
-    topics: Sequence[str], partitions: Sequence[TopicPartition], members: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Each topic's partitions dealt in turn to the members subscribed to it."""
-    plan: Plan = {m: [] for m in members}
-    for topic in topics:
-        subscribed = [m for m in sorted(members) if topic in members[m].subscription]
-        for i, tp in enumerate(tp for tp in partitions if tp.topic == topic):
-            plan[subscribed[i % len(subscribed)]].append(tp)
-    return {
-        m: ConsumerProtocolMemberAssignment(0, _by_topic(parts), b"") for m, parts in plan.items()
-    }
 
 
 async def balance(
