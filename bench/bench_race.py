@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_race [--rates 1000 2000 4000 ...] [--bulk-rates ...]
         [--seconds 20] [--held-p99-ms 2000] [--held-backlog-s 0.1] [--batch-max-age S]
-        [--batch-min-interval S] [--sealers 2] [--warm-up 15]
+        [--batch-min-interval S] [--ingest-linger-ms MS] [--sealers 2] [--warm-up 15]
         [--every-rate] [--skip-tessera]
 
 Both are fed by ``bench/race`` (Go), one run per offered rate, with the same realistic events
@@ -345,6 +345,11 @@ def main() -> None:
         help="the sealers' AUDITLOG_BATCH_MIN_INTERVAL (their default)",
     )
     parser.add_argument(
+        "--ingest-linger-ms",
+        type=int,
+        help="ingest's AUDITLOG_INGEST_KAFKA_LINGER_MS (its default)",
+    )
+    parser.add_argument(
         "--every-rate",
         action="store_true",
         help="offer every rate, even above one the system did not hold",
@@ -377,7 +382,10 @@ def main() -> None:
         bench = stack.enter_context(bench_stack(WORKDIR, partitions=4))
         figures["postgres_settings"] = asyncio.run(postgres_settings(bench.database_url))
         port = free_port()
-        bench.spawn("ingest", AUDITLOG_PORT=str(port))
+        linger = {}
+        if args.ingest_linger_ms is not None:
+            linger["AUDITLOG_INGEST_KAFKA_LINGER_MS"] = str(args.ingest_linger_ms)
+        bench.spawn("ingest", AUDITLOG_PORT=str(port), **linger)
         batching = {
             name: str(value)
             for name, value in (

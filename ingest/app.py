@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 from starlette.requests import Request
@@ -457,6 +458,14 @@ def routes() -> list[BaseRoute]:
     ]
 
 
+def kafka_producer(settings: Settings) -> AIOKafkaProducer:
+    """Ingest's producer: the shared durability settings (acks=all, idempotent), and the linger
+    this service is configured with."""
+    return make_producer(
+        settings.kafka_bootstrap, settings.kafka_security, linger_ms=settings.kafka_linger_ms
+    )
+
+
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     log.info("starting", **describe(settings))
@@ -466,7 +475,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     pool = await db.connect_pool(settings.database_url.value, max_size=4, statement_timeout=2.0)
     try:
         await db.check_schema(pool)
-        producer = make_producer(settings.kafka_bootstrap, settings.kafka_security)
+        producer = kafka_producer(settings)
         await producer.start()
         try:
             # Background log_async publishes live in this group: shutdown waits for them

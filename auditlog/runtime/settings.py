@@ -67,7 +67,9 @@ class Env:
         value = self.optional(name)
         return Path(value) if value else None
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         raw = self._environ.get(f"AUDITLOG_{name}", "").strip()
         if not raw:
             return default
@@ -77,6 +79,8 @@ class Env:
             raise SettingsError(f"AUDITLOG_{name} must be an integer, got {raw!r}") from None
         if value < minimum:
             raise SettingsError(f"AUDITLOG_{name} must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"AUDITLOG_{name} must be <= {maximum}, got {value}")
         return value
 
     def port(self, name: str, default: int) -> int:

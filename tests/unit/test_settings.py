@@ -68,3 +68,12 @@ def test_sealer_settings_from_env() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"AUDITLOG_{name}"):
         SealerSettings.from_env({f"AUDITLOG_{name}": value})
+
+
+def test_ingest_linger_from_env() -> None:
+    assert IngestSettings.from_env({}).kafka_linger_ms == 5
+    settings = IngestSettings.from_env({"AUDITLOG_INGEST_KAFKA_LINGER_MS": "0"})
+    assert settings.kafka_linger_ms == 0
+    for value in ("-1", "1001", "5.5"):
+        with pytest.raises(SettingsError, match="AUDITLOG_INGEST_KAFKA_LINGER_MS"):
+            IngestSettings.from_env({"AUDITLOG_INGEST_KAFKA_LINGER_MS": value})
