@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 from starlette.requests import Request
@@ -36,7 +35,7 @@ from auditlog.core.schema import (
     validate_event,
     validate_signature_fields,
 )
-from auditlog.kafka.clients import PRINCIPAL_HEADER, make_producer
+from auditlog.kafka.clients import PRINCIPAL_HEADER
 from auditlog.pg import db
 from auditlog.pg.tokens import TokenCache, TokenInfo
 from auditlog.runtime.clock import iso_us
@@ -56,7 +55,7 @@ from auditlog.web.pangea import (
     validation_error,
 )
 from auditlog.web.ratelimit import Limits
-from ingest.publisher import Headers, InFlightFull, IngestState
+from ingest.publisher import Headers, InFlightFull, IngestState, kafka_producer
 from ingest.settings import Settings
 
 log = structlog.get_logger("ingest")
@@ -456,14 +455,6 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-
-
-def kafka_producer(settings: Settings) -> AIOKafkaProducer:
-    """Ingest's producer: the shared durability settings (acks=all, idempotent), and the linger
-    this service is configured with."""
-    return make_producer(
-        settings.kafka_bootstrap, settings.kafka_security, linger_ms=settings.kafka_linger_ms
-    )
 
 
 @contextlib.asynccontextmanager

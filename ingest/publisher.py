@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 from auditlog.core.envelope import Envelope
 from auditlog.core.errors import Pushback
 from auditlog.core.schema import Schemas
-from auditlog.kafka.clients import record_key
+from auditlog.kafka.clients import make_producer, record_key
 from auditlog.pg.tokens import TokenCache
 from auditlog.web import requests_store
 from auditlog.web.ratelimit import Limits
@@ -41,6 +41,14 @@ IN_FLIGHT = Gauge(
     "Events waiting for Kafka's acknowledgement",
     multiprocess_mode="livesum",  # the sum over live worker processes
 )
+
+
+def kafka_producer(settings: Settings) -> AIOKafkaProducer:
+    """Ingest's producer: the shared durability settings (acks=all, idempotent), and the linger
+    this service is configured with."""
+    return make_producer(
+        settings.kafka_bootstrap, settings.kafka_security, linger_ms=settings.kafka_linger_ms
+    )
 
 
 class KafkaUnavailable(Pushback):

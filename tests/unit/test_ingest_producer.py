@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.app import kafka_producer
+from ingest.publisher import kafka_producer
 from ingest.settings import Settings
 
 
