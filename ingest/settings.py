@@ -21,8 +21,8 @@ DEFAULT_MAX_IN_FLIGHT = 4096
 DEFAULT_SEND_TIMEOUT = 5.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # How long the producer holds a record for others to share its request to Kafka: Kafka's own
-# producer default since 4.0 (KIP-1030). Single-event requests then cost ingest and Kafka ~10-20
-# µs less each than at 2 ms (docs/ingest.md#durability), for ~3 ms more per acknowledgement.
+# producer default since 4.0 (KIP-1030). Single-event requests then cost ingest and Kafka ~7-18
+# µs less each than at 2 ms, and acknowledgements take a few ms longer (docs/ingest.md#linger).
 DEFAULT_KAFKA_LINGER_MS = 5
 # Events a second per token and per tenant, in each ingest process: twice what one process
 # acknowledges on the benchmark machine (bench_ingest: 44k events/s bulk), so no benchmark is
