@@ -7,8 +7,10 @@
 Calls the sealer's own transaction (`sealer.store.seal`) directly against the local
 PostgreSQL, batch after batch into one log, without Kafka (whose cost does not depend on the
 log's size), and prints the median milliseconds per batch around each milestone (10k, 100k,
-1M, 10M events). Events are realistic (auditlog/loadtest/events.py; ``--templated``: the old
-best case, few distinct words), built in memory beforehand per batch, so the figure is the
+1M, 2M, 5M, 10M events), what the events since the previous milestone cost PostgreSQL (CPU,
+WAL: the marginal cost at that size) and the largest indexes' sizes. Events are realistic
+(auditlog/loadtest/events.py; ``--templated``: the old best case, few distinct words), built in
+memory beforehand per batch, so the figure is the
 sealer's work plus PostgreSQL's: leaf hashing, integrate, COPY into the partitioned events
 table with its indexes, tiles, bundles, the signed checkpoint and the fenced head update.
 
@@ -35,12 +37,29 @@ from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.loadtest.events import EventGenerator
 from bench import results
-from bench.harness import CpuMeter, bench_stack
+from bench.harness import CpuMeter, bench_stack, postgres_settings
 from sealer.records import Sealable
 from sealer.store import Partitions, connect_pool, load_head, seal
 from sealer.timestamps import micros
 
-MILESTONES = (10_000, 100_000, 1_000_000, 10_000_000)
+MILESTONES = (10_000, 100_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000)
+
+# The largest indexes at each milestone: which of them outgrow shared_buffers, and when.
+_INDEX_SIZES = (
+    "SELECT relname, pg_relation_size(oid) AS bytes FROM pg_class"
+    " WHERE relkind = 'i' AND relnamespace = 'public'::regnamespace"
+    " ORDER BY bytes DESC LIMIT 6"
+)
+# Full-page images and checkpoints so far, cluster-wide (PostgreSQL 14+): whether a milestone's
+# extra WAL is pages logged whole after a checkpoint or more records.
+_WAL_STATS = (
+    "SELECT pg_current_wal_lsn() AS lsn, (SELECT wal_fpi FROM pg_stat_wal) AS fpi,"
+    " (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) AS checkpoints"
+)
+
+
+async def _wal_stats(pool: Any) -> dict[str, Any]:
+    return dict(await pool.fetchrow(_WAL_STATS))
 
 
 def _batch(generator: EventGenerator, start: int, n: int, received: datetime) -> list[Sealable]:
@@ -86,6 +105,9 @@ class _Timed:
     async def copy_records_to_table(self, table: str, **kwargs: Any) -> Any:
         return await self._timed(f"COPY {table}", self._conn.copy_records_to_table(table, **kwargs))
 
+    async def copy_to_table(self, table: str, **kwargs: Any) -> Any:
+        return await self._timed(f"COPY {table}", self._conn.copy_to_table(table, **kwargs))
+
     @asynccontextmanager
     async def transaction(self) -> Any:
         tx = self._conn.transaction()
@@ -126,6 +148,7 @@ async def _run(
     breakdown: bool = False,
     drop_index: list[str] | None = None,
     templated: bool = False,
+    milestones: tuple[int, ...] = MILESTONES,
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {"milestones": [], "breakdown": None}
     pool = await connect_pool(url, max_size=2)
@@ -147,8 +170,12 @@ async def _run(
         meter.sample()
         # The whole cluster's WAL: the run's figure holds only on an otherwise idle PostgreSQL.
         wal_start = await pool.fetchval("SELECT pg_current_wal_lsn()")
+        # What the events since the previous milestone cost: the marginal cost at this size.
+        interval_meter, interval_wal, interval_from = CpuMeter(), await _wal_stats(pool), 0
+        interval_meter.sample()
+        interval_spent: dict[str, float] = defaultdict(float)
         batches = 0
-        marks = iter(m for m in MILESTONES if m <= events)
+        marks = iter(m for m in milestones if m <= events)
         mark = next(marks, None)
         began = time.perf_counter()
         while head.size < events:
@@ -166,6 +193,15 @@ async def _run(
             head = result.head
             window = window[-50:]
             if mark is not None and head.size >= mark:
+                interval_meter.sample()
+                cpu_since = interval_meter.seconds()
+                wal_now = await _wal_stats(pool)
+                wal_since = await pool.fetchval(
+                    "SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)",
+                    wal_now["lsn"],
+                    interval_wal["lsn"],
+                )
+                since = head.size - interval_from
                 figures["milestones"].append(
                     {
                         "events": head.size,
@@ -173,13 +209,34 @@ async def _run(
                         "batches_in_median": len(window),
                         "events_per_s_in_transaction": batch / statistics.median(window),
                         "events_per_s_overall": head.size / (time.perf_counter() - began),
+                        "since_previous": {
+                            "events": since,
+                            "cpu_us_per_event": {g: c / since * 1e6 for g, c in cpu_since.items()},
+                            "wal_bytes_per_event": round(float(wal_since) / since, 1),
+                            "wal_full_page_images_per_event": round(
+                                (wal_now["fpi"] - interval_wal["fpi"]) / since, 4
+                            ),
+                            "checkpoints": wal_now["checkpoints"] - interval_wal["checkpoints"],
+                            "ms_per_batch_mean": {
+                                kind: (spent[kind] - interval_spent[kind]) / (since / batch) * 1000
+                                for kind in spent
+                            },
+                        },
+                        "largest_indexes": {
+                            r["relname"]: r["bytes"] for r in await pool.fetch(_INDEX_SIZES)
+                        },
                     }
                 )
+                interval_meter, interval_wal, interval_from = CpuMeter(), wal_now, head.size
+                interval_meter.sample()
+                interval_spent = defaultdict(float, spent)
                 print(
                     f"at {head.size:>10,} events: median {statistics.median(window) * 1000:7.1f} ms"
                     f" per batch of {batch} ({batch / statistics.median(window):,.0f} events/s"
                     f" in the transaction), {head.size / (time.perf_counter() - began):,.0f}"
-                    " events/s overall",
+                    " events/s overall; since the previous milestone PostgreSQL"
+                    f" {cpu_since.get('postgres', 0.0) / since * 1e6:.1f} µs and"
+                    f" {float(wal_since) / since:,.0f} bytes of WAL per event",
                     flush=True,
                 )
                 mark = next(marks, None)
@@ -200,6 +257,7 @@ async def _run(
         print(f"WAL: {figures['wal_bytes_per_event']:,.0f} bytes per event", flush=True)
         if breakdown:
             figures["breakdown"] = _report_breakdown(spent, batches, head.size, cpu)
+        figures["postgres_settings"] = await postgres_settings(url)
     finally:
         await pool.close()
     return figures

@@ -8,6 +8,7 @@ tests); `StackError` is the one error a user can act on, raised by every module 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ CONTROLLER_PORT_ENV = "AUDITLOG_STACK_CONTROLLER_PORT"
 PG_PORT_ENV = "AUDITLOG_STACK_PG_PORT"
 KAFKA_SASL_SSL_PORT_ENV = "AUDITLOG_STACK_KAFKA_SASL_SSL_PORT"
 BROKERS_ENV = "AUDITLOG_STACK_KAFKA_BROKERS"
+PG_SHARED_BUFFERS_ENV = "AUDITLOG_STACK_PG_SHARED_BUFFERS"
 # One broker, or a cluster that keeps every acknowledged record and takes writes with one
 # broker down (replication factor 3, min.insync.replicas 2).
 BROKER_COUNTS = (1, 3)
@@ -27,6 +29,10 @@ NODE_PORT_STRIDE = 100
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 DEFAULT_PG_PORT = 54329
+# PostgreSQL's buffer cache: the search blocks' GIN index outgrows 1 GB near 6M realistic events
+# (docs/performance.md#per-batch-seal-cost-as-a-log-grows); long benchmarks may want more.
+DEFAULT_PG_SHARED_BUFFERS = "1GB"
+_PG_MEMORY = re.compile(r"[1-9][0-9]{0,5}(MB|GB)")
 
 HOST = "127.0.0.1"
 PG_ROLE = "auditlog"
@@ -55,6 +61,8 @@ class StackConfig:
     kafka_sasl_ssl_port: int = 0
     # Kafka nodes, each a KRaft voter and a broker (docs/local-stack.md#a-three-broker-cluster).
     brokers: int = 1
+    # PostgreSQL's shared_buffers, in MB or GB.
+    pg_shared_buffers: str = DEFAULT_PG_SHARED_BUFFERS
 
     def __post_init__(self) -> None:
         # Subprocesses run in other directories, and pg_ctl normalises "..": the home path must
@@ -67,6 +75,11 @@ class StackConfig:
         }
         if self.kafka_sasl_ssl_port:
             ports[KAFKA_SASL_SSL_PORT_ENV] = self.kafka_sasl_ssl_port
+        if not _PG_MEMORY.fullmatch(self.pg_shared_buffers):
+            raise StackError(
+                f"{PG_SHARED_BUFFERS_ENV} must be a size in MB or GB such as 4GB,"
+                f" got {self.pg_shared_buffers!r}"
+            )
         if self.brokers not in BROKER_COUNTS:
             raise StackError(f"{BROKERS_ENV} must be 1 or 3, got {self.brokers}")
         for env_var, port in ports.items():
@@ -95,6 +108,9 @@ class StackConfig:
             pg_port=_port_from_env(environ, PG_PORT_ENV, DEFAULT_PG_PORT),
             kafka_sasl_ssl_port=_port_from_env(environ, KAFKA_SASL_SSL_PORT_ENV, 0),
             brokers=_port_from_env(environ, BROKERS_ENV, 1),
+            pg_shared_buffers=(
+                environ.get(PG_SHARED_BUFFERS_ENV, "").strip() or DEFAULT_PG_SHARED_BUFFERS
+            ),
         )
 
     @property

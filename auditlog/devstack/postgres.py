@@ -80,7 +80,7 @@ def _render_pg_conf(cfg: StackConfig, data_dir: Path) -> str:
         f"unix_socket_directories = '{socket_dir}'\n"
         # Write-heavy settings (docs/local-stack.md): rare checkpoints mean few full-page
         # images in the WAL, which otherwise dominate it right after each checkpoint.
-        "shared_buffers = 1GB\n"
+        f"shared_buffers = {cfg.pg_shared_buffers}\n"
         "wal_buffers = 64MB\n"
         "max_wal_size = 8GB\n"
         "checkpoint_timeout = 15min\n"

@@ -129,9 +129,9 @@ def _configure_standby(
     conninfo = (
         f"host={primary_socket} port={primary_port} user=postgres application_name={REPLICA_NAME}"
     ).replace("'", "''")
-    conf = _render_pg_conf(dataclasses.replace(cfg, pg_port=port), files.data)
     # The standby's own buffers stay small: it serves reads of recent data in drills.
-    conf = conf.replace("shared_buffers = 1GB", "shared_buffers = 128MB")
+    standby = dataclasses.replace(cfg, pg_port=port, pg_shared_buffers="128MB")
+    conf = _render_pg_conf(standby, files.data)
     conf += f"primary_conninfo = '{conninfo}'\nhot_standby_feedback = on\n"
     write_if_changed(files.data / "auditlog.conf", conf, pg_owned=True)
     signal_file = files.data / "standby.signal"

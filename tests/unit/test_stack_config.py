@@ -14,7 +14,7 @@ from auditlog.devstack import stack
 from auditlog.devstack.config import StackConfig, StackError
 from auditlog.devstack.host import port_in_use
 from auditlog.devstack.kafka import render_server_properties
-from auditlog.devstack.postgres import pg_data_dir
+from auditlog.devstack.postgres import _render_pg_conf, pg_data_dir
 
 
 def _free_ports(count: int) -> list[int]:
@@ -90,6 +90,23 @@ def test_from_env_treats_empty_values_as_unset(
 def test_from_env_rejects_a_bad_port_naming_the_variable(value: str) -> None:
     with pytest.raises(StackError, match="AUDITLOG_STACK_KAFKA_PORT"):
         StackConfig.from_env({"AUDITLOG_HOME": "/x", "AUDITLOG_STACK_KAFKA_PORT": value})
+
+
+def test_shared_buffers_come_from_the_environment_into_postgresql_conf(tmp_path: Path) -> None:
+    default = StackConfig(home=tmp_path)
+    assert "shared_buffers = 1GB\n" in _render_pg_conf(default, tmp_path)
+    cfg = StackConfig.from_env(
+        {"AUDITLOG_HOME": str(tmp_path), "AUDITLOG_STACK_PG_SHARED_BUFFERS": " 4GB "}
+    )
+    assert cfg.pg_shared_buffers == "4GB"
+    assert "shared_buffers = 4GB\n" in _render_pg_conf(cfg, tmp_path)
+    assert StackConfig.from_env({"AUDITLOG_HOME": str(tmp_path)}).pg_shared_buffers == "1GB"
+
+
+@pytest.mark.parametrize("value", ["4G", "0GB", "4 GB", "lots", "1GB\nfsync = off", "-1MB"])
+def test_from_env_rejects_bad_shared_buffers_naming_the_variable(value: str) -> None:
+    with pytest.raises(StackError, match="AUDITLOG_STACK_PG_SHARED_BUFFERS"):
+        StackConfig.from_env({"AUDITLOG_HOME": "/x", "AUDITLOG_STACK_PG_SHARED_BUFFERS": value})
 
 
 def test_ports_must_differ() -> None:
