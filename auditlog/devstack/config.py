@@ -29,8 +29,8 @@ NODE_PORT_STRIDE = 100
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 DEFAULT_PG_PORT = 54329
-# PostgreSQL's buffer cache: the search blocks' GIN index outgrows 1 GB near 6M realistic events
-# (docs/performance.md#per-batch-seal-cost-as-a-log-grows); long benchmarks may want more.
+# PostgreSQL's buffer cache. Benchmarks of large tables compare sizes with it (4 GB against 1 GB:
+# docs/performance.md#per-batch-seal-cost-as-a-log-grows, G2 and G3).
 DEFAULT_PG_SHARED_BUFFERS = "1GB"
 _PG_MEMORY = re.compile(r"[1-9][0-9]{0,5}(MB|GB)")
 
