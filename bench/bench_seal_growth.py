@@ -18,6 +18,12 @@ Every run reports the WAL PostgreSQL wrote per event (the whole cluster's, so on
 one); ``--breakdown`` also times every statement of the transaction and reports PostgreSQL's
 CPU (all processes of the ``postgres`` user, from ``/proc``) and this process's per event;
 ``--drop-index`` measures what an index of the migrated schema costs by sealing without it.
+
+``--key-generation N`` is an experiment on the search blocks' keys, not a setting: each block's
+keys are mixed with the number of its log's span of ``N`` entries (``first_idx // N``), so that
+a token's GIN posting list holds only the blocks of one span. It asks whether PostgreSQL's
+growing cost per event comes from ever longer posting lists (a search would then look a token
+up once per span); blocks written this way answer searches wrongly, so use a scratch stack.
 """
 
 from __future__ import annotations
@@ -26,18 +32,22 @@ import argparse
 import asyncio
 import statistics
 import time
+import zlib
 from collections import defaultdict
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.loadtest.events import EventGenerator
+from auditlog.pg import search_blocks
 from bench import results
 from bench.harness import CpuMeter, bench_stack, postgres_settings
+from sealer import rows
 from sealer.records import Sealable
 from sealer.store import Partitions, connect_pool, load_head, seal
 from sealer.timestamps import micros
@@ -60,6 +70,40 @@ _WAL_STATS = (
 
 async def _wal_stats(pool: Any) -> dict[str, Any]:
     return dict(await pool.fetchrow(_WAL_STATS))
+
+
+_KEY_MASK = 0x7FFFFFFF
+_MIX = 0x9E3779B1  # odd: multiplying by it permutes the integers mod 2**31
+
+
+@contextmanager
+def _keys_salted_by_span(span: int) -> Iterator[None]:
+    """--key-generation: the sealer's blocks get keys mixed with their span's number, until
+    the block ends (0: unchanged)."""
+    if not span:
+        yield
+        return
+    plain = search_blocks.block_row
+
+    def salted(log_id: str, first: int, last: int, received: Any, searchable: Any) -> Any:
+        row = plain(log_id, first, last, received, searchable)
+        if row is None:
+            return None
+        # A bijection of 31-bit keys per span, so distinct keys stay distinct within it. Not an
+        # XOR alone: CRC-32 is affine, so XOR-ing one salt would map tokens that differ in one
+        # bit pattern ("34" and "35") onto each other's keys in the next span.
+        salt = zlib.crc32(b"span %d" % (first // span)) & _KEY_MASK
+        return (
+            *row[:-1],
+            [((key + salt) * _MIX & _KEY_MASK) ^ salt for key in cast(list[int], row[-1])],
+        )
+
+    # sealer.rows calls the name it imported: replace it there.
+    setattr(rows, "block_row", salted)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(rows, "block_row", plain)  # noqa: B010
 
 
 def _batch(generator: EventGenerator, start: int, n: int, received: datetime) -> list[Sealable]:
@@ -149,6 +193,22 @@ async def _run(
     drop_index: list[str] | None = None,
     templated: bool = False,
     milestones: tuple[int, ...] = MILESTONES,
+    key_generation: int = 0,
+) -> dict[str, Any]:
+    with _keys_salted_by_span(key_generation):
+        return await _grow(url, events, batch, extra_btree, breakdown, drop_index, templated,
+                           milestones)  # fmt: skip
+
+
+async def _grow(
+    url: str,
+    events: int,
+    batch: int,
+    extra_btree: list[str],
+    breakdown: bool,
+    drop_index: list[str] | None,
+    templated: bool,
+    milestones: tuple[int, ...],
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {"milestones": [], "breakdown": None}
     pool = await connect_pool(url, max_size=2)
@@ -286,6 +346,13 @@ def main() -> None:
         action="store_true",
         help="the best case: templated events (few distinct words) instead of realistic ones",
     )
+    parser.add_argument(
+        "--key-generation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="experiment: mix each block's keys with first_idx // N (searches then miss them)",
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -303,6 +370,7 @@ def main() -> None:
                 args.breakdown,
                 args.drop_index,
                 args.templated,
+                key_generation=args.key_generation,
             )
         )
     path = results.write("bench_seal_growth", started, vars(args), figures, args.results_dir)
