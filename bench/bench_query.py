@@ -9,8 +9,8 @@ each message, one event per millisecond). Secondary indexes are dropped during t
 afterwards, as a bulk import would; their build time is reported (``--no-search``: not built,
 receipts do not need them). Search is measured by bench/bench_search.py, on realistic events.
 
-Then one ``auditlog query`` (its default worker processes, AUDITLOG_QUERY_WORKERS) is measured
-over HTTP:
+Then one ``auditlog query`` (its default worker processes, one per usable CPU, or
+``--query-workers``) is measured over HTTP:
 
 * proofs: ``GET /v1/logs/{log}/receipts/{random index}`` (each answer is an inclusion proof
   plus the signed checkpoint), by ``bench/loadgen`` (Go, built on first use into
@@ -38,6 +38,7 @@ import aiohttp
 import asyncpg
 
 from auditlog.core.note import NoteSigner
+from auditlog.runtime.settings import default_workers
 from bench import results
 from bench.harness import (
     Stalls,
@@ -229,6 +230,12 @@ def main() -> None:
         default="info",
         help="AUDITLOG_LOG_LEVEL of the measured query process (info: one line per request)",
     )
+    parser.add_argument(
+        "--query-workers",
+        type=int,
+        default=0,
+        help="AUDITLOG_QUERY_WORKERS of the measured query (0: its default, one per usable CPU)",
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -257,6 +264,8 @@ def main() -> None:
         figures["idle_after_s"] = idle
         print(f"machine idle again after {idle:.0f} s")
         figures["tile_caches"] = []
+        workers = args.query_workers or default_workers()
+        figures["query_workers"] = workers
         for tiles in args.tile_cache:
             measured: dict[str, Any] = {"tile_cache": tiles}
             figures["tile_caches"].append(measured)
@@ -269,10 +278,11 @@ def main() -> None:
             # Its log lines go to a file, as a deployment's would go to its collector.
             proc = bench.spawn("query", AUDITLOG_PORT=str(port),
                                AUDITLOG_QUERY_TILE_CACHE=str(tiles),
+                               AUDITLOG_QUERY_WORKERS=str(workers),
                                AUDITLOG_LOG_LEVEL=args.query_log_level)  # fmt: skip
             base = f"http://127.0.0.1:{port}"
             wait_http(f"{base}/healthz")
-            print(f"-- query process with AUDITLOG_QUERY_TILE_CACHE={tiles}")
+            print(f"-- query with AUDITLOG_QUERY_TILE_CACHE={tiles}, {workers} worker processes")
             if loadgen is not None:
                 stalls = Stalls(bench.log_path(proc), proc.pid)
                 measured["http"] = loadgen_proofs(
