@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_seal_growth [--events 10000000] [--batch 2000]
         [--breakdown] [--drop-index events_search_text] [--extra-btree actor,target]
-        [--templated]
+        [--templated] [--key-generation N]
 
 Calls the sealer's own transaction (`sealer.store.seal`) directly against the local
 PostgreSQL, batch after batch into one log, without Kafka (whose cost does not depend on the
@@ -10,9 +10,9 @@ log's size), and prints the median milliseconds per batch around each milestone 
 1M, 2M, 5M, 10M events), what the events since the previous milestone cost PostgreSQL (CPU,
 WAL: the marginal cost at that size) and the largest indexes' sizes. Events are realistic
 (auditlog/loadtest/events.py; ``--templated``: the old best case, few distinct words), built in
-memory beforehand per batch, so the figure is the
-sealer's work plus PostgreSQL's: leaf hashing, integrate, COPY into the partitioned events
-table with its indexes, tiles, bundles, the signed checkpoint and the fenced head update.
+memory beforehand per batch, so the figure is the sealer's work plus PostgreSQL's: leaf hashing,
+integrate, COPY into the partitioned events table with its indexes, tiles, bundles, the signed
+checkpoint and the fenced head update.
 
 Every run reports the WAL PostgreSQL wrote per event (the whole cluster's, so on an idle
 one); ``--breakdown`` also times every statement of the transaction and reports PostgreSQL's
@@ -23,7 +23,8 @@ CPU (all processes of the ``postgres`` user, from ``/proc``) and this process's 
 keys are mixed with the number of its log's span of ``N`` entries (``first_idx // N``), so that
 a token's GIN posting list holds only the blocks of one span. It asks whether PostgreSQL's
 growing cost per event comes from ever longer posting lists (a search would then look a token
-up once per span); blocks written this way answer searches wrongly, so use a scratch stack.
+up once per span). Blocks written so would answer searches wrongly; they live only in the
+benchmark's scratch database, dropped afterwards.
 """
 
 from __future__ import annotations
