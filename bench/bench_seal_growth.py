@@ -78,7 +78,7 @@ _MIX = 0x9E3779B1  # odd: multiplying by it permutes the integers mod 2**31
 
 
 @contextmanager
-def _keys_salted_by_span(span: int) -> Iterator[None]:
+def keys_salted_by_span(span: int) -> Iterator[None]:
     """--key-generation: the sealer's blocks get keys mixed with their span's number, until
     the block ends (0: unchanged)."""
     if not span:
@@ -194,22 +194,6 @@ async def _run(
     drop_index: list[str] | None = None,
     templated: bool = False,
     milestones: tuple[int, ...] = MILESTONES,
-    key_generation: int = 0,
-) -> dict[str, Any]:
-    with _keys_salted_by_span(key_generation):
-        return await _grow(url, events, batch, extra_btree, breakdown, drop_index, templated,
-                           milestones)  # fmt: skip
-
-
-async def _grow(
-    url: str,
-    events: int,
-    batch: int,
-    extra_btree: list[str],
-    breakdown: bool,
-    drop_index: list[str] | None,
-    templated: bool,
-    milestones: tuple[int, ...],
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {"milestones": [], "breakdown": None}
     pool = await connect_pool(url, max_size=2)
@@ -230,9 +214,10 @@ async def _grow(
         meter = CpuMeter()
         meter.sample()
         # The whole cluster's WAL: the run's figure holds only on an otherwise idle PostgreSQL.
-        wal_start = await pool.fetchval("SELECT pg_current_wal_lsn()")
+        interval_wal = await _wal_stats(pool)
+        wal_start = interval_wal["lsn"]
         # What the events since the previous milestone cost: the marginal cost at this size.
-        interval_meter, interval_wal, interval_from = CpuMeter(), await _wal_stats(pool), 0
+        interval_meter, interval_from = CpuMeter(), 0
         interval_meter.sample()
         interval_spent: dict[str, float] = defaultdict(float)
         batches = 0
@@ -361,7 +346,7 @@ def main() -> None:
     allowed = {"actor", "action", "target", "status", "source", "tenant_id", "message"}
     if not set(extra) <= allowed:
         parser.error(f"--extra-btree columns must be among {sorted(allowed)}")
-    with bench_stack(Path(".auditlog/bench"), 1) as bench:
+    with bench_stack(Path(".auditlog/bench"), 1) as bench, keys_salted_by_span(args.key_generation):
         figures = asyncio.run(
             _run(
                 bench.database_url,
@@ -371,7 +356,6 @@ def main() -> None:
                 args.breakdown,
                 args.drop_index,
                 args.templated,
-                key_generation=args.key_generation,
             )
         )
     path = results.write("bench_seal_growth", started, vars(args), figures, args.results_dir)

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from auditlog.pg import search_blocks
-from bench.bench_seal_growth import _run
+from bench.bench_seal_growth import _run, keys_salted_by_span
 from sealer import rows
 from tests.conftest import Services, scratch_database
 
@@ -45,7 +45,8 @@ def test_key_generation_salts_each_span_and_leaves_the_sealer_as_it_was(
     lists then hold one span's blocks), and the sealer's own rows are untouched afterwards."""
     name = f"seal_growth_{secrets.token_hex(4)}"
     with scratch_database(services.database_url, name) as url:
-        asyncio.run(_run(url, 256, 128, [], milestones=(), key_generation=128))
+        with keys_salted_by_span(128):
+            asyncio.run(_run(url, 256, 128, [], milestones=()))
 
         async def blocks() -> list[tuple[int, list[int]]]:
             conn = await asyncpg.connect(url)
