@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_seal_growth [--events 10000000] [--batch 2000]
         [--breakdown] [--drop-index events_search_text] [--extra-btree actor,target]
-        [--templated] [--key-generation N]
+        [--templated] [--generation-entries N] [--key-generation N]
 
 Calls the sealer's own transaction (`sealer.store.seal`) directly against the local
 PostgreSQL, batch after batch into one log, without Kafka (whose cost does not depend on the
@@ -18,6 +18,10 @@ Every run reports the WAL PostgreSQL wrote per event (the whole cluster's, so on
 one); ``--breakdown`` also times every statement of the transaction and reports PostgreSQL's
 CPU (all processes of the ``postgres`` user, from ``/proc``) and this process's per event;
 ``--drop-index`` measures what an index of the migrated schema costs by sealing without it.
+
+The search blocks' generations open as a sealer opens them (auditlog/pg/search_generations.py),
+checked every 25 batches: every ``--generation-entries`` entries (the sealer's default; 0: one
+generation, the schema before migration 0011).
 
 ``--key-generation N`` is an experiment on the search blocks' keys, not a setting: each block's
 keys are mixed with the number of its log's span of ``N`` entries (``first_idx // N``), so that
@@ -45,10 +49,11 @@ from auditlog.core.envelope import Envelope, format_received_at
 from auditlog.core.hashing import get_hasher
 from auditlog.core.note import NoteSigner
 from auditlog.loadtest.events import EventGenerator
-from auditlog.pg import search_blocks
+from auditlog.pg import search_blocks, search_generations
 from bench import results
 from bench.harness import CpuMeter, bench_stack, postgres_settings
 from sealer import rows
+from sealer.index_merge import DEFAULT_GENERATION_ENTRIES
 from sealer.records import Sealable
 from sealer.store import Partitions, connect_pool, load_head, seal
 from sealer.timestamps import micros
@@ -61,6 +66,13 @@ _INDEX_SIZES = (
     " WHERE relkind = 'i' AND relnamespace = 'public'::regnamespace"
     " ORDER BY bytes DESC LIMIT 6"
 )
+# Every generation's index of the blocks' keys, together.
+_BLOCK_INDEX_BYTES = (
+    "SELECT coalesce(sum(pg_relation_size(oid)), 0)::bigint FROM pg_class"
+    " WHERE relkind = 'i' AND relname ~ '^search_blocks_g[0-9]+_keys$'"
+)
+# How often (batches) the run checks whether the next generation is due.
+_ROLL_EVERY = 25
 # Full-page images and checkpoints so far, cluster-wide (PostgreSQL 14+): whether a milestone's
 # extra WAL is pages logged whole after a checkpoint or more records.
 _WAL_STATS = (
@@ -194,8 +206,9 @@ async def _run(
     drop_index: list[str] | None = None,
     templated: bool = False,
     milestones: tuple[int, ...] = MILESTONES,
+    generation_entries: int = DEFAULT_GENERATION_ENTRIES,
 ) -> dict[str, Any]:
-    figures: dict[str, Any] = {"milestones": [], "breakdown": None}
+    figures: dict[str, Any] = {"milestones": [], "breakdown": None, "generations_opened_at": []}
     pool = await connect_pool(url, max_size=2)
     try:
         for name in drop_index or ():
@@ -237,6 +250,11 @@ async def _run(
             batches += 1
             window.append(time.perf_counter() - t0)
             head = result.head
+            if batches % _ROLL_EVERY == 0:
+                # As the leading sealer would, between seals (its own connection).
+                async with pool.acquire() as conn:
+                    if await search_generations.roll(conn, generation_entries) is not None:
+                        figures["generations_opened_at"].append(head.size)
             window = window[-50:]
             if mark is not None and head.size >= mark:
                 interval_meter.sample()
@@ -271,6 +289,7 @@ async def _run(
                         "largest_indexes": {
                             r["relname"]: r["bytes"] for r in await pool.fetch(_INDEX_SIZES)
                         },
+                        "search_blocks_index_bytes": await pool.fetchval(_BLOCK_INDEX_BYTES),
                     }
                 )
                 interval_meter, interval_wal, interval_from = CpuMeter(), wal_now, head.size
@@ -333,6 +352,13 @@ def main() -> None:
         help="the best case: templated events (few distinct words) instead of realistic ones",
     )
     parser.add_argument(
+        "--generation-entries",
+        type=int,
+        default=DEFAULT_GENERATION_ENTRIES,
+        metavar="N",
+        help="open the search blocks' next generation every N entries (0: one generation)",
+    )
+    parser.add_argument(
         "--key-generation",
         type=int,
         default=0,
@@ -356,6 +382,7 @@ def main() -> None:
                 args.breakdown,
                 args.drop_index,
                 args.templated,
+                generation_entries=args.generation_entries,
             )
         )
     path = results.write("bench_seal_growth", started, vars(args), figures, args.results_dir)

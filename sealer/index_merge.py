@@ -1,4 +1,4 @@
-"""Merging the search blocks' index off the seals' path.
+"""The search blocks' upkeep off the seals' path: merging their index, opening generations.
 
 Every seal adds its blocks' keys to the GIN index's pending list; PostgreSQL merges that list into
 the index's tree in the session whose insert finds it past 4 MB, and with realistic events that was
@@ -11,6 +11,11 @@ as before) on a connection of its own; the others try to take the lock at the sa
 that sealer stops or dies (its session ends, the lock with it), another one merges from its next
 turn. The list stays at about half a second of keys and no seal waits for it. The merge costs
 PostgreSQL the same CPU wherever it runs.
+
+The same sealer opens the blocks' next generation (auditlog.pg.search_generations.roll) once the
+logs have grown by ``AUDITLOG_SEARCH_GENERATION_ENTRIES`` entries since the newest opened (0:
+never), so that the index the seals write stays small. Merging and opening fail apart: when one
+cannot go on for good (the role may not, the index is gone), the other goes on.
 """
 
 from __future__ import annotations
@@ -25,17 +30,27 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from auditlog.pg.search_blocks import lead_merges, merge_pending
+from auditlog.pg.search_generations import roll
 from auditlog.runtime.eventloop import pause
 
-__all__ = ["DEFAULT_INTERVAL", "merge_loop"]
+__all__ = ["DEFAULT_GENERATION_ENTRIES", "DEFAULT_INTERVAL", "merge_loop"]
 
 log = structlog.get_logger("sealer.index_merge")
 
 DEFAULT_INTERVAL: Final = 0.5
+# Entries per generation of the search blocks: the blocks' index of 2M realistic events costs a
+# seal about what one of 100k does, one of 10M twice that (docs/performance.md, Seal cost).
+DEFAULT_GENERATION_ENTRIES: Final = 2_000_000
+# The pace of the turns when only generations are opened (merging off).
+_ROLL_INTERVAL: Final = 1.0
 
 MERGED_PAGES = Counter(
     "auditlog_sealer_search_merged_pages_total",
     "Pending-list pages of the search blocks' index this sealer merged into the index's tree",
+)
+GENERATIONS_OPENED = Counter(
+    "auditlog_sealer_search_generations_opened_total",
+    "Generations of the search blocks this sealer opened",
 )
 MERGE_SECONDS = Histogram(
     "auditlog_sealer_search_merge_seconds",
@@ -43,8 +58,9 @@ MERGE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
-# Errors that the next turn would meet again: the role does not own the index, or the index is
-# gone or not GIN. The sealer goes on without merging; seals then merge as PostgreSQL decides.
+# Errors that the next turn would meet again: the role does not own the index (or may not create
+# tables), or the index is gone or not GIN. The sealer goes on without that part of the upkeep;
+# seals then merge as PostgreSQL decides, or write into the newest generation as it grows.
 _FOR_GOOD: Final = (
     asyncpg.InsufficientPrivilegeError,
     asyncpg.UndefinedTableError,
@@ -57,47 +73,86 @@ _FOR_NOW: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, Timeo
 _MAX_PAUSE: Final = 30.0
 
 
-async def merge_loop(pool: asyncpg.Pool, interval: float, stopping: asyncio.Event) -> None:
-    """Take turns every ``interval`` seconds until ``stopping`` is set: merge while this sealer
-    holds the merge lock, else try to take it. A merge under way finishes first (the shutdown
-    order in sealer/main.py allows for it). While PostgreSQL cannot be reached the turns space
-    out, up to :data:`_MAX_PAUSE`, and the outage is logged once."""
-    if interval <= 0:
-        return
+async def merge_loop(
+    pool: asyncpg.Pool,
+    interval: float,
+    stopping: asyncio.Event,
+    *,
+    generation_entries: int = 0,
+) -> None:
+    """Take turns every ``interval`` seconds (every second when 0: no merging) until
+    ``stopping`` is set: while this sealer holds the merge lock, merge and open the next
+    generation when ``generation_entries`` more entries were sealed (0: never); else try to take
+    the lock. A merge under way finishes first (the shutdown order in sealer/main.py allows for
+    it). While PostgreSQL cannot be reached the turns space out, up to :data:`_MAX_PAUSE`, and
+    the outage is logged once."""
+    work = _Upkeep(merging=interval > 0, rolling=generation_entries > 0)
+    pace = interval if interval > 0 else _ROLL_INTERVAL
     failures = 0
-    wait = interval
-    while not await pause(stopping, wait):
+    wait = pace
+    while work.any() and not await pause(stopping, wait):
         try:
             async with pool.acquire() as conn:
                 try:
                     leading = False
-                    while True:
+                    while work.any():
                         if not leading:
                             leading = await lead_merges(conn)
                         if leading:
-                            started = time.perf_counter()
-                            merged = await merge_pending(conn)
-                            MERGE_SECONDS.observe(time.perf_counter() - started)
-                            MERGED_PAGES.inc(merged)
+                            await work.turn(conn, generation_entries)
                         if failures:
-                            log.info("search index merges again", failed_turns=failures)
-                            failures, wait = 0, interval
-                        if await pause(stopping, interval):
+                            log.info("search index upkeep again", failed_turns=failures)
+                            failures, wait = 0, pace
+                        if await pause(stopping, pace):
                             return
                 finally:
                     # The sealer's pool keeps session state (sealer/store.py, connect_pool):
                     # the lock must not stay with a connection going back to it.
                     with contextlib.suppress(*_FOR_NOW):
                         await conn.execute("SELECT pg_advisory_unlock_all()")
-        except _FOR_GOOD as exc:
-            log.warning(
-                "search index merge off: seals merge the pending list themselves",
-                error=type(exc).__name__,
-                reason=str(exc),
-            )
-            return
         except _FOR_NOW as exc:
             failures += 1
             if failures == 1:
-                log.warning("search index merge failed, retrying", error=type(exc).__name__)
-            wait = min(interval * 2 ** min(failures, 16), _MAX_PAUSE)
+                log.warning("search index upkeep failed, retrying", error=type(exc).__name__)
+            wait = min(pace * 2 ** min(failures, 16), _MAX_PAUSE)
+
+
+class _Upkeep:
+    """What the leading sealer still does each turn: each part stops for good on its own."""
+
+    def __init__(self, *, merging: bool, rolling: bool) -> None:
+        self.merging = merging
+        self.rolling = rolling
+
+    def any(self) -> bool:
+        return self.merging or self.rolling
+
+    async def turn(self, conn: asyncpg.pool.PoolConnectionProxy, generation_entries: int) -> None:
+        if self.rolling:
+            try:
+                opened = await roll(conn, generation_entries)
+            except _FOR_GOOD as exc:
+                self.rolling = False
+                log.warning(
+                    "search generations off: the newest one grows without bound",
+                    error=type(exc).__name__,
+                    reason=str(exc),
+                )
+            else:
+                if opened is not None:
+                    GENERATIONS_OPENED.inc()
+                    log.info("search generation opened", generation=opened)
+        if self.merging:
+            started = time.perf_counter()
+            try:
+                merged = await merge_pending(conn)
+            except _FOR_GOOD as exc:
+                self.merging = False
+                log.warning(
+                    "search index merge off: seals merge the pending list themselves",
+                    error=type(exc).__name__,
+                    reason=str(exc),
+                )
+            else:
+                MERGE_SECONDS.observe(time.perf_counter() - started)
+                MERGED_PAGES.inc(merged)

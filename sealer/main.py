@@ -187,7 +187,12 @@ async def _run(
                     tg.create_task(sealer.housekeeping(), name="housekeeping")
                     tg.create_task(sealer.commit_loop(), name="commit-loop")
                     tg.create_task(
-                        merge_loop(pool, settings.search_merge_interval, sealer.stopping),
+                        merge_loop(
+                            pool,
+                            settings.search_merge_interval,
+                            sealer.stopping,
+                            generation_entries=settings.search_generation_entries,
+                        ),
                         name="search-merge",
                     )
                     tg.create_task(

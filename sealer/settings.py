@@ -25,6 +25,7 @@ from sealer.batcher import (
     DEFAULT_BATCH_MIN_INTERVAL,
 )
 from sealer.health import DEFAULT_MAX_SEAL_AGE
+from sealer.index_merge import DEFAULT_GENERATION_ENTRIES as DEFAULT_SEARCH_GENERATION_ENTRIES
 from sealer.index_merge import DEFAULT_INTERVAL as DEFAULT_SEARCH_MERGE_INTERVAL
 from sealer.records import DEFAULT_MAX_FUTURE, DEFAULT_MAX_PAST
 
@@ -35,6 +36,7 @@ DEFAULT_SIGNING_KEY_FILE = ".auditlog/keys/log.skey"
 # A record waits in Kafka while no sealer runs, up to the topic's retention (7 days by default):
 # a window shorter than a day would turn an outage into dead letters.
 MIN_MAX_PAST = 86_400.0
+MIN_GENERATION_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,9 @@ class Settings:
     # How often the search blocks' index pending list is merged (seconds; 0: by the seals, at
     # PostgreSQL's 4 MB limit; sealer/index_merge.py).
     search_merge_interval: float = DEFAULT_SEARCH_MERGE_INTERVAL
+    # Entries sealed (all logs) after which the search blocks' next generation opens (0: never;
+    # auditlog/pg/search_generations.py).
+    search_generation_entries: int = DEFAULT_SEARCH_GENERATION_ENTRIES
     # The group's leader asks for a rebalance that evens out the sealers' load at most this
     # often (seconds; 0: never; sealer/assignment.py).
     rebalance_interval: float = DEFAULT_REBALANCE_INTERVAL
@@ -98,6 +103,9 @@ class Settings:
             search_merge_interval=env.number(
                 "SEARCH_MERGE_INTERVAL", DEFAULT_SEARCH_MERGE_INTERVAL, minimum=0
             ),
+            search_generation_entries=env.integer(
+                "SEARCH_GENERATION_ENTRIES", DEFAULT_SEARCH_GENERATION_ENTRIES, minimum=0
+            ),
             rebalance_interval=env.number(
                 "SEALER_REBALANCE_INTERVAL", DEFAULT_REBALANCE_INTERVAL, minimum=0
             ),
@@ -130,6 +138,12 @@ class Settings:
             raise SettingsError("AUDITLOG_BATCH_MIN_INTERVAL must be at most 60 seconds")
         if not 0 <= self.search_merge_interval <= 60:
             raise SettingsError("AUDITLOG_SEARCH_MERGE_INTERVAL must be at most 60 seconds")
+        if 0 < self.search_generation_entries < MIN_GENERATION_ENTRIES:
+            # Each generation is a table a search probes: tiny ones would pile up by thousands.
+            raise SettingsError(
+                "AUDITLOG_SEARCH_GENERATION_ENTRIES must be 0 (one generation) or at least"
+                f" {MIN_GENERATION_ENTRIES:,}"
+            )
         if not math.isfinite(self.rebalance_interval):
             raise SettingsError("AUDITLOG_SEALER_REBALANCE_INTERVAL must be a finite number")
         if "/" in self.topic:

@@ -29,6 +29,7 @@ import asyncpg
 
 from auditlog.core.columns import TEXT_COLUMNS
 from auditlog.core.search_keys import BLOCK_SIZE, block_keys
+from auditlog.pg.search_generations import index_name
 
 __all__ = [
     "BLOCK_COLUMNS",
@@ -190,9 +191,15 @@ async def lead_merges(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProx
 
 
 async def merge_pending(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> int:
-    """Merge the block index's pending list into its tree now; the pending pages merged. Needs
-    the index's owner (the role that migrated)."""
-    merged: int = await conn.fetchval(
-        "SELECT gin_clean_pending_list('search_blocks_keys'::regclass)"
-    )
+    """Merge the pending lists of the two newest generations' block indexes into their trees now
+    (the previous one takes the seals that began before the newest opened); the pending pages
+    merged. Needs the indexes' owner (the role that migrated); a generation's index that is gone
+    raises UndefinedTableError."""
+    merged = 0
+    for generation in await conn.fetch(
+        "SELECT generation FROM search_generations ORDER BY generation DESC LIMIT 2"
+    ):
+        merged += await conn.fetchval(
+            "SELECT gin_clean_pending_list($1::text::regclass)", index_name(generation[0])
+        )
     return merged

@@ -33,7 +33,8 @@ def test_milestones_carry_the_marginal_cost_and_the_statements_of_a_seal(
         assert interval["checkpoints"] >= 0
         # Every statement of the seal went through the timing wrapper, the blocks' COPY included.
         assert {"COPY events", "COPY search_blocks", "COMMIT"} <= set(interval["ms_per_batch_mean"])
-    assert "search_blocks_keys" in figures["milestones"][-1]["largest_indexes"]
+    assert "search_blocks_g0_keys" in figures["milestones"][-1]["largest_indexes"]
+    assert figures["milestones"][-1]["search_blocks_index_bytes"] > 0
     assert figures["breakdown"]["batches"] == 3
     assert figures["postgres_settings"]["shared_buffers"]
 
@@ -68,3 +69,28 @@ def test_key_generation_salts_each_span_and_leaves_the_sealer_as_it_was(
     # (A key shared across spans is a chance collision of two keys: ~1 in 1,000 such pairs.)
     assert len(shared_across) <= 1
     assert rows.block_row is search_blocks.block_row
+
+
+def test_generations_open_as_the_log_grows_and_take_the_blocks_written_meanwhile(
+    services: Services,
+) -> None:
+    name = f"seal_growth_{secrets.token_hex(4)}"
+    with scratch_database(services.database_url, name) as url:
+        # 50 batches of 40: the run checks after the 25th and the 50th.
+        figures = asyncio.run(_run(url, 2000, 40, [], milestones=(), generation_entries=500))
+
+        async def spans() -> list[tuple[int, int, int]]:
+            conn = await asyncpg.connect(url)
+            try:
+                found = await conn.fetch(
+                    "SELECT generation, min(first_idx), max(last_idx) FROM search_blocks"
+                    " GROUP BY generation ORDER BY generation"
+                )
+            finally:
+                await conn.close()
+            return [tuple(r) for r in found]
+
+        found = asyncio.run(spans())
+    assert figures["generations_opened_at"] == [1000, 2000]
+    # Generation 1 opened after entry 999 was sealed; nothing was sealed after generation 2.
+    assert found == [(0, 0, 999), (1, 1000, 1999)]

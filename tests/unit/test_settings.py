@@ -33,6 +33,7 @@ def test_sealer_settings_from_env() -> None:
             "AUDITLOG_SIGNING_KEY_FILE": "/k/log.skey",
             "AUDITLOG_HASH_SCHEME": "rfc6962-blake3",
             "AUDITLOG_SEARCH_MERGE_INTERVAL": "0",
+            "AUDITLOG_SEARCH_GENERATION_ENTRIES": "0",
             "AUDITLOG_SEALER_REBALANCE_INTERVAL": "0",
         }
     )
@@ -41,6 +42,14 @@ def test_sealer_settings_from_env() -> None:
     assert SealerSettings.from_env({}).batch_min_interval == 0.2
     assert settings.search_merge_interval == 0
     assert SealerSettings.from_env({}).search_merge_interval == 0.5
+    assert settings.search_generation_entries == 0
+    assert SealerSettings.from_env({}).search_generation_entries == 2_000_000
+    assert (
+        SealerSettings.from_env(
+            {"AUDITLOG_SEARCH_GENERATION_ENTRIES": "10000"}
+        ).search_generation_entries
+        == 10_000
+    )
     assert settings.rebalance_interval == 0
     assert SealerSettings.from_env({}).rebalance_interval == 60
     assert settings.signing_key_file == Path("/k/log.skey")
@@ -60,6 +69,9 @@ def test_sealer_settings_from_env() -> None:
         ("SEARCH_MERGE_INTERVAL", "-1"),
         ("SEARCH_MERGE_INTERVAL", "61"),
         ("SEARCH_MERGE_INTERVAL", "nan"),
+        ("SEARCH_GENERATION_ENTRIES", "-1"),
+        ("SEARCH_GENERATION_ENTRIES", "9999"),
+        ("SEARCH_GENERATION_ENTRIES", "1e6"),
         ("SEALER_REBALANCE_INTERVAL", "-1"),
         ("SEALER_REBALANCE_INTERVAL", "inf"),
         ("SEALER_REBALANCE_INTERVAL", "nan"),
