@@ -1,10 +1,13 @@
 """Search latency over HTTP on a log of realistic events, as the sealer would have written it.
 
     .venv/bin/python -m bench.bench_search [--events 2000000] [--rounds 40] [--trigram]
+        [--generation-entries N]
 
 Makes ``--events`` events with :mod:`auditlog.loadtest.events` (received one millisecond apart),
 writes them as ``events`` rows with the search blocks the sealer writes
-(:func:`auditlog.pg.search_blocks.block_rows`), builds the schema's secondary indexes afterwards
+(:func:`auditlog.pg.search_blocks.block_rows`; a new generation of blocks every
+``--generation-entries`` events, the sealer's default, as its merging sealer opens them), builds
+the schema's secondary indexes afterwards
 (``--trigram``: the optional trigram index too, as ``auditlog search-index create`` would), then
 times ``POST /v1/search`` first pages (``limit`` 20, up to 10,000 results counted, as Pangea's
 default ``max_results``) against one ``auditlog query`` (its default worker processes), one
@@ -35,11 +38,12 @@ import orjson
 from auditlog.core.columns import searchable_values
 from auditlog.core.note import NoteSigner
 from auditlog.loadtest.events import EventGenerator
-from auditlog.pg import search_index
+from auditlog.pg import search_generations, search_index
 from auditlog.pg.search_blocks import block_rows, copy_blocks
 from bench import results
 from bench.harness import bench_stack, free_port, percentile, wait_http, wait_idle
 from bench.query_data import build_log, rebuilding_indexes
+from sealer.index_merge import DEFAULT_GENERATION_ENTRIES
 from sealer.partitions import Partitions
 from sealer.rows import EVENT_COLUMNS
 from sealer.timestamps import micros
@@ -69,16 +73,23 @@ class Samples:
         self.uuids += _UUID.findall(event["message"])
 
 
-async def load(url: str, log_id: str, size: int, seed: int) -> tuple[Samples, float]:
-    """``size`` realistic events and their blocks; returns the samples and the seconds taken."""
+async def load(
+    url: str, log_id: str, size: int, seed: int, generation_entries: int
+) -> tuple[Samples, float, int]:
+    """``size`` realistic events and their blocks; returns the samples, the seconds taken and
+    the generations of blocks written."""
     generator = EventGenerator(seed)
     samples = Samples()
+    generations = 1
     conn = await asyncpg.connect(url)
     began = time.perf_counter()
     try:
         last = _BASE + timedelta(milliseconds=size)
         await Partitions().ensure(conn, log_id, [micros(_BASE), micros(last)])
         for lo in range(0, size, _CHUNK):
+            while generation_entries and generations <= lo // generation_entries:
+                await search_generations.open_next(conn, entries=lo)
+                generations += 1
             rows = []
             for idx in range(lo, min(size, lo + _CHUNK)):
                 received = _BASE + timedelta(milliseconds=idx)
@@ -100,7 +111,7 @@ async def load(url: str, log_id: str, size: int, seed: int) -> tuple[Samples, fl
                 print(f"  events: {lo + len(rows):,} ({time.perf_counter() - began:.0f} s)")
     finally:
         await conn.close()
-    return samples, time.perf_counter() - began
+    return samples, time.perf_counter() - began, generations
 
 
 def cases(samples: Samples, rng: random.Random) -> dict[str, Callable[[], str]]:
@@ -157,6 +168,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--trigram", action="store_true", help="build the trigram index too")
+    parser.add_argument(
+        "--generation-entries",
+        type=int,
+        default=DEFAULT_GENERATION_ENTRIES,
+        metavar="N",
+        help="open the search blocks' next generation every N events (0: one generation)",
+    )
     results.add_option(parser)
     args = parser.parse_args()
     started = results.now()
@@ -169,8 +187,11 @@ def main() -> None:
         )
 
         async def fill(url: str) -> Samples:
-            samples, seconds = await load(url, log_id, args.events, args.seed)
+            samples, seconds, generations = await load(
+                url, log_id, args.events, args.seed, args.generation_entries
+            )
             figures["load_s"] = seconds
+            figures["search_generations"] = generations
             return samples
 
         samples, figures["indexes"] = asyncio.run(rebuilding_indexes(bench.database_url, fill))

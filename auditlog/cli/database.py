@@ -111,7 +111,7 @@ async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = Fals
     """The search blocks' coverage, or (``backfill``) write the blocks entries lack."""
     import asyncpg
 
-    from auditlog.pg import search_blocks
+    from auditlog.pg import search_blocks, search_generations
 
     conn = await asyncpg.connect(database_url(args))
     try:
@@ -119,8 +119,15 @@ async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = Fals
             covered = await search_blocks.backfill(conn)
             print(f"search blocks: written for {covered} entries")
         missing = await search_blocks.uncovered(conn)
+        generations = await search_generations.generations(conn)
     finally:
         await conn.close()
+    newest = generations[-1]
+    print(
+        f"search blocks: {len(generations)} generation{'s' * (len(generations) != 1)};"
+        f" the newest, {newest.number}, opened"
+        f" {newest.opened_at:%Y-%m-%d %H:%M:%S %Z} at {newest.entries_at_open:,} entries"
+    )
     if missing:
         print(
             f"search blocks: {sum(missing.values())} entries of {len(missing)} logs sealed before"

@@ -14,7 +14,8 @@ tenants' events): its expired events are erased one by one, each under a signed 
 Apply is ordered so that a crash at any point leaves a log the audit passes: the signed
 statement is committed first (entries below it may then be absent, and still are present),
 then the leaves are dropped, then the entry bundles, search blocks and idempotency keys of the
-pruned entries are deleted. Every step can be run again.
+pruned entries are deleted (and the search blocks' generations left empty dropped). Every step
+can be run again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from auditlog.core.checkpoint import Checkpoint
 from auditlog.core.log_statements import PrunedBound, sign_statement
 from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.tiles import TILE_WIDTH
+from auditlog.pg import search_generations
 from auditlog.pg.erasure import erase_tenant_before
 from auditlog.pg.forward_holds import undelivered_from
 
@@ -382,6 +384,8 @@ async def apply_plan(
         if await _drop_empty_month(conn, table):
             report(f"dropped {table}: no log has rows there any more")
     await _delete_copies(conn, plan.log_id, bound)
+    for generation in await search_generations.drop_empty(conn):
+        report(f"dropped search blocks generation {generation}: no blocks left")
     for tenant, before, _, kept in plan.erase:
         reason = f"retention policy of tenant {tenant}: keep-months {kept}"
         erased = await erase_tenant_before(conn, signer, plan.log_id, tenant, before, reason)

@@ -14,6 +14,10 @@ to ``search_blocks`` and records it, in one transaction: attaching takes a SHARE
 EXCLUSIVE lock on ``search_blocks``, which seals (ROW EXCLUSIVE) and searches (ACCESS SHARE) do
 not wait for (``CREATE TABLE ... PARTITION OF`` would take ACCESS EXCLUSIVE, stopping both).
 Seals whose COPY began before the commit finish in the previous generation.
+
+Retention deletes the blocks of pruned entries wherever they live; :func:`drop_empty` then drops
+the generations left without any (never the two newest, which may still take writes), so that
+searches do not keep probing them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncpg
 __all__ = [
     "LOCK_TIMEOUT",
     "Generation",
+    "drop_empty",
     "generations",
     "index_name",
     "open_next",
@@ -127,3 +132,27 @@ async def _grown(conn: Conn) -> int:
         " WHERE generation = (SELECT max(generation) FROM search_generations)"
     )
     return grown
+
+
+async def drop_empty(conn: Conn) -> list[int]:
+    """Drop every generation but the two newest that holds no block any more; returns their
+    numbers. One that a lock keeps from dropping within :data:`LOCK_TIMEOUT` stays for the next
+    call. ``conn`` must not be inside a transaction."""
+    dropped = []
+    for generation in (await generations(conn))[:-2]:
+        table = table_name(generation.number)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                # Dropping a partition locks search_blocks too, briefly: seals wait that long.
+                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):  # noqa: S608
+                    continue
+                await conn.execute(f"DROP TABLE {table}")
+                await conn.execute(
+                    "DELETE FROM search_generations WHERE generation = $1", generation.number
+                )
+        except asyncpg.LockNotAvailableError:
+            continue
+        dropped.append(generation.number)
+    return dropped

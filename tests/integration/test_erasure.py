@@ -7,8 +7,10 @@ without a record, a record signed by another key, or one naming another leaf is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 from auditlog.core.entry import leaf_hash
@@ -21,6 +23,7 @@ from auditlog.core.log_statements import (
 from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.proof import inclusion_proof, verify_inclusion
 from auditlog.core.tiles import TileID, decode_bundle
+from auditlog.pg import search_generations
 from tests.integration.retention_harness import (
     LOG,
     PANGEA,
@@ -107,6 +110,40 @@ def test_erasure_keeps_the_audit_clean(sealed: Sealed, clone: str, log: str) -> 
     again = cli(sealed, "erase", "--hash", sealed.hashes[(log, INDEX)], "--reason", "again",
                 "--database-url", clone)  # fmt: skip
     assert again.returncode == 0 and again.stdout.startswith("already erased"), again.stdout
+
+
+def test_erasure_moves_a_block_of_an_older_generation_to_the_newest(
+    sealed: Sealed, clone: str
+) -> None:
+    """The block is rebuilt where blocks are written now; its old copy is gone, so a search finds
+    the block's other events once and the erased event's words nowhere."""
+
+    async def open_generation() -> None:
+        conn = await asyncpg.connect(clone)
+        try:
+            await search_generations.open_next(conn)
+        finally:
+            await conn.close()
+
+    def covering() -> list[tuple[int, int, int]]:
+        rows = run_sql(
+            clone,
+            "SELECT generation, first_idx, last_idx FROM search_blocks"
+            " WHERE log_id = $1 AND first_idx <= $2 AND last_idx >= $2",
+            LOG,
+            INDEX,
+        )
+        return [(r["generation"], r["first_idx"], r["last_idx"]) for r in rows]
+
+    asyncio.run(open_generation())
+    [(generation, first, last)] = covering()
+    assert generation == 0
+    keys_before = _block_keys(clone, LOG, INDEX)
+    _erase(sealed, clone, LOG, INDEX)
+    assert covering() == [(1, first, last)]
+    assert 0 < len(_block_keys(clone, LOG, INDEX)) < len(keys_before)
+    rc, _, text = audit(sealed, clone, "--no-state")
+    assert rc == 0, text
 
 
 def test_delete_without_a_record_is_tampering(sealed: Sealed, clone: str) -> None:

@@ -103,6 +103,9 @@ def test_old_entries_are_found_before_and_after_the_backfill(services: Services)
         )
         assert "search blocks: written for 150 entries" in run.stdout
         assert "search blocks: every entry" in run.stdout
+        # Migrated past 0011: one generation, counting from nothing.
+        assert "search blocks: 1 generation; the newest, 0, opened " in run.stdout
+        assert " at 0 entries\n" in run.stdout
 
         async def after() -> None:
             conn = await asyncpg.connect(url)
