@@ -38,8 +38,9 @@ __all__ = ["DEFAULT_GENERATION_ENTRIES", "DEFAULT_INTERVAL", "merge_loop"]
 log = structlog.get_logger("sealer.index_merge")
 
 DEFAULT_INTERVAL: Final = 0.5
-# Entries per generation of the search blocks: the blocks' index of 2M realistic events costs a
-# seal about what one of 100k does, one of 10M twice that (docs/performance.md, Seal cost).
+# Entries per generation of the search blocks: sealing into an index that grows to 2M realistic
+# events costs PostgreSQL up to ~1.4x what a small one does, into one index of 10M 2.1-2.5x
+# (docs/performance.md, Seal cost G2, G3, G5); a search probes one index per generation.
 DEFAULT_GENERATION_ENTRIES: Final = 2_000_000
 # The pace of the turns when only generations are opened (merging off).
 _ROLL_INTERVAL: Final = 1.0
