@@ -48,7 +48,7 @@ from sealer.partitions import Partitions
 from sealer.rows import EVENT_COLUMNS
 from sealer.timestamps import micros
 
-_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
+UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CHUNK: Final = 64 * 160  # events per COPY: whole blocks
 _BASE: Final = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -70,7 +70,7 @@ class Samples:
             self.targets.append(event["target"])
         if "source" in event:
             self.sources.append(event["source"])
-        self.uuids += _UUID.findall(event["message"])
+        self.uuids += UUID.findall(event["message"])
 
 
 async def load(

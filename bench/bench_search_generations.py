@@ -8,26 +8,34 @@ and a search probes every one: what does a generation add to a search? Loads ``-
 realistic events into one log as bench_search does (:func:`bench.bench_search.load`), then, for
 each count K of ``--generations``, rewrites the same blocks spread evenly over K new generations
 (the ones before, left empty, are dropped as retention drops them, but for the two newest, which
-stay empty), vacuums, and times ``POST /v1/search`` first pages with bench_search's queries
-against one ``auditlog query``. The events stay the same, so only the number of indexes probed
-changes; a database with K generations of 2M entries each would also have K times the events.
+stay empty), records the closed generations' time spans as the merging sealer does, vacuums,
+and times ``POST /v1/search`` first pages with bench_search's queries against one ``auditlog
+query``, and a UUID with a time range of two seconds around its event (which probes only the
+generations overlapping it and the two newest). The events stay the same, so only the number
+of indexes probed changes; a database with K generations of 2M entries each would also have K
+times the events.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import random
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from auditlog.core.note import NoteSigner
 from auditlog.pg import search_generations
 from auditlog.pg.search_blocks import block_rows, copy_blocks
 from bench import results
-from bench.bench_search import Samples, load, search
-from bench.harness import bench_stack, free_port, wait_http, wait_idle
+from bench.bench_search import UUID, Samples, load, search
+from bench.harness import bench_stack, free_port, percentile, wait_http, wait_idle
 from bench.query_data import build_log
 
 _TEXT = "tenant_id, actor, action, target, status, source, message, new_value, old_value"
@@ -39,8 +47,7 @@ async def _spread(url: str, log_id: str, count: int) -> int:
     conn = await asyncpg.connect(url)
     try:
         events = await conn.fetch(
-            f"SELECT idx, received_at, {_TEXT} FROM events"
-            " WHERE log_id = $1 ORDER BY idx",
+            f"SELECT idx, received_at, {_TEXT} FROM events WHERE log_id = $1 ORDER BY idx",
             log_id,
         )
         rows = block_rows(log_id, [tuple(e) for e in events])
@@ -51,10 +58,55 @@ async def _spread(url: str, log_id: str, count: int) -> int:
             await search_generations.open_next(conn)
             async with conn.transaction():
                 await copy_blocks(conn, rows[start : start + per])
+        await search_generations.bound_closed(conn)
         await conn.execute("VACUUM (ANALYZE) search_blocks")
         return len(await search_generations.generations(conn))
     finally:
         await conn.close()
+
+
+async def _picks(url: str, log_id: str) -> list[tuple[str, datetime]]:
+    """A UUID from every 997th event's message, with the time it was received."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT message, received_at FROM events WHERE log_id = $1 AND idx % 997 = 0", log_id
+        )
+    finally:
+        await conn.close()
+    return [(u, r["received_at"]) for r in rows for u in UUID.findall(r["message"] or "")]
+
+
+async def _windowed(
+    base: str, token: str, picks: list[tuple[str, datetime]], rounds: int
+) -> dict[str, Any]:
+    """A UUID searched within two seconds around the event holding it."""
+    rng = random.Random(11)
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        for _ in range(rounds):
+            uuid, at = rng.choice(picks)
+            body = {
+                "query": uuid,
+                "limit": 20,
+                "verbose": False,
+                "start": (at - timedelta(seconds=1)).isoformat(),
+                "end": (at + timedelta(seconds=1)).isoformat(),
+            }
+            began = time.perf_counter()
+            async with session.post(f"{base}/v1/search", data=json.dumps(body)) as resp:
+                payload = await resp.json()
+            latencies.append((time.perf_counter() - began) * 1000)
+            assert payload["status"] == "Success", payload
+            assert payload["result"]["count"] >= 1, payload
+    print(
+        f"search <a UUID>, two seconds around it: p50 {percentile(latencies, 50):.0f} ms"
+        f"  p95 {percentile(latencies, 95):.0f} ms  (n={rounds})"
+    )
+    return {
+        "query": "<a UUID>, start and end a second around it",
+        "latency_ms": results.percentiles(latencies),
+    }
 
 
 def main() -> None:
@@ -77,6 +129,7 @@ def main() -> None:
         samples, figures["load_s"], _ = asyncio.run(
             load(bench.database_url, log_id, args.events, args.seed, 0)
         )
+        picks = asyncio.run(_picks(bench.database_url, log_id))
         port = free_port()
         proc = bench.spawn("query", AUDITLOG_PORT=str(port))
         base = f"http://127.0.0.1:{port}"
@@ -86,6 +139,7 @@ def main() -> None:
             wait_idle()
             print(f"{count} generations with blocks, {total} in all:", flush=True)
             measured = asyncio.run(search(base, bench.token, samples, args.rounds))
+            measured.append(asyncio.run(_windowed(base, bench.token, picks, args.rounds)))
             figures["runs"].append(
                 {"generations_with_blocks": count, "generations": total, "search": measured}
             )

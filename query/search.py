@@ -182,7 +182,7 @@ async def run(
     logs = [h.log_id for h in snap.heads]
     blocks = True
     probe_params = SqlParams(first=3)
-    probe = blocks_probe(expr, probe_params, logs="$1", cap="$2")
+    probe = blocks_probe(expr, probe_params, logs="$1", cap="$2", flt=spec.filter)
     if probe is not None:
         # The planner knows neither that reading a block's keys costs a TOAST fetch nor how few
         # events a block holds: left alone, it scans every block, or every event, for a handful;

@@ -16,12 +16,13 @@ blocks):
 
 Which rows are checked at all (:func:`select_matching`): when the query needs whole tokens
 (:mod:`auditlog.core.search_keys`; ``actor=alice@example.com``, ``"disk full"``, an id between
-separators), only the events of the ``search_blocks`` rows holding their keys, plus any entries
-sealed before the block index existed (``search_coverage``). Otherwise every event of the
-searched logs, each text term first looked up (whole, or by its most telling word, see
-:func:`_index_key`) in :data:`auditlog.core.columns.SEARCH_TEXT`, which pg_trgm's index serves
-where an operator built it (:mod:`auditlog.pg.search_index`). Either way every field is checked
-as above, so the narrowing decides only how fast.
+separators), only the events of the ``search_blocks`` rows holding their keys (in the
+generations whose time span overlaps the search's range, auditlog/pg/search_generations.py),
+plus any entries sealed before the block index existed (``search_coverage``). Otherwise every
+event of the searched logs, each text term first looked up (whole, or by its most telling word,
+see :func:`_index_key`) in :data:`auditlog.core.columns.SEARCH_TEXT`, which pg_trgm's index
+serves where an operator built it (:mod:`auditlog.pg.search_index`). Either way every field is
+checked as above, so the narrowing decides only how fast.
 """
 
 from __future__ import annotations
@@ -230,23 +231,56 @@ _BLOCK_LOGS: Final = "(b.log_id = ANY({logs}::text[])) IS TRUE"
 _RANGES: Final = (
     "SELECT b.log_id AS range_log, b.first_idx AS range_first, b.last_idx AS range_last,"  # noqa: S608
     " b.first_at AS range_from, b.last_at AS range_to"
-    " FROM search_blocks b WHERE {predicate} AND " + _BLOCK_LOGS + " UNION ALL"
+    " FROM search_blocks b WHERE {predicate}{window} AND " + _BLOCK_LOGS + " UNION ALL"
     " SELECT c.log_id, 0, c.below - 1, '-infinity', 'infinity'"
     " FROM search_coverage c WHERE c.log_id = ANY({logs}::text[]) AND c.below > 0"
 )
 
 
-def blocks_probe(expr: Expr | None, params: SqlParams, *, logs: str, cap: str) -> str | None:
-    """How many blocks of logs ``logs`` may hold a match, counted up to ``cap`` (a parameter);
-    None when the blocks cannot narrow the query. Common words match most blocks, and reading
-    each matching block's events by index then costs more than reading the events in order until
-    enough match (search.py decides with this)."""
+# The generations a search with a time range probes: those whose time span (recorded once they
+# take no more writes, auditlog/pg/search_generations.py) overlaps the range, as one range of
+# numbers, and those without a span yet (the newest). Ranges, since PostgreSQL skips partitions
+# at run time for comparisons with a subquery's value but not for a list of values.
+_GENERATIONS: Final = (
+    " AND (b.generation BETWEEN (SELECT min(g.generation) FROM search_generations g"
+    " WHERE g.first_at IS NOT NULL{overlap}) AND (SELECT max(g.generation)"
+    " FROM search_generations g WHERE g.first_at IS NOT NULL{overlap})"
+    " OR b.generation >= (SELECT min(g.generation) FROM search_generations g"
+    " WHERE g.first_at IS NULL))"
+)
+
+
+def _window(flt: Filter | None, params: SqlParams) -> str:
+    """Conditions on ``search_blocks b`` (each starting with AND) that leave out the blocks, and
+    the generations, outside the filter's time range; empty without one."""
+    if flt is None or (flt.start is None and flt.end is None):
+        return ""
+    overlap, blocks = "", ""
+    if flt.start is not None:
+        start = params.add(flt.start)
+        overlap += f" AND g.last_at >= {start}"
+        blocks += f" AND b.last_at >= {start}"
+    if flt.end is not None:
+        end = params.add(flt.end)
+        overlap += f" AND g.first_at <= {end}"
+        blocks += f" AND b.first_at <= {end}"
+    return _GENERATIONS.format(overlap=overlap) + blocks
+
+
+def blocks_probe(
+    expr: Expr | None, params: SqlParams, *, logs: str, cap: str, flt: Filter | None = None
+) -> str | None:
+    """How many blocks of logs ``logs`` (within ``flt``'s time range) may hold a match, counted
+    up to ``cap`` (a parameter); None when the blocks cannot narrow the query. Common words match
+    most blocks, and reading each matching block's events by index then costs more than reading
+    the events in order until enough match (search.py decides with this)."""
     predicate = block_predicate(expr, params)
     if predicate is None:
         return None
     return (
         "SELECT count(*) FROM (SELECT 1 FROM search_blocks b"  # noqa: S608
-        f" WHERE {predicate} AND {_BLOCK_LOGS.format(logs=logs)} LIMIT {cap}) found"
+        f" WHERE {predicate}{_window(flt, params)} AND {_BLOCK_LOGS.format(logs=logs)}"
+        f" LIMIT {cap}) found"
     )
 
 
@@ -276,7 +310,7 @@ def select_matching(
             f"SELECT {columns} FROM events e"  # noqa: S608
             f" WHERE e.log_id = ANY({logs}::text[]) AND {where}{tail}"
         )
-    ranges = _RANGES.format(logs=logs, predicate=predicate)
+    ranges = _RANGES.format(logs=logs, predicate=predicate, window=_window(flt, params))
     # Each range's events by the primary key, range by range (LATERAL, kept apart by OFFSET 0):
     # PostgreSQL cannot know that a block spans at most 64 entries, and joining freely it would
     # rather read every event for a field value it thinks rare. received_at between the range's

@@ -14,8 +14,10 @@ PostgreSQL the same CPU wherever it runs.
 
 The same sealer opens the blocks' next generation (auditlog.pg.search_generations.roll) once the
 logs have grown by ``AUDITLOG_SEARCH_GENERATION_ENTRIES`` entries since the newest opened (0:
-never), so that the index the seals write stays small. Merging and opening fail apart: when one
-cannot go on for good (the role may not, the index is gone), the other goes on.
+never), so that the index the seals write stays small, and records the time span of each
+generation that no longer takes writes (searches with a time range skip the others). Merging and
+opening fail apart: when one cannot go on for good (the role may not, the index is gone), the
+other goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from auditlog.pg.search_blocks import lead_merges, merge_pending
-from auditlog.pg.search_generations import roll
+from auditlog.pg.search_generations import bound_closed, roll
 from auditlog.runtime.eventloop import pause
 
 __all__ = ["DEFAULT_GENERATION_ENTRIES", "DEFAULT_INTERVAL", "merge_loop"]
@@ -132,6 +134,7 @@ class _Upkeep:
         if self.rolling:
             try:
                 opened = await roll(conn, generation_entries)
+                await bound_closed(conn)
             except _FOR_GOOD as exc:
                 self.rolling = False
                 log.warning(

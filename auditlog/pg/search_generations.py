@@ -15,9 +15,12 @@ EXCLUSIVE lock on ``search_blocks``, which seals (ROW EXCLUSIVE) and searches (A
 not wait for (``CREATE TABLE ... PARTITION OF`` would take ACCESS EXCLUSIVE, stopping both).
 Seals whose COPY began before the commit finish in the previous generation.
 
-Retention deletes the blocks of pruned entries wherever they live; :func:`drop_empty` then drops
-the generations left without any (never the two newest, which may still take writes), so that
-searches do not keep probing them.
+Once a generation is no longer among the two newest, nothing writes there any more (the sealers
+write into the newest, a seal that began before it opened into the one before), and
+:func:`bound_closed` records its blocks' time span, so that a search with a time range probes
+only the generations that overlap it (query/search_sql.py). Retention deletes the blocks of
+pruned entries wherever they live; :func:`drop_empty` then drops the generations left without
+any (never the two newest), so that searches do not keep planning them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncpg
 __all__ = [
     "LOCK_TIMEOUT",
     "Generation",
+    "bound_closed",
     "drop_empty",
     "generations",
     "index_name",
@@ -156,3 +160,25 @@ async def drop_empty(conn: Conn) -> list[int]:
             continue
         dropped.append(generation.number)
     return dropped
+
+
+async def bound_closed(conn: Conn) -> list[int]:
+    """Record the time span of every generation but the two newest that has none yet; returns
+    their numbers. An empty one gets a span no search overlaps."""
+    bounded = []
+    for (number,) in await conn.fetch(
+        "SELECT generation FROM search_generations WHERE first_at IS NULL"
+        " AND generation < (SELECT max(generation) - 1 FROM search_generations)"
+        " ORDER BY generation"
+    ):
+        try:
+            await conn.execute(
+                "UPDATE search_generations SET (first_at, last_at) ="  # noqa: S608
+                " (SELECT coalesce(min(first_at), 'infinity'), coalesce(max(last_at), '-infinity')"
+                f" FROM {table_name(number)}) WHERE generation = $1",
+                number,
+            )
+        except asyncpg.UndefinedTableError:
+            continue  # dropped by retention since the list was read
+        bounded.append(number)
+    return bounded

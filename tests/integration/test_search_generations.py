@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from auditlog.core.search_query import parse_query
 from auditlog.pg import db, search_blocks, search_generations
-from query.search_sql import Filter, SqlParams, block_predicate, select_matching
+from query.search_sql import Filter, SqlParams, block_predicate, blocks_probe, select_matching
 from sealer.index_merge import merge_loop
 from tests.conftest import Services, scratch_database
 
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 LOG = "audit.gen-0"
 AT = datetime(2030, 2, 1, tzinfo=UTC)
+ANY_TIME = Filter()
 
 
 @asynccontextmanager
@@ -60,11 +61,13 @@ async def _seal_like(conn: asyncpg.Connection, first: int, count: int, *, blocks
         await search_blocks.copy_blocks(conn, search_blocks.block_rows(LOG, rows))
 
 
-async def _search(conn: asyncpg.Connection, query: str, *, narrowed: bool = True) -> list[int]:
+async def _search(
+    conn: asyncpg.Connection, query: str, flt: Filter = ANY_TIME, *, narrowed: bool = True
+) -> list[int]:
     # Whether the blocks narrow the search (whole tokens) or every event is read.
     assert (block_predicate(parse_query(query), SqlParams()) is not None) == narrowed
     params = SqlParams(first=2)
-    sql = select_matching(parse_query(query), Filter(), params, logs="$1", columns="e.idx")
+    sql = select_matching(parse_query(query), flt, params, logs="$1", columns="e.idx")
     return [r["idx"] for r in await conn.fetch(sql, [LOG], *params.values)]
 
 
@@ -258,5 +261,80 @@ def test_generations_left_empty_are_dropped_but_never_the_two_newest(services: S
                 assert await search_generations.drop_empty(conn) == [1]
                 await _seal_like(conn, 128, 3, blocks=True)
                 assert await _per_generation(conn) == [(3, 128, 130)]
+
+        asyncio.run(check())
+
+
+def test_a_search_with_a_time_range_probes_the_generations_overlapping_it(
+    services: Services,
+) -> None:
+    with scratch_database(services.database_url, f"gens_{secrets.token_hex(4)}") as url:
+
+        async def check() -> None:
+            async with _connected(url) as conn:
+                for first in (0, 64, 128):  # generations 0, 1, 2 (event i received at AT + i s)
+                    await _seal_like(conn, first, 64, blocks=True)
+                    await search_generations.open_next(conn)
+                await _seal_like(conn, 192, 8, blocks=True)  # generation 3, the newest
+                # Only generations no longer among the two newest get a span.
+                assert await search_generations.bound_closed(conn) == [0, 1]
+                assert await search_generations.bound_closed(conn) == []
+                spans = await conn.fetch(
+                    "SELECT generation, first_at, last_at FROM search_generations"
+                    " ORDER BY generation"
+                )
+                assert [(r[0], r[1], r[2]) for r in spans] == [
+                    (0, AT, AT + timedelta(seconds=63)),
+                    (1, AT + timedelta(seconds=64), AT + timedelta(seconds=127)),
+                    (2, None, None),
+                    (3, None, None),
+                ]
+                query = 'message:"key rotated by"'
+                for low, high in ((10, 12), (60, 70), (100, 101), (120, 195), (190, 199)):
+                    window = Filter(AT + timedelta(seconds=low), AT + timedelta(seconds=high))
+                    assert await _search(conn, query, window) == list(range(low, high + 1))
+                    params = SqlParams(first=2)
+                    probe = blocks_probe(
+                        parse_query(query), params, logs="$1", cap="1000", flt=window
+                    )
+                    assert probe is not None
+                    blocks = await conn.fetchval(probe, [LOG], *params.values)
+                    assert blocks == len({i // 64 for i in range(low, high + 1)})
+                after = Filter(start=AT + timedelta(seconds=130))
+                assert await _search(conn, query, after) == list(range(130, 200))
+                before = Filter(end=AT + timedelta(seconds=5))
+                assert await _search(conn, query, before) == list(range(6))
+                # The generations outside the range are not read at all.
+                params = SqlParams(first=2)
+                window = Filter(AT + timedelta(seconds=10), AT + timedelta(seconds=12))
+                sql = select_matching(parse_query(query), window, params, logs="$1")
+                plan = "\n".join(
+                    r[0]
+                    for r in await conn.fetch(f"EXPLAIN (ANALYZE) {sql}", [LOG], *params.values)
+                )
+                # (PostgreSQL decides at run time, from the subqueries' values: "never executed".)
+                scans = {
+                    generation: [
+                        line
+                        for line in plan.splitlines()
+                        if f"on search_blocks_g{generation} " in line
+                    ]
+                    for generation in range(4)
+                }
+                assert scans[1] and all("(never executed)" in line for line in scans[1]), plan
+                for generation in (0, 2, 3):
+                    assert scans[generation], plan
+                    assert not any("(never executed)" in line for line in scans[generation]), plan
+                # A closed generation left empty gets a span that no range overlaps.
+                await search_generations.open_next(conn)
+                await search_generations.open_next(conn)  # 4 and 5: 2 and 3 are closed now
+                assert await search_generations.bound_closed(conn) == [2, 3]
+                await search_generations.open_next(conn)
+                await search_generations.open_next(conn)
+                assert await search_generations.bound_closed(conn) == [4, 5]
+                assert await conn.fetchval(
+                    "SELECT first_at = 'infinity' AND last_at = '-infinity'"
+                    " FROM search_generations WHERE generation = 4"
+                )
 
         asyncio.run(check())

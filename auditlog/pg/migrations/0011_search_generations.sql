@@ -18,11 +18,15 @@ ALTER TABLE search_blocks_g0
 -- Generation n holds the blocks written while it was the newest; entries_at_open is how many
 -- entries all logs held then (the sum of logs.size), so that the next one opens after a set
 -- number more. Generation 0 counts from nothing: a database already past that number opens
--- generation 1 at the first turn.
+-- generation 1 at the first turn. first_at and last_at: once no longer among the two newest
+-- (nothing writes there any more), its blocks' earliest first_at and latest last_at, so that a
+-- search with a time range skips the generations outside it; NULL until then.
 CREATE TABLE search_generations (
     generation      integer PRIMARY KEY CHECK (generation >= 0),
     opened_at       timestamptz NOT NULL DEFAULT now(),
-    entries_at_open bigint NOT NULL CHECK (entries_at_open >= 0)
+    entries_at_open bigint NOT NULL CHECK (entries_at_open >= 0),
+    first_at        timestamptz,
+    last_at         timestamptz
 );
 INSERT INTO search_generations (generation, entries_at_open) VALUES (0, 0);
 
