@@ -131,7 +131,11 @@ def main() -> None:
         )
         picks = asyncio.run(_picks(bench.database_url, log_id))
         port = free_port()
-        proc = bench.spawn("query", AUDITLOG_PORT=str(port))
+        # Every search keeps its result set for paging; ~30 searches a round would reach the
+        # default cap of 1,000 per token.
+        proc = bench.spawn(
+            "query", AUDITLOG_PORT=str(port), AUDITLOG_QUERY_MAX_RESULT_SETS="100000"
+        )
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz")
         for count in args.generations:

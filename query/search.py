@@ -33,6 +33,7 @@ from starlette.responses import Response
 from auditlog.core.schema import error_item
 from auditlog.core.search_keys import BLOCK_SIZE
 from auditlog.core.search_query import SearchQueryError, parse_query, parse_time_bound
+from auditlog.pg import search_generations
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
 from query import caps
@@ -181,8 +182,16 @@ async def run(
     expr = parse_query(spec.query)
     logs = [h.log_id for h in snap.heads]
     blocks = True
+    flt = spec.filter
+    # A time range reads only the search generations that overlap it; found first, so that
+    # the search's plan leaves the others out.
+    generations = (
+        None
+        if flt.start is None and flt.end is None
+        else await search_generations.overlapping(conn, flt.start, flt.end)
+    )
     probe_params = SqlParams(first=3)
-    probe = blocks_probe(expr, probe_params, logs="$1", cap="$2", flt=spec.filter)
+    probe = blocks_probe(expr, probe_params, logs="$1", cap="$2", flt=flt, generations=generations)
     if probe is not None:
         # The planner knows neither that reading a block's keys costs a TOAST fetch nor how few
         # events a block holds: left alone, it scans every block, or every event, for a handful;
@@ -204,6 +213,7 @@ async def run(
         order_by=spec.order_by,
         descending=spec.descending,
         limit="$2",
+        generations=generations,
     )
     rows = await conn.fetch(
         sql,

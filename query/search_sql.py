@@ -35,6 +35,7 @@ from typing import Any, Final, Literal
 from auditlog.core.columns import SEARCH_TEXT
 from auditlog.core.search_keys import VALUE_FIELDS, field_value_key, value_keys
 from auditlog.core.search_query import TEXT_FIELDS, And, Expr, Not, Or, Term
+from auditlog.pg.search_generations import Overlap
 
 __all__ = [
     "COLUMNS",
@@ -237,41 +238,37 @@ _RANGES: Final = (
 )
 
 
-# The generations a search with a time range probes: those whose time span (recorded once they
-# take no more writes, auditlog/pg/search_generations.py) overlaps the range, as one range of
-# numbers, and those without a span yet (the newest). Ranges, since PostgreSQL skips partitions
-# at run time for comparisons with a subquery's value but not for a list of values.
-_GENERATIONS: Final = (
-    " AND (b.generation BETWEEN (SELECT min(g.generation) FROM search_generations g"
-    " WHERE g.first_at IS NOT NULL{overlap}) AND (SELECT max(g.generation)"
-    " FROM search_generations g WHERE g.first_at IS NOT NULL{overlap})"
-    " OR b.generation >= (SELECT min(g.generation) FROM search_generations g"
-    " WHERE g.first_at IS NULL))"
-)
-
-
-def _window(flt: Filter | None, params: SqlParams) -> str:
-    """Conditions on ``search_blocks b`` (each starting with AND) that leave out the blocks, and
-    the generations, outside the filter's time range; empty without one."""
-    if flt is None or (flt.start is None and flt.end is None):
-        return ""
-    overlap, blocks = "", ""
-    if flt.start is not None:
-        start = params.add(flt.start)
-        overlap += f" AND g.last_at >= {start}"
-        blocks += f" AND b.last_at >= {start}"
-    if flt.end is not None:
-        end = params.add(flt.end)
-        overlap += f" AND g.first_at <= {end}"
-        blocks += f" AND b.first_at <= {end}"
-    return _GENERATIONS.format(overlap=overlap) + blocks
+def _window(flt: Filter | None, generations: Overlap | None, params: SqlParams) -> str:
+    """Conditions on ``search_blocks b`` (each starting with AND) that leave out the blocks
+    outside the filter's time range, and the generations that cannot hold any
+    (auditlog.pg.search_generations.overlapping: their numbers as parameters, so that
+    PostgreSQL leaves the other generations out of the plan instead of planning each one)."""
+    window = ""
+    if flt is not None and flt.start is not None:
+        window += f" AND b.last_at >= {params.add(flt.start)}"
+    if flt is not None and flt.end is not None:
+        window += f" AND b.first_at <= {params.add(flt.end)}"
+    if generations is None or generations.unbounded is None:
+        return window
+    newest = f"b.generation >= {params.add(generations.unbounded)}"
+    if generations.first is None or generations.last is None:
+        return f"{window} AND {newest}"
+    first, last = params.add(generations.first), params.add(generations.last)
+    return f"{window} AND (b.generation BETWEEN {first} AND {last} OR {newest})"
 
 
 def blocks_probe(
-    expr: Expr | None, params: SqlParams, *, logs: str, cap: str, flt: Filter | None = None
+    expr: Expr | None,
+    params: SqlParams,
+    *,
+    logs: str,
+    cap: str,
+    flt: Filter | None = None,
+    generations: Overlap | None = None,
 ) -> str | None:
-    """How many blocks of logs ``logs`` (within ``flt``'s time range) may hold a match, counted
-    up to ``cap`` (a parameter); None when the blocks cannot narrow the query. Common words match
+    """How many blocks of logs ``logs`` (within ``flt``'s time range, in ``generations``) may
+    hold a match, counted up to ``cap`` (a parameter); None when the blocks cannot narrow the
+    query. Common words match
     most blocks, and reading each matching block's events by index then costs more than reading
     the events in order until enough match (search.py decides with this)."""
     predicate = block_predicate(expr, params)
@@ -279,7 +276,8 @@ def blocks_probe(
         return None
     return (
         "SELECT count(*) FROM (SELECT 1 FROM search_blocks b"  # noqa: S608
-        f" WHERE {predicate}{_window(flt, params)} AND {_BLOCK_LOGS.format(logs=logs)}"
+        f" WHERE {predicate}{_window(flt, generations, params)}"
+        f" AND {_BLOCK_LOGS.format(logs=logs)}"
         f" LIMIT {cap}) found"
     )
 
@@ -295,10 +293,12 @@ def select_matching(
     descending: bool = False,
     columns: str = "e.log_id, e.idx, e.received_at",
     limit: str | None = None,
+    generations: Overlap | None = None,
 ) -> str:
     """``SELECT columns FROM events e`` of the events of logs ``logs`` (a parameter holding
     their ids) that match, in order; ``limit`` is a parameter too. ``blocks``: narrowed by the
-    search blocks where the query allows (else every event of the logs is checked)."""
+    search blocks where the query allows (else every event of the logs is checked), in
+    ``generations`` (None: all)."""
     predicate = block_predicate(expr, params) if blocks else None
     where = compile_filter(expr, flt, params, narrow=predicate is None)
     tail = f" ORDER BY {order_clause(order_by, descending, 'e.')}"
@@ -310,7 +310,8 @@ def select_matching(
             f"SELECT {columns} FROM events e"  # noqa: S608
             f" WHERE e.log_id = ANY({logs}::text[]) AND {where}{tail}"
         )
-    ranges = _RANGES.format(logs=logs, predicate=predicate, window=_window(flt, params))
+    window = _window(flt, generations, params)
+    ranges = _RANGES.format(logs=logs, predicate=predicate, window=window)
     # Each range's events by the primary key, range by range (LATERAL, kept apart by OFFSET 0):
     # PostgreSQL cannot know that a block spans at most 64 entries, and joining freely it would
     # rather read every event for a field value it thinks rare. received_at between the range's

@@ -34,11 +34,13 @@ import asyncpg
 __all__ = [
     "LOCK_TIMEOUT",
     "Generation",
+    "Overlap",
     "bound_closed",
     "drop_empty",
     "generations",
     "index_name",
     "open_next",
+    "overlapping",
     "roll",
     "table_name",
 ]
@@ -68,6 +70,33 @@ class Generation:
     number: int
     opened_at: datetime
     entries_at_open: int
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """The generations a time range may find blocks in: ``first`` to ``last`` (None: none of
+    those with a recorded span), and every one from ``unbounded`` on (those without a span
+    yet: the newest)."""
+
+    first: int | None
+    last: int | None
+    unbounded: int | None
+
+
+async def overlapping(conn: Conn, start: datetime | None, end: datetime | None) -> Overlap:
+    """The generations whose blocks may have been received between ``start`` and ``end``."""
+    row = await conn.fetchrow(
+        "SELECT min(generation) FILTER (WHERE first_at IS NOT NULL AND within) AS first,"
+        " max(generation) FILTER (WHERE first_at IS NOT NULL AND within) AS last,"
+        " min(generation) FILTER (WHERE first_at IS NULL) AS unbounded"
+        " FROM (SELECT generation, first_at, ($1::timestamptz IS NULL OR last_at >= $1)"
+        "  AND ($2::timestamptz IS NULL OR first_at <= $2) AS within"
+        "  FROM search_generations) g",
+        start,
+        end,
+    )
+    assert row is not None  # an aggregate's one row
+    return Overlap(row["first"], row["last"], row["unbounded"])
 
 
 async def generations(conn: Conn) -> list[Generation]:
