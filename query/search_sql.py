@@ -268,9 +268,9 @@ def blocks_probe(
 ) -> str | None:
     """How many blocks of logs ``logs`` (within ``flt``'s time range, in ``generations``) may
     hold a match, counted up to ``cap`` (a parameter); None when the blocks cannot narrow the
-    query. Common words match
-    most blocks, and reading each matching block's events by index then costs more than reading
-    the events in order until enough match (search.py decides with this)."""
+    query. Common words match most blocks, and reading each matching block's events by index
+    then costs more than reading the events in order until enough match (search.py decides with
+    this)."""
     predicate = block_predicate(expr, params)
     if predicate is None:
         return None
