@@ -402,17 +402,21 @@ def main() -> None:
             )
         )
         sealers = []
-        rebalances = 0.0
+        rebalances = generations = 0.0
         for port, scraped in zip(metrics_ports, before, strict=True):
             after = scrape(port)
             phase = phase_figures(scraped, after)
             sealers.append(phase)
             rebalances += after.get("auditlog_sealer_rebalances_requested_total", 0.0)
+            generations += after.get("auditlog_sealer_search_generations_opened_total", 0.0)
             print(f"  sealer on :{port}: {phase_report(phase)}")
         # Asked for by the group's leader to even out the sealers' load (sealer/assignment.py),
         # in the warm-up as a rule: the plan made as the group formed had no rates to go by.
         print(f"  rebalances asked for since the sealers started: {rebalances:.0f}")
         figures["rebalances_requested"] = rebalances
+        # By the merging sealer, every AUDITLOG_SEARCH_GENERATION_ENTRIES entries (prefill too).
+        print(f"  search generations opened since the sealers started: {generations:.0f}")
+        figures["search_generations_opened"] = generations
         figures["live"] = {
             "offered_events_per_s": args.rate,
             "achieved_events_per_s": achieved,
