@@ -136,12 +136,7 @@ class _Upkeep:
                 opened = await roll(conn, generation_entries)
                 await bound_closed(conn)
             except _FOR_GOOD as exc:
-                self.rolling = False
-                log.warning(
-                    "search generations off: the newest one grows without bound",
-                    error=type(exc).__name__,
-                    reason=str(exc),
-                )
+                self.rolling = _off("search generations off: the newest one grows on", exc)
             else:
                 if opened is not None:
                     GENERATIONS_OPENED.inc()
@@ -151,12 +146,13 @@ class _Upkeep:
             try:
                 merged = await merge_pending(conn)
             except _FOR_GOOD as exc:
-                self.merging = False
-                log.warning(
-                    "search index merge off: seals merge the pending list themselves",
-                    error=type(exc).__name__,
-                    reason=str(exc),
-                )
+                self.merging = _off("search index merge off: seals merge the pending list", exc)
             else:
                 MERGE_SECONDS.observe(time.perf_counter() - started)
                 MERGED_PAGES.inc(merged)
+
+
+def _off(message: str, exc: Exception) -> bool:
+    """Log that a part of the upkeep stops for good; False, its new state."""
+    log.warning(message, error=type(exc).__name__, reason=str(exc))
+    return False

@@ -21,12 +21,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import asyncpg
 
 # Fuzz and hostile-input runs report here, whatever their kind: name -> (inputs tried, 5xx
 # answers or crashes). pytest_terminal_summary prints one line per name, so the counts show in
@@ -161,6 +164,18 @@ def scratch_database(admin_url: str, name: str, migrated_to: int | None = None) 
         yield url
     finally:
         asyncio.run(_drop_database(admin_url, name))
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the database at ``url``, closed on exit."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def migrate_database(url: str) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -21,22 +19,13 @@ from auditlog.core.search_query import parse_query
 from auditlog.pg import db, search_blocks, search_generations
 from query.search_sql import Filter, SqlParams, block_predicate, blocks_probe, select_matching
 from sealer.index_merge import merge_loop
-from tests.conftest import Services, scratch_database
+from tests.conftest import Services, connected, scratch_database
 
 pytestmark = pytest.mark.integration
 
 LOG = "audit.gen-0"
 AT = datetime(2030, 2, 1, tzinfo=UTC)
 ANY_TIME = Filter()
-
-
-@asynccontextmanager
-async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def _seal_like(conn: asyncpg.Connection, first: int, count: int, *, blocks: bool) -> None:
@@ -92,7 +81,7 @@ def test_blocks_land_in_the_newest_generation_and_searches_read_every_one(
     with scratch_database(services.database_url, f"gens_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            async with _connected(url) as conn:
+            async with connected(url) as conn:
                 await _seal_like(conn, 0, 100, blocks=True)
                 assert await search_generations.open_next(conn, entries=100) == 1
                 await _seal_like(conn, 100, 100, blocks=True)
@@ -136,7 +125,7 @@ def test_a_generation_opens_once_the_logs_grew_by_its_entries(services: Services
     with scratch_database(services.database_url, f"gens_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            async with _connected(url) as conn:
+            async with connected(url) as conn:
                 assert await search_generations.roll(conn, 100) is None  # nothing sealed
                 await _grow(conn, 99)
                 assert await search_generations.roll(conn, 100) is None
@@ -218,7 +207,7 @@ def test_blocks_written_before_migration_11_become_generation_0(services: Servic
     ) as url:
 
         async def check() -> None:
-            async with _connected(url) as conn:
+            async with connected(url) as conn:
                 await _seal_like(conn, 0, 70, blocks=False)
                 rows = await conn.fetch(
                     "SELECT idx, received_at, tenant_id, actor, action, target, status, source,"
@@ -250,7 +239,7 @@ def test_generations_left_empty_are_dropped_but_never_the_two_newest(services: S
     with scratch_database(services.database_url, f"gens_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            async with _connected(url) as conn:
+            async with connected(url) as conn:
                 await _seal_like(conn, 0, 64, blocks=True)
                 await search_generations.open_next(conn)
                 await _seal_like(conn, 64, 64, blocks=True)
@@ -278,7 +267,7 @@ def test_a_search_with_a_time_range_probes_the_generations_overlapping_it(
     with scratch_database(services.database_url, f"gens_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            async with _connected(url) as conn:
+            async with connected(url) as conn:
                 for first in (0, 64, 128):  # generations 0, 1, 2 (event i received at AT + i s)
                     await _seal_like(conn, first, 64, blocks=True)
                     await search_generations.open_next(conn)

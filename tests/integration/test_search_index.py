@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import asyncpg
@@ -21,7 +20,7 @@ from auditlog.pg import search_index
 from query.search_sql import Filter, SqlParams, compile_filter
 from sealer.store import Partitions, partition_name
 from sealer.timestamps import micros
-from tests.conftest import Services, scratch_database
+from tests.conftest import Services, connected, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -52,17 +51,8 @@ def database(services: Services) -> Iterator[str]:
         yield url
 
 
-@asynccontextmanager
-async def _connect(url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def _insert(url: str) -> None:
-    async with _connect(url) as conn:
+    async with connected(url) as conn:
         # November's partition only: the 1999 event lands in the default partition.
         await Partitions().ensure(conn, LOG, [micros(received) for received, _, _ in EVENTS[1:]])
         for idx, (received, actor, message) in enumerate(EVENTS):
@@ -118,7 +108,7 @@ async def _uses_index(conn: asyncpg.Connection, query: str) -> bool:
 
 def test_search_answers_the_same_without_the_index_and_after_rebuilding_it(database: str) -> None:
     async def run() -> None:
-        async with _connect(database) as conn:
+        async with connected(database) as conn:
             assert await search_index.state(conn) == "none"
             await search_index.create(conn, lambda _: None)
             assert await search_index.state(conn) == "trigram"
@@ -149,7 +139,7 @@ def test_search_answers_the_same_without_the_index_and_after_rebuilding_it(datab
 def test_an_interrupted_build_is_finished_by_the_next_one_or_dropped(database: str) -> None:
     async def run() -> None:
         method = f"gin (({search_index.SEARCH_TEXT}) gin_trgm_ops)"
-        async with _connect(database) as conn:
+        async with connected(database) as conn:
             await search_index.drop(conn)
             # As a build killed midway leaves it: the parent declared, one partition's index
             # built but never attached.
