@@ -32,13 +32,11 @@ import asyncpg
 
 from auditlog.core.note import NoteSigner
 from auditlog.pg import search_generations
-from auditlog.pg.search_blocks import block_rows, copy_blocks
+from auditlog.pg.search_blocks import copy_blocks, stored_block_rows
 from bench import results
 from bench.bench_search import UUID, Samples, load, search
 from bench.harness import bench_stack, free_port, percentile, wait_http, wait_idle
 from bench.query_data import build_log
-
-_TEXT = "tenant_id, actor, action, target, status, source, message, new_value, old_value"
 
 
 async def _spread(url: str, log_id: str, count: int) -> int:
@@ -46,11 +44,7 @@ async def _spread(url: str, log_id: str, count: int) -> int:
     generations there are now."""
     conn = await asyncpg.connect(url)
     try:
-        events = await conn.fetch(
-            f"SELECT idx, received_at, {_TEXT} FROM events WHERE log_id = $1 ORDER BY idx",
-            log_id,
-        )
-        rows = block_rows(log_id, [tuple(e) for e in events])
+        rows = await stored_block_rows(conn, log_id, 0, 2**62)
         await conn.execute("DELETE FROM search_blocks")
         await search_generations.drop_empty(conn)
         per = -(-len(rows) // count)

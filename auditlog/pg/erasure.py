@@ -16,18 +16,16 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from auditlog.core.columns import TEXT_COLUMNS
 from auditlog.core.entry import leaf_hash
 from auditlog.core.hashing import HASH_SIZE, get_hasher
 from auditlog.core.log_statements import ErasureRecord, erased_entry, sign_statement
 from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.tiles import TILE_WIDTH, TileID, decode_bundle, encode_bundle
 from auditlog.pg.db import fetch_tiles
-from auditlog.pg.search_blocks import block_rows, copy_blocks
+from auditlog.pg.search_blocks import copy_blocks, stored_block_rows
 
 __all__ = ["EraseRefused", "Erasure", "erase_event", "erase_tenant_before"]
 
-_TEXT = ", ".join(column for column, _ in TEXT_COLUMNS)
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
@@ -55,17 +53,11 @@ async def _rebuild_block(conn: Conn, log_id: str, idx: int) -> None:
     if block is None:
         return
     first, last = block["first_idx"], block["last_idx"]
-    events = await conn.fetch(
-        f"SELECT idx, received_at, {_TEXT} FROM events"  # noqa: S608
-        " WHERE log_id = $1 AND idx >= $2 AND idx <= $3 ORDER BY idx",
-        log_id,
-        first,
-        last,
-    )
+    rows = await stored_block_rows(conn, log_id, first, last)
     await conn.execute(
         "DELETE FROM search_blocks WHERE log_id = $1 AND first_idx = $2", log_id, first
     )
-    await copy_blocks(conn, block_rows(log_id, [tuple(e) for e in events]))
+    await copy_blocks(conn, rows)
 
 
 async def _replace_in_bundle(conn: Conn, log_id: str, idx: int, leaf: bytes) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "encode_blocks",
     "lead_merges",
     "merge_pending",
+    "stored_block_rows",
     "uncovered",
 ]
 
@@ -89,6 +90,21 @@ def block_rows(log_id: str, events: Sequence[Sequence[Any]]) -> list[tuple[objec
         if row is not None:
             rows.append(row)
     return rows
+
+
+async def stored_block_rows(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, log_id: str, first: int, last: int
+) -> list[tuple[object, ...]]:
+    """The blocks of ``log_id``'s entries ``first .. last`` (both included) still stored in
+    ``events``, made from their rows as :func:`block_rows` makes them."""
+    events = await conn.fetch(
+        f"SELECT idx, received_at, {_TEXT} FROM events"  # noqa: S608
+        " WHERE log_id = $1 AND idx >= $2 AND idx <= $3 ORDER BY idx",
+        log_id,
+        first,
+        last,
+    )
+    return block_rows(log_id, [tuple(e) for e in events])
 
 
 def _micros(value: int | datetime) -> int:
@@ -161,14 +177,7 @@ async def backfill(conn: asyncpg.Connection, report: Callable[[str], None] = pri
         while below > 0:
             low = max(0, (below - 1) // BLOCK_SIZE * BLOCK_SIZE - (_CHUNK_BLOCKS - 1) * BLOCK_SIZE)
             async with conn.transaction():
-                events = await conn.fetch(
-                    f"SELECT idx, received_at, {_TEXT} FROM events"  # noqa: S608
-                    " WHERE log_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                    log_id,
-                    low,
-                    below,
-                )
-                await copy_blocks(conn, block_rows(log_id, [tuple(e) for e in events]))
+                await copy_blocks(conn, await stored_block_rows(conn, log_id, low, below - 1))
                 await conn.execute(
                     "UPDATE search_coverage SET below = $2 WHERE log_id = $1", log_id, low
                 )

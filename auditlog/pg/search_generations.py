@@ -161,8 +161,8 @@ async def roll(conn: Conn, entries_per_generation: int) -> int | None:
 async def _grown(conn: Conn) -> int:
     """Entries sealed into the logs since the newest generation opened."""
     grown: int = await conn.fetchval(
-        f"SELECT ({_ENTRIES}) - max(entries_at_open) FROM search_generations"  # noqa: S608
-        " WHERE generation = (SELECT max(generation) FROM search_generations)"
+        f"SELECT ({_ENTRIES}) - entries_at_open FROM search_generations"  # noqa: S608
+        " ORDER BY generation DESC LIMIT 1"
     )
     return grown
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
 from auditlog.core.entry import leaf_hash
@@ -24,6 +23,7 @@ from auditlog.core.note import NoteSigner, parse_note
 from auditlog.core.proof import inclusion_proof, verify_inclusion
 from auditlog.core.tiles import TileID, decode_bundle
 from auditlog.pg import search_generations
+from tests.conftest import connected
 from tests.integration.retention_harness import (
     LOG,
     PANGEA,
@@ -119,11 +119,8 @@ def test_erasure_moves_a_block_of_an_older_generation_to_the_newest(
     the block's other events once and the erased event's words nowhere."""
 
     async def open_generation() -> None:
-        conn = await asyncpg.connect(clone)
-        try:
+        async with connected(clone) as conn:
             await search_generations.open_next(conn)
-        finally:
-            await conn.close()
 
     def covering() -> list[tuple[int, int, int]]:
         rows = run_sql(
