@@ -29,7 +29,7 @@ from typing import Final
 
 import asyncpg
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from auditlog.pg.search_blocks import lead_merges, merge_pending
 from auditlog.pg.search_generations import bound_closed, roll
@@ -54,6 +54,14 @@ MERGED_PAGES = Counter(
 GENERATIONS_OPENED = Counter(
     "auditlog_sealer_search_generations_opened_total",
     "Generations of the search blocks this sealer opened",
+)
+# 1 once a part of the upkeep ("merge", "generations") stopped for good in this sealer: seals
+# then go on slower (merging the pending list themselves, or into a newest generation that
+# only grows) until the cause is fixed and the sealers restarted (deploy/runbooks/alerts.md).
+UPKEEP_STOPPED = Gauge(
+    "auditlog_sealer_search_upkeep_stopped",
+    "1 when this sealer stopped a part of the search blocks' upkeep for good (see its log)",
+    ["part"],
 )
 MERGE_SECONDS = Histogram(
     "auditlog_sealer_search_merge_seconds",
@@ -126,6 +134,9 @@ class _Upkeep:
     def __init__(self, *, merging: bool, rolling: bool) -> None:
         self.merging = merging
         self.rolling = rolling
+        for part, on in (("merge", merging), ("generations", rolling)):
+            if on:
+                UPKEEP_STOPPED.labels(part).set(0)
 
     def any(self) -> bool:
         return self.merging or self.rolling
@@ -136,7 +147,9 @@ class _Upkeep:
                 opened = await roll(conn, generation_entries)
                 await bound_closed(conn)
             except _FOR_GOOD as exc:
-                self.rolling = _off("search generations off: the newest one grows on", exc)
+                self.rolling = _off(
+                    "generations", "search generations off: the newest one grows on", exc
+                )
             else:
                 if opened is not None:
                     GENERATIONS_OPENED.inc()
@@ -146,13 +159,16 @@ class _Upkeep:
             try:
                 merged = await merge_pending(conn)
             except _FOR_GOOD as exc:
-                self.merging = _off("search index merge off: seals merge the pending list", exc)
+                self.merging = _off(
+                    "merge", "search index merge off: seals merge the pending list", exc
+                )
             else:
                 MERGE_SECONDS.observe(time.perf_counter() - started)
                 MERGED_PAGES.inc(merged)
 
 
-def _off(message: str, exc: Exception) -> bool:
-    """Log that a part of the upkeep stops for good; False, its new state."""
+def _off(part: str, message: str, exc: Exception) -> bool:
+    """Log and count that a part of the upkeep stops for good; False, its new state."""
     log.warning(message, error=type(exc).__name__, reason=str(exc))
+    UPKEEP_STOPPED.labels(part).set(1)
     return False

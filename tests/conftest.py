@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -129,24 +129,9 @@ def _infrastructure() -> Iterator[tuple[str, str]]:
 
 
 async def _create_database(admin_url: str, name: str, migrated_to: int | None = None) -> str:
-    import asyncpg
-
     from auditlog.pg import db
 
-    if migrated_to is None:
-        return await db.create_database(admin_url, name)
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = db.database_url(admin_url, name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate_to(conn, migrated_to)
-    finally:
-        await conn.close()
-    return url
+    return await db.create_database(admin_url, name, up_to=migrated_to)
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
@@ -192,21 +177,6 @@ def migrate_database(url: str) -> None:
             await conn.close()
 
     asyncio.run(run())
-
-
-async def migrate_to(conn: Any, version: int) -> None:
-    """Apply the migrations up to ``version`` to an empty database, recording them as
-    ``auditlog migrate`` does, so that a later ``db.migrate`` applies the rest (upgrade tests)."""
-    from auditlog.pg import db
-
-    await conn.execute(
-        "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    for number, file, sql in db.migrations():
-        if number <= version:
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", number, file)
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:

@@ -88,9 +88,9 @@ def database_url(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
-async def create_database(admin_url: str, name: str) -> str:
-    """Create database ``name`` with the migrated schema (scratch databases of tests and
-    benchmarks); returns its URL."""
+async def create_database(admin_url: str, name: str, *, up_to: int | None = None) -> str:
+    """Create database ``name`` with the migrated schema, or that of migration ``up_to``
+    (scratch databases of tests and benchmarks, upgrades); returns its URL."""
     conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -99,7 +99,7 @@ async def create_database(admin_url: str, name: str) -> str:
     url = database_url(admin_url, name)
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
+        await migrate(conn, up_to=up_to)
     finally:
         await conn.close()
     return url
@@ -146,8 +146,9 @@ async def _drop_tables(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply the missing migrations; returns the names applied."""
+async def migrate(conn: asyncpg.Connection, *, up_to: int | None = None) -> list[str]:
+    """Apply the missing migrations (those up to ``up_to`` only, when given: a database at an
+    older schema, for upgrade tests and benchmarks); returns the names applied."""
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
     try:
@@ -158,7 +159,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
         for version, name, sql in migrations():
-            if version in done:
+            if version in done or (up_to is not None and version > up_to):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)

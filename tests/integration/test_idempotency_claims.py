@@ -22,7 +22,7 @@ from sealer.claims import IDEMPOTENCY_CONFLICT, Conflict, content_digest
 from sealer.records import Sealable
 from sealer.store import LogHead, Partitions, SealResult, connect_pool, load_head, seal
 from sealer.timestamps import received_micros
-from tests.conftest import Services, migrate_to
+from tests.conftest import Services
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +199,7 @@ async def test_migration_6_keeps_the_claims_made_before_it(services: Services) -
         await admin.close()
     conn = await asyncpg.connect(db.database_url(services.database_url, name))
     try:
-        await migrate_to(conn, 5)
+        await db.migrate(conn, up_to=5)
         await conn.execute(
             "INSERT INTO idempotency_keys (tenant_id, key, log_id, idx)"
             " VALUES ('acme', 'k', 't-0', 7)"

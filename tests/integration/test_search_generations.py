@@ -195,6 +195,14 @@ def test_the_merging_sealer_opens_generations_even_with_merges_off(services: Ser
                     (1, 20_000),
                     (2, 30_000),
                 ]
+                stopped = ("auditlog_sealer_search_upkeep_stopped", {"part": "generations"})
+                assert REGISTRY.get_sample_value(*stopped) == 0
+                # Generations that cannot be opened (here: their table is gone) end the loop
+                # by itself, merges being off, and say so on /metrics for the alert.
+                await pool.execute("DROP TABLE search_generations")
+                async with asyncio.timeout(5):
+                    await merge_loop(pool, 0, asyncio.Event(), generation_entries=10_000)
+                assert REGISTRY.get_sample_value(*stopped) == 1
             finally:
                 await pool.close()
 

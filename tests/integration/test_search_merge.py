@@ -99,6 +99,10 @@ def _merged_pages() -> float:
     return REGISTRY.get_sample_value("auditlog_sealer_search_merged_pages_total") or 0.0
 
 
+def _upkeep_stopped(part: str) -> float | None:
+    return REGISTRY.get_sample_value("auditlog_sealer_search_upkeep_stopped", {"part": part})
+
+
 async def _until_merged(before: float) -> None:
     for _ in range(600):  # 30 s at most
         if _merged_pages() > before:
@@ -137,10 +141,13 @@ def test_the_loop_merges_while_it_leads_and_gives_up_when_the_index_is_gone(
                 assert await search_blocks.lead_merges(other)
                 await other.execute("SELECT pg_advisory_unlock_all()")
 
-                # An index that cannot be merged ends the loop by itself (the sealer goes on).
+                assert _upkeep_stopped("merge") == 0
+                # An index that cannot be merged ends the loop by itself (the sealer goes on),
+                # and says so on /metrics for the alert.
                 await pool.execute("DROP INDEX search_blocks_keys")
                 async with asyncio.timeout(5):
                     await merge_loop(pool, 0.05, asyncio.Event())
+                assert _upkeep_stopped("merge") == 1
             finally:
                 await other.close()
                 await pool.close()
