@@ -11,9 +11,11 @@ each count K of ``--generations``, rewrites the same blocks spread evenly over K
 stay empty), records the closed generations' time spans as the merging sealer does, vacuums,
 and times ``POST /v1/search`` first pages with bench_search's queries against one ``auditlog
 query``, and a UUID with a time range of two seconds around its event (which probes only the
-generations overlapping it and the two newest). The events stay the same, so only the number
-of indexes probed changes; a database with K generations of 2M entries each would also have K
-times the events.
+generations overlapping it and the two newest); and counts the relation locks a search holds
+with and without that range (each search holds one per table and index it may read until its
+transaction ends, out of PostgreSQL's shared lock table). The events stay the same, so only
+the number of indexes probed changes; a database with K generations of 2M entries each would
+also have K times the events.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from bench import results
 from bench.bench_search import UUID, Samples, load, search
 from bench.harness import bench_stack, free_port, percentile, wait_http, wait_idle
 from bench.query_data import build_log
+from query.search import MAX_RESULTS, SearchSpec
+from query.search import run as run_search
+from query.search_sql import Filter
 
 
 async def _spread(url: str, log_id: str, count: int) -> int:
@@ -103,6 +108,26 @@ async def _windowed(
     }
 
 
+async def _locks(url: str, topic: str, query: str, flt: Filter) -> int:
+    """The relation locks a search's transaction holds when its matches are found, as the
+    query service runs it: one per table and index its plan may read, held to the end of the
+    transaction, so that concurrent searches need that many slots each in PostgreSQL's lock
+    table (``max_locks_per_transaction`` times ``max_connections``)."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            spec = SearchSpec(query, flt, "received_at", True, 20, MAX_RESULTS, False)
+            await run_search(conn, spec, topic)
+            held: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks"
+                " WHERE pid = pg_backend_pid() AND locktype = 'relation'"
+            )
+    finally:
+        await conn.close()
+    return held
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -138,8 +163,22 @@ def main() -> None:
             print(f"{count} generations with blocks, {total} in all:", flush=True)
             measured = asyncio.run(search(base, bench.token, samples, args.rounds))
             measured.append(asyncio.run(_windowed(base, bench.token, picks, args.rounds)))
+            uuid, at = picks[0]
+            window = Filter(at - timedelta(seconds=1), at + timedelta(seconds=1))
+            locks = {
+                "<a UUID>": asyncio.run(_locks(bench.database_url, bench.topic, uuid, Filter())),
+                "<a UUID>, a second around it": asyncio.run(
+                    _locks(bench.database_url, bench.topic, uuid, window)
+                ),
+            }
+            print(f"relation locks held by one search: {locks}", flush=True)
             figures["runs"].append(
-                {"generations_with_blocks": count, "generations": total, "search": measured}
+                {
+                    "generations_with_blocks": count,
+                    "generations": total,
+                    "search": measured,
+                    "relation_locks_per_search": locks,
+                }
             )
         proc.terminate()
         proc.wait(30)
