@@ -68,6 +68,18 @@ def cmd_token(args: argparse.Namespace) -> int:
     return asyncio.run(_token(args))
 
 
+async def _schema_current(conn: Any, label: str) -> bool:
+    """Whether the database has this build's schema; else says so on stderr."""
+    from auditlog.pg import db
+
+    try:
+        await db.check_schema(conn)
+    except db.SchemaMismatch as exc:
+        print(f"{label}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 async def _switch_index(
     args: argparse.Namespace,
     label: str,
@@ -81,6 +93,8 @@ async def _switch_index(
 
     conn = await asyncpg.connect(database_url(args))
     try:
+        if not await _schema_current(conn, label):
+            return EXIT_FAILED
         if args.action == "create":
             await create(conn)
         elif args.action == "drop":
@@ -107,19 +121,28 @@ def cmd_search_index(args: argparse.Namespace) -> int:
     return code
 
 
+# Searches without a time range the lock table should hold together: two query processes'
+# pools (8 connections each), twice over for other pods and everything else.
+_SEARCHES_AT_ONCE = 32
+
+
 async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = False) -> int:
     """The search blocks' coverage, or (``backfill``) write the blocks entries lack."""
     import asyncpg
 
     from auditlog.pg import search_blocks, search_generations
+    from auditlog.pg.locks import lock_room
 
     conn = await asyncpg.connect(database_url(args))
     try:
+        if not await _schema_current(conn, "search blocks"):
+            return EXIT_FAILED
         if not report_only:
             covered = await search_blocks.backfill(conn)
             print(f"search blocks: written for {covered} entries")
         missing = await search_blocks.uncovered(conn)
         generations = await search_generations.generations(conn)
+        room = await lock_room(conn)
     finally:
         await conn.close()
     newest = generations[-1]
@@ -128,6 +151,16 @@ async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = Fals
         f" the newest, {newest.number}, opened"
         f" {newest.opened_at:%Y-%m-%d %H:%M:%S %Z} at {newest.entries_at_open:,} entries"
     )
+    print(
+        f"locks: a search without a time range holds up to {room.per_search:,} until it ends;"
+        f" PostgreSQL's lock table has {room.slots:,} slots, room for {room.searches:,} such"
+        " searches at once"
+    )
+    if room.searches < _SEARCHES_AT_ONCE:
+        print(
+            f"locks: fewer than {_SEARCHES_AT_ONCE}: raise max_locks_per_transaction"
+            " (docs/query.md#generations)"
+        )
     if missing:
         print(
             f"search blocks: {sum(missing.values())} entries of {len(missing)} logs sealed before"

@@ -180,7 +180,7 @@ async def current_version(conn: asyncpg.Connection | asyncpg.Pool) -> int | None
     return int(version) if version is not None else None
 
 
-async def check_schema(pool: asyncpg.Pool) -> None:
+async def check_schema(pool: asyncpg.Pool | asyncpg.Connection) -> None:
     """Refuse to serve against a database this code does not know."""
     version = await current_version(pool)
     if version != SCHEMA_VERSION:

@@ -106,6 +106,9 @@ def test_old_entries_are_found_before_and_after_the_backfill(services: Services)
         # Migrated past 0011: one generation, counting from nothing.
         assert "search blocks: 1 generation; the newest, 0, opened " in run.stdout
         assert " at 0 entries\n" in run.stdout
+        # The lock table of the test server (max_connections 200: room for plenty).
+        assert "locks: a search without a time range holds up to " in run.stdout
+        assert "locks: fewer than" not in run.stdout
 
         async def after() -> None:
             conn = await asyncpg.connect(url)
@@ -166,3 +169,22 @@ def test_blocks_written_by_binary_copy_read_back_as_given(services: Services) ->
             assert [tuple(r) for r in back] == as_datetime
 
         asyncio.run(check())
+
+
+@pytest.mark.parametrize("command", [["search-index", "status"], ["search-index", "backfill"],
+                                     ["hash-index", "status"]])  # fmt: skip
+def test_the_index_commands_refuse_a_database_not_migrated(
+    services: Services, command: list[str]
+) -> None:
+    name = f"auditlog_blocks_{secrets.token_hex(4)}"
+    with scratch_database(services.database_url, name, migrated_to=0) as url:
+        run = subprocess.run(
+            [sys.executable, "-m", "auditlog.cli", *command, "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 1, run.stderr
+    assert f"this build needs {db.SCHEMA_VERSION}: run `auditlog migrate`" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,60 @@
+"""How many of PostgreSQL's lock slots a search takes, and how many there are.
+
+A query locks every table and index its plan may read, partitions included, and holds the locks
+until its transaction ends. A search without a time range plans every partition of ``events``
+and every generation of ``search_blocks`` (auditlog/pg/search_generations.py), three relations
+each (the table, its key, its GIN index): with 402 generations one search held 1,265 locks
+(docs/performance.md, Search, Z). The slots come from one table shared by the whole server,
+``max_locks_per_transaction`` times (``max_connections`` + ``max_prepared_transactions``);
+when concurrent transactions need more, PostgreSQL refuses any transaction that needs one more
+lock (seals included) with "out of shared memory" until some end. ``auditlog search-index
+status`` reports both figures so that an operator raises ``max_locks_per_transaction`` before
+the generations add up (docs/query.md#generations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+__all__ = ["LockRoom", "lock_room"]
+
+# Every relation in the partition trees of the tables a search reads by partition, and their
+# indexes; the few other tables a search touches are a constant on top.
+_TREES_SQL = """
+WITH RECURSIVE tree AS (
+    SELECT 'events'::regclass::oid AS rel
+    UNION ALL SELECT 'search_blocks'::regclass::oid
+    UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.rel
+)
+SELECT (SELECT count(*) FROM tree)
+     + (SELECT count(*) FROM pg_index x JOIN tree t ON x.indrelid = t.rel)
+"""
+# The other tables and indexes a search reads (logs, coverage, generations...): measured 8
+# (tests/integration/test_locks.py checks the sum against a search's locks).
+_OTHERS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class LockRoom:
+    """``per_search``: the locks a search without a time range holds at most; ``slots``: the
+    server's lock table."""
+
+    per_search: int
+    slots: int
+
+    @property
+    def searches(self) -> int:
+        """How many such searches fit in the lock table together, with nothing else."""
+        return self.slots // self.per_search
+
+
+async def lock_room(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> LockRoom:
+    per_search = await conn.fetchval(_TREES_SQL)
+    slots = await conn.fetchval(
+        "SELECT current_setting('max_locks_per_transaction')::int"
+        " * (current_setting('max_connections')::int"
+        " + current_setting('max_prepared_transactions')::int)"
+    )
+    return LockRoom(int(per_search) + _OTHERS, int(slots))
