@@ -344,3 +344,36 @@ def test_a_search_with_a_time_range_probes_the_generations_overlapping_it(
                 )
 
         asyncio.run(check())
+
+
+def test_a_seal_waiting_on_the_upgrade_to_schema_11_lands_in_generation_0(
+    services: Services,
+) -> None:
+    """A sealer of the version before keeps sealing through the upgrade: its blocks' COPY waits
+    for migration 0011's lock, and its statement's snapshot, taken before the migration
+    committed, sees no generation yet; the default still finds generation 0."""
+    with scratch_database(
+        services.database_url, f"gens_{secrets.token_hex(4)}", migrated_to=10
+    ) as url:
+
+        async def check() -> None:
+            [sql] = [sql for version, _, sql in db.migrations() if version == 11]
+            async with connected(url) as migrating, connected(url) as sealing:
+                row = (LOG, 0, 63, AT, AT, [1, 2, 3])
+                async with migrating.transaction():
+                    await migrating.execute(sql)
+                    seal = asyncio.create_task(search_blocks.copy_blocks(sealing, [row]))
+                    for _ in range(200):  # until the seal waits for the migration's lock
+                        waiting = await migrating.fetchval(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
+                        if waiting:
+                            break
+                        await asyncio.sleep(0.01)
+                    assert waiting == 1
+                async with asyncio.timeout(10):
+                    await seal
+                assert await _per_generation(migrating) == [(0, 0, 63)]
+
+        asyncio.run(check())

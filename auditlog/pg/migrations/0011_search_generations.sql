@@ -32,10 +32,13 @@ INSERT INTO search_generations (generation, entries_at_open) VALUES (0, 0);
 
 -- The newest generation, as the blocks' default: every writer (the sealers' COPY, backfill,
 -- erasure's rebuilt blocks) lands in it without knowing generations. STABLE keeps COPY's
--- multi-row inserts (PostgreSQL inserts row by row where a default is volatile).
+-- multi-row inserts (PostgreSQL inserts row by row where a default is volatile), and reads
+-- with the writing statement's snapshot: a seal whose COPY waited for this migration's lock
+-- took its snapshot before the commit and sees no generation at all, so 0, the blocks' home
+-- until the first generation opens (tests/integration/test_search_generations.py).
 CREATE FUNCTION search_generation() RETURNS integer
     LANGUAGE sql STABLE
-    AS 'SELECT max(generation) FROM search_generations';
+    AS 'SELECT coalesce(max(generation), 0) FROM search_generations';
 
 -- A block's (log_id, first_idx) is unique within its generation only: PostgreSQL's keys over
 -- partitions must include the partition key. The sealer writes each entry's block once
