@@ -43,6 +43,7 @@ from query.search_sql import (
     ORDER_BY,
     RESTRICTABLE,
     Filter,
+    Span,
     SqlParams,
     blocks_probe,
     select_matching,
@@ -192,6 +193,7 @@ async def run(
     )
     probe_params = SqlParams(first=3)
     probe = blocks_probe(expr, probe_params, logs="$1", cap="$2", flt=flt, generations=generations)
+    span = None
     if probe is not None:
         # The planner knows neither that reading a block's keys costs a TOAST fetch nor how few
         # events a block holds: left alone, it scans every block, or every event, for a handful;
@@ -200,9 +202,19 @@ async def run(
         await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
         # Past an eighth of the logs' blocks, the events read in order find the matches sooner.
         cap = max(BLOCKS_PROBE_MIN, sum(h.size for h in snap.heads) // BLOCK_SIZE // 8)
-        blocks = await conn.fetchval(probe, logs, cap, *probe_params.values) < cap
+        probed = await conn.fetchrow(probe, logs, cap, *probe_params.values)
+        assert probed is not None  # an aggregate: always one row
+        blocks = probed["found"] < cap
         if not blocks:
             await conn.execute("SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL jit TO DEFAULT")
+        elif probed["found"] == 0:
+            return snap, []  # no block holds the keys, and every entry has its blocks
+        else:
+            # Where the matching blocks lie, so that the search plans (and locks) only those
+            # months, logs and generations, not every one (auditlog/pg/locks.py).
+            span = probed_span(probed)
+            if span is not None:
+                generations = await search_generations.overlapping(conn, span.first, span.last)
     params = SqlParams(first=3)
     sql = select_matching(
         expr,
@@ -214,6 +226,7 @@ async def run(
         descending=spec.descending,
         limit="$2",
         generations=generations,
+        span=span,
     )
     rows = await conn.fetch(
         sql,
@@ -222,6 +235,15 @@ async def run(
         *params.values,
     )
     return snap, [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
+
+
+def probed_span(row: asyncpg.Record) -> Span | None:
+    """The :class:`~query.search_sql.Span` of a probe's ranges (a row of
+    :func:`~query.search_sql.blocks_probe` whose count was below its cap), or None when it
+    cannot bound them: no range at all, or entries without blocks, which may lie anywhere."""
+    if row["open"] or row["first"] is None:
+        return None
+    return Span(row["first"], row["last"], list(row["logs"]))
 
 
 def _restriction_json(restriction: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes:

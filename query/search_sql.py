@@ -42,6 +42,7 @@ __all__ = [
     "ORDER_BY",
     "RESTRICTABLE",
     "Filter",
+    "Span",
     "SqlParams",
     "block_predicate",
     "blocks_probe",
@@ -248,13 +249,27 @@ def _window(flt: Filter | None, generations: Overlap | None, params: SqlParams) 
         window += f" AND b.last_at >= {params.add(flt.start)}"
     if flt is not None and flt.end is not None:
         window += f" AND b.first_at <= {params.add(flt.end)}"
-    if generations is None or generations.unbounded is None:
+    if generations is None or generations.unbounded is None or generations.everything:
+        # Nothing to leave out; and a condition on the generation that excludes nothing would
+        # only tempt the planner into reading every block by the primary key.
         return window
     newest = f"b.generation >= {params.add(generations.unbounded)}"
     if generations.first is None or generations.last is None:
         return f"{window} AND {newest}"
     first, last = params.add(generations.first), params.add(generations.last)
     return f"{window} AND (b.generation BETWEEN {first} AND {last} OR {newest})"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where every entry a narrowed search must check lies: the earliest first and the latest
+    last time of the blocks holding its keys, in these logs. Given to :func:`select_matching`
+    as constants, it lets PostgreSQL leave the other months and logs of ``events`` out of the
+    plan, which otherwise plans and locks every partition (auditlog/pg/locks.py)."""
+
+    first: datetime
+    last: datetime
+    logs: list[str]
 
 
 def blocks_probe(
@@ -266,19 +281,25 @@ def blocks_probe(
     flt: Filter | None = None,
     generations: Overlap | None = None,
 ) -> str | None:
-    """How many blocks of logs ``logs`` (within ``flt``'s time range, in ``generations``) may
-    hold a match, counted up to ``cap`` (a parameter); None when the blocks cannot narrow the
-    query. Common words match most blocks, and reading each matching block's events by index
-    then costs more than reading the events in order until enough match (search.py decides with
-    this)."""
+    """How many ranges of entries of logs ``logs`` (within ``flt``'s time range, in
+    ``generations``) may hold a match, counted up to ``cap`` (a parameter): the blocks holding
+    the query's keys, and each log's entries sealed before blocks existed; and where they lie
+    (:func:`query.search.probed_span`). None when the blocks cannot narrow the query. Common
+    words match most blocks, and reading each matching block's events by index then costs more
+    than reading the events in order until enough match (search.py decides with this)."""
     predicate = block_predicate(expr, params)
     if predicate is None:
         return None
+    ranges = _RANGES.format(
+        logs=logs, predicate=predicate, window=_window(flt, generations, params)
+    )
     return (
-        "SELECT count(*) FROM (SELECT 1 FROM search_blocks b"  # noqa: S608
-        f" WHERE {predicate}{_window(flt, generations, params)}"
-        f" AND {_BLOCK_LOGS.format(logs=logs)}"
-        f" LIMIT {cap}) found"
+        "SELECT count(*) AS found,"  # noqa: S608
+        " min(range_from) FILTER (WHERE range_from > '-infinity') AS first,"
+        " max(range_to) FILTER (WHERE range_to < 'infinity') AS last,"
+        " array_agg(DISTINCT range_log) AS logs,"
+        " coalesce(bool_or(range_from = '-infinity'), false) AS open"
+        f" FROM ({ranges} LIMIT {cap}) r"
     )
 
 
@@ -294,11 +315,13 @@ def select_matching(
     columns: str = "e.log_id, e.idx, e.received_at",
     limit: str | None = None,
     generations: Overlap | None = None,
+    span: Span | None = None,
 ) -> str:
     """``SELECT columns FROM events e`` of the events of logs ``logs`` (a parameter holding
     their ids) that match, in order; ``limit`` is a parameter too. ``blocks``: narrowed by the
     search blocks where the query allows (else every event of the logs is checked), in
-    ``generations`` (None: all)."""
+    ``generations`` (None: all), and, given the narrowed search's ``span``
+    (:func:`query.search.probed_span`), reading only the partitions of ``events`` it covers."""
     predicate = block_predicate(expr, params) if blocks else None
     where = compile_filter(expr, flt, params, narrow=predicate is None)
     tail = f" ORDER BY {order_clause(order_by, descending, 'e.')}"
@@ -312,6 +335,13 @@ def select_matching(
         )
     window = _window(flt, generations, params)
     ranges = _RANGES.format(logs=logs, predicate=predicate, window=window)
+    if span is not None:
+        # Implied by each range's own bounds, but only constants let the planner leave the
+        # other partitions out (and unlocked).
+        where += (
+            f" AND e.log_id = ANY({params.add(span.logs)}::text[])"
+            f" AND e.received_at BETWEEN {params.add(span.first)} AND {params.add(span.last)}"
+        )
     # Each range's events by the primary key, range by range (LATERAL, kept apart by OFFSET 0):
     # PostgreSQL cannot know that a block spans at most 64 entries, and joining freely it would
     # rather read every event for a field value it thinks rare. received_at between the range's

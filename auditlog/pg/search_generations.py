@@ -76,11 +76,21 @@ class Generation:
 class Overlap:
     """The generations a time range may find blocks in: ``first`` to ``last`` (None: none of
     those with a recorded span), and every one from ``unbounded`` on (those without a span
-    yet: the newest)."""
+    yet: the newest); ``lowest``, the oldest generation there is."""
 
     first: int | None
     last: int | None
     unbounded: int | None
+    lowest: int | None = None
+
+    @property
+    def everything(self) -> bool:
+        """Whether these are all the generations there are (a search then names none)."""
+        if self.unbounded is None or self.lowest is None:
+            return self.unbounded is None
+        if self.first is None or self.last is None:
+            return self.unbounded <= self.lowest
+        return self.first <= self.lowest and self.last + 1 >= self.unbounded
 
 
 async def overlapping(conn: Conn, start: datetime | None, end: datetime | None) -> Overlap:
@@ -88,7 +98,8 @@ async def overlapping(conn: Conn, start: datetime | None, end: datetime | None) 
     row = await conn.fetchrow(
         "SELECT min(generation) FILTER (WHERE first_at IS NOT NULL AND within) AS first,"
         " max(generation) FILTER (WHERE first_at IS NOT NULL AND within) AS last,"
-        " min(generation) FILTER (WHERE first_at IS NULL) AS unbounded"
+        " min(generation) FILTER (WHERE first_at IS NULL) AS unbounded,"
+        " min(generation) AS lowest"
         " FROM (SELECT generation, first_at, ($1::timestamptz IS NULL OR last_at >= $1)"
         "  AND ($2::timestamptz IS NULL OR first_at <= $2) AS within"
         "  FROM search_generations) g",
@@ -96,7 +107,7 @@ async def overlapping(conn: Conn, start: datetime | None, end: datetime | None) 
         end,
     )
     assert row is not None  # an aggregate's one row
-    return Overlap(row["first"], row["last"], row["unbounded"])
+    return Overlap(row["first"], row["last"], row["unbounded"], row["lowest"])
 
 
 async def generations(conn: Conn) -> list[Generation]:

@@ -1,11 +1,13 @@
-"""auditlog.pg.locks against what a search really holds: the estimate of a search without a
-time range covers the relation locks the query service's search takes, grows by what each new
-generation adds, and the lock table is the server's."""
+"""auditlog.pg.locks against what a search really holds: the estimate covers a search that
+must plan every partition (here: one whose log has entries without search blocks, which may lie
+anywhere), grows by what each new generation adds, and the lock table is the server's; a search
+the blocks narrow plans only the months and logs of ``events`` its blocks lie in."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,14 @@ from bench.bench_search import load
 from bench.bench_search_generations import _locks
 from bench.query_data import build_log
 from query.search_sql import Filter
+from sealer.partitions import Partitions
+from sealer.timestamps import micros
 from tests.conftest import Services, connected, scratch_database
 
 pytestmark = pytest.mark.integration
 
 
-def test_the_estimate_matches_a_search_as_generations_are_added(
+def test_the_estimate_covers_a_search_of_every_partition_and_narrowed_ones_plan_fewer(
     services: Services, tmp_path: Path
 ) -> None:
     key = tmp_path / "log.skey"
@@ -36,17 +40,29 @@ def test_the_estimate_matches_a_search_as_generations_are_added(
             samples, _, _ = await load(url, "t-0", 700, 1, 0)
             query = f'actor="{samples.actors[0]}"'  # a whole value: the blocks narrow it
             async with connected(url) as conn:
+                # Other logs' months, as a deployment's year of partitions has them.
+                partitions = Partitions()
+                for log in ("t-1", "t-2", "t-3"):
+                    for month in (1, 2, 3):
+                        at = micros(datetime(2024, month, 2, tzinfo=UTC))
+                        await partitions.ensure(conn, log, [at])
+                narrowed = await _locks(url, "t", query, Filter())
+                # Entry 0 without blocks: the search must read it wherever it lies.
+                await conn.execute("INSERT INTO search_coverage (log_id, below) VALUES ('t-0', 1)")
                 held = []
                 for more in (0, 10):
                     for _ in range(more):
                         await search_generations.open_next(conn)
                     room = await lock_room(conn)
-                    actual = await _locks(url, "t", query, Filter())
-                    assert room.per_search >= actual
-                    assert room.per_search - actual <= 2, (room, actual)
-                    held.append(actual)
+                    everywhere = await _locks(url, "t", query, Filter())
+                    assert room.per_search >= everywhere
+                    assert room.per_search - everywhere <= 2, (room, everywhere)
+                    held.append(everywhere)
                 # Each generation: its table, its key, its GIN index.
                 assert held[1] - held[0] == 30
+                # Narrowed to its blocks' month and log, the search left out the nine leaves of
+                # the other logs (each with its indexes) and their months.
+                assert narrowed < held[0] - 9 * 5, (narrowed, held[0])
                 assert room.slots == await conn.fetchval(
                     "SELECT current_setting('max_locks_per_transaction')::int"
                     " * (current_setting('max_connections')::int"

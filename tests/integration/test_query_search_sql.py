@@ -21,11 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from auditlog.core.search_query import Expr, matches, parse_query
 from auditlog.pg import search_index
 from auditlog.pg.search_blocks import block_rows, copy_blocks
+from query.search import probed_span
 from query.search_sql import (
     ORDER_BY,
     Filter,
     SqlParams,
     block_predicate,
+    blocks_probe,
     compile_filter,
     order_clause,
     select_matching,
@@ -99,12 +101,29 @@ async def _select(url: str, log_id: str, expr: Expr | None, order: str = "") -> 
 
 
 async def _search(url: str, log_id: str, expr: Expr | None) -> list[str]:
-    """What search runs: narrowed by the blocks whenever the query allows it."""
+    """What search runs: narrowed by the blocks whenever the query allows it; and as
+    query.search.run narrows it further, to the span of the blocks the probe finds, or to
+    nothing when it finds none, which must not change the answer."""
     params = SqlParams(first=2)
     sql = select_matching(expr, Filter(), params, logs="$1", columns="e.envelope")
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(sql, [log_id], *params.values)
+        probe_params = SqlParams(first=3)
+        probe = blocks_probe(expr, probe_params, logs="$1", cap="$2")
+        if probe is not None:
+            probed = await conn.fetchrow(probe, [log_id], 10_000, *probe_params.values)
+            assert probed is not None
+            if probed["found"] == 0:
+                assert rows == []
+            span = probed_span(probed)
+            assert (span is None) == (probed["found"] == 0)
+            spanned_params = SqlParams(first=2)
+            spanned_sql = select_matching(
+                expr, Filter(), spanned_params, logs="$1", columns="e.envelope", span=span
+            )
+            spanned = await conn.fetch(spanned_sql, [log_id], *spanned_params.values)
+            assert spanned == rows
     finally:
         await conn.close()
     return [bytes(r["envelope"]).decode() for r in rows]

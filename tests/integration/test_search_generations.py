@@ -311,10 +311,10 @@ def test_a_search_with_a_time_range_probes_the_generations_overlapping_it(
                     blocks = await conn.fetchval(probe, [LOG], *params.values)
                     assert blocks == len({i // 64 for i in range(low, high + 1)})
                 after = Filter(start=AT + timedelta(seconds=130))
-                assert await _overlap(conn, after) == search_generations.Overlap(None, None, 2)
+                assert await _overlap(conn, after) == search_generations.Overlap(None, None, 2, 0)
                 assert await _search(conn, query, after) == list(range(130, 200))
                 before = Filter(end=AT + timedelta(seconds=5))
-                assert await _overlap(conn, before) == search_generations.Overlap(0, 0, 2)
+                assert await _overlap(conn, before) == search_generations.Overlap(0, 0, 2, 0)
                 assert await _search(conn, query, before) == list(range(6))
                 # The generations outside the range are left out of the plan.
                 window = Filter(AT + timedelta(seconds=10), AT + timedelta(seconds=12))

@@ -1,0 +1,142 @@
+"""What the partitions of ``events`` cost a search: its locks and time as logs and months add up.
+
+    .venv/bin/python -m bench.bench_search_partitions [--events 20000]
+        [--layouts 1x1 12x12 48x24] [--rounds 20]
+
+``events`` has a partition per month, each split by log (sealer/partitions.py), so a deployment
+of 48 partitions keeping two years has over a thousand leaves, each with its indexes. A query
+plans, and locks until its transaction ends, every partition it cannot rule out from its
+constants. Loads ``--events`` realistic events into one log as bench_search does, then, for each
+layout LOGSxMONTHS, adds the (empty) leaves of that many logs and months and runs a selective
+search (a UUID from a message) as the query service does (:func:`query.search.run`, in its
+repeatable-read transaction), ``--rounds`` times: narrowed by the blocks to the months and logs
+they lie in, and once more with the log marked as having entries without blocks, which makes the
+search plan every partition, as one that reads its range in time order does. Records the relation
+locks each holds (against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from auditlog.core.note import NoteSigner
+from auditlog.pg.locks import lock_room
+from bench import results
+from bench.bench_search import load
+from bench.bench_search_generations import _locks
+from bench.harness import bench_stack, percentile
+from bench.query_data import build_log
+from query.search import MAX_RESULTS, SearchSpec, run
+from query.search_sql import Filter
+from sealer.partitions import Partitions
+from sealer.timestamps import micros
+
+
+def _layout(text: str) -> tuple[int, int]:
+    logs, _, months = text.partition("x")
+    return int(logs), int(months)
+
+
+async def _time(url: str, topic: str, query: str, rounds: int) -> float:
+    """Median milliseconds of the search's transaction, as the query service runs it."""
+    conn = await asyncpg.connect(url)
+    took = []
+    try:
+        for _ in range(rounds):
+            began = time.perf_counter()
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                spec = SearchSpec(query, Filter(), "received_at", True, 20, MAX_RESULTS, False)
+                await run(conn, spec, topic)
+            took.append((time.perf_counter() - began) * 1000)
+    finally:
+        await conn.close()
+    return percentile(took, 50)
+
+
+async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        narrowed = {
+            "locks": await _locks(url, topic, query, Filter()),
+            "median_ms": await _time(url, topic, query, rounds),
+        }
+        await conn.execute(
+            "INSERT INTO search_coverage (log_id, below) VALUES ($1, 1)"
+            " ON CONFLICT (log_id) DO UPDATE SET below = 1",
+            log_id,
+        )
+        everywhere = {
+            "locks": await _locks(url, topic, query, Filter()),
+            "median_ms": await _time(url, topic, query, rounds),
+        }
+        await conn.execute("UPDATE search_coverage SET below = 0 WHERE log_id = $1", log_id)
+        room = await lock_room(conn)
+        leaves = await conn.fetchval(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'events%' AND relkind = 'r'"
+        )
+    finally:
+        await conn.close()
+    return {
+        "events_leaves": leaves,
+        "narrowed": narrowed,
+        "every_partition": everywhere,
+        "estimated_locks": room.per_search,
+        "lock_slots": room.slots,
+    }
+
+
+async def _add_leaves(url: str, topic: str, logs: int, months: int) -> None:
+    partitions = Partitions()
+    conn = await asyncpg.connect(url)
+    try:
+        for log in range(logs):
+            for m in range(months):
+                at = micros(datetime(2024 + m // 12, m % 12 + 1, 2, tzinfo=UTC))
+                await partitions.ensure(conn, f"{topic}-{log}", [at])
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--layouts", nargs="+", type=_layout, default=[(1, 1), (12, 12), (48, 24)])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    results.add_option(parser)
+    args = parser.parse_args()
+    started = results.now()
+    figures: dict[str, Any] = {"runs": []}
+    with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
+        log_id = bench.topic + "-0"
+        signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
+        asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
+        samples, _, _ = asyncio.run(load(bench.database_url, log_id, args.events, args.seed, 0))
+        query = samples.uuids[0]
+        for logs, months in args.layouts:
+            asyncio.run(_add_leaves(bench.database_url, bench.topic, logs, months))
+            run_figures = asyncio.run(
+                _measure(bench.database_url, bench.topic, log_id, query, args.rounds)
+            )
+            run_figures["layout"] = {"logs": logs, "months": months}
+            print(
+                f"{logs} logs x {months} months ({run_figures['events_leaves']} leaves):"
+                f" narrowed {run_figures['narrowed']}, every partition"
+                f" {run_figures['every_partition']}, estimate {run_figures['estimated_locks']}",
+                flush=True,
+            )
+            figures["runs"].append(run_figures)
+    path = results.write("bench_search_partitions", started, vars(args), figures, args.results_dir)
+    print(f"result: {path}")
+
+
+if __name__ == "__main__":
+    main()
