@@ -121,7 +121,7 @@ def cmd_search_index(args: argparse.Namespace) -> int:
     return code
 
 
-# Searches without a time range the lock table should hold together: two query processes'
+# Searches planning every partition the lock table should hold together: two query processes'
 # pools (8 connections each), twice over for other pods and everything else.
 _SEARCHES_AT_ONCE = 32
 
@@ -152,7 +152,8 @@ async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = Fals
         f" {newest.opened_at:%Y-%m-%d %H:%M:%S %Z} at {newest.entries_at_open:,} entries"
     )
     print(
-        f"locks: a search without a time range holds up to {room.per_search:,} until it ends;"
+        f"locks: a search planning every partition and generation holds {room.per_search:,}"
+        " until it ends;"
         f" PostgreSQL's lock table has {room.slots:,} slots, room for {room.searches:,} such"
         " searches at once"
     )

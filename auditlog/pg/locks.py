@@ -1,15 +1,18 @@
 """How many of PostgreSQL's lock slots a search takes, and how many there are.
 
 A query locks every table and index its plan may read, partitions included, and holds the locks
-until its transaction ends. A search without a time range plans every partition of ``events``
-and every generation of ``search_blocks`` (auditlog/pg/search_generations.py), three relations
-each (the table, its key, its GIN index): with 402 generations one search held 1,265 locks
-(docs/performance.md, Search, Z). The slots come from one table shared by the whole server,
-``max_locks_per_transaction`` times (``max_connections`` + ``max_prepared_transactions``);
-when concurrent transactions need more, PostgreSQL refuses any transaction that needs one more
-lock (seals included) with "out of shared memory" until some end. ``auditlog search-index
-status`` reports both figures so that an operator raises ``max_locks_per_transaction`` before
-the generations add up (docs/query.md#generations).
+until its transaction ends. A search without a time range plans every generation of
+``search_blocks`` (auditlog/pg/search_generations.py), three relations each (the table, its key,
+its GIN index): with 402 generations one search held 1,265 locks (docs/performance.md, Search,
+Z2); and every partition of ``events`` when it cannot narrow them to its blocks' span
+(query/search.py: 7,437 locks at 48 logs times 24 months, P). The estimate here is that most,
+a search planning every partition and generation. The slots come from one table shared by the
+whole server, ``max_locks_per_transaction`` times (``max_connections`` +
+``max_prepared_transactions``); when concurrent transactions need more, PostgreSQL refuses any
+transaction that needs one more lock (seals included) with "out of shared memory" until some
+end. ``auditlog search-index status`` reports both figures so that an operator raises
+``max_locks_per_transaction`` before partitions and generations add up
+(docs/query.md#generations).
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ SELECT (SELECT count(*) FROM tree)
      + (SELECT count(*) FROM pg_index x JOIN tree t ON x.indrelid = t.rel
         JOIN pg_class c ON c.oid = t.rel AND c.relkind = 'r')
 """
-# The other tables and indexes a search reads (logs, coverage, generations...): measured 8
-# (tests/integration/test_locks.py checks the sum against a search's locks).
+# The other tables and indexes a search reads (logs, tiles, coverage, generations, their
+# indexes): measured 25 (tests/integration/test_locks.py checks the sum against a search's
+# locks; bench_search_partitions records both at up to 1,230 leaves).
 _OTHERS = 25
 
 

@@ -107,7 +107,7 @@ def test_old_entries_are_found_before_and_after_the_backfill(services: Services)
         assert "search blocks: 1 generation; the newest, 0, opened " in run.stdout
         assert " at 0 entries\n" in run.stdout
         # The lock table of the test server (max_connections 200: room for plenty).
-        assert "locks: a search without a time range holds up to " in run.stdout
+        assert "locks: a search planning every partition and generation holds " in run.stdout
         assert "locks: fewer than" not in run.stdout
 
         async def after() -> None:
