@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -41,7 +42,7 @@ from auditlog.loadtest.events import EventGenerator
 from auditlog.pg import search_generations, search_index
 from auditlog.pg.search_blocks import block_rows, copy_blocks
 from bench import results
-from bench.harness import bench_stack, free_port, percentile, wait_http, wait_idle
+from bench.harness import Bench, bench_stack, free_port, percentile, wait_http, wait_idle
 from bench.query_data import build_log, rebuilding_indexes
 from sealer.index_merge import DEFAULT_GENERATION_ENTRIES
 from sealer.partitions import Partitions
@@ -112,6 +113,19 @@ async def load(
     finally:
         await conn.close()
     return samples, time.perf_counter() - began, generations
+
+
+@contextlib.contextmanager
+def loaded_log(events: int, seed: int) -> Iterator[tuple[Bench, str, Samples, float]]:
+    """A bench stack with one log of ``events`` realistic events and their blocks in one
+    generation (:func:`load`), its tiles and checkpoint (a topic of one partition); yields the
+    stack, the log's id, the samples and the load's seconds."""
+    with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
+        log_id = bench.topic + "-0"
+        signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
+        asyncio.run(build_log(bench.database_url, log_id, bench.topic, events, signer))
+        samples, load_s, _ = asyncio.run(load(bench.database_url, log_id, events, seed, 0))
+        yield bench, log_id, samples, load_s
 
 
 def cases(samples: Samples, rng: random.Random) -> dict[str, Callable[[], str]]:

@@ -26,19 +26,16 @@ import json
 import random
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 
-from auditlog.core.note import NoteSigner
 from auditlog.pg import search_generations
 from auditlog.pg.search_blocks import copy_blocks, stored_block_rows
 from bench import results
-from bench.bench_search import UUID, Samples, load, search
-from bench.harness import bench_stack, free_port, percentile, wait_http, wait_idle
-from bench.query_data import build_log
+from bench.bench_search import UUID, loaded_log, search
+from bench.harness import free_port, percentile, wait_http, wait_idle
 from query.search import MAX_RESULTS, SearchSpec
 from query.search import run as run_search
 from query.search_sql import Filter
@@ -140,14 +137,8 @@ def main() -> None:
         parser.error("--generations: counts of at least 1")
     started = results.now()
     figures: dict[str, Any] = {"runs": []}
-    with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
-        log_id = bench.topic + "-0"
-        signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
-        asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
-        samples: Samples
-        samples, figures["load_s"], _ = asyncio.run(
-            load(bench.database_url, log_id, args.events, args.seed, 0)
-        )
+    with loaded_log(args.events, args.seed) as (bench, log_id, samples, load_s):
+        figures["load_s"] = load_s
         picks = asyncio.run(_picks(bench.database_url, log_id))
         port = free_port()
         # Every search keeps its result set for paging; ~30 searches a round would reach the

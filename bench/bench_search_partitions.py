@@ -21,18 +21,15 @@ import argparse
 import asyncio
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from auditlog.core.note import NoteSigner
 from auditlog.pg.locks import lock_room
 from bench import results
-from bench.bench_search import load
+from bench.bench_search import loaded_log
 from bench.bench_search_generations import _locks
-from bench.harness import bench_stack, percentile
-from bench.query_data import build_log
+from bench.harness import percentile
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter
 from sealer.partitions import Partitions
@@ -115,11 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     started = results.now()
     figures: dict[str, Any] = {"runs": []}
-    with bench_stack(Path(".auditlog/bench"), partitions=1) as bench:
-        log_id = bench.topic + "-0"
-        signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
-        asyncio.run(build_log(bench.database_url, log_id, bench.topic, args.events, signer))
-        samples, _, _ = asyncio.run(load(bench.database_url, log_id, args.events, args.seed, 0))
+    with loaded_log(args.events, args.seed) as (bench, log_id, samples, _):
         query = samples.uuids[0]
         for logs, months in args.layouts:
             asyncio.run(_add_leaves(bench.database_url, bench.topic, logs, months))
