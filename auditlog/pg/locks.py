@@ -3,8 +3,8 @@
 A query locks every table and index its plan may read, partitions included, and holds the locks
 until its transaction ends. A search without a time range plans every generation of
 ``search_blocks`` (auditlog/pg/search_generations.py), three relations each (the table, its key,
-its GIN index): with 402 generations one search held 1,265 locks (docs/performance.md, Search,
-Z2); and every partition of ``events`` when it cannot narrow them to its blocks' span
+its GIN index): with 402 generations one search held 1,242 locks (docs/performance.md, Search,
+Z3); and every partition of ``events`` when it cannot narrow them to its blocks' span
 (query/search.py: 7,437 locks at 48 logs times 24 months, P). The estimate here is that most,
 a search planning every partition and generation. The slots come from one table shared by the
 whole server, ``max_locks_per_transaction`` times (``max_connections`` +
