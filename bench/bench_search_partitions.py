@@ -11,8 +11,10 @@ layout LOGSxMONTHS, adds the (empty) leaves of that many logs and months and run
 search (a UUID from a message) as the query service does (:func:`query.search.run`, in its
 repeatable-read transaction), ``--rounds`` times: narrowed by the blocks to the months and logs
 they lie in, and once more with the log marked as having entries without blocks, which makes the
-search plan every partition, as one that reads its range in time order does. Records the relation
-locks each holds (against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time.
+search plan every partition; and a value without a whole token found in nearly every event
+(:data:`IN_ORDER`), which reads events in time order, a month at a time from the newest, until
+10,000 match. Records the relation locks each holds (against
+:func:`auditlog.pg.locks.lock_room`'s estimate) and its median time.
 """
 
 from __future__ import annotations
@@ -58,12 +60,21 @@ async def _time(url: str, topic: str, query: str, rounds: int) -> float:
     return percentile(took, 50)
 
 
+# A value without a whole token in nearly every message: read in time order, newest first,
+# until max_results (10,000) match.
+IN_ORDER = "message:e"
+
+
 async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -> dict[str, Any]:
     conn = await asyncpg.connect(url)
     try:
         narrowed = {
             "locks": await _locks(url, topic, query, Filter()),
             "median_ms": await _time(url, topic, query, rounds),
+        }
+        in_order = {
+            "locks": await _locks(url, topic, IN_ORDER, Filter()),
+            "median_ms": await _time(url, topic, IN_ORDER, rounds),
         }
         await conn.execute(
             "INSERT INTO search_coverage (log_id, below) VALUES ($1, 1)"
@@ -85,6 +96,7 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
         "events_leaves": leaves,
         "narrowed": narrowed,
         "every_partition": everywhere,
+        "in_time_order": in_order,
         "estimated_locks": room.per_search,
         "lock_slots": room.slots,
     }
@@ -123,7 +135,8 @@ def main() -> None:
             print(
                 f"{logs} logs x {months} months ({run_figures['events_leaves']} leaves):"
                 f" narrowed {run_figures['narrowed']}, every partition"
-                f" {run_figures['every_partition']}, estimate {run_figures['estimated_locks']}",
+                f" {run_figures['every_partition']}, in time order {run_figures['in_time_order']},"
+                f" estimate {run_figures['estimated_locks']}",
                 flush=True,
             )
             figures["runs"].append(run_figures)

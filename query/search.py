@@ -18,6 +18,7 @@ does not exist (NotFound, as for an unknown id).
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from starlette.responses import Response
 
 from auditlog.core.schema import error_item
 from auditlog.core.search_keys import BLOCK_SIZE
-from auditlog.core.search_query import SearchQueryError, parse_query, parse_time_bound
+from auditlog.core.search_query import Expr, SearchQueryError, parse_query, parse_time_bound
 from auditlog.pg import search_generations
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
@@ -215,6 +216,13 @@ async def run(
             span = probed_span(probed)
             if span is not None:
                 generations = await search_generations.overlapping(conn, span.first, span.last)
+    if (probe is None or not blocks) and spec.order_by == "received_at":
+        # Read in time order, month by month from the end the results start at, and stop at
+        # max_results: each month's statement plans (and locks) that month's partitions only,
+        # where one statement over all of them plans every partition of every month.
+        months = await _event_months(conn, flt)
+        if months is not None:
+            return snap, await _month_by_month(conn, expr, spec, logs, months)
     params = SqlParams(first=3)
     sql = select_matching(
         expr,
@@ -235,6 +243,70 @@ async def run(
         *params.values,
     )
     return snap, [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
+
+
+# A month's partition of ``events`` (sealer/partitions.py names them).
+_MONTH_TABLE: Final = re.compile(r"events_(\d{4})_(\d{2})")
+
+
+async def _event_months(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, flt: Filter
+) -> list[tuple[datetime, datetime]] | None:
+    """The months of ``events`` that ``flt``'s range reaches, oldest first, each from its first
+    instant to the next month's; None when events may lie outside every month (the default
+    partition holds some, or a partition is not a month's) or a month cannot be spelled
+    (December 9999 ends in the year 10000)."""
+    names = await conn.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'events'::regclass"
+    )
+    months = []
+    for (name,) in names:
+        found = _MONTH_TABLE.fullmatch(name)
+        if found is None:
+            if name != "events_default" or await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM events_default)"
+            ):
+                return None
+            continue
+        year, month = int(found[1]), int(found[2])
+        if year >= 9999:
+            return None
+        first = datetime(year, month, 1, tzinfo=UTC)
+        following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        if (flt.start is None or following > flt.start) and (flt.end is None or first <= flt.end):
+            months.append((first, following))
+    return sorted(months)
+
+
+async def _month_by_month(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    expr: Expr | None,
+    spec: SearchSpec,
+    logs: list[str],
+    months: list[tuple[datetime, datetime]],
+) -> list[event_rows.Key]:
+    """The first ``max_results`` matching events in received order, read a month at a time
+    (months do not overlap, so their results follow one another)."""
+    keys: list[event_rows.Key] = []
+    for month in reversed(months) if spec.descending else months:
+        params = SqlParams(first=3)
+        sql = select_matching(
+            expr,
+            spec.filter,
+            params,
+            logs="$1",
+            blocks=False,
+            order_by="received_at",
+            descending=spec.descending,
+            limit="$2",
+            month=month,
+        )
+        rows = await conn.fetch(sql, logs, spec.max_results - len(keys), *params.values)
+        keys += [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
+        if len(keys) >= spec.max_results:
+            break
+    return keys
 
 
 def probed_span(row: asyncpg.Record) -> Span | None:

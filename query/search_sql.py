@@ -316,12 +316,15 @@ def select_matching(
     limit: str | None = None,
     generations: Overlap | None = None,
     span: Span | None = None,
+    month: tuple[datetime, datetime] | None = None,
 ) -> str:
     """``SELECT columns FROM events e`` of the events of logs ``logs`` (a parameter holding
     their ids) that match, in order; ``limit`` is a parameter too. ``blocks``: narrowed by the
     search blocks where the query allows (else every event of the logs is checked), in
     ``generations`` (None: all), and, given the narrowed search's ``span``
-    (:func:`query.search.probed_span`), reading only the partitions of ``events`` it covers."""
+    (:func:`query.search.probed_span`), reading only the partitions of ``events`` it covers.
+    ``month``: for a search reading events in time order, only those received from its first
+    instant up to (not including) its second, one partition of ``events``."""
     predicate = block_predicate(expr, params) if blocks else None
     where = compile_filter(expr, flt, params, narrow=predicate is None)
     tail = f" ORDER BY {order_clause(order_by, descending, 'e.')}"
@@ -329,6 +332,11 @@ def select_matching(
         tail += f" LIMIT {limit}"
     # Every fragment is fixed text from this module; every value is a parameter.
     if predicate is None:
+        if month is not None:
+            where += (
+                f" AND e.received_at >= {params.add(month[0])}"
+                f" AND e.received_at < {params.add(month[1])}"
+            )
         return (
             f"SELECT {columns} FROM events e"  # noqa: S608
             f" WHERE e.log_id = ANY({logs}::text[]) AND {where}{tail}"

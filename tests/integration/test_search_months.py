@@ -1,0 +1,125 @@
+"""A search that reads events in time order walks ``events`` a month at a time
+(query/search.py): the same answer as one statement over every month, in either direction, cut
+at max_results within or across months, within a time range; it plans only the months it reads;
+and it falls back to one statement when events lie outside every month."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from auditlog.cli.keys import write_signing_key
+from auditlog.core.note import NoteSigner
+from auditlog.core.search_query import parse_query
+from bench.query_data import build_log
+from query.search import MAX_RESULTS, SearchSpec, run
+from query.search_sql import Filter, SqlParams, select_matching
+from sealer.partitions import Partitions
+from sealer.timestamps import micros
+from tests.conftest import Services, connected, scratch_database
+
+pytestmark = pytest.mark.integration
+
+LOG, TOPIC = "months-0", "months"
+# Entries 0-99 in January, 100-199 in February, 200-299 in March.
+MONTHS = [datetime(2031, m, 1, tzinfo=UTC) for m in (1, 2, 3)]
+ANY_TIME = Filter()
+QUERY = "message:ser1"  # no whole token: the blocks cannot narrow it, so events are read in order
+
+
+def _received(idx: int) -> datetime:
+    return MONTHS[idx // 100] + timedelta(days=1, minutes=idx % 100)
+
+
+async def _write(conn: asyncpg.Connection, idxs: range, at: datetime | None = None) -> None:
+    await Partitions().ensure(conn, LOG, [micros(m + timedelta(days=1)) for m in MONTHS])
+    for idx in idxs:
+        message = f"key rotated by user{idx} today"
+        await conn.execute(
+            "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset,"
+            " message) VALUES ($1, $2, $3, $4, $5, $2, $6)",
+            LOG,
+            idx,
+            hashlib.sha256(f"{LOG}/{idx}".encode()).digest(),
+            message.encode(),
+            at or _received(idx),
+            message,
+        )
+
+
+async def _search(
+    conn: asyncpg.Connection, *, descending: bool, most: int, flt: Filter = ANY_TIME
+) -> tuple[list[int], int]:
+    """The indexes run() finds, and the relation locks its transaction held."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        spec = SearchSpec(QUERY, flt, "received_at", descending, 20, most, False)
+        _, keys = await run(conn, spec, TOPIC)
+        locks = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'"
+        )
+    return [k[1] for k in keys], locks
+
+
+async def _one_statement(
+    conn: asyncpg.Connection, *, descending: bool, most: int, flt: Filter = ANY_TIME
+) -> list[int]:
+    params = SqlParams(first=3)
+    sql = select_matching(
+        parse_query(QUERY),
+        flt,
+        params,
+        logs="$1",
+        descending=descending,
+        limit="$2",
+        columns="e.idx",
+    )
+    return [r["idx"] for r in await conn.fetch(sql, [LOG], most, *params.values)]
+
+
+def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_reads(
+    services: Services, tmp_path: Path
+) -> None:
+    key = tmp_path / "log.skey"
+    write_signing_key(key, "months.auditlog.test")
+    signer = NoteSigner.from_skey(key.read_text().strip())
+    with scratch_database(services.database_url, f"months_{secrets.token_hex(4)}") as url:
+
+        async def check() -> None:
+            await build_log(url, LOG, TOPIC, 300, signer)
+            async with connected(url) as conn:
+                await _write(conn, range(300))
+                ser1 = [i for i in range(300) if "ser1" in f"user{i} "]
+                cases: list[tuple[bool, int, Filter]] = [
+                    (True, MAX_RESULTS, Filter()),
+                    (False, MAX_RESULTS, Filter()),
+                    (True, 5, Filter()),  # March holds none: February's last five
+                    (False, 15, Filter()),  # January's 11, then February's first
+                    (True, 105, Filter()),  # past February into January
+                    # Within a range that starts and ends inside February.
+                    (True, MAX_RESULTS, Filter(_received(150), _received(170))),
+                ]
+                for descending, most, flt in cases:
+                    found, _ = await _search(conn, descending=descending, most=most, flt=flt)
+                    expected = await _one_statement(conn, descending=descending, most=most, flt=flt)
+                    assert found == expected, (descending, most, flt)
+                assert (await _search(conn, descending=True, most=MAX_RESULTS))[0] == ser1[::-1]
+                # January alone answers the oldest five; every match needs all three months.
+                _, january_only = await _search(conn, descending=False, most=5)
+                _, every_month = await _search(conn, descending=True, most=MAX_RESULTS)
+                assert january_only < every_month
+
+                # An event outside every month lands in the default partition: one statement
+                # over all of them again, and it is found.
+                await _write(conn, range(1000, 1001), at=datetime(2040, 6, 1, tzinfo=UTC))
+                found, _ = await _search(conn, descending=True, most=3)
+                assert found[0] == 1000  # user1000
+                assert found == await _one_statement(conn, descending=True, most=3)
+
+        asyncio.run(check())
