@@ -7,7 +7,8 @@
 of 48 partitions keeping two years has over a thousand leaves, each with its indexes. A query
 plans, and locks until its transaction ends, every partition it cannot rule out from its
 constants. Loads ``--events`` realistic events into one log as bench_search does, then, for each
-layout LOGSxMONTHS, adds the (empty) leaves of that many logs and months and runs a selective
+layout LOGSxMONTHS, adds that many logs to the topic (of one entry each, no events) and the
+empty leaves of that many months before the events' for each, and runs a selective
 search (a UUID from a message) as the query service does (:func:`query.search.run`, in its
 repeatable-read transaction), ``--rounds`` times: narrowed by the blocks to the months and logs
 they lie in, and once more with the log marked as having entries without blocks, which makes the
@@ -27,11 +28,13 @@ from typing import Any
 
 import asyncpg
 
+from auditlog.core.note import NoteSigner
 from auditlog.pg.locks import lock_room
 from bench import results
 from bench.bench_search import loaded_log
 from bench.bench_search_generations import _locks
 from bench.harness import percentile
+from bench.query_data import build_log
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter
 from sealer.partitions import Partitions
@@ -102,14 +105,20 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
     }
 
 
-async def _add_leaves(url: str, topic: str, logs: int, months: int) -> None:
+async def _add_leaves(url: str, topic: str, logs: int, months: int, signer: NoteSigner) -> None:
+    """The leaves of ``logs`` logs of the topic (those it has not yet made of one entry each,
+    as a search covers every log of its topic) over ``months`` months before the events'."""
     partitions = Partitions()
     conn = await asyncpg.connect(url)
     try:
+        known = {r[0] for r in await conn.fetch("SELECT log_id FROM logs")}
         for log in range(logs):
+            log_id = f"{topic}-{log}"
+            if log_id not in known:
+                await build_log(url, log_id, topic, 1, signer, partition=log)
             for m in range(months):
                 at = micros(datetime(2024 + m // 12, m % 12 + 1, 2, tzinfo=UTC))
-                await partitions.ensure(conn, f"{topic}-{log}", [at])
+                await partitions.ensure(conn, log_id, [at])
     finally:
         await conn.close()
 
@@ -125,9 +134,10 @@ def main() -> None:
     started = results.now()
     figures: dict[str, Any] = {"runs": []}
     with loaded_log(args.events, args.seed) as (bench, log_id, samples, _):
+        signer = NoteSigner.from_skey(bench.key_file.read_text().strip())
         query = samples.uuids[0]
         for logs, months in args.layouts:
-            asyncio.run(_add_leaves(bench.database_url, bench.topic, logs, months))
+            asyncio.run(_add_leaves(bench.database_url, bench.topic, logs, months, signer))
             run_figures = asyncio.run(
                 _measure(bench.database_url, bench.topic, log_id, query, args.rounds)
             )

@@ -69,16 +69,19 @@ async def secondary_indexes(bench: Bench) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def build_log(url: str, log_id: str, topic: str, size: int, signer: NoteSigner) -> float:
-    """Tiles of a ``size``-leaf log (leaf i = H(i)), its log row and a signed checkpoint."""
+async def build_log(
+    url: str, log_id: str, topic: str, size: int, signer: NoteSigner, partition: int = 0
+) -> float:
+    """Tiles of a ``size``-leaf log (leaf i = H(i)) of ``topic``'s Kafka partition
+    ``partition``, its log row and a signed checkpoint."""
     hasher = get_hasher(RFC6962_SHA256)
-    origin = f"bench.auditlog.test/{topic}/0"
+    origin = f"bench.auditlog.test/{topic}/{partition}"
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
             "INSERT INTO logs (log_id, origin, topic, kafka_partition, hash_scheme, root)"
-            " VALUES ($1, $2, $3, 0, $4, $5)",
-            log_id, origin, topic, RFC6962_SHA256, hasher.empty_root(),
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            log_id, origin, topic, partition, RFC6962_SHA256, hasher.empty_root(),
         )  # fmt: skip
         edge: dict[TileID, bytes] = {}
         done, root = 0, hasher.empty_root()
