@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -175,9 +176,16 @@ def parse_spec(
 
 
 async def run(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, spec: SearchSpec, topic: str
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    spec: SearchSpec,
+    topic: str,
+    *,
+    time_limit: float | None = None,
 ) -> tuple[snapshots.Snapshot, list[event_rows.Key]]:
-    """Snapshot and matching keys, read together (call inside a repeatable-read transaction)."""
+    """Snapshot and matching keys, read together (call inside a repeatable-read transaction).
+    ``time_limit``: seconds the months of a search in time order may take together, each
+    statement of it cancelled past what is left (asyncpg.QueryCanceledError)."""
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     snap = await snapshots.take(conn, topic)
     if not snap.heads:
         return snap, []
@@ -222,7 +230,7 @@ async def run(
         # where one statement over all of them plans every partition of every month.
         months = await _event_months(conn, flt)
         if months is not None:
-            return snap, await _month_by_month(conn, expr, spec, logs, months)
+            return snap, await _month_by_month(conn, expr, spec, logs, months, deadline)
     params = SqlParams(first=3)
     sql = select_matching(
         expr,
@@ -285,11 +293,18 @@ async def _month_by_month(
     spec: SearchSpec,
     logs: list[str],
     months: list[tuple[datetime, datetime]],
+    deadline: float | None,
 ) -> list[event_rows.Key]:
     """The first ``max_results`` matching events in received order, read a month at a time
-    (months do not overlap, so their results follow one another)."""
+    (months do not overlap, so their results follow one another), all of it by ``deadline``
+    (``time.monotonic()``): the search's time limit bounds the walk, not each month."""
     keys: list[event_rows.Key] = []
     for month in reversed(months) if spec.descending else months:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncpg.QueryCanceledError("the search ran past its time limit")
+            await conn.execute(f"SET LOCAL statement_timeout = {max(1, round(left * 1000))}")
         params = SqlParams(first=3)
         sql = select_matching(
             expr,
@@ -372,7 +387,9 @@ async def search(request: Request) -> Response:
             # (a rare key through GIN, a common one not at all), and a prepared statement's
             # generic plan cannot see them.
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            snap, keys = await run(conn, spec, st.settings.topic)
+            snap, keys = await run(
+                conn, spec, st.settings.topic, time_limit=st.settings.search_timeout_seconds
+            )
         result_id = new_result_id()
         expires_at = now + timedelta(hours=st.settings.result_ttl_hours)
         await st.pool.execute(

@@ -115,6 +115,15 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                 _, every_month = await _search(conn, descending=True, most=MAX_RESULTS)
                 assert january_only < every_month
 
+                # The search's time limit bounds the months together.
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    spec = SearchSpec(QUERY, ANY_TIME, "received_at", True, 20, MAX_RESULTS, False)
+                    with pytest.raises(asyncpg.QueryCanceledError):
+                        await run(conn, spec, TOPIC, time_limit=1e-9)
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    _, keys = await run(conn, spec, TOPIC, time_limit=60)
+                assert [k[1] for k in keys] == ser1[::-1]
+
                 # An event outside every month lands in the default partition: one statement
                 # over all of them again, and it is found.
                 await _write(conn, range(1000, 1001), at=datetime(2040, 6, 1, tzinfo=UTC))
