@@ -19,10 +19,11 @@ Which rows are checked at all (:func:`select_matching`): when the query needs wh
 separators), only the events of the ``search_blocks`` rows holding their keys (in the
 generations whose time span overlaps the search's range, auditlog/pg/search_generations.py),
 plus any entries sealed before the block index existed (``search_coverage``). Otherwise every
-event of the searched logs, each text term first looked up (whole, or by its most telling word,
-see :func:`_index_key`) in :data:`auditlog.core.columns.SEARCH_TEXT`, which pg_trgm's index
-serves where an operator built it (:mod:`auditlog.pg.search_index`). Either way every field is
-checked as above, so the narrowing decides only how fast.
+event of the searched logs (query/search.py reads them a month at a time), each text term first
+looked up (whole, or by its most telling word, see :func:`_index_key`) in
+:data:`auditlog.core.columns.SEARCH_TEXT`, which pg_trgm's index serves where an operator built
+it (:mod:`auditlog.pg.search_index`). Either way every field is checked as above, so the
+narrowing decides only how fast.
 """
 
 from __future__ import annotations
