@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,8 @@ import pytest
 
 if TYPE_CHECKING:
     import asyncpg
+
+    from auditlog.core.note import NoteSigner
 
 # Fuzz and hostile-input runs report here, whatever their kind: name -> (inputs tried, 5xx
 # answers or crashes). pytest_terminal_summary prints one line per name, so the counts show in
@@ -161,6 +165,34 @@ async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+async def insert_event(
+    conn: asyncpg.Connection, log_id: str, idx: int, received: datetime, message: str
+) -> None:
+    """An ``events`` row of ``log_id`` holding only a message (its envelope the message's
+    bytes), as the search tests need them; the partition for ``received`` must exist."""
+    await conn.execute(
+        "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset,"
+        " message) VALUES ($1, $2, $3, $4, $5, $2, $6)",
+        log_id,
+        idx,
+        hashlib.sha256(f"{log_id}/{idx}".encode()).digest(),
+        message.encode(),
+        received,
+        message,
+    )
+
+
+@pytest.fixture
+def note_signer(tmp_path: Path) -> NoteSigner:
+    """A checkpoint signer with a fresh key (for logs built by bench.query_data.build_log)."""
+    from auditlog.cli.keys import write_signing_key
+    from auditlog.core.note import NoteSigner
+
+    key = tmp_path / "log.skey"
+    write_signing_key(key, "tests.auditlog.test")
+    return NoteSigner.from_skey(key.read_text().strip())
 
 
 def migrate_database(url: str) -> None:

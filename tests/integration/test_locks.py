@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from auditlog.cli.keys import write_signing_key
 from auditlog.core.note import NoteSigner
 from auditlog.pg import search_generations
 from auditlog.pg.locks import lock_room
@@ -28,15 +26,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_estimate_covers_a_search_of_every_partition_and_narrowed_ones_plan_fewer(
-    services: Services, tmp_path: Path
+    services: Services, note_signer: NoteSigner
 ) -> None:
-    key = tmp_path / "log.skey"
-    write_signing_key(key, "locks.auditlog.test")
-    signer = NoteSigner.from_skey(key.read_text().strip())
     with scratch_database(services.database_url, f"locks_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            await build_log(url, "t-0", "t", 700, signer)
+            await build_log(url, "t-0", "t", 700, note_signer)
             samples, _, _ = await load(url, "t-0", 700, 1, 0)
             query = f'actor="{samples.actors[0]}"'  # a whole value: the blocks narrow it
             async with connected(url) as conn:

@@ -7,7 +7,6 @@ migrated from schema 10 keeps its blocks as generation 0.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +18,7 @@ from auditlog.core.search_query import parse_query
 from auditlog.pg import db, search_blocks, search_generations
 from query.search_sql import Filter, SqlParams, block_predicate, blocks_probe, select_matching
 from sealer.index_merge import merge_loop
-from tests.conftest import Services, connected, scratch_database
+from tests.conftest import Services, connected, insert_event, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +34,7 @@ async def _seal_like(conn: asyncpg.Connection, first: int, count: int, *, blocks
     for idx in range(first, first + count):
         received = AT + timedelta(seconds=idx)
         message = f"key rotated by user{idx} today"
-        await conn.execute(
-            "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset,"
-            " message) VALUES ($1, $2, $3, $4, $5, $2, $6)",
-            LOG,
-            idx,
-            hashlib.sha256(f"{LOG}/{idx}".encode()).digest(),
-            message.encode(),
-            received,
-            message,
-        )
+        await insert_event(conn, LOG, idx, received, message)
         rows.append((idx, received, None, None, None, None, None, None, message, None, None))
     if blocks:
         await search_blocks.copy_blocks(conn, search_blocks.block_rows(LOG, rows))

@@ -6,15 +6,12 @@ and it falls back to one statement when events lie outside every month."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from auditlog.cli.keys import write_signing_key
 from auditlog.core.note import NoteSigner
 from auditlog.core.search_query import parse_query
 from bench.query_data import build_log
@@ -22,7 +19,7 @@ from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter, SqlParams, select_matching
 from sealer.partitions import Partitions
 from sealer.timestamps import micros
-from tests.conftest import Services, connected, scratch_database
+from tests.conftest import Services, connected, insert_event, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +37,7 @@ def _received(idx: int) -> datetime:
 async def _write(conn: asyncpg.Connection, idxs: range, at: datetime | None = None) -> None:
     await Partitions().ensure(conn, LOG, [micros(m + timedelta(days=1)) for m in MONTHS])
     for idx in idxs:
-        message = f"key rotated by user{idx} today"
-        await conn.execute(
-            "INSERT INTO events (log_id, idx, event_hash, envelope, received_at, kafka_offset,"
-            " message) VALUES ($1, $2, $3, $4, $5, $2, $6)",
-            LOG,
-            idx,
-            hashlib.sha256(f"{LOG}/{idx}".encode()).digest(),
-            message.encode(),
-            at or _received(idx),
-            message,
-        )
+        await insert_event(conn, LOG, idx, at or _received(idx), f"key rotated by user{idx} today")
 
 
 async def _search(
@@ -84,15 +71,12 @@ async def _one_statement(
 
 
 def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_reads(
-    services: Services, tmp_path: Path
+    services: Services, note_signer: NoteSigner
 ) -> None:
-    key = tmp_path / "log.skey"
-    write_signing_key(key, "months.auditlog.test")
-    signer = NoteSigner.from_skey(key.read_text().strip())
     with scratch_database(services.database_url, f"months_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            await build_log(url, LOG, TOPIC, 300, signer)
+            await build_log(url, LOG, TOPIC, 300, note_signer)
             async with connected(url) as conn:
                 await _write(conn, range(300))
                 ser1 = [i for i in range(300) if "ser1" in f"user{i} "]
