@@ -231,6 +231,26 @@ async def run(
         months = await _event_months(conn, flt)
         if months is not None:
             return snap, await _month_by_month(conn, expr, spec, logs, months, deadline)
+    keys = await _matching(
+        conn, expr, spec, logs, spec.max_results, blocks=blocks, generations=generations, span=span
+    )
+    return snap, keys
+
+
+async def _matching(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    expr: Expr | None,
+    spec: SearchSpec,
+    logs: list[str],
+    limit: int,
+    *,
+    blocks: bool = True,
+    generations: search_generations.Overlap | None = None,
+    span: Span | None = None,
+    month: tuple[datetime, datetime] | None = None,
+) -> list[event_rows.Key]:
+    """The keys of the first ``limit`` events of ``logs`` matching the search, in its order: one
+    statement of :func:`~query.search_sql.select_matching`, narrowed as given."""
     params = SqlParams(first=3)
     sql = select_matching(
         expr,
@@ -243,14 +263,10 @@ async def run(
         limit="$2",
         generations=generations,
         span=span,
+        month=month,
     )
-    rows = await conn.fetch(
-        sql,
-        logs,
-        spec.max_results,
-        *params.values,
-    )
-    return snap, [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
+    rows = await conn.fetch(sql, logs, limit, *params.values)
+    return [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
 
 
 # A month's partition of ``events`` (sealer/partitions.py names them).
@@ -305,20 +321,8 @@ async def _month_by_month(
             if left <= 0:
                 raise asyncpg.QueryCanceledError("the search ran past its time limit")
             await conn.execute(f"SET LOCAL statement_timeout = {max(1, round(left * 1000))}")
-        params = SqlParams(first=3)
-        sql = select_matching(
-            expr,
-            spec.filter,
-            params,
-            logs="$1",
-            blocks=False,
-            order_by="received_at",
-            descending=spec.descending,
-            limit="$2",
-            month=month,
-        )
-        rows = await conn.fetch(sql, logs, spec.max_results - len(keys), *params.values)
-        keys += [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
+        left_to_find = spec.max_results - len(keys)
+        keys += await _matching(conn, expr, spec, logs, left_to_find, blocks=False, month=month)
         if len(keys) >= spec.max_results:
             break
     return keys
