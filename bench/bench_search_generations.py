@@ -1,7 +1,7 @@
 """Search latency against the number of search-block generations it probes.
 
     .venv/bin/python -m bench.bench_search_generations [--events 200000]
-        [--generations 1 10 100 400] [--rounds 40]
+        [--generations 1 10 100 400] [--rounds 40] [--compact]
 
 Each generation has its own GIN index over its blocks' keys (auditlog/pg/search_generations.py),
 and a search probes every one: what does a generation add to a search? Loads ``--events``
@@ -16,6 +16,10 @@ with and without that range (each search holds one per table and index it may re
 transaction ends, out of PostgreSQL's shared lock table). The events stay the same, so only
 the number of indexes probed changes; a database with K generations of 2M entries each would
 also have K times the events.
+
+``--compact``: after each count's searches, ``auditlog search-index compact`` (its default size,
+auditlog/pg/search_compaction.py) rewrites the closed generations as one, timed, with
+PostgreSQL's CPU, and the searches and locks are measured again.
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from auditlog.pg import search_generations
+from auditlog.pg import search_compaction, search_generations
 from auditlog.pg.search_blocks import copy_blocks, stored_block_rows
 from bench import results
-from bench.bench_search import UUID, loaded_log, search
-from bench.harness import free_port, percentile, wait_http, wait_idle
+from bench.bench_search import UUID, Samples, loaded_log, search
+from bench.harness import Bench, CpuMeter, free_port, percentile, wait_http, wait_idle
 from query.search import MAX_RESULTS, SearchSpec
 from query.search import run as run_search
 from query.search_sql import Filter
@@ -125,12 +129,59 @@ async def _locks(url: str, topic: str, query: str, flt: Filter) -> int:
     return held
 
 
+async def _compact(url: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        meter = CpuMeter()
+        with meter.sampling():
+            done = await search_compaction.compact(conn)
+        generations = len(await search_generations.generations(conn))
+        await conn.execute("VACUUM (ANALYZE) search_blocks")
+    finally:
+        await conn.close()
+    entries = sum(run.entries for run in done)
+    postgres = meter.seconds().get("postgres", 0.0)
+    out = {
+        "runs": [
+            {"generations": len(r.numbers), "entries": r.entries, "seconds": r.seconds}
+            for r in done
+        ],
+        "seconds": round(sum(run.seconds for run in done), 3),
+        "postgres_cpu_s": round(postgres, 3),
+        "postgres_cpu_us_per_entry": round(postgres / entries * 1e6, 2) if entries else None,
+        "generations_after": generations,
+    }
+    print(f"compacted: {json.dumps(out)}", flush=True)
+    return out
+
+
+def _measure(
+    bench: Bench, base: str, samples: Samples, picks: list[tuple[str, datetime]], rounds: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """bench_search's queries, the UUID within two seconds, and the locks of one search."""
+    measured = asyncio.run(search(base, bench.token, samples, rounds))
+    measured.append(asyncio.run(_windowed(base, bench.token, picks, rounds)))
+    uuid, at = picks[0]
+    window = Filter(at - timedelta(seconds=1), at + timedelta(seconds=1))
+    locks = {
+        "<a UUID>": asyncio.run(_locks(bench.database_url, bench.topic, uuid, Filter())),
+        "<a UUID>, a second around it": asyncio.run(
+            _locks(bench.database_url, bench.topic, uuid, window)
+        ),
+    }
+    print(f"relation locks held by one search: {locks}", flush=True)
+    return measured, locks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--generations", type=int, nargs="+", default=[1, 10, 100, 400])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--compact", action="store_true", help="also compact each count and measure again"
+    )
     results.add_option(parser)
     args = parser.parse_args()
     if min(args.generations) < 1:
@@ -152,25 +203,21 @@ def main() -> None:
             total = asyncio.run(_spread(bench.database_url, log_id, count))
             wait_idle()
             print(f"{count} generations with blocks, {total} in all:", flush=True)
-            measured = asyncio.run(search(base, bench.token, samples, args.rounds))
-            measured.append(asyncio.run(_windowed(base, bench.token, picks, args.rounds)))
-            uuid, at = picks[0]
-            window = Filter(at - timedelta(seconds=1), at + timedelta(seconds=1))
-            locks = {
-                "<a UUID>": asyncio.run(_locks(bench.database_url, bench.topic, uuid, Filter())),
-                "<a UUID>, a second around it": asyncio.run(
-                    _locks(bench.database_url, bench.topic, uuid, window)
-                ),
+            measured, locks = _measure(bench, base, samples, picks, args.rounds)
+            run: dict[str, Any] = {
+                "generations_with_blocks": count,
+                "generations": total,
+                "search": measured,
+                "relation_locks_per_search": locks,
             }
-            print(f"relation locks held by one search: {locks}", flush=True)
-            figures["runs"].append(
-                {
-                    "generations_with_blocks": count,
-                    "generations": total,
-                    "search": measured,
-                    "relation_locks_per_search": locks,
-                }
-            )
+            if args.compact:
+                wait_idle()
+                run["compaction"] = asyncio.run(_compact(bench.database_url))
+                wait_idle()
+                print(f"{count} generations compacted:", flush=True)
+                measured, locks = _measure(bench, base, samples, picks, args.rounds)
+                run["after_compaction"] = {"search": measured, "relation_locks_per_search": locks}
+            figures["runs"].append(run)
         proc.terminate()
         proc.wait(30)
     path = results.write("bench_search_generations", started, vars(args), figures, args.results_dir)

@@ -113,6 +113,8 @@ def cmd_search_index(args: argparse.Namespace) -> int:
 
     if args.action == "backfill":
         return asyncio.run(_backfill_blocks(args))
+    if args.action == "compact":
+        return asyncio.run(_compact_generations(args))
     code = asyncio.run(
         _switch_index(args, "trigram index", ix.state, ix.create, ix.drop, ix.SearchIndexError)
     )
@@ -124,6 +126,38 @@ def cmd_search_index(args: argparse.Namespace) -> int:
 # Searches planning every partition the lock table should hold together: two query processes'
 # pools (8 connections each), twice over for other pods and everything else.
 _SEARCHES_AT_ONCE = 32
+
+
+async def _compact_generations(args: argparse.Namespace) -> int:
+    """Rewrite runs of closed generations of the search blocks as one each
+    (auditlog.pg.search_compaction)."""
+    import asyncpg
+
+    from auditlog.pg import search_compaction
+
+    entries = args.entries or search_compaction.DEFAULT_ENTRIES
+    conn = await asyncpg.connect(database_url(args))
+    try:
+        if not await _schema_current(conn, "search blocks"):
+            return EXIT_FAILED
+        try:
+            done = await search_compaction.compact(
+                conn, entries, attempts=args.attempts, report=print
+            )
+        except search_compaction.CompactionError as exc:
+            print(f"search blocks: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        await conn.close()
+    for run in done:
+        print(
+            f"search blocks: generations {run.numbers[0]}-{run.numbers[-1]} are now generation"
+            f" {run.numbers[0]}: {run.blocks:,} blocks of {run.entries:,} entries in"
+            f" {run.seconds:.1f} s (the swap's lock at try {run.swap_attempts})"
+        )
+    if not done:
+        print(f"search blocks: no adjacent closed generations fit in {entries:,} entries")
+    return EXIT_OK
 
 
 async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = False) -> int:
@@ -172,6 +206,13 @@ async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = Fals
     return EXIT_OK
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
 def cmd_hash_index(args: argparse.Namespace) -> int:
     from auditlog.pg import hash_index as ix
 
@@ -203,10 +244,22 @@ def register(sub: Subparsers[argparse.ArgumentParser]) -> None:
         description="The sealer writes search blocks, which find values with whole tokens"
         " (ids, words between separators). create/drop: the optional trigram index, which"
         " also finds any other substring fast but makes sealing several times dearer."
-        " backfill: write the blocks of entries sealed before migration 0007 (docs/query.md)",
+        " backfill: write the blocks of entries sealed before migration 0007."
+        " compact: rewrite adjacent closed generations of the blocks as one (docs/query.md)",
     )
-    six.add_argument("action", choices=("status", "create", "drop", "backfill"))
+    six.add_argument("action", choices=("status", "create", "drop", "backfill", "compact"))
     six.add_argument("--database-url")
+    six.add_argument(
+        "--entries",
+        type=_positive,
+        help="compact: the most entries one compacted generation holds (default 64,000,000)",
+    )
+    six.add_argument(
+        "--attempts",
+        type=_positive,
+        default=20,
+        help="compact: tries at the swap's brief lock on search_blocks (0.5 s each)",
+    )
     six.set_defaults(func=cmd_search_index)
 
     hix = sub.add_parser(
