@@ -19,7 +19,8 @@ also have K times the events.
 
 ``--compact``: after each count's searches, ``auditlog search-index compact`` (its default size,
 auditlog/pg/search_compaction.py) rewrites the closed generations as one, timed, with
-PostgreSQL's CPU, and the searches and locks are measured again.
+PostgreSQL's CPU and the longest wait of a writer sealing a block every 20 ms meanwhile (as
+bench_upgrade's), and the searches and locks are measured again.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from auditlog.pg import search_compaction, search_generations
 from auditlog.pg.search_blocks import copy_blocks, stored_block_rows
 from bench import results
 from bench.bench_search import UUID, Samples, loaded_log, search
+from bench.bench_upgrade import block_writer
 from bench.harness import Bench, CpuMeter, free_port, percentile, wait_http, wait_idle
 from query.search import MAX_RESULTS, SearchSpec
 from query.search import run as run_search
@@ -130,14 +132,24 @@ async def _locks(url: str, topic: str, query: str, flt: Filter) -> int:
 
 
 async def _compact(url: str) -> dict[str, Any]:
+    """Compact, while a writer seals a block every 20 ms as bench_upgrade's does: how long
+    the swap's lock kept a seal waiting."""
+    stop = asyncio.Event()
+    waits: list[tuple[float, float]] = []
+    writer = asyncio.create_task(block_writer(url, stop, waits))
     conn = await asyncpg.connect(url)
     try:
+        await asyncio.sleep(1)
         meter = CpuMeter()
         with meter.sampling():
             done = await search_compaction.compact(conn)
+        await asyncio.sleep(1)
+        stop.set()
+        await writer
         generations = len(await search_generations.generations(conn))
         await conn.execute("VACUUM (ANALYZE) search_blocks")
     finally:
+        stop.set()
         await conn.close()
     entries = sum(run.entries for run in done)
     postgres = meter.seconds().get("postgres", 0.0)
@@ -150,6 +162,9 @@ async def _compact(url: str) -> dict[str, Any]:
         "postgres_cpu_s": round(postgres, 3),
         "postgres_cpu_us_per_entry": round(postgres / entries * 1e6, 2) if entries else None,
         "generations_after": generations,
+        "writer_seals": len(waits),
+        "writer_longest_seal_s": round(max(w for _, w in waits), 3),
+        "writer_seal_ms": results.percentiles([w for _, w in waits], 1000),
     }
     print(f"compacted: {json.dumps(out)}", flush=True)
     return out

@@ -78,7 +78,7 @@ async def _load(url: str, blocks: int, logs: int) -> float:
     return time.perf_counter() - began
 
 
-async def _writer(url: str, stop: asyncio.Event, waits: list[tuple[float, float]]) -> None:
+async def block_writer(url: str, stop: asyncio.Event, waits: list[tuple[float, float]]) -> None:
     """One block every 20 ms, each in its own transaction as a seal writes it; records when
     each began (perf_counter) and how long it took."""
     conn = await asyncpg.connect(url)
@@ -101,7 +101,7 @@ async def _writer(url: str, stop: asyncio.Event, waits: list[tuple[float, float]
 async def _upgrade(url: str) -> dict[str, Any]:
     stop = asyncio.Event()
     waits: list[tuple[float, float]] = []
-    writer = asyncio.create_task(_writer(url, stop, waits))
+    writer = asyncio.create_task(block_writer(url, stop, waits))
     await asyncio.sleep(1)
     conn = await asyncpg.connect(url)
     try:

@@ -19,7 +19,7 @@ from auditlog.core.search_query import parse_query
 from auditlog.pg import search_blocks, search_compaction, search_generations
 from query.search_sql import Filter, SqlParams, select_matching
 from tests.conftest import Services, connected, scratch_database
-from tests.integration.test_search_generations import AT, LOG, _search, _seal_like
+from tests.integration.test_search_generations import AT, LOG, _seal_like, _search
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +40,11 @@ async def _six_generations(conn: asyncpg.Connection) -> None:
 
 
 async def _answers(conn: asyncpg.Connection) -> list[list[int]]:
-    out = []
-    for query in QUERIES:
-        narrowed = query != "message:ser1"
-        for window in WINDOWS:
-            out.append(await _search(conn, query, window, narrowed=narrowed))
-    return out
+    return [
+        await _search(conn, query, window, narrowed=query != "message:ser1")
+        for query in QUERIES
+        for window in WINDOWS
+    ]
 
 
 async def _partitions(conn: asyncpg.Connection) -> dict[str, str]:
@@ -201,9 +200,7 @@ def test_a_compaction_that_cannot_swap_changes_nothing(services: Services) -> No
                         await search_compaction.compact_run(conn, (0, 1), attempts=2)
                 assert await _partitions(conn) == partitions
                 assert await conn.fetchval("SELECT to_regclass('search_blocks_compacting')") is None
-                assert [g.number for g in await search_generations.generations(conn)] == [
-                    *range(6)
-                ]
+                assert [g.number for g in await search_generations.generations(conn)] == [*range(6)]
                 # Neither the newest two nor a run that is not what is there are rewritten.
                 for run in ((3, 4), (0, 2), (1, 7)):
                     with pytest.raises(search_compaction.CompactionError, match="changed"):
@@ -223,17 +220,19 @@ def test_the_compact_command(services: Services) -> None:
         asyncio.run(setup())
         env = {**os.environ, "AUDITLOG_DATABASE_URL": url}
         command = [sys.executable, "-m", "auditlog.cli", "search-index", "compact"]
-        run = subprocess.run(
-            [*command, "--entries", "192"], env=env, capture_output=True, text=True, timeout=60
-        )
+
+        def compact(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*command, *extra], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+
+        run = compact("--entries", "192")
         assert run.returncode == 0, run.stderr
         assert "search blocks: generations 0-2 are now generation 0: 3 blocks of 192 entries" in (
             run.stdout
         )
-        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        again = compact()
         assert again.returncode == 0, again.stderr
         assert "generations 0-3 are now generation 0: 4 blocks of 256 entries" in again.stdout
-        bad = subprocess.run(
-            [*command, "--entries", "0"], env=env, capture_output=True, text=True, timeout=60
-        )
+        bad = compact("--entries", "0")
         assert bad.returncode == 2 and "must be 1 or more" in bad.stderr
