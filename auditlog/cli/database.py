@@ -193,8 +193,8 @@ async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = Fals
     )
     if room.searches < _SEARCHES_AT_ONCE:
         print(
-            f"locks: fewer than {_SEARCHES_AT_ONCE}: raise max_locks_per_transaction"
-            " (docs/query.md#generations)"
+            f"locks: fewer than {_SEARCHES_AT_ONCE}: raise max_locks_per_transaction, or compact"
+            " the closed generations: `auditlog search-index compact` (docs/query.md#generations)"
         )
     if missing:
         print(

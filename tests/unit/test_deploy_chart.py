@@ -235,6 +235,8 @@ def test_only_the_sealers_mount_the_signing_key(helm: Path) -> None:
         ("kafka.bootstrapServers=", "at '/kafka/bootstrapServers'"),
         ("log.origin=", "at '/log/origin'"),
         ("log.hashScheme=sha1", "at '/log/hashScheme'"),
+        ("compact.entries=64M", "at '/compact/entries'"),
+        ("compact.entries=0", "at '/compact/entries'"),
         # values.schema.json refuses a misspelt key rather than ignoring it.
         ("sealer.kedaa.enabled=false", "additional properties 'kedaa' not allowed"),
         ("ingest.autoscaling.targetCPU=50", "additional properties 'targetCPU' not allowed"),
@@ -409,3 +411,26 @@ def test_a_restricted_api_still_lets_the_monitor_read_the_query_service(helm: Pa
         if "podSelector" in rule.get("to", [{}])[0]
     ]
     assert egress["ports"] == [{"port": 8001}]
+
+
+def test_the_search_blocks_are_compacted_weekly_unless_turned_off(helm: Path) -> None:
+    manifest = objects(render(helm))
+    job = find(manifest, "CronJob", "-compact")
+    assert job["spec"]["schedule"] == "41 3 * * 0"
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert (container["command"], container["args"]) == (
+        ["auditlog"],
+        ["search-index", "compact"],
+    )
+    env = {e["name"] for e in container["env"]}
+    assert "AUDITLOG_DATABASE_URL" in env
+    # It serves nothing: no ingress at all.
+    assert find(manifest, "NetworkPolicy", "-compact")["spec"]["ingress"] == []
+    sized = objects(render(helm, "--set", "compact.entries=128000000"))
+    container = find(sized, "CronJob", "-compact")["spec"]["jobTemplate"]["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    assert container["args"] == ["search-index", "compact", "--entries", "128000000"]
+    off = objects(render(helm, "--set", "compact.enabled=false"))
+    assert not [o for o in off if o["metadata"]["name"].endswith("-compact")]

@@ -25,6 +25,8 @@ VERIFIED = [
     "auditlog-forward@7.service",
     "auditlog-audit.service",
     "auditlog-audit.timer",
+    "auditlog-compact.service",
+    "auditlog-compact.timer",
     "auditlog-monitor.service",
     "auditlog-monitor.timer",
 ]
