@@ -32,6 +32,7 @@ import random
 import time
 from datetime import datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import asyncpg
@@ -42,6 +43,7 @@ from bench import results
 from bench.bench_search import UUID, Samples, loaded_log, search
 from bench.bench_upgrade import block_writer
 from bench.harness import Bench, CpuMeter, free_port, percentile, wait_http, wait_idle
+from query import search as search_module
 from query.search import MAX_RESULTS, SearchSpec
 from query.search import run as run_search
 from query.search_sql import Filter
@@ -111,24 +113,41 @@ async def _windowed(
     }
 
 
-async def _locks(url: str, topic: str, query: str, flt: Filter) -> int:
-    """The relation locks a search's transaction holds when its matches are found, as the
-    query service runs it: one per table and index its plan may read, held to the end of the
-    transaction, so that concurrent searches need that many slots each in PostgreSQL's lock
-    table (``max_locks_per_transaction`` times ``max_connections``)."""
+_HELD = "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'"
+
+
+async def _locks(url: str, topic: str, query: str, flt: Filter) -> dict[str, int]:
+    """The relation locks of a search, as the query service runs it: one per table and index a
+    statement's plan may read, held to the end of the transaction (``held_at_end``) unless the
+    statement ran released (auditlog.pg.locks.fetch_released: its probe of the blocks, each
+    month of a walk), whose locks go when it ends; ``most_at_once``, the most held at any
+    statement's end, which is what concurrent searches need of PostgreSQL's lock table
+    (``max_locks_per_transaction`` times ``max_connections``) together."""
+    most = 0
+
+    async def counted(conn: Any, sql: str, *args: Any) -> list[asyncpg.Record]:
+        # A released read, counting what is held before its savepoint lets go.
+        nonlocal most
+        savepoint = conn.transaction()
+        await savepoint.start()
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            most = max(most, await conn.fetchval(_HELD) - 1)  # not the count's own pg_locks
+            return rows
+        finally:
+            await savepoint.rollback()
+
     conn = await asyncpg.connect(url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             spec = SearchSpec(query, flt, "received_at", True, 20, MAX_RESULTS, False)
-            await run_search(conn, spec, topic)
-            held: int = await conn.fetchval(
-                "SELECT count(*) FROM pg_locks"
-                " WHERE pid = pg_backend_pid() AND locktype = 'relation'"
-            )
+            with mock.patch.object(search_module, "fetch_released", counted):
+                await run_search(conn, spec, topic)
+            held: int = await conn.fetchval(_HELD)
     finally:
         await conn.close()
-    return held
+    return {"held_at_end": held, "most_at_once": max(most, held)}
 
 
 async def _compact(url: str) -> dict[str, Any]:
@@ -172,7 +191,7 @@ async def _compact(url: str) -> dict[str, Any]:
 
 def _measure(
     bench: Bench, base: str, samples: Samples, picks: list[tuple[str, datetime]], rounds: int
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """bench_search's queries, the UUID within two seconds, and the locks of one search."""
     measured = asyncio.run(search(base, bench.token, samples, rounds))
     measured.append(asyncio.run(_windowed(base, bench.token, picks, rounds)))

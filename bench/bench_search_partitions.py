@@ -14,8 +14,9 @@ repeatable-read transaction), ``--rounds`` times: narrowed by the blocks to the 
 they lie in, and once more with the log marked as having entries without blocks, which makes the
 search plan every partition; and a value without a whole token found in nearly every event
 (:data:`IN_ORDER`), which reads events in time order, a month at a time from the newest, until
-10,000 match. Records the relation locks each holds (against
-:func:`auditlog.pg.locks.lock_room`'s estimate) and its median time.
+10,000 match, and one found in none (:data:`RARE_IN_ORDER`), which reads every month. Records
+the relation locks each holds at its end and the most at once (``bench_search_generations._locks``;
+against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ async def _time(url: str, topic: str, query: str, rounds: int) -> float:
 # A value without a whole token in nearly every message: read in time order, newest first,
 # until max_results (10,000) match.
 IN_ORDER = "message:e"
+# A value without a whole token found in no event: read in time order through every month.
+RARE_IN_ORDER = "message:qzxjv"
 
 
 async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -> dict[str, Any]:
@@ -78,6 +81,10 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
         in_order = {
             "locks": await _locks(url, topic, IN_ORDER, Filter()),
             "median_ms": await _time(url, topic, IN_ORDER, rounds),
+        }
+        rare_in_order = {
+            "locks": await _locks(url, topic, RARE_IN_ORDER, Filter()),
+            "median_ms": await _time(url, topic, RARE_IN_ORDER, rounds),
         }
         await conn.execute(
             "INSERT INTO search_coverage (log_id, below) VALUES ($1, 1)"
@@ -100,6 +107,7 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
         "narrowed": narrowed,
         "every_partition": everywhere,
         "in_time_order": in_order,
+        "rare_in_time_order": rare_in_order,
         "estimated_locks": room.per_search,
         "lock_slots": room.slots,
     }
@@ -146,6 +154,7 @@ def main() -> None:
                 f"{logs} logs x {months} months ({run_figures['events_leaves']} leaves):"
                 f" narrowed {run_figures['narrowed']}, every partition"
                 f" {run_figures['every_partition']}, in time order {run_figures['in_time_order']},"
+                f" a rare value in time order {run_figures['rare_in_time_order']},"
                 f" estimate {run_figures['estimated_locks']}",
                 flush=True,
             )

@@ -36,6 +36,7 @@ from auditlog.core.schema import error_item
 from auditlog.core.search_keys import BLOCK_SIZE
 from auditlog.core.search_query import Expr, SearchQueryError, parse_query, parse_time_bound
 from auditlog.pg import search_generations
+from auditlog.pg.locks import fetch_released
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
 from query import caps
@@ -48,6 +49,7 @@ from query.search_sql import (
     Span,
     SqlParams,
     blocks_probe,
+    probed_span,
     select_matching,
 )
 from query.state import COST_PAGE, COST_SEARCH, QueryState, authorized_json, public_base, state
@@ -211,8 +213,9 @@ async def run(
         await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
         # Past an eighth of the logs' blocks, the events read in order find the matches sooner.
         cap = max(BLOCKS_PROBE_MIN, sum(h.size for h in snap.heads) // BLOCK_SIZE // 8)
-        probed = await conn.fetchrow(probe, logs, cap, *probe_params.values)
-        assert probed is not None  # an aggregate: always one row
+        # Released after: it plans every generation the range allows, the search only those
+        # its blocks lie in.
+        (probed,) = await fetch_released(conn, probe, logs, cap, *probe_params.values)
         blocks = probed["found"] < cap
         if not blocks:
             await conn.execute("SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL jit TO DEFAULT")
@@ -250,7 +253,8 @@ async def _matching(
     month: tuple[datetime, datetime] | None = None,
 ) -> list[event_rows.Key]:
     """The keys of the first ``limit`` events of ``logs`` matching the search, in its order: one
-    statement of :func:`~query.search_sql.select_matching`, narrowed as given."""
+    statement of :func:`~query.search_sql.select_matching`, narrowed as given; a month's locks
+    released after it (the walk holds one month's at a time)."""
     params = SqlParams(first=3)
     sql = select_matching(
         expr,
@@ -265,7 +269,10 @@ async def _matching(
         span=span,
         month=month,
     )
-    rows = await conn.fetch(sql, logs, limit, *params.values)
+    if month is None:
+        rows = await conn.fetch(sql, logs, limit, *params.values)
+    else:
+        rows = await fetch_released(conn, sql, logs, limit, *params.values)
     return [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
 
 
@@ -326,15 +333,6 @@ async def _month_by_month(
         if len(keys) >= spec.max_results:
             break
     return keys
-
-
-def probed_span(row: asyncpg.Record) -> Span | None:
-    """The :class:`~query.search_sql.Span` of a probe's ranges (a row of
-    :func:`~query.search_sql.blocks_probe` whose count was below its cap), or None when it
-    cannot bound them: no range at all, or entries without blocks, which may lie anywhere."""
-    if row["open"] or row["first"] is None:
-        return None
-    return Span(row["first"], row["last"], list(row["logs"]))
 
 
 def _restriction_json(restriction: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes:

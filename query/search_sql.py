@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from auditlog.core.columns import SEARCH_TEXT
 from auditlog.core.search_keys import VALUE_FIELDS, field_value_key, value_keys
@@ -273,6 +273,21 @@ class Span:
     logs: list[str]
 
 
+class Row(Protocol):
+    """A result row by column name (asyncpg's Record, a dict)."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+def probed_span(row: Row) -> Span | None:
+    """The :class:`Span` of a probe's ranges (a row of :func:`blocks_probe` whose count was
+    below its cap), or None when it cannot bound them: no range at all, or entries without
+    blocks, which may lie anywhere."""
+    if row["open"] or row["first"] is None:
+        return None
+    return Span(row["first"], row["last"], list(row["logs"]))
+
+
 def blocks_probe(
     expr: Expr | None,
     params: SqlParams,
@@ -285,7 +300,7 @@ def blocks_probe(
     """How many ranges of entries of logs ``logs`` (within ``flt``'s time range, in
     ``generations``) may hold a match, counted up to ``cap`` (a parameter): the blocks holding
     the query's keys, and each log's entries sealed before blocks existed; and where they lie
-    (:func:`query.search.probed_span`). None when the blocks cannot narrow the query. Common
+    (:func:`probed_span`). None when the blocks cannot narrow the query. Common
     words match most blocks, and reading each matching block's events by index then costs more
     than reading the events in order until enough match (search.py decides with this)."""
     predicate = block_predicate(expr, params)
@@ -323,7 +338,7 @@ def select_matching(
     their ids) that match, in order; ``limit`` is a parameter too. ``blocks``: narrowed by the
     search blocks where the query allows (else every event of the logs is checked), in
     ``generations`` (None: all), and, given the narrowed search's ``span``
-    (:func:`query.search.probed_span`), reading only the partitions of ``events`` it covers.
+    (:func:`probed_span`), reading only the partitions of ``events`` it covers.
     ``month``: for a search reading events in time order, only those received from its first
     instant up to (not including) its second, one partition of ``events``."""
     predicate = block_predicate(expr, params) if blocks else None

@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from auditlog.core.search_query import Expr, matches, parse_query
 from auditlog.pg import search_index
 from auditlog.pg.search_blocks import block_rows, copy_blocks
-from query.search import probed_span
 from query.search_sql import (
     ORDER_BY,
     Filter,
@@ -30,6 +29,7 @@ from query.search_sql import (
     blocks_probe,
     compile_filter,
     order_clause,
+    probed_span,
     select_matching,
 )
 from tests.conftest import Services, scratch_database
