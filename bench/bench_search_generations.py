@@ -142,7 +142,9 @@ async def _locks(url: str, topic: str, query: str, flt: Filter) -> dict[str, int
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             spec = SearchSpec(query, flt, "received_at", True, 20, MAX_RESULTS, False)
-            with mock.patch.object(search_module, "fetch_released", counted):
+            # create: query/search.py from before the released reads has none (a run of the old
+            # code for comparison, recorded in the result's dirty_paths).
+            with mock.patch.object(search_module, "fetch_released", counted, create=True):
                 await run_search(conn, spec, topic)
             held: int = await conn.fetchval(_HELD)
     finally:
