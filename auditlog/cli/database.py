@@ -187,7 +187,7 @@ async def _backfill_blocks(args: argparse.Namespace, *, report_only: bool = Fals
     )
     print(
         f"locks: a search planning every partition and generation holds {room.per_search:,}"
-        " until it ends;"
+        " at once;"
         f" PostgreSQL's lock table has {room.slots:,} slots, room for {room.searches:,} such"
         " searches at once"
     )

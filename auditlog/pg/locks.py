@@ -1,17 +1,17 @@
 """How many of PostgreSQL's lock slots a search takes, and how many there are.
 
 A query locks every table and index its plan may read, partitions included, and holds the locks
-until its transaction ends. A search without a time range plans every generation of
+until its transaction ends. A search's probe without a time range plans every generation of
 ``search_blocks`` (auditlog/pg/search_generations.py), three relations each (the table, its key,
-its GIN index): with 402 generations one search held 1,242 locks (docs/performance.md, Search,
-Z3); and every partition of ``events`` when it cannot narrow them to its blocks' span
-(query/search.py: 7,437 locks at 48 logs times 24 months, P). The estimate here is that most,
-a search planning every partition and generation. The slots come from one table shared by the
-whole server, ``max_locks_per_transaction`` times (``max_connections`` +
-``max_prepared_transactions``); when concurrent transactions need more, PostgreSQL refuses any
-transaction that needs one more lock (seals included) with "out of shared memory" until some
-end. ``auditlog search-index status`` reports both figures so that an operator raises
-``max_locks_per_transaction`` before partitions and generations add up
+its GIN index): with 402 generations one search held 1,231 locks at once (docs/performance.md,
+Search, Z5); and a search plans every partition of ``events`` when it cannot narrow them to its
+blocks' span (query/search.py: 7,421 locks at 48 logs times 24 months, P3). The estimate here
+is the most one search can hold at once: one planning every partition and generation. The
+slots come from one table shared by the whole server, ``max_locks_per_transaction`` times
+(``max_connections`` + ``max_prepared_transactions``); when concurrent transactions need
+more, PostgreSQL refuses any transaction that needs one more lock (seals included) with "out of
+shared memory" until some end. ``auditlog search-index status`` reports both figures so that
+an operator raises ``max_locks_per_transaction`` before partitions and generations add up
 (docs/query.md#generations).
 
 A search gives back what it can early: :func:`fetch_released` runs a read in a savepoint rolled
