@@ -44,7 +44,7 @@ SELECT (SELECT count(*) FROM tree)
         JOIN pg_class c ON c.oid = t.rel AND c.relkind = 'r')
 """
 # The other tables and indexes a search holds when its matching statement runs (logs,
-# checkpoints, coverage, their indexes; the probe's are released by then): measured 9
+# checkpoints, coverage, their indexes; what the probe alone read is released by then): 9
 # (tests/integration/test_locks.py checks the sum against a search's locks;
 # bench_search_partitions records both at up to 1,230 leaves).
 _OTHERS = 9
