@@ -16,6 +16,7 @@ so a latency spike can be matched to its cause in the logs.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 from time import perf_counter
 from typing import Any
@@ -72,7 +73,15 @@ def tune_collector() -> None:
     gc.set_threshold(FIRST_THRESHOLD, 20, 20)
     if not _installed:
         gc.callbacks.append(_on_collection)
+        # The collections of interpreter shutdown come after the streams a slow one would be
+        # logged to are closed ("I/O operation on closed file" at the exit of a test run).
+        atexit.register(_stop_timing)
         _installed = True
+
+
+def _stop_timing() -> None:
+    while _on_collection in gc.callbacks:
+        gc.callbacks.remove(_on_collection)
 
 
 async def watch_event_loop(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -65,6 +67,23 @@ def test_tuning_twice_installs_one_callback() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_collections_at_exit_are_not_logged_to_closed_streams() -> None:
+    # Interpreter shutdown collects after the streams are closed: a slow collection's warning
+    # then failed with "I/O operation on closed file", printed on stderr.
+    script = (
+        "import sys\n"
+        "from auditlog.runtime import observability, stalls\n"
+        "observability.configure_logging('info')\n"
+        "stalls.SLOW_SECONDS = 0.0\n"
+        "stalls.tune_collector()\n"
+        "sys.stdout.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
 def test_a_blocked_loop_is_measured_and_named() -> None:
