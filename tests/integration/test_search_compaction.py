@@ -236,3 +236,26 @@ def test_the_compact_command(services: Services) -> None:
         assert "generations 0-3 are now generation 0: 4 blocks of 256 entries" in again.stdout
         bad = compact("--entries", "0")
         assert bad.returncode == 2 and "must be 1 or more" in bad.stderr
+
+        def status() -> str:
+            run = subprocess.run(
+                [sys.executable, "-m", "auditlog.cli", "search-index", "status"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            return run.stdout
+
+        assert "closed generations" not in status()
+
+        async def open_more() -> None:
+            async with connected(url) as conn:
+                for _ in range(16):
+                    await search_generations.open_next(conn)
+
+        asyncio.run(open_more())
+        assert "search blocks: 17 closed generations, each probed by every search" in status()
+        compact()
+        assert "closed generations" not in status()
