@@ -19,8 +19,8 @@ also have K times the events.
 
 ``--compact``: after each count's searches, ``auditlog search-index compact`` (its default size,
 auditlog/pg/search_compaction.py) rewrites the closed generations as one, timed, with
-PostgreSQL's CPU and the longest wait of a writer sealing a block every 20 ms meanwhile (as
-bench_upgrade's), and the searches and locks are measured again.
+PostgreSQL's CPU, the WAL written and the longest wait of a writer sealing a block every 20 ms
+meanwhile (as bench_upgrade's), and the searches and locks are measured again.
 """
 
 from __future__ import annotations
@@ -162,8 +162,10 @@ async def _compact(url: str) -> dict[str, Any]:
     try:
         await asyncio.sleep(1)
         meter = CpuMeter()
+        wal_before = await conn.fetchval("SELECT pg_current_wal_lsn()")
         with meter.sampling():
             done = await search_compaction.compact(conn)
+        wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", wal_before)
         await asyncio.sleep(1)
         stop.set()
         await writer
@@ -182,6 +184,9 @@ async def _compact(url: str) -> dict[str, Any]:
         "seconds": round(sum(run.seconds for run in done), 3),
         "postgres_cpu_s": round(postgres, 3),
         "postgres_cpu_us_per_entry": round(postgres / entries * 1e6, 2) if entries else None,
+        # The writer's few blocks included: ~50 a second, each a small transaction.
+        "wal_bytes": int(wal),
+        "wal_bytes_per_entry": round(int(wal) / entries, 1) if entries else None,
         "generations_after": generations,
         "writer_seals": len(waits),
         "writer_longest_seal_s": round(max(w for _, w in waits), 3),
