@@ -116,7 +116,9 @@ async def _windowed(
 _HELD = "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'"
 
 
-async def _locks(url: str, topic: str, query: str, flt: Filter) -> dict[str, int]:
+async def _locks(
+    url: str, topic: str, query: str, flt: Filter, order_by: str = "received_at"
+) -> dict[str, int]:
     """The relation locks of a search, as the query service runs it: one per table and index a
     statement's plan may read, held to the end of the transaction (``held_at_end``) unless the
     statement ran released (auditlog.pg.locks.fetch_released: its probe of the blocks, each
@@ -141,7 +143,7 @@ async def _locks(url: str, topic: str, query: str, flt: Filter) -> dict[str, int
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            spec = SearchSpec(query, flt, "received_at", True, 20, MAX_RESULTS, False)
+            spec = SearchSpec(query, flt, order_by, True, 20, MAX_RESULTS, False)
             # create: query/search.py from before the released reads has none (a run of the old
             # code for comparison, recorded in the result's dirty_paths).
             with mock.patch.object(search_module, "fetch_released", counted, create=True):

@@ -14,7 +14,8 @@ repeatable-read transaction), ``--rounds`` times: narrowed by the blocks to the 
 they lie in, and once more with the log marked as having entries without blocks, which makes the
 search plan every partition; and a value without a whole token found in nearly every event
 (:data:`IN_ORDER`), which reads events in time order, a month at a time from the newest, until
-10,000 match, and one found in none (:data:`RARE_IN_ORDER`), which reads every month. Records
+10,000 match, and one found in none (:data:`RARE_IN_ORDER`), which reads every month, in time
+order and ordered by actor (which reads every month whatever it finds). Records
 the relation locks each holds at its end and the most at once (``bench_search_generations._locks``;
 against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time.
 """
@@ -47,7 +48,9 @@ def _layout(text: str) -> tuple[int, int]:
     return int(logs), int(months)
 
 
-async def _time(url: str, topic: str, query: str, rounds: int) -> float:
+async def _time(
+    url: str, topic: str, query: str, rounds: int, order_by: str = "received_at"
+) -> float:
     """Median milliseconds of the search's transaction, as the query service runs it."""
     conn = await asyncpg.connect(url)
     took = []
@@ -56,7 +59,7 @@ async def _time(url: str, topic: str, query: str, rounds: int) -> float:
             began = time.perf_counter()
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                spec = SearchSpec(query, Filter(), "received_at", True, 20, MAX_RESULTS, False)
+                spec = SearchSpec(query, Filter(), order_by, True, 20, MAX_RESULTS, False)
                 await run(conn, spec, topic)
             took.append((time.perf_counter() - began) * 1000)
     finally:
@@ -86,6 +89,10 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
             "locks": await _locks(url, topic, RARE_IN_ORDER, Filter()),
             "median_ms": await _time(url, topic, RARE_IN_ORDER, rounds),
         }
+        rare_by_actor = {
+            "locks": await _locks(url, topic, RARE_IN_ORDER, Filter(), "actor"),
+            "median_ms": await _time(url, topic, RARE_IN_ORDER, rounds, "actor"),
+        }
         await conn.execute(
             "INSERT INTO search_coverage (log_id, below) VALUES ($1, 1)"
             " ON CONFLICT (log_id) DO UPDATE SET below = 1",
@@ -108,6 +115,7 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
         "every_partition": everywhere,
         "in_time_order": in_order,
         "rare_in_time_order": rare_in_order,
+        "rare_by_actor": rare_by_actor,
         "estimated_locks": room.per_search,
         "lock_slots": room.slots,
     }
@@ -155,6 +163,7 @@ def main() -> None:
                 f" narrowed {run_figures['narrowed']}, every partition"
                 f" {run_figures['every_partition']}, in time order {run_figures['in_time_order']},"
                 f" a rare value in time order {run_figures['rare_in_time_order']},"
+                f" the same by actor {run_figures['rare_by_actor']},"
                 f" estimate {run_figures['estimated_locks']}",
                 flush=True,
             )

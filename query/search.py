@@ -18,7 +18,6 @@ does not exist (NotFound, as for an unknown id).
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 import time
@@ -39,10 +38,11 @@ from auditlog.pg import search_generations
 from auditlog.pg.locks import fetch_released
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web.pangea import PangeaResponse, not_found, success, validation_error
-from query import caps
+from query import caps, search_months
 from query import events as event_rows
 from query import snapshot as snapshots
 from query.search_sql import (
+    COLUMNS,
     ORDER_BY,
     RESTRICTABLE,
     Filter,
@@ -227,17 +227,30 @@ async def run(
             span = probed_span(probed)
             if span is not None:
                 generations = await search_generations.overlapping(conn, span.first, span.last)
-    if (probe is None or not blocks) and spec.order_by == "received_at":
-        # Read in time order, month by month from the end the results start at, and stop at
-        # max_results: each month's statement plans (and locks) that month's partitions only,
-        # where one statement over all of them plans every partition of every month.
-        months = await _event_months(conn, flt)
+    if probe is None or not blocks:
+        # Read a month at a time (query/search_months.py): each month's statement plans (and
+        # locks) that month's partitions only, and gives them back once read, where one
+        # statement over all of them plans every partition of every month.
+        months = await search_months.event_months(conn, flt)
         if months is not None:
-            return snap, await _month_by_month(conn, expr, spec, logs, months, deadline)
-    keys = await _matching(
+
+            async def read(month: search_months.Month, limit: int) -> list[asyncpg.Record]:
+                return await _matching(conn, expr, spec, logs, limit, blocks=False, month=month)
+
+            keys = await search_months.walk(
+                conn,
+                months,
+                read,
+                order_by=spec.order_by,
+                descending=spec.descending,
+                most=spec.max_results,
+                deadline=deadline,
+            )
+            return snap, keys
+    rows = await _matching(
         conn, expr, spec, logs, spec.max_results, blocks=blocks, generations=generations, span=span
     )
-    return snap, keys
+    return snap, [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
 
 
 async def _matching(
@@ -250,12 +263,16 @@ async def _matching(
     blocks: bool = True,
     generations: search_generations.Overlap | None = None,
     span: Span | None = None,
-    month: tuple[datetime, datetime] | None = None,
-) -> list[event_rows.Key]:
-    """The keys of the first ``limit`` events of ``logs`` matching the search, in its order: one
-    statement of :func:`~query.search_sql.select_matching`, narrowed as given; a month's locks
-    released after it (the walk holds one month's at a time)."""
+    month: search_months.Month | None = None,
+) -> list[asyncpg.Record]:
+    """The first ``limit`` events of ``logs`` matching the search, in its order (``log_id``,
+    ``idx``, ``received_at`` and, ordered by another column, its ``value``): one statement of
+    :func:`~query.search_sql.select_matching`, narrowed as given; a month's locks released
+    after it (a walk holds one month's at a time)."""
     params = SqlParams(first=3)
+    columns = "e.log_id, e.idx, e.received_at"
+    if spec.order_by != "received_at":
+        columns += f", e.{COLUMNS[spec.order_by]} AS value"
     sql = select_matching(
         expr,
         spec.filter,
@@ -265,74 +282,14 @@ async def _matching(
         order_by=spec.order_by,
         descending=spec.descending,
         limit="$2",
+        columns=columns,
         generations=generations,
         span=span,
         month=month,
     )
     if month is None:
-        rows = await conn.fetch(sql, logs, limit, *params.values)
-    else:
-        rows = await fetch_released(conn, sql, logs, limit, *params.values)
-    return [(r["log_id"], r["idx"], r["received_at"]) for r in rows]
-
-
-# A month's partition of ``events`` (sealer/partitions.py names them).
-_MONTH_TABLE: Final = re.compile(r"events_(\d{4})_(\d{2})")
-
-
-async def _event_months(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, flt: Filter
-) -> list[tuple[datetime, datetime]] | None:
-    """The months of ``events`` that ``flt``'s range reaches, oldest first, each from its first
-    instant to the next month's; None when events may lie outside every month (the default
-    partition holds some, or a partition is not a month's) or a month cannot be spelled
-    (December 9999 ends in the year 10000)."""
-    names = await conn.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'events'::regclass"
-    )
-    months = []
-    for (name,) in names:
-        found = _MONTH_TABLE.fullmatch(name)
-        if found is None:
-            if name != "events_default" or await conn.fetchval(
-                "SELECT EXISTS (SELECT FROM events_default)"
-            ):
-                return None
-            continue
-        year, month = int(found[1]), int(found[2])
-        if year >= 9999:
-            return None
-        first = datetime(year, month, 1, tzinfo=UTC)
-        following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-        if (flt.start is None or following > flt.start) and (flt.end is None or first <= flt.end):
-            months.append((first, following))
-    return sorted(months)
-
-
-async def _month_by_month(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
-    expr: Expr | None,
-    spec: SearchSpec,
-    logs: list[str],
-    months: list[tuple[datetime, datetime]],
-    deadline: float | None,
-) -> list[event_rows.Key]:
-    """The first ``max_results`` matching events in received order, read a month at a time
-    (months do not overlap, so their results follow one another), all of it by ``deadline``
-    (``time.monotonic()``): the search's time limit bounds the walk, not each month."""
-    keys: list[event_rows.Key] = []
-    for month in reversed(months) if spec.descending else months:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise asyncpg.QueryCanceledError("the search ran past its time limit")
-            await conn.execute(f"SET LOCAL statement_timeout = {max(1, round(left * 1000))}")
-        left_to_find = spec.max_results - len(keys)
-        keys += await _matching(conn, expr, spec, logs, left_to_find, blocks=False, month=month)
-        if len(keys) >= spec.max_results:
-            break
-    return keys
+        return await conn.fetch(sql, logs, limit, *params.values)
+    return await fetch_released(conn, sql, logs, limit, *params.values)
 
 
 def _restriction_json(restriction: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes:

@@ -1,7 +1,8 @@
-"""A search that reads events in time order walks ``events`` a month at a time
-(query/search.py): the same answer as one statement over every month, in either direction, cut
-at max_results within or across months, within a time range; it plans only the months it reads;
-and it falls back to one statement when events lie outside every month."""
+"""A search its blocks cannot narrow walks ``events`` a month at a time (query/search_months.py):
+the same answer as one statement over every month, in either direction, cut at max_results
+within or across months, within a time range, in time order or by another column (NULLs, ties,
+text past ASCII); it holds no month's locks once read; and it falls back to one statement when
+events lie outside every month."""
 
 from __future__ import annotations
 
@@ -41,12 +42,17 @@ async def _write(conn: asyncpg.Connection, idxs: range, at: datetime | None = No
 
 
 async def _search(
-    conn: asyncpg.Connection, *, descending: bool, most: int, flt: Filter = ANY_TIME
+    conn: asyncpg.Connection,
+    *,
+    descending: bool,
+    most: int,
+    flt: Filter = ANY_TIME,
+    order_by: str = "received_at",
 ) -> tuple[list[int], int]:
     """The indexes run() finds, and how many months of ``events`` its transaction held locked."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        spec = SearchSpec(QUERY, flt, "received_at", descending, 20, most, False)
+        spec = SearchSpec(QUERY, flt, order_by, descending, 20, most, False)
         _, keys = await run(conn, spec, TOPIC)
         locks = await conn.fetchval(
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
@@ -56,7 +62,12 @@ async def _search(
 
 
 async def _one_statement(
-    conn: asyncpg.Connection, *, descending: bool, most: int, flt: Filter = ANY_TIME
+    conn: asyncpg.Connection,
+    *,
+    descending: bool,
+    most: int,
+    flt: Filter = ANY_TIME,
+    order_by: str = "received_at",
 ) -> list[int]:
     params = SqlParams(first=3)
     sql = select_matching(
@@ -64,6 +75,7 @@ async def _one_statement(
         flt,
         params,
         logs="$1",
+        order_by=order_by,
         descending=descending,
         limit="$2",
         columns="e.idx",
@@ -98,6 +110,38 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                 # However many months it read, the walk gives back each month's locks.
                 assert (await _search(conn, descending=False, most=5))[1] == 0
                 assert (await _search(conn, descending=True, most=MAX_RESULTS))[1] == 0
+
+                # Ordered by another column, every month is read and merged: actors with ties,
+                # NULLs, upper case and letters past ASCII (byte order: "Z" < "a" < "z" < "é");
+                # event times with NULLs and ties too.
+                names = ["zoë", "Zoe", "zoe", "álvaro", "ß", "b", None, "a", "A", None, "zoë"]
+                for idx in range(300):
+                    await conn.execute(
+                        "UPDATE events SET actor = $3, event_time = $4"
+                        " WHERE log_id = $1 AND idx = $2",
+                        LOG,
+                        idx,
+                        names[idx % len(names)],
+                        None if idx % 9 == 0 else MONTHS[0] + timedelta(hours=idx % 17),
+                    )
+                for order_by in ("actor", "timestamp"):
+                    for descending, most in ((True, MAX_RESULTS), (False, MAX_RESULTS),
+                                             (True, 7), (False, 4), (True, 12)):  # fmt: skip
+                        found, held = await _search(
+                            conn, descending=descending, most=most, order_by=order_by
+                        )
+                        expected = await _one_statement(
+                            conn, descending=descending, most=most, order_by=order_by
+                        )
+                        assert found == expected, (order_by, descending, most)
+                        assert held == 0
+                    window = Filter(_received(150), _received(250))
+                    found, _ = await _search(
+                        conn, descending=False, most=9, flt=window, order_by=order_by
+                    )
+                    assert found == await _one_statement(
+                        conn, descending=False, most=9, flt=window, order_by=order_by
+                    )
 
                 # The search's time limit bounds the months together.
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
