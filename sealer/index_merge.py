@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from typing import Final
 
@@ -31,8 +32,9 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
+from auditlog.pg.locks import lock_room
 from auditlog.pg.search_blocks import lead_merges, merge_pending
-from auditlog.pg.search_generations import bound_closed, roll
+from auditlog.pg.search_generations import bound_closed, generations, roll
 from auditlog.runtime.eventloop import pause
 
 __all__ = ["DEFAULT_GENERATION_ENTRIES", "DEFAULT_INTERVAL", "merge_loop"]
@@ -63,6 +65,20 @@ UPKEEP_STOPPED = Gauge(
     "1 when this sealer stopped a part of the search blocks' upkeep for good (see its log)",
     ["part"],
 )
+# Set by the leading sealer every _ROOM_EVERY seconds, NaN in the others (PromQL's max() over
+# the sealers skips NaN, so it is the leader's figure; no leader, no figure): what grows a
+# search's locks, and how many searches planning every partition and generation the server's
+# lock table holds (auditlog/pg/locks.py; alert AuditlogSearchLockRoomLow).
+GENERATIONS = Gauge(
+    "auditlog_sealer_search_generations",
+    "Generations of the search blocks there are (the leading sealer's count; NaN elsewhere)",
+)
+LOCK_ROOM = Gauge(
+    "auditlog_sealer_search_lock_room",
+    "Searches planning every partition and generation that PostgreSQL's lock table holds"
+    " at once (the leading sealer's count; NaN elsewhere)",
+)
+_ROOM_EVERY: Final = 60.0
 MERGE_SECONDS = Histogram(
     "auditlog_sealer_search_merge_seconds",
     "Time of each merge of the search blocks' pending list by this sealer",
@@ -122,6 +138,7 @@ async def merge_loop(
                     with contextlib.suppress(*_FOR_NOW):
                         await conn.execute("SELECT pg_advisory_unlock_all()")
         except _FOR_NOW as exc:
+            work.not_leading()
             failures += 1
             if failures == 1:
                 log.warning("search index upkeep failed, retrying", error=type(exc).__name__)
@@ -134,9 +151,18 @@ class _Upkeep:
     def __init__(self, *, merging: bool, rolling: bool) -> None:
         self.merging = merging
         self.rolling = rolling
+        self.counted_at: float | None = None
         for part, on in (("merge", merging), ("generations", rolling)):
             if on:
                 UPKEEP_STOPPED.labels(part).set(0)
+        self.not_leading()
+
+    def not_leading(self) -> None:
+        """Not (or no longer) the leader: the lock went with a lost connection, and another
+        sealer counts from now on."""
+        self.counted_at = None
+        GENERATIONS.set(math.nan)
+        LOCK_ROOM.set(math.nan)
 
     def any(self) -> bool:
         return self.merging or self.rolling
@@ -165,6 +191,11 @@ class _Upkeep:
             else:
                 MERGE_SECONDS.observe(time.perf_counter() - started)
                 MERGED_PAGES.inc(merged)
+        now = time.monotonic()
+        if self.counted_at is None or now - self.counted_at >= _ROOM_EVERY:
+            self.counted_at = now
+            GENERATIONS.set(len(await generations(conn)))
+            LOCK_ROOM.set((await lock_room(conn)).searches)
 
 
 def _off(part: str, message: str, exc: Exception) -> bool:

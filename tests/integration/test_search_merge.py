@@ -8,6 +8,7 @@ gives up for good when the index cannot be merged (here: it is gone).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import secrets
 import socket
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from auditlog.pg import search_blocks
+from auditlog.pg.locks import lock_room
 from sealer.index_merge import merge_loop
 from tests.conftest import Services, scratch_database
 
@@ -103,6 +105,12 @@ def _upkeep_stopped(part: str) -> float | None:
     return REGISTRY.get_sample_value("auditlog_sealer_search_upkeep_stopped", {"part": part})
 
 
+def _gauge(name: str) -> float:
+    value = REGISTRY.get_sample_value(f"auditlog_sealer_search_{name}")
+    assert value is not None
+    return value
+
+
 async def _until_merged(before: float) -> None:
     for _ in range(600):  # 30 s at most
         if _merged_pages() > before:
@@ -130,10 +138,15 @@ def test_the_loop_merges_while_it_leads_and_gives_up_when_the_index_is_gone(
                 loop = asyncio.create_task(merge_loop(pool, 0.05, stopping))
                 await asyncio.sleep(0.5)
                 assert _merged_pages() == before
-                # That sealer gone, this one merges from its next turn.
+                # Not leading, it has no figures of the generations and the lock table.
+                assert math.isnan(_gauge("generations")) and math.isnan(_gauge("lock_room"))
+                # That sealer gone, this one merges from its next turn, and counts.
                 await other.execute("SELECT pg_advisory_unlock_all()")
                 await _until_merged(before)
                 assert await search_blocks.merge_pending(other) == 0
+                assert _gauge("generations") == 1
+                room = await lock_room(other)
+                assert _gauge("lock_room") == room.searches > 0
                 # Stopped, it leaves the lock behind for the next sealer.
                 stopping.set()
                 async with asyncio.timeout(5):
