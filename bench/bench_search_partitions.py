@@ -17,7 +17,8 @@ search plan every partition; and a value without a whole token found in nearly e
 10,000 match, and one found in none (:data:`RARE_IN_ORDER`), which reads every month, in time
 order and ordered by actor (which reads every month whatever it finds). Records
 the relation locks each holds at its end and the most at once (``bench_search_generations._locks``;
-against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time.
+against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time; and the locks and
+time of reading the selective search's first page of events (query/events.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bench.bench_search import loaded_log
 from bench.bench_search_generations import _locks
 from bench.harness import percentile
 from bench.query_data import build_log
+from query import events as event_rows
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter
 from sealer.partitions import Partitions
@@ -74,6 +76,30 @@ IN_ORDER = "message:e"
 RARE_IN_ORDER = "message:qzxjv"
 
 
+async def _page(url: str, topic: str, query: str, rounds: int) -> dict[str, Any]:
+    """The first page of the search's events (query/events.py ``fetch``, as the query service
+    reads it after the search): the relation locks its statement holds, and its median time."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            spec = SearchSpec(query, Filter(), "received_at", True, 20, MAX_RESULTS, False)
+            _, keys = await run(conn, spec, topic)
+        took = []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            await event_rows.fetch(conn, keys[:20])
+            took.append((time.perf_counter() - began) * 1000)
+        async with conn.transaction():
+            await event_rows.fetch(conn, keys[:20])
+            locks = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks"
+                " WHERE pid = pg_backend_pid() AND locktype = 'relation'"
+            )
+    finally:
+        await conn.close()
+    return {"events": len(keys[:20]), "locks": locks, "median_ms": percentile(took, 50)}
+
+
 async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -> dict[str, Any]:
     conn = await asyncpg.connect(url)
     try:
@@ -81,6 +107,7 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
             "locks": await _locks(url, topic, query, Filter()),
             "median_ms": await _time(url, topic, query, rounds),
         }
+        page = await _page(url, topic, query, rounds)
         in_order = {
             "locks": await _locks(url, topic, IN_ORDER, Filter()),
             "median_ms": await _time(url, topic, IN_ORDER, rounds),
@@ -112,6 +139,7 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
     return {
         "events_leaves": leaves,
         "narrowed": narrowed,
+        "first_page": page,
         "every_partition": everywhere,
         "in_time_order": in_order,
         "rare_in_time_order": rare_in_order,
@@ -160,7 +188,8 @@ def main() -> None:
             run_figures["layout"] = {"logs": logs, "months": months}
             print(
                 f"{logs} logs x {months} months ({run_figures['events_leaves']} leaves):"
-                f" narrowed {run_figures['narrowed']}, every partition"
+                f" narrowed {run_figures['narrowed']}, its first page {run_figures['first_page']},"
+                f" every partition"
                 f" {run_figures['every_partition']}, in time order {run_figures['in_time_order']},"
                 f" a rare value in time order {run_figures['rare_in_time_order']},"
                 f" the same by actor {run_figures['rare_by_actor']},"
