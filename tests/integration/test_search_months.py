@@ -16,6 +16,7 @@ import pytest
 from auditlog.core.note import NoteSigner
 from auditlog.core.search_query import parse_query
 from bench.query_data import build_log
+from query import events as event_rows
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter, SqlParams, select_matching
 from sealer.partitions import Partitions
@@ -54,11 +55,17 @@ async def _search(
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         spec = SearchSpec(QUERY, flt, order_by, descending, 20, most, False)
         _, keys = await run(conn, spec, TOPIC)
-        locks = await conn.fetchval(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-            " WHERE l.pid = pg_backend_pid() AND c.relname ~ '^events_[0-9]{4}_[0-9]{2}$'"
-        )
+        locks = await _months_locked(conn)
     return [k[1] for k in keys], locks
+
+
+async def _months_locked(conn: asyncpg.Connection) -> int:
+    """How many months of ``events`` this session holds locked."""
+    locked: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE l.pid = pg_backend_pid() AND c.relname ~ '^events_[0-9]{4}_[0-9]{2}$'"
+    )
+    return locked
 
 
 async def _one_statement(
@@ -142,6 +149,13 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                     assert found == await _one_statement(
                         conn, descending=False, most=9, flt=window, order_by=order_by
                     )
+
+                # A page of events read by key plans (and locks) only its keys' months.
+                for idxs, months in (((3, 5), 1), ((3, 150), 2), ((3, 150, 299), 3)):
+                    async with conn.transaction():
+                        page = await event_rows.fetch(conn, [(LOG, i, _received(i)) for i in idxs])
+                        assert [e.idx for e in page] == list(idxs)
+                        assert await _months_locked(conn) == months
 
                 # The search's time limit bounds the months together.
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
