@@ -44,7 +44,7 @@ from auditlog.core.search_query import SearchQueryError, parse_time_bound
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web import requests_store
 from auditlog.web.pangea import not_found, success, throttle, unauthorized, validation_error
-from query import caps
+from query import caps, search_months
 from query import events as event_rows
 from query import snapshot as snapshots
 from query.search import load_owned
@@ -347,48 +347,63 @@ async def _export_chunks(
         (),
         tenant,
     )
-    sql_params = SqlParams(first=8)
+    sql_params = SqlParams(first=10)
     where = compile_filter(None, flt, sql_params)
     after = "<" if descending else ">"
     order = order_clause("received_at", descending, "e.")
-    cursor: tuple[Any, ...] | None = None
-    while True:
-        keyset = (
-            f' AND (e.received_at, e.log_id COLLATE "C", e.idx) {after} ($3, $4, $5)'
-            if cursor
-            else " AND $3::timestamptz IS NULL AND $4::text IS NULL AND $5::bigint IS NULL"
-        )
-        # Fixed fragments only; every value is a parameter. Of the next CHUNK rows, those whose
-        # envelopes fit in max_bytes (always one) come back: the keyset goes on from the last.
-        rows = await st.pool.fetch(
-            "SELECT log_id, idx, received_at, event_hash, envelope FROM ("  # noqa: S608
-            "  SELECT e.*, sum(octet_length(e.envelope) + $7::bigint) OVER w AS upto,"
-            "    row_number() OVER w AS n FROM ("
-            "    SELECT e.log_id, e.idx, e.received_at, e.event_hash, e.envelope"
-            "    FROM events e"
-            "    JOIN unnest($1::text[], $2::bigint[]) AS s(log_id, size)"
-            "    ON e.log_id = s.log_id AND e.idx < s.size"
-            f"    WHERE {where}{keyset}"
-            f"    ORDER BY {order} LIMIT {CHUNK}"
-            f"  ) e WINDOW w AS (ORDER BY {order})"
-            f") e WHERE upto <= $6::bigint OR n = 1 ORDER BY {order}",
-            [h.log_id for h in snap.heads],
-            [h.size for h in snap.heads],
-            *(cursor or (None, None, None)),
-            st.settings.max_page_bytes,
-            overhead,
-            *sql_params.values,
-        )
-        if not rows:
-            return
-        last = rows[-1]
-        cursor = (last["received_at"], last["log_id"], last["idx"])
-        yield [
-            event_rows.SealedEvent(
-                r["log_id"], r["idx"], bytes(r["event_hash"]), bytes(r["envelope"])
+    # A month at a time, its bounds and the logs constants of each statement's plan (a custom
+    # one): PostgreSQL then plans and locks that month's partitions of those logs, not every
+    # partition of events for every chunk (query/search_months.py). One pass over everything
+    # when events may lie outside every month.
+    async with st.pool.acquire() as conn:
+        months: list[Any] | None = await search_months.event_months(conn, flt)
+    if months is None:
+        months = [(None, None)]
+    for month in reversed(months) if descending else months:
+        cursor: tuple[Any, ...] | None = None
+        while True:
+            keyset = (
+                f' AND (e.received_at, e.log_id COLLATE "C", e.idx) {after} ($3, $4, $5)'
+                if cursor
+                else " AND $3::timestamptz IS NULL AND $4::text IS NULL AND $5::bigint IS NULL"
             )
-            for r in rows
-        ]
+            # Fixed fragments only; every value is a parameter. Of the next CHUNK rows, those
+            # whose envelopes fit in max_bytes (always one) come back: the keyset goes on from
+            # the last.
+            async with st.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                rows = await conn.fetch(
+                    "SELECT log_id, idx, received_at, event_hash, envelope FROM ("  # noqa: S608
+                    "  SELECT e.*, sum(octet_length(e.envelope) + $7::bigint) OVER w AS upto,"
+                    "    row_number() OVER w AS n FROM ("
+                    "    SELECT e.log_id, e.idx, e.received_at, e.event_hash, e.envelope"
+                    "    FROM events e"
+                    "    JOIN unnest($1::text[], $2::bigint[]) AS s(log_id, size)"
+                    "    ON e.log_id = s.log_id AND e.idx < s.size"
+                    f"    WHERE {where}{keyset} AND e.log_id = ANY($1::text[])"
+                    "     AND ($8::timestamptz IS NULL OR e.received_at >= $8)"
+                    "     AND ($9::timestamptz IS NULL OR e.received_at < $9)"
+                    f"    ORDER BY {order} LIMIT {CHUNK}"
+                    f"  ) e WINDOW w AS (ORDER BY {order})"
+                    f") e WHERE upto <= $6::bigint OR n = 1 ORDER BY {order}",
+                    [h.log_id for h in snap.heads],
+                    [h.size for h in snap.heads],
+                    *(cursor or (None, None, None)),
+                    st.settings.max_page_bytes,
+                    overhead,
+                    *month,
+                    *sql_params.values,
+                )
+            if not rows:
+                break
+            last = rows[-1]
+            cursor = (last["received_at"], last["log_id"], last["idx"])
+            yield [
+                event_rows.SealedEvent(
+                    r["log_id"], r["idx"], bytes(r["event_hash"]), bytes(r["envelope"])
+                )
+                for r in rows
+            ]
 
 
 async def serve_download(request: Request) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -17,6 +18,7 @@ from auditlog.core.note import NoteSigner
 from auditlog.core.search_query import parse_query
 from bench.query_data import build_log
 from query import events as event_rows
+from query.downloads import _export_chunks
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter, SqlParams, select_matching
 from sealer.partitions import Partitions
@@ -177,5 +179,42 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                 )
                 assert leaves >= 3
                 assert found == await _one_statement(conn, descending=True, most=3)
+
+        asyncio.run(check())
+
+
+def test_an_export_reads_a_month_at_a_time_in_either_order(
+    services: Services, note_signer: NoteSigner
+) -> None:
+    with scratch_database(services.database_url, f"months_{secrets.token_hex(4)}") as url:
+
+        async def check() -> None:
+            await build_log(url, LOG, TOPIC, 300, note_signer)
+            async with connected(url) as conn:
+                await _write(conn, range(300))
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+            assert pool is not None
+            try:
+                snap = SimpleNamespace(heads=[SimpleNamespace(log_id=LOG, size=300)])
+                for page_bytes in (10**6, 1):  # whole months at once; one event a statement
+                    st = SimpleNamespace(
+                        pool=pool, settings=SimpleNamespace(max_page_bytes=page_bytes)
+                    )
+                    for order, start, end, expected in (
+                        ("asc", None, None, list(range(300))),
+                        ("desc", None, None, list(range(299, -1, -1))),
+                        ("asc", _received(95), _received(205), list(range(95, 206))),
+                        ("desc", _received(150), None, list(range(299, 149, -1))),
+                    ):
+                        params = {
+                            "order": order,
+                            "start": start.isoformat() if start else None,
+                            "end": end.isoformat() if end else None,
+                        }
+                        chunks = _export_chunks(st, params, None, snap, 0)  # type: ignore[arg-type]
+                        found = [e.idx for chunk in [c async for c in chunks] for e in chunk]
+                        assert found == expected, (page_bytes, order, start, end)
+            finally:
+                await pool.close()
 
         asyncio.run(check())
