@@ -227,15 +227,19 @@ async def run(
             span = probed_span(probed)
             if span is not None:
                 generations = await search_generations.overlapping(conn, span.first, span.last)
-    if probe is None or not blocks:
-        # Read a month at a time (query/search_months.py): each month's statement plans (and
-        # locks) that month's partitions only, and gives them back once read, where one
-        # statement over all of them plans every partition of every month.
+    if span is None:
+        # Not narrowed to a span (no whole token, a value in most blocks, or entries without
+        # blocks, which may lie anywhere): read a month at a time (query/search_months.py),
+        # each month's statement planning (and locking) that month's partitions only and
+        # giving them back once read, where one statement plans every partition of every month.
         months = await search_months.event_months(conn, flt)
         if months is not None:
 
             async def read(month: search_months.Month, limit: int) -> list[asyncpg.Record]:
-                return await _matching(conn, expr, spec, logs, limit, blocks=False, month=month)
+                return await _matching(
+                    conn, expr, spec, logs, limit, blocks=blocks, generations=generations,
+                    month=month,
+                )  # fmt: skip
 
             keys = await search_months.walk(
                 conn,

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from auditlog.pg.locks import fetch_released
 from query import events as event_rows
 from query.search_sql import Filter
 
@@ -49,17 +50,18 @@ async def event_months(conn: Conn, flt: Filter) -> list[Month] | None:
     """The months of ``events`` that ``flt``'s range reaches, oldest first; None when events may
     lie outside every month (the default partition holds some, or a partition is not a month's)
     or a month cannot be spelled (December 9999 ends in the year 10000)."""
-    names = await conn.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'events'::regclass"
+    # Released (the catalog's tables and events_default): a search keeps no lock it needs no more.
+    names = await fetch_released(
+        conn,
+        "SELECT c.relname, c.relname = 'events_default' AND EXISTS (SELECT FROM events_default)"
+        " AS default_holds_rows FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'events'::regclass",
     )
     months = []
-    for (name,) in names:
+    for name, default_holds_rows in names:
         found = _MONTH_TABLE.fullmatch(name)
         if found is None:
-            if name != "events_default" or await conn.fetchval(
-                "SELECT EXISTS (SELECT FROM events_default)"
-            ):
+            if name != "events_default" or default_holds_rows:
                 return None
             continue
         year, month = int(found[1]), int(found[2])

@@ -339,8 +339,9 @@ def select_matching(
     search blocks where the query allows (else every event of the logs is checked), in
     ``generations`` (None: all), and, given the narrowed search's ``span``
     (:func:`probed_span`), reading only the partitions of ``events`` it covers.
-    ``month``: for a search reading events in time order, only those received from its first
-    instant up to (not including) its second, one partition of ``events``."""
+    ``month``: only the events received from its first instant up to (not including) its
+    second, one month's partitions of ``events`` (query/search_months.py), and of the blocks
+    those that reach into it."""
     predicate = block_predicate(expr, params) if blocks else None
     where = compile_filter(expr, flt, params, narrow=predicate is None)
     tail = f" ORDER BY {order_clause(order_by, descending, 'e.')}"
@@ -358,6 +359,10 @@ def select_matching(
             f" WHERE e.log_id = ANY({logs}::text[]) AND {where}{tail}"
         )
     window = _window(flt, generations, params)
+    if month is not None:
+        first, following = params.add(month[0]), params.add(month[1])
+        window += f" AND b.last_at >= {first} AND b.first_at < {following}"
+        where += f" AND e.received_at >= {first} AND e.received_at < {following}"
     ranges = _RANGES.format(logs=logs, predicate=predicate, window=window)
     if span is not None:
         # Implied by each range's own bounds, but only constants let the planner leave the

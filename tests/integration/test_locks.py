@@ -2,7 +2,8 @@
 must plan every partition (here: one whose log has entries without search blocks, which may lie
 anywhere), grows by what each new generation adds, and the lock table is the server's; a search
 the blocks narrow plans only the months and logs of ``events`` its blocks lie in, and holds no
-lock of the generations its probe planned beyond those."""
+lock of the generations its probe planned beyond those; one that cannot be narrowed to a span
+holds one month's at a time."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from bench.query_data import build_log
 from query.search_sql import Filter
 from sealer.partitions import Partitions
 from sealer.timestamps import micros
-from tests.conftest import Services, connected, scratch_database
+from tests.conftest import Services, connected, insert_event, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +54,13 @@ def test_the_estimate_covers_a_search_of_every_partition_and_narrowed_ones_plan_
                 assert narrowed[1] - narrowed[0] == 6, narrowed  # the two newest, planned
                 # While the probe ran, it held all eleven generations.
                 assert counted["most_at_once"] >= narrowed[1] + 8 * 3, counted
-                # Entry 0 without blocks: the search must read it wherever it lies.
+                # Entry 0 without blocks: the search must read it wherever it lies, which it does
+                # a month at a time, holding one month's partitions (and the generations) at once.
                 await conn.execute("INSERT INTO search_coverage (log_id, below) VALUES ('t-0', 1)")
+                walked = await _locks(url, "t", query, Filter())
+                # And an event outside every month (in events_default): one statement, which
+                # plans every partition and generation, the most a search can hold.
+                await insert_event(conn, "t-0", 10**6, datetime(2090, 1, 1, tzinfo=UTC), "x")
                 held = []
                 for more in (0, 10):
                     for _ in range(more):
@@ -68,8 +74,11 @@ def test_the_estimate_covers_a_search_of_every_partition_and_narrowed_ones_plan_
                 # Each generation: its table, its key, its GIN index.
                 assert held[1] - held[0] == 30
                 # Narrowed to its blocks' month and log, the search left out the nine leaves of
-                # the other logs (each with its indexes) and their months.
+                # the other logs (each with its indexes) and their months; walking the months,
+                # it held at most one month's.
                 assert narrowed[1] < held[0] - 9 * 5, (narrowed, held[0])
+                assert walked["most_at_once"] < held[0] - 9 * 5, (walked, held[0])
+                assert walked["held_at_end"] < walked["most_at_once"], walked
                 assert room.slots == await conn.fetchval(
                     "SELECT current_setting('max_locks_per_transaction')::int"
                     " * (current_setting('max_connections')::int"
