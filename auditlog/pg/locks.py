@@ -4,9 +4,10 @@ A query locks every table and index its plan may read, partitions included, and 
 until its transaction ends. A search's probe without a time range plans every generation of
 ``search_blocks`` (auditlog/pg/search_generations.py), three relations each (the table, its key,
 its GIN index): with 402 generations one search held 1,231 locks at once (docs/performance.md,
-Search, Z5); and a search plans every partition of ``events`` when it cannot narrow them to its
-blocks' span (query/search.py: 7,421 locks at 48 logs times 24 months, P3). The estimate here
-is the most one search can hold at once: one planning every partition and generation. The
+Search, Z5); and a search plans every partition of ``events`` in one statement when events lie
+outside every month (``events_default`` holds rows; else it walks the months,
+query/search_months.py): 7,421 locks at 48 logs times 24 months, P3. The estimate here is the
+most one search can hold at once: one planning every partition and generation. The
 slots come from one table shared by the whole server, ``max_locks_per_transaction`` times
 (``max_connections`` + ``max_prepared_transactions``); when concurrent transactions need
 more, PostgreSQL refuses any transaction that needs one more lock (seals included) with "out of
