@@ -51,11 +51,12 @@ async def _search(
     most: int,
     flt: Filter = ANY_TIME,
     order_by: str = "received_at",
+    query: str = QUERY,
 ) -> tuple[list[int], int]:
     """The indexes run() finds, and how many months of ``events`` its transaction held locked."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        spec = SearchSpec(QUERY, flt, order_by, descending, 20, most, False)
+        spec = SearchSpec(query, flt, order_by, descending, 20, most, False)
         _, keys = await run(conn, spec, TOPIC)
         locks = await _months_locked(conn)
     return [k[1] for k in keys], locks
@@ -77,10 +78,11 @@ async def _one_statement(
     most: int,
     flt: Filter = ANY_TIME,
     order_by: str = "received_at",
+    query: str = QUERY,
 ) -> list[int]:
     params = SqlParams(first=3)
     sql = select_matching(
-        parse_query(QUERY),
+        parse_query(query),
         flt,
         params,
         logs="$1",
@@ -151,6 +153,24 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                     assert found == await _one_statement(
                         conn, descending=False, most=9, flt=window, order_by=order_by
                     )
+
+                # Entries without blocks (these events have none: the log says so) may lie
+                # anywhere: a search with whole tokens walks the months too, each month's
+                # ranges with them, and answers as one statement over everything.
+                await conn.execute(
+                    "INSERT INTO search_coverage (log_id, below) VALUES ($1, 300)", LOG
+                )
+                for query in ('message:"by user150 today"', 'message:"key rotated"'):
+                    for descending, most in ((True, MAX_RESULTS), (False, 120), (True, 7)):
+                        found, held = await _search(
+                            conn, descending=descending, most=most, query=query
+                        )
+                        expected = await _one_statement(
+                            conn, descending=descending, most=most, query=query
+                        )
+                        assert found == expected and found, (query, descending, most)
+                        assert held == 0
+                await conn.execute("DELETE FROM search_coverage WHERE log_id = $1", LOG)
 
                 # A page of events read by key plans (and locks) only its keys' months.
                 for idxs, months in (((3, 5), 1), ((3, 150), 2), ((3, 150, 299), 3)):
