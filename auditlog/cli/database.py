@@ -159,7 +159,10 @@ async def _compact_generations(args: argparse.Namespace) -> int:
             f" {run.seconds:.1f} s (the swap's lock at try {run.swap_attempts})"
         )
     if not done:
-        print(f"search blocks: no adjacent closed generations fit in {entries:,} entries")
+        print(
+            "search blocks: nothing to compact (no two adjacent closed generations hold"
+            f" {entries:,} entries or fewer together)"
+        )
     return EXIT_OK
 
 
