@@ -18,7 +18,8 @@ search plan every partition; and a value without a whole token found in nearly e
 order and ordered by actor (which reads every month whatever it finds). Records
 the relation locks each holds at its end and the most at once (``bench_search_generations._locks``;
 against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time; and the locks and
-time of reading the selective search's first page of events (query/events.py).
+time of reading the selective search's first page of events (query/events.py), and the time
+of exporting the whole log (query/downloads.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -39,6 +41,7 @@ from bench.bench_search_generations import _locks
 from bench.harness import percentile
 from bench.query_data import build_log
 from query import events as event_rows
+from query.downloads import _export_chunks
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter
 from sealer.partitions import Partitions
@@ -100,7 +103,28 @@ async def _page(url: str, topic: str, query: str, rounds: int) -> dict[str, Any]
     return {"events": len(keys[:20]), "locks": locks, "median_ms": percentile(took, 50)}
 
 
-async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -> dict[str, Any]:
+async def _export(url: str, log_id: str, size: int) -> dict[str, Any]:
+    """An export of the whole log, oldest first, as ``POST /v1/export`` streams it
+    (query/downloads.py), its events read in chunks: how long, for how many events."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        st = SimpleNamespace(pool=pool, settings=SimpleNamespace(max_page_bytes=4 * 1024 * 1024))
+        snap = SimpleNamespace(heads=[SimpleNamespace(log_id=log_id, size=size)])
+        params = {"order": "asc", "start": None, "end": None}
+        began = time.perf_counter()
+        events = 0
+        async for chunk in _export_chunks(st, params, None, snap, 0):  # type: ignore[arg-type]
+            events += len(chunk)
+        took = time.perf_counter() - began
+    finally:
+        await pool.close()
+    return {"events": events, "seconds": round(took, 3)}
+
+
+async def _measure(
+    url: str, topic: str, log_id: str, query: str, rounds: int, size: int
+) -> dict[str, Any]:
     conn = await asyncpg.connect(url)
     try:
         narrowed = {
@@ -108,6 +132,7 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
             "median_ms": await _time(url, topic, query, rounds),
         }
         page = await _page(url, topic, query, rounds)
+        export = await _export(url, log_id, size)
         in_order = {
             "locks": await _locks(url, topic, IN_ORDER, Filter()),
             "median_ms": await _time(url, topic, IN_ORDER, rounds),
@@ -140,6 +165,7 @@ async def _measure(url: str, topic: str, log_id: str, query: str, rounds: int) -
         "events_leaves": leaves,
         "narrowed": narrowed,
         "first_page": page,
+        "export": export,
         "every_partition": everywhere,
         "in_time_order": in_order,
         "rare_in_time_order": rare_in_order,
@@ -183,12 +209,13 @@ def main() -> None:
         for logs, months in args.layouts:
             asyncio.run(_add_leaves(bench.database_url, bench.topic, logs, months, signer))
             run_figures = asyncio.run(
-                _measure(bench.database_url, bench.topic, log_id, query, args.rounds)
+                _measure(bench.database_url, bench.topic, log_id, query, args.rounds, args.events)
             )
             run_figures["layout"] = {"logs": logs, "months": months}
             print(
                 f"{logs} logs x {months} months ({run_figures['events_leaves']} leaves):"
                 f" narrowed {run_figures['narrowed']}, its first page {run_figures['first_page']},"
+                f" an export of the log {run_figures['export']},"
                 f" every partition"
                 f" {run_figures['every_partition']}, in time order {run_figures['in_time_order']},"
                 f" a rare value in time order {run_figures['rare_in_time_order']},"
