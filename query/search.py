@@ -250,7 +250,8 @@ async def run(
                 most=spec.max_results,
                 deadline=deadline,
             )
-            return snap, keys
+            if keys is not None:
+                return snap, keys
     rows = await _matching(
         conn, expr, spec, logs, spec.max_results, blocks=blocks, generations=generations, span=span
     )
@@ -275,8 +276,11 @@ async def _matching(
     after it (a walk holds one month's at a time)."""
     params = SqlParams(first=3)
     columns = "e.log_id, e.idx, e.received_at"
-    if spec.order_by != "received_at":
-        columns += f", e.{COLUMNS[spec.order_by]} AS value"
+    if spec.order_by == "timestamp":
+        columns += f", e.{COLUMNS[spec.order_by]} AS value, false AS cut"
+    elif spec.order_by != "received_at":
+        column, prefix = f"e.{COLUMNS[spec.order_by]}", search_months.VALUE_PREFIX
+        columns += f", left({column}, {prefix}) AS value, length({column}) > {prefix} AS cut"
     sql = select_matching(
         expr,
         spec.filter,

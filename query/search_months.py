@@ -12,7 +12,10 @@ the end the results start at and stops once it has ``most``. In any other order 
 read, each for its first ``most`` in that order, merged into the best so far; the merge sorts
 exactly as the statements' ``ORDER BY`` does (query/search_sql.py ``order_clause``: the column
 in byte order, ``COLLATE "C"``, which for UTF-8 text is Python's order of code points, with
-NULLs last in either direction; then ``received_at``, ``log_id`` and ``idx``).
+NULLs last in either direction; then ``received_at``, ``log_id`` and ``idx``). It holds a
+text value's first :data:`VALUE_PREFIX` characters only, so that its memory stays bounded;
+should two neighbours agree that far with one of them longer, the walk gives up and the search
+reads its range in one statement.
 
 The search's time limit bounds the walk, not each month: each statement gets what is left of it
 (``statement_timeout``), and none starts past it (asyncpg.QueryCanceledError, as PostgreSQL
@@ -21,6 +24,7 @@ raises for a statement it cancels).
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -33,7 +37,7 @@ from auditlog.pg.locks import fetch_released
 from query import events as event_rows
 from query.search_sql import Filter
 
-__all__ = ["Month", "ReadMonth", "event_months", "first_in_order", "walk"]
+__all__ = ["VALUE_PREFIX", "Month", "ReadMonth", "event_months", "first_in_order", "walk"]
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 # A month of events: from its first instant to the next month's.
@@ -41,6 +45,11 @@ Month = tuple[datetime, datetime]
 # The rows of one month's statement, at most the given number, in the search's order: log_id,
 # idx, received_at and, ordered by another column, that column's value as ``value``.
 ReadMonth = Callable[[Month, int], Awaitable[list[Any]]]
+
+# How much of a text value the merge holds: a walk keeps at most twice max_results rows, and
+# values may be 32,766 characters long (an order by message); two rows whose values agree this
+# far and go on are told apart by the whole values, in one statement.
+VALUE_PREFIX: Final = 256
 
 # A month's partition of ``events`` (sealer/partitions.py names them).
 _MONTH_TABLE: Final = re.compile(r"events_(\d{4})_(\d{2})")
@@ -83,9 +92,11 @@ async def walk(
     descending: bool,
     most: int,
     deadline: float | None,
-) -> list[event_rows.Key]:
+) -> list[event_rows.Key] | None:
     """The keys of the first ``most`` matching events in the search's order, ``read`` a month
-    at a time, all of it by ``deadline`` (``time.monotonic()``)."""
+    at a time, all of it by ``deadline`` (``time.monotonic()``); None when the merge cannot
+    tell the order from the values' first :data:`VALUE_PREFIX` characters (the caller then
+    reads the range in one statement)."""
     in_time = order_by == "received_at"
     best: list[Any] = []
     for month in reversed(months) if descending else months:
@@ -99,8 +110,22 @@ async def walk(
             if len(best) >= most:
                 break
         else:
-            best = first_in_order([*best, *await read(month, most)], descending, most)
+            merged = first_in_order([*best, *await read(month, most)], descending, most + 1)
+            if not _told_apart(merged):
+                return None
+            best = merged[:most]
     return [(r["log_id"], r["idx"], r["received_at"]) for r in best]
+
+
+def _told_apart(rows: list[Any]) -> bool:
+    """Whether ``rows``' order by value is their true one: it is not when two neighbours have
+    the same first characters and one of them goes on (``cut``), which a whole value would
+    order differently. Only that can happen: two values that differ within the prefix differ
+    the same way whole."""
+    return not any(
+        a["value"] is not None and a["value"] == b["value"] and (a["cut"] or b["cut"])
+        for a, b in itertools.pairwise(rows)
+    )
 
 
 def first_in_order(rows: list[Any], descending: bool, most: int) -> list[Any]:

@@ -154,6 +154,37 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                         conn, descending=False, most=9, flt=window, order_by=order_by
                     )
 
+                # Long values: the merge holds their first 256 characters. Different within
+                # them, the walk goes on; agreeing that far and going on, it cannot tell their
+                # order, and the search reads its range in one statement.
+                async def actors(**by_idx: str) -> None:
+                    for idx, actor in by_idx.items():
+                        await conn.execute(
+                            "UPDATE events SET actor = $3 WHERE log_id = $1 AND idx = $2",
+                            LOG,
+                            int(idx.removeprefix("i")),
+                            actor,
+                        )
+
+                await actors(i1="q" * 250 + "b" * 50, i150="q" * 250 + "a" * 50)
+                for descending in (False, True):
+                    found, held = await _search(
+                        conn, descending=descending, most=MAX_RESULTS, order_by="actor"
+                    )
+                    expected = await _one_statement(
+                        conn, descending=descending, most=MAX_RESULTS, order_by="actor"
+                    )
+                    assert found == expected and held == 0, descending
+                await actors(i10="q" * 300 + "d", i160="q" * 300 + "c")
+                for descending in (False, True):
+                    found, held = await _search(
+                        conn, descending=descending, most=MAX_RESULTS, order_by="actor"
+                    )
+                    expected = await _one_statement(
+                        conn, descending=descending, most=MAX_RESULTS, order_by="actor"
+                    )
+                    assert found == expected and held > 0, descending
+
                 # Entries without blocks (these events have none: the log says so) may lie
                 # anywhere: a search with whole tokens walks the months too, each month's
                 # ranges with them, and answers as one statement over everything.
