@@ -10,6 +10,7 @@ import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -62,6 +63,13 @@ async def _search(
     return [k[1] for k in keys], locks
 
 
+async def _both(conn: asyncpg.Connection, **search: Any) -> tuple[list[int], list[int], int]:
+    """What run() finds, what one statement over every month finds, and the months run() held
+    locked."""
+    found, held = await _search(conn, **search)
+    return found, await _one_statement(conn, **search), held
+
+
 async def _months_locked(conn: asyncpg.Connection) -> int:
     """How many months of ``events`` this session holds locked."""
     locked: int = await conn.fetchval(
@@ -94,15 +102,21 @@ async def _one_statement(
     return [r["idx"] for r in await conn.fetch(sql, [LOG], most, *params.values)]
 
 
+async def _three_months(url: str, signer: NoteSigner) -> None:
+    """The log of 300 entries, 100 a month, with their events."""
+    await build_log(url, LOG, TOPIC, 300, signer)
+    async with connected(url) as conn:
+        await _write(conn, range(300))
+
+
 def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_reads(
     services: Services, note_signer: NoteSigner
 ) -> None:
     with scratch_database(services.database_url, f"months_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            await build_log(url, LOG, TOPIC, 300, note_signer)
+            await _three_months(url, note_signer)
             async with connected(url) as conn:
-                await _write(conn, range(300))
                 ser1 = [i for i in range(300) if "ser1" in f"user{i} "]
                 cases: list[tuple[bool, int, Filter]] = [
                     (True, MAX_RESULTS, Filter()),
@@ -114,8 +128,9 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                     (True, MAX_RESULTS, Filter(_received(150), _received(170))),
                 ]
                 for descending, most, flt in cases:
-                    found, _ = await _search(conn, descending=descending, most=most, flt=flt)
-                    expected = await _one_statement(conn, descending=descending, most=most, flt=flt)
+                    found, expected, _ = await _both(
+                        conn, descending=descending, most=most, flt=flt
+                    )
                     assert found == expected, (descending, most, flt)
                 assert (await _search(conn, descending=True, most=MAX_RESULTS))[0] == ser1[::-1]
                 # However many months it read, the walk gives back each month's locks.
@@ -138,21 +153,16 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                 for order_by in ("actor", "timestamp"):
                     for descending, most in ((True, MAX_RESULTS), (False, MAX_RESULTS),
                                              (True, 7), (False, 4), (True, 12)):  # fmt: skip
-                        found, held = await _search(
-                            conn, descending=descending, most=most, order_by=order_by
-                        )
-                        expected = await _one_statement(
+                        found, expected, held = await _both(
                             conn, descending=descending, most=most, order_by=order_by
                         )
                         assert found == expected, (order_by, descending, most)
                         assert held == 0
                     window = Filter(_received(150), _received(250))
-                    found, _ = await _search(
+                    found, expected, _ = await _both(
                         conn, descending=False, most=9, flt=window, order_by=order_by
                     )
-                    assert found == await _one_statement(
-                        conn, descending=False, most=9, flt=window, order_by=order_by
-                    )
+                    assert found == expected
 
                 # Long values: the merge holds their first 256 characters. Different within
                 # them, the walk goes on; agreeing that far and going on, it cannot tell their
@@ -168,19 +178,13 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
 
                 await actors(i1="q" * 250 + "b" * 50, i150="q" * 250 + "a" * 50)
                 for descending in (False, True):
-                    found, held = await _search(
-                        conn, descending=descending, most=MAX_RESULTS, order_by="actor"
-                    )
-                    expected = await _one_statement(
+                    found, expected, held = await _both(
                         conn, descending=descending, most=MAX_RESULTS, order_by="actor"
                     )
                     assert found == expected and held == 0, descending
                 await actors(i10="q" * 300 + "d", i160="q" * 300 + "c")
                 for descending in (False, True):
-                    found, held = await _search(
-                        conn, descending=descending, most=MAX_RESULTS, order_by="actor"
-                    )
-                    expected = await _one_statement(
+                    found, expected, held = await _both(
                         conn, descending=descending, most=MAX_RESULTS, order_by="actor"
                     )
                     assert found == expected and held > 0, descending
@@ -193,10 +197,7 @@ def test_month_by_month_answers_as_one_statement_and_plans_only_the_months_it_re
                 )
                 for query in ('message:"by user150 today"', 'message:"key rotated"'):
                     for descending, most in ((True, MAX_RESULTS), (False, 120), (True, 7)):
-                        found, held = await _search(
-                            conn, descending=descending, most=most, query=query
-                        )
-                        expected = await _one_statement(
+                        found, expected, held = await _both(
                             conn, descending=descending, most=most, query=query
                         )
                         assert found == expected and found, (query, descending, most)
@@ -240,9 +241,7 @@ def test_an_export_reads_a_month_at_a_time_in_either_order(
     with scratch_database(services.database_url, f"months_{secrets.token_hex(4)}") as url:
 
         async def check() -> None:
-            await build_log(url, LOG, TOPIC, 300, note_signer)
-            async with connected(url) as conn:
-                await _write(conn, range(300))
+            await _three_months(url, note_signer)
             pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
             assert pool is not None
             try:
