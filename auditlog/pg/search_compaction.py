@@ -40,6 +40,7 @@ from typing import Final
 import asyncpg
 
 from auditlog.pg.search_generations import (
+    CLOSED,
     LOCK_TIMEOUT,
     Conn,
     bound_closed,
@@ -101,10 +102,10 @@ class Compacted:
 async def closed_generations(conn: Conn) -> list[Closed]:
     """Every generation but the two newest, oldest first, with what its blocks hold."""
     rows = await conn.fetch(
-        "SELECT g.generation, count(b.first_idx) AS blocks,"
+        "SELECT g.generation, count(b.first_idx) AS blocks,"  # noqa: S608 - CLOSED is fixed text
         " coalesce(sum(b.last_idx - b.first_idx + 1), 0)::bigint AS entries"
         " FROM search_generations g LEFT JOIN search_blocks b ON b.generation = g.generation"
-        " WHERE g.generation < (SELECT max(generation) - 1 FROM search_generations)"
+        f" WHERE g.{CLOSED}"
         " GROUP BY g.generation ORDER BY g.generation"
     )
     return [Closed(r["generation"], r["blocks"], r["entries"]) for r in rows]
@@ -231,8 +232,8 @@ async def compact_run(conn: Conn, run: tuple[int, ...], *, attempts: int) -> Com
 async def _check_run(conn: Conn, run: tuple[int, ...]) -> None:
     """The run is still what was planned: the same closed, bounded generations, adjacent."""
     rows = await conn.fetch(
-        "SELECT generation, first_at IS NOT NULL AS bounded,"
-        " generation < (SELECT max(generation) - 1 FROM search_generations) AS closed"
+        "SELECT generation, first_at IS NOT NULL AS bounded,"  # noqa: S608 - fixed text
+        f" {CLOSED} AS closed"
         " FROM search_generations WHERE generation BETWEEN $1 AND $2 ORDER BY generation",
         run[0],
         run[-1],

@@ -32,6 +32,7 @@ from typing import Final
 import asyncpg
 
 __all__ = [
+    "CLOSED",
     "LOCK_TIMEOUT",
     "Generation",
     "Overlap",
@@ -54,6 +55,8 @@ LOCK_TIMEOUT: Final = "2s"
 # one hands over to the next) cannot open the same one twice.
 _OPEN_LOCK_ID: Final = int.from_bytes(b"srchgens", "big")
 _ENTRIES: Final = "SELECT coalesce(sum(size), 0)::bigint FROM logs"
+# Whether ``generation`` is closed: not among the two newest, so nothing writes there any more.
+CLOSED: Final = "generation < (SELECT max(generation) - 1 FROM search_generations)"
 
 
 def table_name(generation: int) -> str:
@@ -207,8 +210,7 @@ async def bound_closed(conn: Conn) -> list[int]:
     their numbers. An empty one gets a span no search overlaps."""
     bounded = []
     for (number,) in await conn.fetch(
-        "SELECT generation FROM search_generations WHERE first_at IS NULL"
-        " AND generation < (SELECT max(generation) - 1 FROM search_generations)"
+        f"SELECT generation FROM search_generations WHERE first_at IS NULL AND {CLOSED}"  # noqa: S608
         " ORDER BY generation"
     ):
         try:
