@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any
 from unittest import mock
 
@@ -116,6 +119,28 @@ async def _windowed(
 _HELD = "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'"
 
 
+@contextlib.contextmanager
+def counting_locks(module: ModuleType) -> Iterator[list[int]]:
+    """While inside, ``module``'s released reads (auditlog.pg.locks.fetch_released) also count
+    the relation locks held just before their savepoint lets go: the one item of the list
+    yielded is the most seen. ``create``: a module from before the released reads has none (a
+    run of the old code for comparison, recorded in the result's dirty_paths)."""
+    most = [0]
+
+    async def counted(conn: Any, sql: str, *args: Any) -> list[asyncpg.Record]:
+        savepoint = conn.transaction()
+        await savepoint.start()
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            most[0] = max(most[0], await conn.fetchval(_HELD) - 1)  # not the count's own pg_locks
+            return rows
+        finally:
+            await savepoint.rollback()
+
+    with mock.patch.object(module, "fetch_released", counted, create=True):
+        yield most
+
+
 async def _locks(
     url: str, topic: str, query: str, flt: Filter, order_by: str = "received_at"
 ) -> dict[str, int]:
@@ -125,33 +150,17 @@ async def _locks(
     month of a walk), whose locks go when it ends; ``most_at_once``, the most held at any
     statement's end, which is what concurrent searches need of PostgreSQL's lock table
     (``max_locks_per_transaction`` times ``max_connections``) together."""
-    most = 0
-
-    async def counted(conn: Any, sql: str, *args: Any) -> list[asyncpg.Record]:
-        # A released read, counting what is held before its savepoint lets go.
-        nonlocal most
-        savepoint = conn.transaction()
-        await savepoint.start()
-        try:
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-            most = max(most, await conn.fetchval(_HELD) - 1)  # not the count's own pg_locks
-            return rows
-        finally:
-            await savepoint.rollback()
-
     conn = await asyncpg.connect(url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             spec = SearchSpec(query, flt, order_by, True, 20, MAX_RESULTS, False)
-            # create: query/search.py from before the released reads has none (a run of the old
-            # code for comparison, recorded in the result's dirty_paths).
-            with mock.patch.object(search_module, "fetch_released", counted, create=True):
+            with counting_locks(search_module) as most:
                 await run_search(conn, spec, topic)
             held: int = await conn.fetchval(_HELD)
     finally:
         await conn.close()
-    return {"held_at_end": held, "most_at_once": max(most, held)}
+    return {"held_at_end": held, "most_at_once": max(most[0], held)}
 
 
 async def _compact(url: str) -> dict[str, Any]:

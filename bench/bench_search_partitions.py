@@ -18,8 +18,9 @@ search plan every partition; and a value without a whole token found in nearly e
 order and ordered by actor (which reads every month whatever it finds). Records
 the relation locks each holds at its end and the most at once (``bench_search_generations._locks``;
 against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time; and the locks and
-time of reading the selective search's first page of events (query/events.py), and the time
-of exporting the whole log (query/downloads.py).
+time of reading the selective search's first page of events (query/events.py), of a receipt's
+lookup of its event by hash (query/hashes.py), and of exporting the whole log
+(query/downloads.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import asyncpg
 
@@ -37,11 +39,13 @@ from auditlog.core.note import NoteSigner
 from auditlog.pg.locks import lock_room
 from bench import results
 from bench.bench_search import loaded_log
-from bench.bench_search_generations import _locks
+from bench.bench_search_generations import _HELD, _locks, counting_locks
 from bench.harness import percentile
 from bench.query_data import build_log
 from query import events as event_rows
+from query import hashes as hashes_module
 from query.downloads import _export_chunks
+from query.hashes import find_by_hash
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter
 from sealer.partitions import Partitions
@@ -122,6 +126,62 @@ async def _export(url: str, log_id: str, size: int) -> dict[str, Any]:
     return {"events": events, "seconds": round(took, 3)}
 
 
+async def _receipts(url: str, log_id: str, rounds: int) -> dict[str, Any]:
+    """What a receipt's lookup of its event costs (query/hashes.py ``find_by_hash``, as
+    ``GET /v1/receipts/{hash}`` runs it): the log's newest event by its hash alone, the same
+    with its ``received_at``, and a hash no event has (every month read, then the erasures).
+    Each: the most relation locks held at once (a released read's counted before it lets
+    go, a plain statement's at its end) and the median time."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    assert pool is not None
+    figures: dict[str, Any] = {}
+    try:
+        newest = await pool.fetchrow(
+            "SELECT event_hash, received_at FROM events WHERE log_id = $1"
+            " ORDER BY idx DESC LIMIT 1",
+            log_id,
+        )
+        assert newest is not None
+        lookups = {
+            "by_hash": (bytes(newest["event_hash"]), None),
+            "by_hash_and_time": (bytes(newest["event_hash"]), newest["received_at"]),
+            "missing": (bytes(32), None),
+        }
+        for name, (digest, received_at) in lookups.items():
+            took = []
+            for _ in range(rounds):
+                began = time.perf_counter()
+                row = await find_by_hash(pool, digest, None, received_at)
+                took.append((time.perf_counter() - began) * 1000)
+            assert (row is None) == (name == "missing"), (name, row)
+            figures[name] = {
+                "locks": await _lookup_locks(pool, digest, received_at),
+                "median_ms": percentile(took, 50),
+            }
+    finally:
+        await pool.close()
+    return figures
+
+
+async def _lookup_locks(pool: asyncpg.Pool, digest: bytes, received_at: datetime | None) -> int:
+    """The most relation locks one lookup held at once."""
+    held = [0]
+
+    async def fetchrow(sql: str, *args: Any) -> Any:
+        # A statement outside a transaction holds its locks to its end: counted there.
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql, *args)
+            held[0] = max(held[0], await conn.fetchval(_HELD) - 1)
+            return row
+
+    with (
+        counting_locks(hashes_module) as most,
+        mock.patch.object(pool, "fetchrow", fetchrow),
+    ):
+        await find_by_hash(pool, digest, None, received_at)
+    return max(most[0], held[0])
+
+
 async def _measure(
     url: str, topic: str, log_id: str, query: str, rounds: int, size: int
 ) -> dict[str, Any]:
@@ -132,6 +192,7 @@ async def _measure(
             "median_ms": await _time(url, topic, query, rounds),
         }
         page = await _page(url, topic, query, rounds)
+        receipts = await _receipts(url, log_id, rounds)
         export = await _export(url, log_id, size)
         in_order = {
             "locks": await _locks(url, topic, IN_ORDER, Filter()),
@@ -165,6 +226,7 @@ async def _measure(
         "events_leaves": leaves,
         "narrowed": narrowed,
         "first_page": page,
+        "receipts": receipts,
         "export": export,
         "every_partition": everywhere,
         "in_time_order": in_order,
@@ -215,6 +277,7 @@ def main() -> None:
             print(
                 f"{logs} logs x {months} months ({run_figures['events_leaves']} leaves):"
                 f" narrowed {run_figures['narrowed']}, its first page {run_figures['first_page']},"
+                f" receipts {run_figures['receipts']},"
                 f" an export of the log {run_figures['export']},"
                 f" every partition"
                 f" {run_figures['every_partition']}, in time order {run_figures['in_time_order']},"

@@ -5,6 +5,15 @@ The hash index is optional (:mod:`auditlog.pg.hash_index`). With the event's ``r
 envelope's, which whoever holds the envelope to verify a receipt has), the lookup reads the
 time-ordered index instead, and only the month that time falls in; without it, only the hash
 index can find the event, and a deployment without one refuses rather than reading every event.
+
+Without ``received_at``, the lookup probes a month at a time, newest first, each month's
+statement planning (and locking) that month's partitions only and giving them back once read
+(:func:`auditlog.pg.locks.fetch_released`). One statement over ``events`` plans every leaf, with
+its hash index: at 48 logs times 24 months 2,460 relations, whose locks fill PostgreSQL's
+default lock table when a few such receipts run at once (docs/performance.md, P8). An event's
+hash covers its envelope's ``received_at``, so every row with that hash lies in one month: the
+first month with a match holds the answer the one statement gives. Receipts are mostly asked
+for soon after logging, so newest first usually ends at the first month.
 """
 
 from __future__ import annotations
@@ -16,12 +25,21 @@ from datetime import datetime
 import asyncpg
 
 from auditlog.pg import hash_index
+from auditlog.pg.locks import fetch_released
+from query.search_months import event_months
+from query.search_sql import Filter
 
 # An event's row for a receipt. The tenant condition is part of the lookup, so a tenant's
 # receipt is found even when another tenant logged an identical envelope.
 _BY_HASH = (
     "SELECT log_id, idx, tenant_id FROM events"
     " WHERE event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
+    ' ORDER BY log_id COLLATE "C" LIMIT 1'
+)
+_BY_HASH_IN = (
+    "SELECT log_id, idx, tenant_id FROM events"
+    " WHERE received_at >= $3 AND received_at < $4"
+    " AND event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
     ' ORDER BY log_id COLLATE "C" LIMIT 1'
 )
 _BY_HASH_AT = (
@@ -69,5 +87,25 @@ async def find_by_hash(
     if received_at is not None:
         row = await pool.fetchrow(_BY_HASH_AT, digest, tenant_id, received_at)
     else:
-        row = await pool.fetchrow(_BY_HASH, digest, tenant_id)
+        async with pool.acquire() as conn:
+            row = await _by_hash_month_by_month(conn, digest, tenant_id)
     return row if row is not None else await pool.fetchrow(_ERASED, digest, tenant_id)
+
+
+async def _by_hash_month_by_month(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    digest: bytes,
+    tenant_id: str | None,
+) -> asyncpg.Record | None:
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # The month's bounds are constants of its plan only in a custom one: a generic plan
+        # would lock every leaf again.
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        months = await event_months(conn, Filter())
+        if months is None:  # events outside every month: only one statement finds them all
+            return await conn.fetchrow(_BY_HASH, digest, tenant_id)
+        for first, following in reversed(months):
+            rows = await fetch_released(conn, _BY_HASH_IN, digest, tenant_id, first, following)
+            if rows:
+                return rows[0]
+    return None

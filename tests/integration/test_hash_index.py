@@ -194,3 +194,55 @@ def test_the_command_reports_drops_and_builds_it(database: str) -> None:
     assert command("drop") == "hash index: none"
     assert command("status") == "hash index: none"
     assert command("create") == "hash index: hash"
+
+
+# Months apart, in two logs, nothing in the default partition: a lookup by hash alone walks the
+# months, newest first. Events 3 and 4 have one envelope (one hash) in two logs.
+WALKED = [
+    ("w-0", datetime(2026, 9, 5, tzinfo=UTC), "hospital", 0),
+    ("w-1", datetime(2026, 10, 5, tzinfo=UTC), None, 1),
+    ("w-0", datetime(2026, 11, 5, tzinfo=UTC), "clinic", 2),
+    ("w-1", datetime(2026, 11, 6, tzinfo=UTC), None, 3),
+    ("w-0", datetime(2026, 11, 6, tzinfo=UTC), None, 3),
+]
+
+
+def test_a_lookup_by_hash_alone_reads_a_month_at_a_time_newest_first(services: Services) -> None:
+    async def run(url: str) -> None:
+        async with _connect(url) as (pool, conn):
+            for log in ("w-0", "w-1"):
+                await Partitions().ensure(conn, log, [micros(at) for _, at, _, _ in WALKED])
+            for idx, (log, received, tenant, event) in enumerate(WALKED):
+                await conn.execute(
+                    "INSERT INTO events (log_id, idx, event_hash, envelope, received_at,"
+                    " kafka_offset, tenant_id) VALUES ($1, $2, $3, $4, $5, $2, $6)",
+                    log, idx, _hash(event), b"{}", received, tenant,
+                )  # fmt: skip
+
+            async def found(event: int, tenant: str | None) -> tuple[str, int] | None:
+                row = await find_by_hash(pool, _hash(event), tenant, None)
+                return None if row is None else (row["log_id"], row["idx"])
+
+            assert await found(0, None) == ("w-0", 0)  # the oldest month, reached last
+            assert await found(0, "hospital") == ("w-0", 0)
+            assert await found(0, "clinic") is None  # the tenant is part of the lookup
+            assert await found(1, None) == ("w-1", 1)
+            assert await found(2, "clinic") == ("w-0", 2)
+            # One hash in two logs: the first log in byte order, as one statement answers.
+            assert await found(3, None) == ("w-0", 4)
+            assert await found(9, None) is None
+
+            # The newest month's event is found without touching older months: a lookup that
+            # planned every leaf would wait for this lock.
+            blocker = await asyncpg.connect(url)
+            try:
+                async with blocker.transaction():
+                    await blocker.execute(
+                        f'LOCK TABLE "{partition_name(2026, 9, "w-0")}" IN ACCESS EXCLUSIVE MODE'
+                    )
+                    assert await asyncio.wait_for(found(2, None), 10) == ("w-0", 2)
+            finally:
+                await blocker.close()
+
+    with scratch_database(services.database_url, f"hash_walk_{secrets.token_hex(4)}") as url:
+        asyncio.run(run(url))
