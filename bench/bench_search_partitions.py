@@ -31,7 +31,6 @@ import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
-from unittest import mock
 
 import asyncpg
 
@@ -163,23 +162,28 @@ async def _receipts(url: str, log_id: str, rounds: int) -> dict[str, Any]:
     return figures
 
 
-async def _lookup_locks(pool: asyncpg.Pool, digest: bytes, received_at: datetime | None) -> int:
-    """The most relation locks one lookup held at once."""
-    held = [0]
+class _CountingPool:
+    """A pool whose plain statements, which hold their locks to their end, count them there."""
 
-    async def fetchrow(sql: str, *args: Any) -> Any:
-        # A statement outside a transaction holds its locks to its end: counted there.
-        async with pool.acquire() as conn, conn.transaction():
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool, self.most = pool, 0
+
+    def acquire(self) -> Any:
+        return self.pool.acquire()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(sql, *args)
-            held[0] = max(held[0], await conn.fetchval(_HELD) - 1)
+            self.most = max(self.most, await conn.fetchval(_HELD) - 1)
             return row
 
-    with (
-        counting_locks(hashes_module) as most,
-        mock.patch.object(pool, "fetchrow", fetchrow),
-    ):
-        await find_by_hash(pool, digest, None, received_at)
-    return max(most[0], held[0])
+
+async def _lookup_locks(pool: asyncpg.Pool, digest: bytes, received_at: datetime | None) -> int:
+    """The most relation locks one lookup held at once."""
+    counting = _CountingPool(pool)
+    with counting_locks(hashes_module) as most:
+        await find_by_hash(counting, digest, None, received_at)  # type: ignore[arg-type]
+    return max(most[0], counting.most)
 
 
 async def _measure(
