@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -42,7 +44,7 @@ from bench.bench_search_generations import _HELD, _locks, counting_locks
 from bench.harness import percentile
 from bench.query_data import build_log
 from query import events as event_rows
-from query import hashes as hashes_module
+from query import search_months
 from query.downloads import _export_chunks
 from query.hashes import find_by_hash
 from query.search import MAX_RESULTS, SearchSpec, run
@@ -162,28 +164,38 @@ async def _receipts(url: str, log_id: str, rounds: int) -> dict[str, Any]:
     return figures
 
 
-class _CountingPool:
-    """A pool whose plain statements, which hold their locks to their end, count them there."""
+class _Counting:
+    """A pool, or a connection of it, whose statements outside a transaction, which hold their
+    locks to their end, count them there (the most into ``most``)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool, self.most = pool, 0
+    def __init__(self, target: Any, most: list[int]) -> None:
+        self.target, self.most = target, most
 
-    def acquire(self) -> Any:
-        return self.pool.acquire()
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_Counting]:
+        async with self.target.acquire() as conn:
+            yield _Counting(conn, self.most)
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(sql, *args)
-            self.most = max(self.most, await conn.fetchval(_HELD) - 1)
+        if isinstance(self.target, asyncpg.Pool):
+            async with self.acquire() as conn:
+                return await conn.fetchrow(sql, *args)
+        async with self.target.transaction():
+            row = await self.target.fetchrow(sql, *args)
+            self.most[0] = max(self.most[0], await self.target.fetchval(_HELD) - 1)
             return row
 
 
 async def _lookup_locks(pool: asyncpg.Pool, digest: bytes, received_at: datetime | None) -> int:
-    """The most relation locks one lookup held at once."""
-    counting = _CountingPool(pool)
-    with counting_locks(hashes_module) as most:
-        await find_by_hash(counting, digest, None, received_at)  # type: ignore[arg-type]
-    return max(most[0], counting.most)
+    """The most relation locks one lookup held at once: its plain statements' and its released
+    reads' (the catalog's, before a walk of the months)."""
+    plain = [0]
+    with counting_locks(search_months) as released:
+        await find_by_hash(_Counting(pool, plain), digest, None, received_at)  # type: ignore[arg-type]
+    return max(released[0], plain[0])
 
 
 async def _measure(

@@ -7,10 +7,10 @@ time-ordered index instead, and only the month that time falls in; without it, o
 index can find the event, and a deployment without one refuses rather than reading every event.
 
 Without ``received_at``, the lookup probes a month at a time, newest first, each month's
-statement planning (and locking) that month's partitions only and giving them back once read
-(:func:`auditlog.pg.locks.fetch_released`). One statement over ``events`` plans every leaf, with
-its hash index: at 48 logs times 24 months 2,460 relations, whose locks fill PostgreSQL's
-default lock table when a few such receipts run at once (docs/performance.md, P8). An event's
+statement locking that month's partitions only, until its end. One statement over ``events``
+locks every leaf with its indexes: at 48 logs times 24 months 2,488 relations, whose locks fill
+PostgreSQL's default lock table when a few such receipts run at once (docs/performance.md,
+P8), and seals then fail for want of a lock slot. An event's
 hash covers its envelope's ``received_at``, so every row with that hash lies in one month: the
 first month with a match holds the answer the one statement gives. Receipts are mostly asked
 for soon after logging, so newest first usually ends at the first month.
@@ -25,8 +25,7 @@ from datetime import datetime
 import asyncpg
 
 from auditlog.pg import hash_index
-from auditlog.pg.locks import fetch_released
-from query.search_months import event_months
+from query.search_months import Month, event_months
 from query.search_sql import Filter
 
 # An event's row for a receipt. The tenant condition is part of the lookup, so a tenant's
@@ -36,12 +35,22 @@ _BY_HASH = (
     " WHERE event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
     ' ORDER BY log_id COLLATE "C" LIMIT 1'
 )
-_BY_HASH_IN = (
-    "SELECT log_id, idx, tenant_id FROM events"
-    " WHERE received_at >= $3 AND received_at < $4"
-    " AND event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
-    ' ORDER BY log_id COLLATE "C" LIMIT 1'
-)
+
+
+def _by_hash_in(month: Month) -> str:
+    """The lookup within one month. Its bounds are literals, not parameters, so that the plan
+    PostgreSQL caches for the prepared statement is pruned to that month's partitions: a generic
+    plan over parameters prunes at run time, after locking every leaf. One statement per month
+    in asyncpg's statement cache of each connection (100 by default)."""
+    first, following = (f"'{at.isoformat()}'::timestamptz" for at in month)
+    return (
+        "SELECT log_id, idx, tenant_id FROM events"  # noqa: S608 - datetimes of ours
+        f" WHERE received_at >= {first} AND received_at < {following}"
+        " AND event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
+        ' ORDER BY log_id COLLATE "C" LIMIT 1'
+    )
+
+
 _BY_HASH_AT = (
     "SELECT log_id, idx, tenant_id FROM events"
     " WHERE received_at = $3 AND event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
@@ -97,15 +106,13 @@ async def _by_hash_month_by_month(
     digest: bytes,
     tenant_id: str | None,
 ) -> asyncpg.Record | None:
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        # The month's bounds are constants of its plan only in a custom one: a generic plan
-        # would lock every leaf again.
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        months = await event_months(conn, Filter())
-        if months is None:  # events outside every month: only one statement finds them all
-            return await conn.fetchrow(_BY_HASH, digest, tenant_id)
-        for first, following in reversed(months):
-            rows = await fetch_released(conn, _BY_HASH_IN, digest, tenant_id, first, following)
-            if rows:
-                return rows[0]
+    # Each statement on its own (no transaction): its locks go when it ends. An event sealed
+    # meanwhile is in the newest month, read first, or was not sealed yet when asked for.
+    months = await event_months(conn, Filter())
+    if months is None:  # events outside every month: only one statement finds them all
+        return await conn.fetchrow(_BY_HASH, digest, tenant_id)
+    for month in reversed(months):
+        row = await conn.fetchrow(_by_hash_in(month), digest, tenant_id)
+        if row is not None:
+            return row
     return None
