@@ -25,7 +25,7 @@ from datetime import datetime
 import asyncpg
 
 from auditlog.pg import hash_index
-from query.search_months import Month, event_months
+from query.search_months import Month, event_months, month_table
 from query.search_sql import Filter
 
 # An event's row for a receipt. The tenant condition is part of the lookup, so a tenant's
@@ -38,15 +38,15 @@ _BY_HASH = (
 
 
 def _by_hash_in(month: Month) -> str:
-    """The lookup within one month. Its bounds are literals, not parameters, so that the plan
-    PostgreSQL caches for the prepared statement is pruned to that month's partitions: a generic
-    plan over parameters prunes at run time, after locking every leaf. One statement per month
-    in asyncpg's statement cache of each connection (100 by default)."""
-    first, following = (f"'{at.isoformat()}'::timestamptz" for at in month)
+    """The lookup within one month, read from the month's own partition of ``events``: its plan
+    covers that month's leaves only, as a generic plan too (one over ``events`` with the
+    month's bounds as parameters prunes at run time, after locking every leaf), and it needs no
+    time condition, which PostgreSQL may otherwise answer by scanning the month's time index
+    beside the hash index. One statement per month in asyncpg's statement cache of each
+    connection (100 by default)."""
     return (
-        "SELECT log_id, idx, tenant_id FROM events"  # noqa: S608 - datetimes of ours
-        f" WHERE received_at >= {first} AND received_at < {following}"
-        " AND event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
+        f"SELECT log_id, idx, tenant_id FROM {month_table(month)}"  # noqa: S608 - our name
+        " WHERE event_hash = $1 AND ($2::text IS NULL OR tenant_id = $2)"
         ' ORDER BY log_id COLLATE "C" LIMIT 1'
     )
 
@@ -112,7 +112,10 @@ async def _by_hash_month_by_month(
     if months is None:  # events outside every month: only one statement finds them all
         return await conn.fetchrow(_BY_HASH, digest, tenant_id)
     for month in reversed(months):
-        row = await conn.fetchrow(_by_hash_in(month), digest, tenant_id)
+        try:
+            row = await conn.fetchrow(_by_hash_in(month), digest, tenant_id)
+        except asyncpg.UndefinedTableError:
+            continue  # dropped by retention since the catalog was read: its events are gone
         if row is not None:
             return row
     return None

@@ -37,7 +37,15 @@ from auditlog.pg.locks import fetch_released
 from query import events as event_rows
 from query.search_sql import Filter
 
-__all__ = ["VALUE_PREFIX", "Month", "ReadMonth", "event_months", "first_in_order", "walk"]
+__all__ = [
+    "VALUE_PREFIX",
+    "Month",
+    "ReadMonth",
+    "event_months",
+    "first_in_order",
+    "month_table",
+    "walk",
+]
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 # A month of events: from its first instant to the next month's.
@@ -53,6 +61,11 @@ VALUE_PREFIX: Final = 256
 
 # A month's partition of ``events`` (sealer/partitions.py names them).
 _MONTH_TABLE: Final = re.compile(r"events_(\d{4})_(\d{2})")
+
+
+def month_table(month: Month) -> str:
+    """The name of ``month``'s partition of ``events`` (itself partitioned by log)."""
+    return f"events_{month[0].year:04d}_{month[0].month:02d}"
 
 
 async def event_months(conn: Conn, flt: Filter) -> list[Month] | None:

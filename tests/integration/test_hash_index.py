@@ -14,12 +14,16 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import asyncpg
 import pytest
 
 from auditlog.pg import hash_index
+from query import hashes
 from query.hashes import _BY_HASH_AT, HashIndexProbe, find_by_hash
+from query.search_months import event_months
+from query.search_sql import Filter
 from sealer.store import Partitions, partition_name
 from sealer.timestamps import micros
 from tests.conftest import Services, scratch_database
@@ -243,6 +247,18 @@ def test_a_lookup_by_hash_alone_reads_a_month_at_a_time_newest_first(services: S
                     assert await asyncio.wait_for(found(2, None), 10) == ("w-0", 2)
             finally:
                 await blocker.close()
+
+            # A month dropped by retention is no longer read, and one listed by the catalog
+            # but dropped before its statement runs is passed over.
+            await conn.execute("DROP TABLE events_2026_09")
+            assert await found(0, None) is None
+            assert await found(1, None) == ("w-1", 1)
+            gone = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 2, 1, tzinfo=UTC))
+            months = await event_months(conn, Filter())
+            assert months is not None
+            with mock.patch.object(hashes, "event_months", return_value=[gone, *months]):
+                assert await found(1, None) == ("w-1", 1)
+                assert await found(9, None) is None
 
     with scratch_database(services.database_url, f"hash_walk_{secrets.token_hex(4)}") as url:
         asyncio.run(run(url))
