@@ -46,7 +46,7 @@ from bench.query_data import build_log
 from query import events as event_rows
 from query import search_months
 from query.downloads import _export_chunks
-from query.hashes import find_by_hash
+from query.hashes import find_at, find_by_hash
 from query.search import MAX_RESULTS, SearchSpec, run
 from query.search_sql import Filter
 from sealer.partitions import Partitions
@@ -130,7 +130,9 @@ async def _export(url: str, log_id: str, size: int) -> dict[str, Any]:
 async def _receipts(url: str, log_id: str, rounds: int) -> dict[str, Any]:
     """What a receipt's lookup of its event costs (query/hashes.py ``find_by_hash``, as
     ``GET /v1/receipts/{hash}`` runs it): the log's newest event by its hash alone, the same
-    with its ``received_at``, and a hash no event has (every month read, then the erasures).
+    with its ``received_at``, and a hash no event has (every month read, then the erasures);
+    and by its log and index (``find_at``: receipts by idempotency key, and by index for a
+    tenant-bound token).
     Each: the most relation locks held at once (a released read's counted before it lets
     go, a plain statement's at its end) and the median time."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
@@ -138,7 +140,7 @@ async def _receipts(url: str, log_id: str, rounds: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     try:
         newest = await pool.fetchrow(
-            "SELECT event_hash, received_at FROM events WHERE log_id = $1"
+            "SELECT idx, event_hash, received_at FROM events WHERE log_id = $1"
             " ORDER BY idx DESC LIMIT 1",
             log_id,
         )
@@ -159,6 +161,14 @@ async def _receipts(url: str, log_id: str, rounds: int) -> dict[str, Any]:
                 "locks": await _lookup_locks(pool, digest, received_at),
                 "median_ms": percentile(took, 50),
             }
+        took = []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            assert await find_at(pool, log_id, newest["idx"]) is not None
+            took.append((time.perf_counter() - began) * 1000)
+        counted = [0]
+        await find_at(_Counting(pool, counted), log_id, newest["idx"])  # type: ignore[arg-type]
+        figures["by_index"] = {"locks": counted[0], "median_ms": percentile(took, 50)}
     finally:
         await pool.close()
     return figures

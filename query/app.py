@@ -57,7 +57,7 @@ from query import (
     viewer_tokens,
     web_console,
 )
-from query.hashes import HashIndexProbe, find_by_hash
+from query.hashes import HashIndexProbe, find_at, find_by_hash
 from query.heads import HeadCache
 from query.proofs import ProofBuilder
 from query.replica import READ_FROM_HEADER, REPLICA, Reads, ReplicaLag
@@ -228,11 +228,7 @@ async def receipt_by_index(request: Request) -> Response:
             request, reads, request.path_params["log"], index, entry_read=False
         )
     reads = state(request).reads()
-    row = await reads.pool.fetchrow(
-        "SELECT log_id, idx, tenant_id FROM events WHERE log_id = $1 AND idx = $2",
-        request.path_params["log"],
-        index,
-    )
+    row = await find_at(reads.pool, request.path_params["log"], index)
     return await _receipt(request, reads, token, row)
 
 

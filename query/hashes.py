@@ -1,5 +1,6 @@
-"""Finding a sealed event by its hash: through the event-hash index, or at its ``received_at``;
-an erased event through its erasure record (docs/retention.md).
+"""Finding a sealed event for a receipt: by its hash, through the event-hash index or at its
+``received_at``, an erased event through its erasure record (docs/retention.md); or by its log
+and index (:func:`find_at`).
 
 The hash index is optional (:mod:`auditlog.pg.hash_index`). With the event's ``received_at`` (its
 envelope's, which whoever holds the envelope to verify a receipt has), the lookup reads the
@@ -57,6 +58,9 @@ _BY_HASH_AT = (
     ' ORDER BY log_id COLLATE "C" LIMIT 1'
 )
 
+# By log and index: the primary key's prefix, in each month's leaf of the log.
+_AT = "SELECT log_id, idx, tenant_id, event_hash FROM events WHERE log_id = $1 AND idx = $2"
+
 # An erased event keeps its receipt: its record holds the hash, log, index and tenant.
 _ERASED = (
     "SELECT log_id, idx, tenant_id FROM erasures"
@@ -99,6 +103,12 @@ async def find_by_hash(
         async with pool.acquire() as conn:
             row = await _by_hash_month_by_month(conn, digest, tenant_id)
     return row if row is not None else await pool.fetchrow(_ERASED, digest, tenant_id)
+
+
+async def find_at(pool: asyncpg.Pool, log_id: str, idx: int) -> asyncpg.Record | None:
+    """The row of the event at ``idx`` of ``log_id`` (log_id, idx, tenant_id, event_hash), or
+    None: a receipt by index for a tenant-bound token, and by idempotency key."""
+    return await pool.fetchrow(_AT, log_id, idx)
 
 
 async def _by_hash_month_by_month(

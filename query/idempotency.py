@@ -26,6 +26,7 @@ from auditlog.core.schema import error_item
 from auditlog.pg.tokens import TokenInfo
 from auditlog.web import pangea
 from auditlog.web.pangea import PangeaResponse, not_found, validation_error
+from query.hashes import find_at
 from query.replica import READ_FROM_HEADER
 from query.state import COST_READ, authorize, state
 
@@ -37,9 +38,6 @@ MAX_TENANT_CHARS: Final = 1024
 _CLAIM = (
     "SELECT log_id, idx FROM idempotency_keys WHERE principal = $1 AND tenant_id = $2 AND key = $3"
 )
-# Apart, with the log a constant of its plan: joined to the key's row, PostgreSQL planned (and
-# locked) every partition of events, every month of every log, for each receipt.
-_EVENT = "SELECT event_hash FROM events WHERE log_id = $1 AND idx = $2"
 
 
 def principal_of(token: TokenInfo) -> str:
@@ -99,13 +97,13 @@ async def receipt_by_key(request: Request) -> Response:
             )
         tenant = token.tenant_id
     reads = state(request).reads()
-    row = await reads.pool.fetchrow(_CLAIM, principal, tenant or "", key)
-    event_hash = None
-    if row is not None:
-        event_hash = await reads.pool.fetchval(_EVENT, row["log_id"], row["idx"])
-    if row is None or event_hash is None:
+    claim = await reads.pool.fetchrow(_CLAIM, principal, tenant or "", key)
+    # Read apart, the log a constant of the event's plan: joined to the key's row, PostgreSQL
+    # planned (and locked) every partition of events, every month of every log.
+    row = None if claim is None else await find_at(reads.pool, claim["log_id"], claim["idx"])
+    if row is None:
         return not_found(request, "no event sealed under that idempotency key (yet)")
-    log_id, index = row["log_id"], row["idx"]
+    log_id, index, event_hash = row["log_id"], row["idx"], row["event_hash"]
     head = await reads.heads.covering(log_id, index, entry_read=True)
     if head is None or head.size <= index:
         return not_found(request, "no event sealed under that idempotency key (yet)")
