@@ -10,11 +10,11 @@ index can find the event, and a deployment without one refuses rather than readi
 Without ``received_at``, the lookup probes a month at a time, newest first, each month's
 statement locking that month's partitions only, until its end. One statement over ``events``
 locks every leaf with its indexes: at 48 logs times 24 months 2,488 relations, whose locks fill
-PostgreSQL's default lock table when a few such receipts run at once (docs/performance.md,
-P8), and seals then fail for want of a lock slot. An event's
-hash covers its envelope's ``received_at``, so every row with that hash lies in one month: the
-first month with a match holds the answer the one statement gives. Receipts are mostly asked
-for soon after logging, so newest first usually ends at the first month.
+PostgreSQL's default lock table when a few such receipts run at once (docs/performance.md, P8),
+and seals then fail for want of a lock slot. An event's hash covers its envelope's
+``received_at``, so every row with that hash lies in one month: the first month with a match
+holds the answer the one statement gives. Receipts are mostly asked for soon after logging, so
+newest first usually ends at the first month.
 """
 
 from __future__ import annotations
