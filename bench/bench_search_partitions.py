@@ -19,8 +19,8 @@ order and ordered by actor (which reads every month whatever it finds). Records
 the relation locks each holds at its end and the most at once (``bench_search_generations._locks``;
 against :func:`auditlog.pg.locks.lock_room`'s estimate) and its median time; and the locks and
 time of reading the selective search's first page of events (query/events.py), of a receipt's
-lookup of its event by hash (query/hashes.py), and of exporting the whole log
-(query/downloads.py).
+lookup of its event by hash or by log and index (query/hashes.py), and of exporting the whole
+log (query/downloads.py).
 """
 
 from __future__ import annotations
@@ -132,9 +132,8 @@ async def _receipts(url: str, log_id: str, rounds: int) -> dict[str, Any]:
     ``GET /v1/receipts/{hash}`` runs it): the log's newest event by its hash alone, the same
     with its ``received_at``, and a hash no event has (every month read, then the erasures);
     and by its log and index (``find_at``: receipts by idempotency key, and by index for a
-    tenant-bound token).
-    Each: the most relation locks held at once (a released read's counted before it lets
-    go, a plain statement's at its end) and the median time."""
+    tenant-bound token). Each: the most relation locks held at once (a released read's counted
+    before it lets go, a plain statement's at its end) and the median time."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
     figures: dict[str, Any] = {}
