@@ -4,10 +4,11 @@ Every HTTP answer, errors included, is a Pangea JSON envelope, because the offic
 every body it receives; each request gets a ``prq_`` id, one log line and a latency sample.
 
 One layer, :class:`Edge`, does all of that in front of Starlette, and calls the handlers of
-exact-path routes (``/v1/log``, ``/v2/log``, ``/v1/search``, ...) itself: Starlette's router
-and per-request exception wrappers cost ~30 µs of CPU per request, beside uvicorn's own ~72
-(bench/bench_http_floor.py, docs/performance.md). Templated routes and every unknown path
-still go through Starlette, and both ways map exceptions to answers through the one table
+exact-path routes (``/v1/log``, ``/v2/log``, ``/v1/search``, ...) and of templated ones
+(``/v1/logs/{log}/receipts/{index}``, tiles, ...) itself: Starlette's router and per-request
+exception wrappers cost ~30 µs of CPU per request, beside uvicorn's own ~72
+(bench/bench_http_floor.py, docs/performance.md). Unknown paths and wrong methods still go
+through Starlette, and both ways map exceptions to answers through the one table
 :func:`build_app` makes.
 """
 
@@ -25,7 +26,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from auditlog.core.errors import Pushback
 from auditlog.core.schema import error_item
@@ -130,7 +131,9 @@ class Edge:
     Per HTTP request, outermost first: a ``prq_`` id and arrival time in ``scope["state"]``
     (the Pangea envelope echoes them); the body limit (a body announced too large is refused
     unread, one that grows past it raises :class:`BodyTooLarge` out of ``receive``); the handler,
-    directly for an exact-path route of ``direct`` or through ``app`` (Starlette) otherwise;
+    directly for an exact-path route of ``direct`` or the first of ``templated`` whose template
+    and method match (as Starlette's router would pick it), through ``app`` (Starlette)
+    otherwise;
     last, one log line and one latency sample (:class:`RequestLog`). An exception out of a
     direct handler is answered by the first entry of ``handlers`` along its class's MRO (the
     table Starlette uses for the routed ones), else by the 500 handler.
@@ -143,10 +146,12 @@ class Edge:
         max_body_bytes: int,
         direct: Mapping[tuple[str, str], Route],
         handlers: Mapping[int | type[Exception], Handler],
+        templated: Sequence[Route] = (),
     ) -> None:
         self.app = app
         self.limited = BodyLimit(self._dispatch, max_body_bytes, body_too_large)
         self.direct = dict(direct)
+        self.templated = list(templated)
         self.handlers = dict(handlers)
         self.request_log = RequestLog(service)
 
@@ -177,9 +182,10 @@ class Edge:
 
     async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         """The handler of the request, behind the body limit (``receive`` is bounded)."""
-        route = self.direct.get((scope["method"], scope["path"]))
         if scope.get("root_path"):
             route = None  # mounted under a prefix: Starlette's router knows how to strip it
+        else:
+            route = self.direct.get((scope["method"], scope["path"])) or self._templated(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -191,6 +197,17 @@ class Edge:
         except Exception as exc:  # noqa: BLE001 - mapped like Starlette's, 500 for the rest
             response = await self._handler(exc)(request, exc)
         await response(scope, receive, send)
+
+    def _templated(self, scope: Any) -> Route | None:
+        """The first templated route matching path and method, its path parameters set in
+        ``scope``; None leaves the request to Starlette (no match, or the path matched with
+        another method: its 405)."""
+        for route in self.templated:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)
+                return route
+        return None
 
     def _handler(self, exc: Exception) -> Handler:
         for cls in type(exc).__mro__:
@@ -214,6 +231,21 @@ def _direct_routes(route_list: Sequence[BaseRoute]) -> dict[tuple[str, str], Rou
             continue
         for method in route.methods or ():
             out.setdefault((method, route.path), route)
+    return out
+
+
+def _templated_routes(route_list: Sequence[BaseRoute]) -> list[Route]:
+    """Every route with path parameters whose endpoint is a function, in order, up to the
+    first route of another kind (a mount, a class endpoint): past it, Starlette's order could
+    give a path to that route first."""
+    out: list[Route] = []
+    for route in route_list:
+        if not isinstance(route, Route) or not (
+            inspect.isfunction(route.endpoint) or inspect.ismethod(route.endpoint)
+        ):
+            break
+        if route.param_convertors:
+            out.append(route)
     return out
 
 
@@ -241,4 +273,6 @@ def build_app(
         OSError: _unavailable,
     }
     app = Starlette(routes=routes, lifespan=app_lifespan, exception_handlers=handlers)
-    return Edge(app, service, max_body_bytes, _direct_routes(routes), handlers)
+    return Edge(
+        app, service, max_body_bytes, _direct_routes(routes), handlers, _templated_routes(routes)
+    )
