@@ -246,8 +246,9 @@ async def readyz(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    # Starlette tries routes in order, one regular expression each: the busiest (receipts and
-    # tiles, thousands per second) come first. No two patterns overlap, so order is only cost.
+    # The edge (auditlog/web/app.py) tries templated routes in order, one regular expression
+    # each: the busiest (receipts and tiles, thousands per second) come first. No two patterns
+    # overlap, so order is only cost.
     return [
         Route("/v1/logs/{log}/receipts/{index}", receipt_by_index, methods=["GET"]),
         Route("/v1/logs/{log}/tile/{rest:path}", tile, methods=["GET"]),
