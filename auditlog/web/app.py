@@ -19,7 +19,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeGuard
 
 import asyncpg
 import structlog
@@ -225,9 +225,7 @@ def _direct_routes(route_list: Sequence[BaseRoute]) -> dict[tuple[str, str], Rou
     pair (``/v1/logs`` and ``/v1/logs/{log}`` never match the same path)."""
     out: dict[tuple[str, str], Route] = {}
     for route in route_list:
-        if not isinstance(route, Route) or route.param_convertors:
-            continue
-        if not (inspect.isfunction(route.endpoint) or inspect.ismethod(route.endpoint)):
+        if not _function_route(route) or route.param_convertors:
             continue
         for method in route.methods or ():
             out.setdefault((method, route.path), route)
@@ -240,13 +238,19 @@ def _templated_routes(route_list: Sequence[BaseRoute]) -> list[Route]:
     give a path to that route first."""
     out: list[Route] = []
     for route in route_list:
-        if not isinstance(route, Route) or not (
-            inspect.isfunction(route.endpoint) or inspect.ismethod(route.endpoint)
-        ):
+        if not _function_route(route):
             break
         if route.param_convertors:
             out.append(route)
     return out
+
+
+def _function_route(route: BaseRoute) -> TypeGuard[Route]:
+    """A route the edge may call itself: its endpoint a function taking a request (Starlette
+    treats any other endpoint as an ASGI app of its own)."""
+    return isinstance(route, Route) and (
+        inspect.isfunction(route.endpoint) or inspect.ismethod(route.endpoint)
+    )
 
 
 def build_app(
